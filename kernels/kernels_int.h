@@ -1,0 +1,117 @@
+/* kernels_int.h — private to kernels/: the bundle's body, the backend function table every
+ * backend fills (ggml iface + context), and the model's body. Backends see only this file. */
+#ifndef SR_KERNELS_INT_H
+#define SR_KERNELS_INT_H
+
+#include "sr_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- bundle internals ----------------------------------------------------------------- */
+
+struct sr__tensor {
+    char *name;        /* full name as stored (with prefix) */
+    int ndim;
+    int64_t shape[4];
+    float *data;       /* F32 view: into the mmap for F32, or an owned widened copy */
+    bool owned;
+};
+
+struct sr__vocab_slot {
+    uint64_t key;  /* sr_hash64(item_id); 0 marks an empty slot only together with index<0 */
+    int32_t index;
+};
+
+struct sr_bundle {
+    int refs;                     /* atomic */
+    struct sr_bundle_info info;
+    char *dir, *version, *prefix, *index_path;
+    /* weights */
+    void *map;                    /* mmap of the safetensors file */
+    size_t map_len;
+    struct sr__tensor *tensors;
+    int n_tensors;
+    /* vocabulary: index -> id, open-addressing key -> index */
+    char **item_ids;              /* [V]; NULL for reserved indices */
+    uint32_t *item_id_len;        /* [V] */
+    struct sr__vocab_slot *slots; /* power-of-two table */
+    uint32_t slot_mask;
+    int n_attrs;
+    char **attr_names;            /* [n_attrs] */
+    char ***attr_values;          /* [n_attrs][V] ("" for reserved) */
+    char *vocab_text;             /* backing storage for ids and attrs */
+};
+
+/* ---- backend function table ------------------------------------------------------------ */
+
+#define SR_BACKEND_API_VERSION 1
+
+/* All pointers to data are backend memory (device memory for cuda; host memory for cpu)
+ * obtained from alloc, unless said otherwise. Calls are ordered on one stream: results are
+ * visible to later calls; `download` waits for them. Matrices are row-major. */
+struct sr_backend_iface {
+    int api_version;
+    const char *name;
+    void (*destroy)(void *ctx);
+    const char *(*describe)(void *ctx);
+
+    void *(*alloc)(void *ctx, size_t bytes);          /* NULL on OOM */
+    void (*free)(void *ctx, void *p);
+    sr_err_t (*upload)(void *ctx, void *dst, const void *host_src, size_t bytes, struct sr_error *err);
+    sr_err_t (*download)(void *ctx, void *host_dst, const void *src, size_t bytes, struct sr_error *err);
+
+    /* C[M×N] = alpha·op(A)·op(B) + beta·C ; op(X) = X or Xᵀ. */
+    sr_err_t (*gemm)(void *ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                     struct sr_error *err);
+    /* out[i] = table[items[i]] (+ pos_table[pos[i]] when pos_table != NULL); n rows of d. */
+    sr_err_t (*embed)(void *ctx, const float *table, const float *pos_table, const int32_t *items,
+                      const int32_t *pos, int n, int d, float *out, struct sr_error *err);
+    /* out = (x - mean)/sqrt(var + eps) * gamma + beta per row; out may equal x. */
+    sr_err_t (*layer_norm)(void *ctx, const float *x, const float *gamma, const float *beta, int n,
+                           int d, float eps, float *out, struct sr_error *err);
+    /* x[n×d] = act(x + bias) (bias may be NULL; act may be SR_ACT_NONE). */
+    sr_err_t (*bias_act)(void *ctx, float *x, const float *bias, int n, int d, sr_act_t act,
+                         struct sr_error *err);
+    /* x[i] += y[i] for n floats. */
+    sr_err_t (*add)(void *ctx, float *x, const float *y, size_t n, struct sr_error *err);
+    /* Causal multi-head self-attention over B packed sessions. qkv is T×3d (q | k | v, heads
+     * contiguous inside each, as HF GPT-2 splits c_attn); offsets[B+1] (backend memory) bound
+     * each session's rows; out is T×d. Scale 1/sqrt(d_head). max_len bounds any session. */
+    sr_err_t (*attention)(void *ctx, const float *qkv, const int32_t *offsets, int B, int max_len,
+                          int n_heads, int d_head, float *out, struct sr_error *err);
+    /* One GRU step for n rows: gi = x·W_ihᵀ + b_ih, gh = h·W_hhᵀ + b_hh (both n×3H, gates r,z,n);
+     * r = σ(gi_r+gh_r), z = σ(gi_z+gh_z), c = tanh(gi_n + r·gh_n), h = (1-z)·c + z·h. */
+    sr_err_t (*gru_gates)(void *ctx, const float *gi, const float *gh, float *h, int n, int H,
+                          struct sr_error *err);
+    /* out[i] = src[rows[i]] for n rows of d. */
+    sr_err_t (*gather_rows)(void *ctx, const float *src, const int32_t *rows, int n, int d,
+                            float *out, struct sr_error *err);
+    /* Exact top-k (see sr_model_topk) of q[B×d] over table[V×d] rows first..V-1, with optional
+     * bias[V] and exclusion lists (backend memory, NULL for none). Results to host memory. */
+    sr_err_t (*topk)(void *ctx, const float *q, int B, const float *table, const float *bias, int d,
+                     int first, int V, const int32_t *excl_offsets, const int32_t *excl_items,
+                     int k, int32_t *host_idx, float *host_score, struct sr_error *err);
+};
+
+struct sr_backend {
+    int refs;
+    const struct sr_backend_iface *iface;
+    void *ctx;
+};
+
+/* Backend constructors (cpu always; cuda when built with SR_CUDA). */
+sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface, void **ctx,
+                             struct sr_error *err);
+#ifdef SR_HAVE_CUDA
+sr_err_t sr__backend_cuda_new(int device, const struct sr_backend_iface **iface, void **ctx,
+                              struct sr_error *err);
+int sr__cuda_device_count(void);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SR_KERNELS_INT_H */

@@ -1,0 +1,139 @@
+/* sr_kernels.h — the model engine: model bundles (DESIGN §3), compute backends (cpu, cuda),
+ * the sequence models (gpt2, gru4rec) and exact top-k retrieval.
+ * Bundles, backends and models are reference counted: a hot reload swaps a model while a
+ * batch still holds the old one. A model is used by one thread at a time (the compute
+ * worker); bundles are immutable after load and may be read from any thread. */
+#ifndef SR_KERNELS_H
+#define SR_KERNELS_H
+
+#include "sr_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- bundles -------------------------------------------------------------------------- */
+
+typedef struct sr_bundle sr_bundle_t;
+
+typedef enum sr_arch { SR_ARCH_GPT2 = 0, SR_ARCH_GRU4REC = 1 } sr_arch_t;
+typedef enum sr_act {
+    SR_ACT_NONE = 0,
+    SR_ACT_GELU_TANH = 1, /* "gelu_tanh": HF gelu_new */
+    SR_ACT_GELU_ERF = 2,  /* "gelu": exact erf form */
+    SR_ACT_RELU = 3
+} sr_act_t;
+
+/* Read-only description of a loaded bundle; owned by the bundle. */
+struct sr_bundle_info {
+    const char *dir;
+    const char *version;      /* copied into every recommendation as model_version */
+    sr_arch_t arch;
+    const char *arch_name;    /* "gpt2" | "gru4rec" */
+    int d_model, n_layers, n_heads, d_ff, max_len;
+    sr_act_t activation;
+    float layer_norm_eps;
+    int32_t n_items;          /* V: rows of the item embedding table */
+    int32_t first_index;      /* indices below are reserved */
+    int32_t oov_index;        /* unknown item ids map here */
+    bool has_output_bias;
+    int64_t n_params;         /* scalars over all model tensors */
+    uint64_t weights_bytes;   /* size of the safetensors file */
+    const char *weights_dtype;/* "F32", "F16", "BF16" or "mixed" */
+    const char *tensor_prefix;
+    const char *index_path;   /* absolute path of retrieval.index, or NULL */
+};
+
+/* Loads and checks a bundle directory (every check of DESIGN §3). On failure *out is NULL and
+ * err names the file and the first problem (tensor with expected vs actual shape, vocab line,
+ * JSON path). On success the caller owns one reference. */
+sr_err_t sr_bundle_load(const char *dir, sr_bundle_t **out, struct sr_error *err);
+sr_bundle_t *sr_bundle_ref(sr_bundle_t *b);
+/* Drops one reference; frees at zero. NULL is a no-op. */
+void sr_bundle_unref(sr_bundle_t *b);
+const struct sr_bundle_info *sr_bundle_info(const sr_bundle_t *b);
+
+/* F32 view of a tensor by its bundle-relative name (tensor_prefix is added internally), or
+ * NULL when absent. F16/BF16 weights are widened at load; the memory is owned by the bundle.
+ * shape has room for 4 dimensions; *ndim receives their count. */
+const float *sr_bundle_tensor(const sr_bundle_t *b, const char *name, int *ndim, int64_t shape[4]);
+
+/* Vocabulary. Item keys are sr_hash64 of the raw id (state stores keys, not indices). */
+int32_t sr_bundle_item_index(const sr_bundle_t *b, const char *item_id, size_t len); /* oov if unknown */
+int32_t sr_bundle_item_index_by_key(const sr_bundle_t *b, uint64_t key);             /* oov if unknown */
+/* Raw id of an index (not NUL-terminated beyond *len... it is NUL-terminated), NULL when reserved. */
+const char *sr_bundle_item_id(const sr_bundle_t *b, int32_t index, size_t *len);
+/* Attribute columns of items.tsv beyond index and item_id: column number or -1. */
+int sr_bundle_attr_column(const sr_bundle_t *b, const char *name);
+/* Attribute value of an item ("" for reserved indices), owned by the bundle. */
+const char *sr_bundle_attr(const sr_bundle_t *b, int column, int32_t index);
+
+/* ---- backends ------------------------------------------------------------------------- */
+
+typedef struct sr_backend sr_backend_t;
+
+typedef enum sr_device { SR_DEVICE_AUTO = 0, SR_DEVICE_CPU = 1, SR_DEVICE_CUDA = 2 } sr_device_t;
+
+struct sr_backend_params {
+    sr_device_t device;
+    int threads;     /* cpu: worker threads, 0 = all cores */
+    int cuda_device; /* cuda: device ordinal */
+};
+
+/* "auto" | "cpu" | "cuda" */
+sr_err_t sr_device_parse(const char *s, sr_device_t *out, struct sr_error *err);
+/* True when this build has the CUDA backend and a CUDA device is present. */
+bool sr_cuda_available(void);
+/* Creates a backend. device=auto takes CUDA when a device exists; device=cuda without one is
+ * SR_EDEVICE saying so. The caller owns one reference. */
+sr_err_t sr_backend_new(const struct sr_backend_params *p, sr_backend_t **out, struct sr_error *err);
+sr_backend_t *sr_backend_ref(sr_backend_t *be);
+void sr_backend_unref(sr_backend_t *be);
+const char *sr_backend_name(const sr_backend_t *be); /* "cpu" | "cuda" */
+/* Human description: "cpu (OpenBLAS, 2 threads)", "cuda (NVIDIA H100, sm_90)". */
+const char *sr_backend_describe(const sr_backend_t *be);
+
+/* ---- models --------------------------------------------------------------------------- */
+
+typedef struct sr_model sr_model_t;
+
+/* A micro-batch of B variable-length sessions in bundle indices, oldest item first, packed:
+ * session b is items[offsets[b] .. offsets[b+1]). Only the last max_len items are used. Every
+ * session must hold at least one item. Optional exclusion lists (excl_offsets == NULL: none)
+ * name bundle indices never to return for that session. */
+struct sr_session_batch {
+    int32_t n;
+    const int32_t *offsets;
+    const int32_t *items;
+    const int32_t *excl_offsets;
+    const int32_t *excl_items;
+};
+
+/* Uploads the bundle's weights to the backend. Takes a reference on both. */
+sr_err_t sr_model_new(sr_bundle_t *bundle, sr_backend_t *be, sr_model_t **out, struct sr_error *err);
+sr_model_t *sr_model_ref(sr_model_t *m);
+void sr_model_unref(sr_model_t *m);
+sr_bundle_t *sr_model_bundle(const sr_model_t *m); /* borrowed */
+sr_backend_t *sr_model_backend(const sr_model_t *m); /* borrowed */
+
+/* Session vectors: vecs is B×d_model on the host, row-major. */
+sr_err_t sr_model_encode(sr_model_t *m, const struct sr_session_batch *batch, float *vecs,
+                         struct sr_error *err);
+/* Exact top-k of host query vectors (B×d) over the catalogue: score = q·E[j] (+ output.bias[j])
+ * for j in first_index..V-1, minus exclusions; descending score, ties to the lower index. The
+ * B×V matrix is never materialised. Rows with fewer than k eligible items are padded with
+ * index -1 and score -INFINITY. excl_* as in sr_session_batch (NULL: none). */
+sr_err_t sr_model_topk(sr_model_t *m, int32_t n, const float *vecs, const int32_t *excl_offsets,
+                       const int32_t *excl_items, int k, int32_t *out_idx, float *out_score,
+                       struct sr_error *err);
+/* encode + topk without leaving the device: out_* are B×k on the host. */
+sr_err_t sr_model_recommend(sr_model_t *m, const struct sr_session_batch *batch, int k,
+                            int32_t *out_idx, float *out_score, struct sr_error *err);
+
+/* Floating-point operations of one encode of `tokens` total items in `n` sessions (for GFLOP/s). */
+double sr_model_encode_flops(const sr_model_t *m, int64_t tokens, int32_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SR_KERNELS_H */
