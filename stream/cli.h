@@ -1,0 +1,26 @@
+/* cli.h — private to stream/: the `streamrec <command>` table and the helpers commands share.
+ * Each command lives in its own cmd_<name>.c and is listed once in main.c's table. */
+#ifndef SR_CLI_H
+#define SR_CLI_H
+
+#include "sr_core.h"
+
+#include <stdio.h>
+
+struct sr__command {
+    const char *name;
+    int (*main)(int argc, char **argv); /* argv[0] is the command name; returns the exit code */
+    const char *summary;
+};
+
+/* Prints "streamrec <cmd>: <reason>" on one line to stderr and returns 1 (the exit code). */
+int sr__cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when argv holds -h or --help. */
+int sr__cli_wants_help(int argc, char **argv);
+/* True when stderr is a terminal (progress lines are shown only then). */
+int sr__cli_tty(void);
+
+/* Commands. */
+int sr__cmd_config(int argc, char **argv);
+
+#endif /* SR_CLI_H */

@@ -1,0 +1,66 @@
+/* main.c — `streamrec <command>`: dispatches to the command table. Every command answers
+ * --help and exits non-zero with a one-line reason on bad input. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const struct sr__command commands[] = {
+    {"config", sr__cmd_config, "list every configuration key with its default and meaning"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+int sr__cli_fail(const char *cmd, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *p = msg; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    fprintf(stderr, "streamrec %s: %s\n", cmd, msg);
+    return 1;
+}
+
+int sr__cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+            return 1;
+    return 0;
+}
+
+int sr__cli_tty(void) { return isatty(STDERR_FILENO); }
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: streamrec <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`streamrec <command> --help` describes each command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("streamrec 0.1.0\n");
+        return 0;
+    }
+    const char *lvl = getenv("STREAMREC_LOG_LEVEL");
+    sr_log_level_t level;
+    if (lvl && sr_log_level_parse(lvl, &level) == SR_OK)
+        sr_log_set_level(level);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].main(argc - 1, argv + 1);
+    fprintf(stderr, "streamrec: unknown command '%s' (see streamrec --help)\n", argv[1]);
+    return 2;
+}
