@@ -137,6 +137,7 @@ void sr__bundle_conf_free(struct sr__bundle_conf *c)
             goto out;                                                                          \
     } while (0)
 
+/* Keys the contract does not name are ignored, so training may add its own metadata. */
 sr_err_t sr__bundle_conf_parse(const char *text, size_t len, const char *fname,
                                struct sr__bundle_conf *c, struct sr_error *err)
 {
