@@ -281,19 +281,23 @@ const struct sr__state_entry *sr__state_batch_find(const sr_state_batch_t *b, ui
 
 static sr_err_t batch_grow(sr_state_batch_t *b)
 {
+    /* the index grows first: `cap` only rises once the index can hold 2 * cap entries, so a
+     * failed grow leaves a consistent batch (the probe loops need free index slots) */
     size_t cap = b->cap ? b->cap * 2 : 64;
-    struct sr__state_entry *e = realloc(b->ents, cap * sizeof *e);
-    if (!e)
-        return SR_ENOMEM;
-    b->ents = e;
-    b->cap = cap;
     size_t icap = b->index_cap ? b->index_cap : 128;
     while (icap < cap * 2)
         icap *= 2;
-    if (icap != b->index_cap) {
-        uint32_t *ix = calloc(icap, sizeof *ix);
-        if (!ix)
-            return SR_ENOMEM;
+    uint32_t *ix = NULL;
+    if (icap != b->index_cap && !(ix = calloc(icap, sizeof *ix)))
+        return SR_ENOMEM;
+    struct sr__state_entry *e = realloc(b->ents, cap * sizeof *e);
+    if (!e) {
+        free(ix);
+        return SR_ENOMEM;
+    }
+    b->ents = e;
+    b->cap = cap;
+    if (ix) {
         free(b->index);
         b->index = ix;
         b->index_cap = icap;
