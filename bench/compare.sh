@@ -42,7 +42,7 @@ ours model --arch gpt2 --d 64 --layers 2 --heads 2 --len 50 --batch 256
 ours model --arch gru4rec --d 64 --layers "$gru_layers" --len 50 --batch 256
 
 echo "== peers (bench/peers.py) -> $out/peers.jsonl" >&2
-items_csv=$(echo $items | tr ' ' ',')
+items_csv=$(printf '%s' "$items" | tr -s ' ' ',')
 "$py" "$here/peers.py" --items "$items_csv" --dim 64 --batch 256 -k 10 --len 50 --layers 2 \
     --heads 2 --gru-layers "$gru_layers" --reps "$reps" >"$out/peers.jsonl"
 
