@@ -9,6 +9,7 @@
 
 static const struct sr__command commands[] = {
     {"config", sr__cmd_config, "list every configuration key with its default and meaning"},
+    {"bundle", sr__cmd_bundle, "check a model bundle (and build its retrieval index)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
