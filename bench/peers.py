@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-CORES = os.cpu_count() or 1
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def timed(fn, reps, min_s=0.5):
