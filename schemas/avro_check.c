@@ -24,6 +24,7 @@ struct scan {
     enum sr_event_invalid *why;
     struct sr_error *err;
     long zero_items;
+    int64_t max_field;
 };
 
 static sr_err_t scan_long(struct scan *s, const char *what, int64_t *out)
@@ -112,10 +113,10 @@ static sr_err_t scan_value(struct scan *s, avro_schema_t t, const char *field, i
     case AVRO_BYTES:
         if ((rc = scan_long(s, field, &n)))
             return rc;
-        if (n > SR_EVENT_FIELD_MAX && n >= 0 && (uint64_t)n <= (uint64_t)(s->end - s->p))
+        if (n > s->max_field && (uint64_t)n <= (uint64_t)(s->end - s->p))
             return sr__invalid(s->why, SR_EVENT_INVALID_FIELD_TOO_LONG, s->err,
-                               "field %s: %lld bytes, longer than %d", field, (long long)n,
-                               SR_EVENT_FIELD_MAX);
+                               "field %s: %lld bytes, longer than %lld", field, (long long)n,
+                               (long long)s->max_field);
         return scan_skip(s, field, n);
     case AVRO_FIXED:
         return scan_skip(s, field, avro_schema_fixed_size(t));
@@ -191,10 +192,11 @@ static sr_err_t scan_value(struct scan *s, avro_schema_t t, const char *field, i
                        "Avro field %s: unsupported type", field);
 }
 
-sr_err_t sr__avro_prescan(avro_schema_t schema, const void *buf, size_t len, size_t *used,
-                          enum sr_event_invalid *why, struct sr_error *err)
+sr_err_t sr__avro_prescan(avro_schema_t schema, const void *buf, size_t len, int64_t max_field,
+                          size_t *used, enum sr_event_invalid *why, struct sr_error *err)
 {
-    struct scan s = {.p = buf, .end = (const unsigned char *)buf + len, .why = why, .err = err};
+    struct scan s = {.p = buf, .end = (const unsigned char *)buf + len, .why = why, .err = err,
+                     .max_field = max_field};
     sr_err_t rc = scan_value(&s, schema, "(record)", 0);
     if (rc == SR_OK)
         *used = (size_t)(s.p - (const unsigned char *)buf);

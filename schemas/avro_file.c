@@ -15,6 +15,46 @@ bool sr_avro_is_container(const void *buf, size_t len)
     return buf && len >= 4 && memcmp(buf, "Obj\x01", 4) == 0;
 }
 
+#define HEADER_MAX ((size_t)16 << 20)
+
+static avro_schema_t map_of_bytes(void)
+{
+    avro_schema_t bytes = avro_schema_bytes();
+    avro_schema_t map = avro_schema_map(bytes); /* takes its own reference */
+    avro_schema_decref(bytes);
+    return map;
+}
+
+/* Checks magic + metadata map before Avro C reads them: its header reader leaks when the map
+ * is malformed and allocates declared sizes, and its message for a non-container file is
+ * obscure. The header is at most HEADER_MAX bytes. */
+static sr_err_t check_header(FILE *f, const char *path, struct sr_error *err)
+{
+    char *buf = malloc(HEADER_MAX);
+    if (!buf)
+        return sr_error_set(err, SR_ENOMEM, "%s: header buffer", path);
+    size_t got = fread(buf, 1, HEADER_MAX, f);
+    sr_err_t rc = SR_OK;
+    avro_schema_t meta = NULL;
+    size_t used;
+    if (!sr_avro_is_container(buf, got)) {
+        rc = sr_error_set(err, SR_EFORMAT, "%s: not an Avro container file (no Obj\\x01)", path);
+    } else if ((meta = map_of_bytes()) == NULL) {
+        rc = sr_error_set(err, SR_ENOMEM, "%s: header schema", path);
+    } else if (sr__avro_prescan(meta, buf + 4, got - 4, INT64_MAX, &used, NULL, err) != SR_OK) {
+        sr_error_prefix(err, "%s: bad Avro container header", path);
+        rc = SR_EFORMAT;
+    } else if (got - 4 - used < 16) {
+        rc = sr_error_set(err, SR_EFORMAT, "%s: Avro container header has no sync marker", path);
+    }
+    if (err && rc == SR_EFORMAT)
+        err->code = SR_EFORMAT;
+    if (meta)
+        avro_schema_decref(meta);
+    free(buf);
+    return rc;
+}
+
 struct sr_avro_file_reader {
     FILE *fp; /* ours: Avro C is told not to close it, so no path closes it twice */
     avro_file_reader_t fr;
@@ -29,17 +69,14 @@ sr_err_t sr_avro_file_reader_open(const char *path, sr_avro_file_reader_t **out,
     if (!path || !out)
         return sr_error_set(err, SR_EINVAL, "sr_avro_file_reader_open: NULL argument");
     sr__avro_init();
-    /* Check the magic ourselves: Avro C's message for a non-container file is obscure. */
     FILE *f = fopen(path, "rb");
     if (!f)
         return sr_error_set(err, errno == ENOENT ? SR_ENOENT : SR_EIO, "%s: cannot open: %s",
                             path, strerror(errno));
-    char magic[4];
-    size_t got = fread(magic, 1, 4, f);
-    if (!sr_avro_is_container(magic, got)) {
+    sr_err_t rc = check_header(f, path, err);
+    if (rc != SR_OK) {
         fclose(f);
-        return sr_error_set(err, SR_EFORMAT, "%s: not an Avro container file (no Obj\\x01)",
-                            path);
+        return rc;
     }
     rewind(f);
     sr_avro_file_reader_t *r = calloc(1, sizeof *r);
@@ -56,7 +93,7 @@ sr_err_t sr_avro_file_reader_open(const char *path, sr_avro_file_reader_t **out,
         return SR_EFORMAT;
     }
     avro_schema_t ws = avro_file_reader_get_writer_schema(r->fr);
-    sr_err_t rc = sr__event_resolved_init(&r->res, ws, NULL, err);
+    rc = sr__event_resolved_init(&r->res, ws, NULL, err);
     avro_schema_decref(ws);
     if (rc != SR_OK) {
         sr_error_prefix(err, "%s", path);

@@ -130,7 +130,7 @@ static sr_err_t decode_avro(sr_event_decoder_t *d, struct sr__event_resolved *re
                             enum sr_event_invalid *why, struct sr_error *err)
 {
     size_t used;
-    sr_err_t rc = sr__avro_prescan(res->writer, buf, len, &used, why, err);
+    sr_err_t rc = sr__avro_prescan(res->writer, buf, len, SR_EVENT_FIELD_MAX, &used, why, err);
     if (rc != SR_OK)
         return rc;
     if (used != len)

@@ -55,10 +55,10 @@ sr_err_t sr__event_from_avro(struct sr__event_resolved *r, sr_arena_t *arena,
                              struct sr_error *err);
 
 /* Walks `schema` over buf[0..len) without allocating: every varint well formed, every length
- * within the buffer (and strings within SR_EVENT_FIELD_MAX), union and enum indices in range.
- * On success *used is the record's size. Makes Avro C's reader safe against length bombs. */
-sr_err_t sr__avro_prescan(avro_schema_t schema, const void *buf, size_t len, size_t *used,
-                          enum sr_event_invalid *why, struct sr_error *err);
+ * within the buffer (and strings/bytes within max_field), union and enum indices in range.
+ * On success *used is the value's size. Makes Avro C's reader safe against length bombs. */
+sr_err_t sr__avro_prescan(avro_schema_t schema, const void *buf, size_t len, int64_t max_field,
+                          size_t *used, enum sr_event_invalid *why, struct sr_error *err);
 
 /* Fills a generic value of our UserEvent / Recommendation schema; scratch is a work buffer
  * used to NUL-terminate strings for Avro C. */

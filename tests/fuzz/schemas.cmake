@@ -1,0 +1,7 @@
+# tests/fuzz/schemas.cmake — libFuzzer harnesses of the schemas/ decoders (included by
+# tests/fuzz/CMakeLists.txt). Corpora in corpus/<name>/ replay under CTest.
+if(TARGET sr_schemas)
+  foreach(_h event_json event_avro event_confluent avro_container)
+    sr_add_fuzz(${_h} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/${_h}.c LIBS sr_schemas)
+  endforeach()
+endif()
