@@ -25,9 +25,38 @@ static avro_schema_t map_of_bytes(void)
     return map;
 }
 
-/* Checks magic + metadata map before Avro C reads them: its header reader leaks when the map
- * is malformed and allocates declared sizes, and its message for a non-container file is
- * obscure. The header is at most HEADER_MAX bytes. */
+/* Checks the header (magic, metadata map, sync marker) before Avro C reads it: Avro C's
+ * header reader leaks on every failure path (metadata value, class, schema, block reader),
+ * allocates declared sizes, and its message for a non-container file is obscure. So the
+ * metadata map is pre-scanned, then read by Avro C into a value we own, and avro.schema must
+ * parse and avro.codec be one this Avro C build has (null, deflate, snappy, lzma). */
+static sr_err_t check_meta(avro_value_t *meta, const char *path, struct sr_error *err)
+{
+    avro_value_t v;
+    const void *p;
+    size_t n;
+    if (avro_value_get_by_name(meta, "avro.codec", &v, NULL) == 0) {
+        if (avro_value_get_bytes(&v, &p, &n) != 0)
+            return sr_error_set(err, SR_EFORMAT, "%s: bad avro.codec", path);
+        static const char *const codecs[] = {"null", "deflate", "snappy", "lzma"};
+        bool known = false;
+        for (size_t i = 0; i < sizeof codecs / sizeof codecs[0]; i++)
+            known |= n == strlen(codecs[i]) && memcmp(p, codecs[i], n) == 0;
+        if (!known)
+            return sr_error_set(err, SR_EFORMAT, "%s: unsupported Avro codec '%.*s'", path,
+                                (int)(n > 32 ? 32 : n), (const char *)p);
+    }
+    if (avro_value_get_by_name(meta, "avro.schema", &v, NULL) != 0 ||
+        avro_value_get_bytes(&v, &p, &n) != 0)
+        return sr_error_set(err, SR_EFORMAT, "%s: Avro container header has no avro.schema",
+                            path);
+    avro_schema_t ws;
+    if (sr__schema_parse(p, n, path, &ws, err) != SR_OK)
+        return SR_EFORMAT;
+    avro_schema_decref(ws);
+    return SR_OK;
+}
+
 static sr_err_t check_header(FILE *f, const char *path, struct sr_error *err)
 {
     char *buf = malloc(HEADER_MAX);
@@ -36,19 +65,35 @@ static sr_err_t check_header(FILE *f, const char *path, struct sr_error *err)
     size_t got = fread(buf, 1, HEADER_MAX, f);
     sr_err_t rc = SR_OK;
     avro_schema_t meta = NULL;
+    avro_value_iface_t *cls = NULL;
+    avro_value_t value = {0};
+    avro_reader_t rd = NULL;
     size_t used;
     if (!sr_avro_is_container(buf, got)) {
         rc = sr_error_set(err, SR_EFORMAT, "%s: not an Avro container file (no Obj\\x01)", path);
-    } else if ((meta = map_of_bytes()) == NULL) {
-        rc = sr_error_set(err, SR_ENOMEM, "%s: header schema", path);
+    } else if ((meta = map_of_bytes()) == NULL || !(cls = avro_generic_class_from_schema(meta)) ||
+               avro_generic_value_new(cls, &value) != 0 ||
+               !(rd = avro_reader_memory(buf + 4, (int64_t)(got - 4)))) {
+        rc = sr_error_set(err, SR_ENOMEM, "%s: header value", path);
     } else if (sr__avro_prescan(meta, buf + 4, got - 4, INT64_MAX, &used, NULL, err) != SR_OK) {
         sr_error_prefix(err, "%s: bad Avro container header", path);
         rc = SR_EFORMAT;
     } else if (got - 4 - used < 16) {
         rc = sr_error_set(err, SR_EFORMAT, "%s: Avro container header has no sync marker", path);
+    } else if (avro_value_read(rd, &value) != 0) {
+        rc = sr_error_set(err, SR_EFORMAT, "%s: bad Avro container header: %s", path,
+                          avro_strerror());
+    } else {
+        rc = check_meta(&value, path, err);
     }
     if (err && rc == SR_EFORMAT)
         err->code = SR_EFORMAT;
+    if (rd)
+        avro_reader_free(rd);
+    if (value.iface)
+        avro_value_decref(&value);
+    if (cls)
+        avro_value_iface_decref(cls);
     if (meta)
         avro_schema_decref(meta);
     free(buf);

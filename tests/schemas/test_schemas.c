@@ -664,9 +664,9 @@ static void check_rec_avro(const char *data, size_t len)
     assert_int_equal(avro_value_read(r, &v), 0);
     const char *str;
     size_t n;
-    int64_t l;
-    int32_t i32;
-    double d;
+    int64_t l = 0;
+    int32_t i32 = 0;
+    double d = 0;
     avro_value_get_by_name(&v, "session_id", &f, NULL);
     avro_value_get_string(&f, &str, &n);
     assert_string_equal(str, "s1");
