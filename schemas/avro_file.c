@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 bool sr_avro_is_container(const void *buf, size_t len)
 {
@@ -59,10 +60,14 @@ static sr_err_t check_meta(avro_value_t *meta, const char *path, struct sr_error
 
 static sr_err_t check_header(FILE *f, const char *path, struct sr_error *err)
 {
-    char *buf = malloc(HEADER_MAX);
+    struct stat st;
+    size_t cap = HEADER_MAX;
+    if (fstat(fileno(f), &st) == 0 && st.st_size >= 0 && (uint64_t)st.st_size < cap)
+        cap = (size_t)st.st_size + 1;
+    char *buf = malloc(cap);
     if (!buf)
         return sr_error_set(err, SR_ENOMEM, "%s: header buffer", path);
-    size_t got = fread(buf, 1, HEADER_MAX, f);
+    size_t got = fread(buf, 1, cap, f);
     sr_err_t rc = SR_OK;
     avro_schema_t meta = NULL;
     avro_value_iface_t *cls = NULL;
