@@ -6,6 +6,7 @@
 #include "model_int.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,8 @@ const float *sr__model_weight(sr_model_t *m, const char *name, int ndim, const i
 
 static void model_free(sr_model_t *m)
 {
+    if (m->filt_buf)
+        m->bi->free(m->bctx, m->filt_buf);
     for (int i = 0; i < m->n_owned; i++)
         m->bi->free(m->bctx, m->owned[i]);
     free(m->owned);
@@ -270,8 +273,44 @@ static sr_err_t topk_dev(sr_model_t *m, int32_t n, const float *dq, const int32_
         deo = a;
         dei = c;
     }
-    return m->bi->topk(m->bctx, dq, n, m->emb, m->out_bias, m->d, m->first, m->V, deo, dei, k,
-                       out_idx, out_score, err);
+    return m->bi->topk(m->bctx, dq, n, m->emb, m->filt_bias ? m->filt_bias : m->out_bias, m->d,
+                       m->first, m->V, deo, dei, k, out_idx, out_score, err);
+}
+
+sr_err_t sr_model_set_item_filter(sr_model_t *m, const uint8_t *allowed, struct sr_error *err)
+{
+    if (!m)
+        return sr_error_set(err, SR_EINVAL, "model: NULL model");
+    if (m->filt_buf) {
+        m->bi->free(m->bctx, m->filt_buf);
+        m->filt_buf = NULL;
+        m->filt_bias = NULL;
+    }
+    if (!allowed)
+        return SR_OK;
+    /* bias[j] = output.bias[j] (or 0), -INF for a disallowed item: the backends never return
+     * an item scoring -INF, so rules cost one add per score, already paid for the bias. */
+    float *host = malloc(sizeof(float) * (size_t)m->V);
+    if (!host)
+        return sr_error_set(err, SR_ENOMEM, "model: out of memory for the item filter");
+    const float *bias = m->out_bias ? sr_bundle_tensor(m->bundle, "output.bias", NULL, NULL) : NULL;
+    for (int j = 0; j < m->V; j++)
+        host[j] = allowed[j] ? (bias ? bias[j] : 0.0f) : -INFINITY;
+    sr_err_t rc = SR_OK;
+    m->filt_buf = m->bi->alloc(m->bctx, sizeof(float) * (size_t)m->V);
+    if (!m->filt_buf)
+        rc = sr_error_set(err, SR_ENOMEM, "model: out of backend memory for the item filter");
+    else
+        rc = m->bi->upload(m->bctx, m->filt_buf, host, sizeof(float) * (size_t)m->V, err);
+    free(host);
+    if (rc != SR_OK) {
+        if (m->filt_buf)
+            m->bi->free(m->bctx, m->filt_buf);
+        m->filt_buf = NULL;
+        return rc;
+    }
+    m->filt_bias = m->filt_buf;
+    return SR_OK;
 }
 
 sr_err_t sr_model_topk(sr_model_t *m, int32_t n, const float *vecs, const int32_t *excl_offsets,

@@ -45,6 +45,8 @@ struct sr_model {
     void **owned;                          /* backend allocations holding weights */
     int n_owned, cap_owned;
     const float *emb, *out_bias;           /* [V×d], [V] or NULL */
+    const float *filt_bias;                /* output.bias + item rules (-INF: excluded), or NULL */
+    void *filt_buf;                        /* backend allocation behind filt_bias */
     /* gpt2 */
     const float *wpe, *lnf_g, *lnf_b;
     struct sr__gpt2_layer *gl;

@@ -130,6 +130,10 @@ sr_err_t sr_model_topk(sr_model_t *m, int32_t n, const float *vecs, const int32_
 sr_err_t sr_model_recommend(sr_model_t *m, const struct sr_session_batch *batch, int k,
                             int32_t *out_idx, float *out_score, struct sr_error *err);
 
+/* Static item rules: allowed[j] == 0 means item j is never returned by topk/recommend (for
+ * every session). allowed has V entries (copied); NULL removes the filter. */
+sr_err_t sr_model_set_item_filter(sr_model_t *m, const uint8_t *allowed, struct sr_error *err);
+
 /* Floating-point operations of one encode of `tokens` total items in `n` sessions (for GFLOP/s). */
 double sr_model_encode_flops(const sr_model_t *m, int64_t tokens, int32_t n);
 

@@ -1,0 +1,275 @@
+/* graph.c — builds the operator graph from configuration, validates the column flow at load
+ * and runs it per micro-batch. The graph owns the long-lived things its ops share (bundle,
+ * backend, model, session store: struct sr_op_env) and every op instance.
+ * Threads: built on the caller's thread; run on one thread at a time. */
+#include "ops_int.h"
+#include "sr_kernels.h"
+#include "sr_state.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SR_GRAPH_MAX_NODES 32
+
+struct sr_graph_node {
+    const struct sr_op_desc *desc;
+    char name[96];   /* instance name: the op name, or the user's declared name */
+    char prefix[128];/* "graph.op.<name>." for declared ops, "" for built-ins */
+    void *ctx;
+    struct sr_op_ports ports;
+};
+
+struct sr_graph {
+    struct sr_op_env env;
+    sr_backend_t *backend;
+    int n;
+    struct sr_graph_node nodes[SR_GRAPH_MAX_NODES];
+};
+
+static sr_err_t add_node(sr_graph_t *g, const char *type, const char *inst, bool declared,
+                         struct sr_error *err)
+{
+    const struct sr_op_desc *d = sr__op_find(type);
+    if (!d)
+        return sr_error_set(err, SR_ECONFIG, "graph: op '%s': unknown op type '%s'", inst, type);
+    if (g->n == SR_GRAPH_MAX_NODES)
+        return sr_error_set(err, SR_ECONFIG, "graph: more than %d ops", SR_GRAPH_MAX_NODES);
+    struct sr_graph_node *nd = &g->nodes[g->n];
+    memset(nd, 0, sizeof *nd);
+    nd->desc = d;
+    snprintf(nd->name, sizeof nd->name, "%s", inst);
+    if (declared)
+        snprintf(nd->prefix, sizeof nd->prefix, "graph.op.%s.", inst);
+    sr_err_t rc = d->init(&g->env, declared ? nd->prefix : NULL, &nd->ctx, &nd->ports, err);
+    if (rc != SR_OK)
+        return sr_error_prefix(err, "graph: op '%s'", inst);
+    g->n++;
+    return SR_OK;
+}
+
+/* Walks the ops in order with the set of columns available so far: every required input must
+ * have been produced earlier with the same type. */
+static sr_err_t validate(const sr_graph_t *g, struct sr_error *err)
+{
+    struct sr_op_port avail[SR_BATCH_MAX_COLS];
+    int n_avail = 0;
+    const struct sr_op_port source[] = {
+        {SR_C_RAW, SR_COL_STR, false},
+        {SR_C_SRC_PARTITION, SR_COL_I32, false},
+        {SR_C_SRC_OFFSET, SR_COL_I64, false},
+    };
+    for (size_t i = 0; i < sizeof source / sizeof *source; i++)
+        avail[n_avail++] = source[i];
+    for (int i = 0; i < g->n; i++) {
+        const struct sr_graph_node *nd = &g->nodes[i];
+        for (int j = 0; j < nd->ports.n_in; j++) {
+            const struct sr_op_port *in = &nd->ports.in[j];
+            const struct sr_op_port *found = NULL;
+            for (int a = 0; a < n_avail; a++)
+                if (strcmp(avail[a].name, in->name) == 0)
+                    found = &avail[a];
+            if (!found && !in->optional)
+                return sr_error_set(err, SR_ECONFIG,
+                                    "graph: op '%s' (%s): missing input column '%s' (%s): no earlier "
+                                    "op produces it",
+                                    nd->name, nd->desc->name, in->name, sr_col_type_name(in->type));
+            if (found && found->type != in->type)
+                return sr_error_set(err, SR_ECONFIG,
+                                    "graph: op '%s' (%s): input column '%s' has type %s, expected %s",
+                                    nd->name, nd->desc->name, in->name,
+                                    sr_col_type_name(found->type), sr_col_type_name(in->type));
+        }
+        for (int j = 0; j < nd->ports.n_out; j++) {
+            int a = 0;
+            while (a < n_avail && strcmp(avail[a].name, nd->ports.out[j].name) != 0)
+                a++;
+            if (a == n_avail) {
+                if (n_avail == SR_BATCH_MAX_COLS)
+                    return sr_error_set(err, SR_ECONFIG, "graph: too many columns");
+                n_avail++;
+            }
+            avail[a] = nd->ports.out[j];
+        }
+    }
+    return SR_OK;
+}
+
+static sr_err_t load_model(sr_graph_t *g, struct sr_error *err)
+{
+    const sr_config_t *cfg = g->env.cfg;
+    const char *dir = sr_config_get(cfg, "model.bundle");
+    if (!dir || !*dir)
+        return sr_error_set(err, SR_ECONFIG, "model.bundle is required (the bundle directory)");
+    sr_err_t rc = sr_bundle_load(dir, &g->env.bundle, err);
+    if (rc != SR_OK)
+        return rc;
+    struct sr_backend_params bp = {0};
+    rc = sr_device_parse(sr_config_get(cfg, "device"), &bp.device, err);
+    if (rc != SR_OK)
+        return rc;
+    int64_t threads = 0;
+    rc = sr_config_get_int(cfg, "device.threads", &threads, err);
+    if (rc != SR_OK)
+        return rc;
+    bp.threads = (int)threads;
+    rc = sr_backend_new(&bp, &g->backend, err);
+    if (rc != SR_OK)
+        return rc;
+    rc = sr_model_new(g->env.bundle, g->backend, &g->env.model, err);
+    if (rc != SR_OK)
+        return rc;
+    int64_t k;
+    rc = sr_config_get_int(cfg, "recs.k", &k, err);
+    if (rc != SR_OK)
+        return rc;
+    if (k < 1 || k > 1000)
+        return sr_error_set(err, SR_ECONFIG, "recs.k: %lld is out of range (1..1000)", (long long)k);
+    g->env.k = (int32_t)k;
+    return SR_OK;
+}
+
+sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct sr_error *err)
+{
+    *out = NULL;
+    if (!p || !p->cfg || !p->stats)
+        return sr_error_set(err, SR_EINVAL, "sr_graph_new: cfg and stats are required");
+    sr_graph_t *g = calloc(1, sizeof *g);
+    if (!g)
+        return sr_error_set(err, SR_ENOMEM, "graph: out of memory");
+    g->env.cfg = p->cfg;
+    g->env.runtime = p->runtime ? p->runtime : "offline";
+    g->env.stats = p->stats;
+    g->env.sink = p->sink;
+    g->env.source_topic = p->source_topic ? p->source_topic : "";
+    g->env.input_format = p->input_format;
+    g->env.input_writer_schema_json = p->input_writer_schema_json;
+    sr_err_t rc = load_model(g, err);
+
+    bool exclude_seen = true, require_available = false;
+    if (rc == SR_OK)
+        rc = sr_config_get_bool(p->cfg, "recs.exclude_seen", &exclude_seen, err);
+    if (rc == SR_OK)
+        rc = sr_config_get_bool(p->cfg, "recs.require_available", &require_available, err);
+
+    /* The built-in chain of DESIGN §1; user-declared ops go before encode. */
+    static const char *const head[] = {"decode", "filter", "session_update", "categorify"};
+    for (size_t i = 0; rc == SR_OK && i < sizeof head / sizeof *head; i++)
+        rc = add_node(g, head[i], head[i], false, err);
+    if (rc == SR_OK && exclude_seen)
+        rc = add_node(g, "exclude_seen", "exclude_seen", false, err);
+    if (rc == SR_OK && require_available)
+        rc = add_node(g, "require_available", "require_available", false, err);
+    if (rc == SR_OK) {
+        char buf[1024];
+        const char *names[SR_GRAPH_MAX_NODES];
+        int n = sr_split_csv(sr_config_get(p->cfg, "graph.ops"), buf, sizeof buf, names,
+                             SR_GRAPH_MAX_NODES);
+        if (n < 0)
+            rc = sr_error_set(err, SR_ECONFIG, "graph.ops: too many ops");
+        for (int i = 0; rc == SR_OK && i < n; i++) {
+            char key[160];
+            snprintf(key, sizeof key, "graph.op.%s.type", names[i]);
+            const char *type = sr_config_get(p->cfg, key);
+            if (!type)
+                rc = sr_error_set(err, SR_ECONFIG, "graph.ops names '%s' but %s is not set",
+                                  names[i], key);
+            else
+                rc = add_node(g, type, names[i], true, err);
+        }
+    }
+    static const char *const tail[] = {"encode", "retrieve"};
+    for (size_t i = 0; rc == SR_OK && i < sizeof tail / sizeof *tail; i++)
+        rc = add_node(g, tail[i], tail[i], false, err);
+    if (rc == SR_OK && p->eval)
+        rc = add_node(g, "eval", "eval", false, err);
+    if (rc == SR_OK)
+        rc = add_node(g, "sink", "sink", false, err);
+    if (rc == SR_OK)
+        rc = validate(g, err);
+    if (rc != SR_OK) {
+        sr_graph_destroy(g);
+        return rc;
+    }
+    *out = g;
+    return SR_OK;
+}
+
+void sr_graph_destroy(sr_graph_t *g)
+{
+    if (!g)
+        return;
+    for (int i = g->n - 1; i >= 0; i--)
+        if (g->nodes[i].desc->fini)
+            g->nodes[i].desc->fini(g->nodes[i].ctx);
+    sr__env_release(&g->env);
+    sr_model_unref(g->env.model);
+    sr_backend_unref(g->backend);
+    sr_bundle_unref(g->env.bundle);
+    free(g->env.item_allowed);
+    free(g);
+}
+
+sr_err_t sr_graph_commit(sr_graph_t *g, uint64_t state_id, struct sr_error *err)
+{
+    return sr_state_commit(g->env.state, state_id, err);
+}
+
+void sr_graph_discard(sr_graph_t *g, uint64_t state_id) { sr_state_discard(g->env.state, state_id); }
+
+int64_t sr_graph_applied_offset(const sr_graph_t *g, int32_t partition)
+{
+    return sr_state_applied_offset(g->env.state, partition);
+}
+
+sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err)
+{
+    g->env.has_staged = false;
+    __atomic_fetch_add(&g->env.stats->batches, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < g->n; i++) {
+        struct sr_graph_node *nd = &g->nodes[i];
+        uint64_t t0 = sr_now_ns();
+        sr_err_t rc = nd->desc->run(nd->ctx, &g->env, b, err);
+        sr_stats_stage(g->env.stats, nd->desc->name, sr_now_ns() - t0);
+        if (rc != SR_OK) {
+            if (g->env.has_staged)
+                sr_state_discard(g->env.state, g->env.staged_id);
+            return sr_error_prefix(err, "op '%s'", nd->name);
+        }
+    }
+    b->has_state = g->env.has_staged;
+    b->state_id = g->env.staged_id;
+    return SR_OK;
+}
+
+uint64_t sr_graph_sessions(sr_graph_t *g) { return sr_state_count(g->env.state); }
+
+void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r)
+{
+    memset(r, 0, sizeof *r);
+    if (g->env.eval)
+        *r = *g->env.eval;
+}
+
+const char *sr_graph_model_version(const sr_graph_t *g)
+{
+    return sr_bundle_info(g->env.bundle)->version;
+}
+
+static void print_ports(FILE *f, const struct sr_op_port *ports, int n)
+{
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s%s%s:%s", i ? ", " : "", ports[i].name, ports[i].optional ? "?" : "",
+                sr_col_type_name(ports[i].type));
+}
+
+void sr_graph_describe(const sr_graph_t *g, FILE *f)
+{
+    for (int i = 0; i < g->n; i++) {
+        const struct sr_graph_node *nd = &g->nodes[i];
+        fprintf(f, "%2d %-18s (%s)  ", i, nd->name, nd->desc->name);
+        print_ports(f, nd->ports.in, nd->ports.n_in);
+        fprintf(f, " -> ");
+        print_ports(f, nd->ports.out, nd->ports.n_out);
+        fprintf(f, "\n");
+    }
+}

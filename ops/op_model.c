@@ -1,0 +1,196 @@
+/* op_model.c — the model ops:
+ *   `categorify`  session item keys (hashes of raw ids, as state stores them) → bundle indices,
+ *                 unknown → items.oov_index;
+ *   `encode`      the sequence model over every trigger row's session, one batched call;
+ *   `retrieve`    exact top-k over the catalogue for those rows (B×k), honouring the per-row
+ *                 `exclude` lists and the static item rules (env->item_allowed).
+ * The model is the graph's (env->model); these ops own only their contexts. */
+#include "ops_int.h"
+#include "sr_kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- categorify ----------------------------------------------------------------------- */
+
+static sr_err_t categorify_init(struct sr_op_env *env, const char *prefix, void **ctx,
+                                struct sr_op_ports *ports, struct sr_error *err)
+{
+    (void)env, (void)prefix, (void)err;
+    *ctx = NULL;
+    sr__port_in(ports, SR_C_SESSION_KEYS, SR_COL_LIST_U64, false);
+    sr__port_out(ports, SR_C_SESSION_ITEMS, SR_COL_LIST_I32);
+    return SR_OK;
+}
+
+static sr_err_t categorify_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
+                               struct sr_error *err)
+{
+    (void)ctx;
+    struct sr_col *keys = sr_batch_col(b, SR_C_SESSION_KEYS), *items;
+    int32_t total = keys->offsets[b->n];
+    sr_err_t rc = sr_batch_add(b, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, total, &items, err);
+    if (rc != SR_OK)
+        return rc;
+    memcpy(items->offsets, keys->offsets, sizeof(int32_t) * (size_t)(b->n + 1));
+    const uint64_t *k = keys->data;
+    int32_t *out = items->data;
+    for (int32_t i = 0; i < total; i++)
+        out[i] = sr_bundle_item_index_by_key(env->bundle, k[i]);
+    return SR_OK;
+}
+
+const struct sr_op_desc sr__op_categorify = {
+    .name = "categorify",
+    .help = "map session item keys to bundle indices (unknown -> items.oov_index)",
+    .init = categorify_init,
+    .run = categorify_run,
+};
+
+/* ---- encode --------------------------------------------------------------------------- */
+
+static sr_err_t encode_init(struct sr_op_env *env, const char *prefix, void **ctx,
+                            struct sr_op_ports *ports, struct sr_error *err)
+{
+    (void)env, (void)prefix, (void)err;
+    *ctx = NULL;
+    sr__port_in(ports, SR_C_TRIGGER, SR_COL_I32, false);
+    sr__port_in(ports, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, false);
+    sr__port_out(ports, SR_C_VEC, SR_COL_LIST_F32);
+    return SR_OK;
+}
+
+static sr_err_t encode_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
+                           struct sr_error *err)
+{
+    (void)ctx;
+    const int d = sr_bundle_info(env->bundle)->d_model;
+    struct sr_col *items = sr_batch_col(b, SR_C_SESSION_ITEMS), *vec;
+    const int32_t *trig = sr_batch_col(b, SR_C_TRIGGER)->data;
+    /* Pack the trigger rows with a non-empty session into one model batch. */
+    int32_t n = 0, tokens = 0;
+    for (int32_t s = 0; s < b->n_sel; s++) {
+        int32_t r = b->sel[s];
+        int32_t len = items->offsets[r + 1] - items->offsets[r];
+        if (trig[r] && len > 0) {
+            n++;
+            tokens += len;
+        }
+    }
+    sr_err_t rc = sr_batch_add(b, SR_C_VEC, SR_COL_LIST_F32, (int64_t)n * d, &vec, err);
+    if (rc != SR_OK || n == 0)
+        return rc;
+    int32_t *offsets = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)(n + 1), 16);
+    int32_t *packed = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)(tokens > 0 ? tokens : 1), 16);
+    if (!offsets || !packed)
+        return sr_error_set(err, SR_ENOMEM, "encode: out of memory");
+    const int32_t *src = items->data;
+    int32_t j = 0, t = 0;
+    offsets[0] = 0;
+    for (int32_t r = 0, s = 0; r < b->n; r++) {
+        /* vec offsets are per row (empty for rows not encoded), rows in order */
+        vec->offsets[r + 1] = vec->offsets[r];
+        if (s < b->n_sel && b->sel[s] == r) {
+            s++;
+            int32_t lo = items->offsets[r], hi = items->offsets[r + 1];
+            if (trig[r] && hi > lo) {
+                memcpy(packed + t, src + lo, sizeof(int32_t) * (size_t)(hi - lo));
+                t += hi - lo;
+                offsets[++j] = t;
+                vec->offsets[r + 1] += d;
+            }
+        }
+    }
+    struct sr_session_batch sb = {.n = n, .offsets = offsets, .items = packed};
+    return sr_model_encode(env->model, &sb, vec->data, err);
+}
+
+const struct sr_op_desc sr__op_encode = {
+    .name = "encode",
+    .help = "session vectors from the sequence model (gpt2 or gru4rec) for trigger rows",
+    .init = encode_init,
+    .run = encode_run,
+};
+
+/* ---- retrieve ------------------------------------------------------------------------- */
+
+struct retrieve_ctx {
+    bool filter_set;
+};
+
+static sr_err_t retrieve_init(struct sr_op_env *env, const char *prefix, void **ctx,
+                              struct sr_op_ports *ports, struct sr_error *err)
+{
+    (void)prefix;
+    struct retrieve_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return sr_error_set(err, SR_ENOMEM, "out of memory");
+    *ctx = c;
+    sr__port_in(ports, SR_C_VEC, SR_COL_LIST_F32, false);
+    sr__port_in(ports, SR_C_EXCLUDE, SR_COL_LIST_I32, true);
+    sr__port_out(ports, SR_C_REC_ITEMS, SR_COL_LIST_I32);
+    sr__port_out(ports, SR_C_REC_SCORES, SR_COL_LIST_F32);
+    (void)env;
+    return SR_OK;
+}
+
+static sr_err_t retrieve_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
+                             struct sr_error *err)
+{
+    struct retrieve_ctx *c = ctx;
+    const int d = sr_bundle_info(env->bundle)->d_model;
+    const int k = env->k;
+    if (!c->filter_set) {
+        /* Static rules are final once every op's init ran: hand them to the model once. */
+        sr_err_t rc = sr_model_set_item_filter(env->model, env->item_allowed, err);
+        if (rc != SR_OK)
+            return rc;
+        c->filter_set = true;
+    }
+    struct sr_col *vec = sr_batch_col(b, SR_C_VEC), *ex = sr_batch_col(b, SR_C_EXCLUDE);
+    int32_t n = vec->offsets[b->n] / d;
+    struct sr_col *ri, *rs;
+    sr_err_t rc = sr_batch_add(b, SR_C_REC_ITEMS, SR_COL_LIST_I32, (int64_t)n * k, &ri, err);
+    if (rc == SR_OK)
+        rc = sr_batch_add(b, SR_C_REC_SCORES, SR_COL_LIST_F32, (int64_t)n * k, &rs, err);
+    if (rc != SR_OK || n == 0)
+        return rc;
+    /* Exclusion lists for the encoded rows only, in the same order. */
+    int32_t *eo = NULL, *ei = NULL;
+    if (ex) {
+        eo = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)(n + 1), 16);
+        ei = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)(ex->offsets[b->n] + 1), 16);
+        if (!eo || !ei)
+            return sr_error_set(err, SR_ENOMEM, "retrieve: out of memory");
+        const int32_t *src = ex->data;
+        int32_t j = 0, t = 0;
+        eo[0] = 0;
+        for (int32_t r = 0; r < b->n; r++) {
+            if (vec->offsets[r + 1] == vec->offsets[r])
+                continue;
+            int32_t lo = ex->offsets[r], hi = ex->offsets[r + 1];
+            memcpy(ei + t, src + lo, sizeof(int32_t) * (size_t)(hi - lo));
+            t += hi - lo;
+            eo[++j] = t;
+        }
+    }
+    rc = sr_model_topk(env->model, n, vec->data, eo, ei, k, ri->data, rs->data, err);
+    if (rc != SR_OK)
+        return rc;
+    for (int32_t r = 0; r < b->n; r++) {
+        int32_t has = vec->offsets[r + 1] > vec->offsets[r];
+        ri->offsets[r + 1] = ri->offsets[r] + (has ? k : 0);
+        rs->offsets[r + 1] = ri->offsets[r + 1];
+    }
+    return SR_OK;
+}
+
+static void retrieve_fini(void *ctx) { free(ctx); }
+
+const struct sr_op_desc sr__op_retrieve = {
+    .name = "retrieve",
+    .help = "exact top-k over the catalogue (B x k), honouring exclusions and item rules",
+    .init = retrieve_init,
+    .run = retrieve_run,
+    .fini = retrieve_fini,
+};

@@ -1,0 +1,156 @@
+/* op_rules.c — item rules applied inside retrieval, so top-k is taken over allowed items only
+ * (never fewer than k when the catalogue allows):
+ *   `exclude_seen`      per row: the session's own items are excluded (recs.exclude_seen);
+ *   `require_available` static: items whose `available` attribute is 0 are excluded;
+ *   `drop_items`        static, user-declared: items whose attribute is in a list are excluded,
+ *                       e.g. graph.ops=no_clearance
+ *                            graph.op.no_clearance.type=drop_items
+ *                            graph.op.no_clearance.attribute=category
+ *                            graph.op.no_clearance.values=clearance,gift-cards
+ * Static rules fold into env->item_allowed once at load, so they cost nothing per batch. */
+#include "ops_int.h"
+#include "sr_kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- exclude_seen --------------------------------------------------------------------- */
+
+static sr_err_t exclude_init(struct sr_op_env *env, const char *prefix, void **ctx,
+                             struct sr_op_ports *ports, struct sr_error *err)
+{
+    (void)env, (void)prefix, (void)err;
+    *ctx = NULL;
+    sr__port_in(ports, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, false);
+    sr__port_out(ports, SR_C_EXCLUDE, SR_COL_LIST_I32);
+    return SR_OK;
+}
+
+static sr_err_t exclude_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
+                            struct sr_error *err)
+{
+    (void)ctx, (void)env;
+    struct sr_col *items = sr_batch_col(b, SR_C_SESSION_ITEMS), *ex;
+    int32_t total = items->offsets[b->n];
+    sr_err_t rc = sr_batch_add(b, SR_C_EXCLUDE, SR_COL_LIST_I32, total, &ex, err);
+    if (rc != SR_OK)
+        return rc;
+    /* Same rows, same lists: the backend's exclusion test tolerates duplicates. */
+    memcpy(ex->offsets, items->offsets, sizeof(int32_t) * (size_t)(b->n + 1));
+    if (total > 0)
+        memcpy(ex->data, items->data, sizeof(int32_t) * (size_t)total);
+    return SR_OK;
+}
+
+const struct sr_op_desc sr__op_exclude_seen = {
+    .name = "exclude_seen",
+    .help = "never recommend an item already in the session",
+    .init = exclude_init,
+    .run = exclude_run,
+};
+
+/* ---- static item rules ---------------------------------------------------------------- */
+
+static sr_err_t allowed_table(struct sr_op_env *env, struct sr_error *err)
+{
+    if (env->item_allowed)
+        return SR_OK;
+    int32_t V = sr_bundle_info(env->bundle)->n_items;
+    env->item_allowed = malloc((size_t)V);
+    if (!env->item_allowed)
+        return sr_error_set(err, SR_ENOMEM, "out of memory for the item rule table");
+    memset(env->item_allowed, 1, (size_t)V);
+    return SR_OK;
+}
+
+/* Excludes every item whose `attr` equals one of values[] (or, when negate, none of them). */
+static sr_err_t apply_attr_rule(struct sr_op_env *env, const char *attr, const char **values,
+                                int n_values, bool negate, int64_t *excluded, struct sr_error *err)
+{
+    const struct sr_bundle_info *bi = sr_bundle_info(env->bundle);
+    int col = sr_bundle_attr_column(env->bundle, attr);
+    if (col < 0)
+        return sr_error_set(err, SR_ECONFIG, "items.tsv of bundle %s has no column '%s'", bi->dir,
+                            attr);
+    sr_err_t rc = allowed_table(env, err);
+    if (rc != SR_OK)
+        return rc;
+    *excluded = 0;
+    for (int32_t j = bi->first_index; j < bi->n_items; j++) {
+        const char *v = sr_bundle_attr(env->bundle, col, j);
+        bool match = false;
+        for (int i = 0; i < n_values && !match; i++)
+            match = strcmp(v, values[i]) == 0;
+        if (match != negate) {
+            *excluded += env->item_allowed[j];
+            env->item_allowed[j] = 0;
+        }
+    }
+    return SR_OK;
+}
+
+static sr_err_t require_available_init(struct sr_op_env *env, const char *prefix, void **ctx,
+                                       struct sr_op_ports *ports, struct sr_error *err)
+{
+    (void)prefix, (void)ports;
+    *ctx = NULL;
+    static const char *const zero[] = {"0", "false", "no"};
+    int64_t n;
+    sr_err_t rc = apply_attr_rule(env, "available", (const char **)zero, 3, false, &n, err);
+    if (rc != SR_OK)
+        return sr_error_prefix(err, "recs.require_available");
+    sr_log(SR_LOG_INFO, "ops", "require_available", "excluded=%lld", (long long)n);
+    return SR_OK;
+}
+
+static sr_err_t static_rule_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
+                                struct sr_error *err)
+{
+    (void)ctx, (void)env, (void)b, (void)err;
+    return SR_OK; /* folded into env->item_allowed at init */
+}
+
+const struct sr_op_desc sr__op_require_available = {
+    .name = "require_available",
+    .help = "never recommend items whose `available` attribute is 0",
+    .init = require_available_init,
+    .run = static_rule_run,
+};
+
+static sr_err_t drop_items_init(struct sr_op_env *env, const char *prefix, void **ctx,
+                                struct sr_op_ports *ports, struct sr_error *err)
+{
+    (void)ports;
+    *ctx = NULL;
+    char key[200];
+    if (!prefix)
+        return sr_error_set(err, SR_ECONFIG, "drop_items must be declared under graph.op.<name>.");
+    snprintf(key, sizeof key, "%sattribute", prefix);
+    const char *attr = sr_config_get(env->cfg, key);
+    if (!attr || !*attr)
+        return sr_error_set(err, SR_ECONFIG, "%s is required", key);
+    snprintf(key, sizeof key, "%svalues", prefix);
+    char buf[2048];
+    const char *values[128];
+    int n = sr_split_csv(sr_config_get(env->cfg, key), buf, sizeof buf, values, 128);
+    if (n <= 0)
+        return sr_error_set(err, SR_ECONFIG, "%s: expected a comma-separated list (at most 128)", key);
+    snprintf(key, sizeof key, "%skeep", prefix);
+    bool keep = false; /* keep=true inverts: only the listed values stay recommendable */
+    if (sr_config_get(env->cfg, key) && sr_config_get_bool(env->cfg, key, &keep, err) != SR_OK)
+        return SR_ECONFIG;
+    int64_t excluded;
+    sr_err_t rc = apply_attr_rule(env, attr, values, n, keep, &excluded, err);
+    if (rc == SR_OK)
+        sr_log(SR_LOG_INFO, "ops", "drop_items", "op=%s attribute=%s excluded=%lld", prefix, attr,
+               (long long)excluded);
+    return rc;
+}
+
+const struct sr_op_desc sr__op_drop_items = {
+    .name = "drop_items",
+    .help = "never recommend items whose attribute (graph.op.<name>.attribute) is in .values "
+            "(or, with .keep=true, is not)",
+    .init = drop_items_init,
+    .run = static_rule_run,
+};

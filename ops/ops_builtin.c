@@ -1,0 +1,30 @@
+/* ops_builtin.c — the registry of op types: one table, looked up by name (Redis's command
+ * table habit). A new op is a descriptor in its own file plus one line here. */
+#include "ops_int.h"
+
+#include <string.h>
+
+extern const struct sr_op_desc sr__op_decode, sr__op_filter, sr__op_session_update,
+    sr__op_categorify, sr__op_exclude_seen, sr__op_require_available, sr__op_drop_items,
+    sr__op_encode, sr__op_retrieve, sr__op_eval, sr__op_sink;
+
+static const struct sr_op_desc *const registry[] = {
+    &sr__op_decode,     &sr__op_filter,           &sr__op_session_update,
+    &sr__op_categorify, &sr__op_exclude_seen,     &sr__op_require_available,
+    &sr__op_drop_items, &sr__op_encode,           &sr__op_retrieve,
+    &sr__op_eval,       &sr__op_sink,
+};
+
+const struct sr_op_desc *sr__op_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof registry / sizeof *registry; i++)
+        if (strcmp(registry[i]->name, name) == 0)
+            return registry[i];
+    return NULL;
+}
+
+void sr__op_list(FILE *f)
+{
+    for (size_t i = 0; i < sizeof registry / sizeof *registry; i++)
+        fprintf(f, "  %-18s %s\n", registry[i]->name, registry[i]->help);
+}

@@ -1,0 +1,170 @@
+/* sr_ops.h — the operator graph: a columnar micro-batch, op descriptors and instances, a graph
+ * built from configuration and validated at load, and its executor. The same graph runs
+ * online (stream/ feeds it from Kafka) and offline (replay feeds it from a file or a topic
+ * range); per-runtime variants (state backend, sink) are chosen by configuration.
+ * Threads: a graph runs on one thread at a time (the compute worker); building it is done
+ * before the first batch. */
+#ifndef SR_OPS_H
+#define SR_OPS_H
+
+#include "sr_core.h"
+
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- columnar batch ------------------------------------------------------------------- */
+
+typedef enum sr_col_type {
+    SR_COL_I32 = 0,
+    SR_COL_I64,
+    SR_COL_U64,
+    SR_COL_F32,
+    SR_COL_STR,      /* const char *[n] + uint32_t lens[n]; NULL = null */
+    SR_COL_LIST_I32, /* ragged: offsets[n+1] into int32 values */
+    SR_COL_LIST_U64,
+    SR_COL_LIST_F32,
+    SR_COL__COUNT
+} sr_col_type_t;
+
+const char *sr_col_type_name(sr_col_type_t t);
+
+/* A named column. Fixed types hold n values in `data`; STR holds pointers in `data` and
+ * lengths in `lens`; lists hold offsets[n+1] and the flattened values in `data`. Memory is
+ * owned by the batch's arena (or, for constant columns, by the op that published them). */
+struct sr_col {
+    const char *name;
+    sr_col_type_t type;
+    void *data;
+    uint32_t *lens;
+    int32_t *offsets;
+};
+
+#define SR_BATCH_MAX_COLS 48
+
+/* One micro-batch: rows are records in arrival order (source order is preserved end to end).
+ * `sel` lists the live rows in order; ops that drop rows (decode failures, filters) shrink it,
+ * never reorder it. Everything is arena memory, reset after the batch. */
+struct sr_batch {
+    sr_arena_t *arena;
+    int32_t n;          /* rows */
+    int32_t *sel;       /* live rows, ascending */
+    int32_t n_sel;
+    int n_cols;
+    struct sr_col cols[SR_BATCH_MAX_COLS];
+    bool has_state;     /* set by sr_graph_run: the batch staged state updates ... */
+    uint64_t state_id;  /* ... under this id, to commit once its outputs are delivered */
+};
+
+/* Prepares an empty batch of n rows with all rows selected, in arena memory. */
+sr_err_t sr_batch_init(struct sr_batch *b, sr_arena_t *arena, int32_t n, struct sr_error *err);
+/* The column of that name, or NULL. */
+struct sr_col *sr_batch_col(struct sr_batch *b, const char *name);
+/* Adds (or replaces) a column; fixed and STR columns get n zeroed slots, lists get n+1 zeroed
+ * offsets and `list_cap` value slots (values may be NULL when list_cap is 0). */
+sr_err_t sr_batch_add(struct sr_batch *b, const char *name, sr_col_type_t type, int64_t list_cap,
+                      struct sr_col **out, struct sr_error *err);
+/* Drops row r from the selection (no-op when not selected). O(n_sel). Prefer sr_batch_filter. */
+void sr_batch_filter(struct sr_batch *b, const uint8_t *keep); /* keep[n]: keep row when non-zero */
+
+/* ---- statistics ----------------------------------------------------------------------- */
+
+/* Invalid-input reasons are strings owned by whoever produced them (codecs define theirs);
+ * counters are keyed by reason. Updated by the compute thread, read by the metrics thread. */
+#define SR_STATS_MAX_REASONS 32
+#define SR_STATS_MAX_STAGES 16
+struct sr_stats {
+    uint64_t events;          /* records offered to the graph */
+    uint64_t invalid;         /* records dropped as invalid (sum over reasons) */
+    uint64_t filtered;        /* valid records of types neither stored nor triggering */
+    uint64_t recommendations; /* recommendations emitted */
+    uint64_t batches;
+    uint64_t sessions_seen;   /* distinct sessions touched (approximate for large streams) */
+    int n_reasons;
+    const char *reason[SR_STATS_MAX_REASONS];
+    uint64_t reason_count[SR_STATS_MAX_REASONS];
+    int n_stages;
+    const char *stage[SR_STATS_MAX_STAGES];
+    uint64_t stage_ns[SR_STATS_MAX_STAGES];
+};
+void sr_stats_invalid(struct sr_stats *s, const char *reason);
+void sr_stats_stage(struct sr_stats *s, const char *stage, uint64_t ns);
+
+/* ---- ops and the graph ---------------------------------------------------------------- */
+
+typedef struct sr_graph sr_graph_t;
+struct sr_op_env;   /* shared, long-lived things ops may use: see ops_int.h */
+
+/* The runtime supplies what varies between online and offline (the variants of DESIGN §1). */
+struct sr_graph_params {
+    const sr_config_t *cfg;       /* borrowed for the graph's lifetime */
+    const char *runtime;          /* "online" | "offline" (log and metrics label) */
+    struct sr_stats *stats;       /* borrowed; counters are added here */
+    struct sr_sink *sink;         /* borrowed: where recommendations go (see below) */
+    const char *source_topic;     /* source.topic of every recommendation (file base name
+                                   * offline, input.topic online) */
+    bool eval;                    /* add the next-item evaluator (replay --eval) */
+    /* Input decoding: NULL fields take input.format / input.avro.writer_schema from cfg.
+     * Replay of an Avro container file passes "avro" and the file's writer schema. */
+    const char *input_format;
+    const char *input_writer_schema_json;
+};
+
+/* Next-item evaluation (replay --eval): a recommendation's target is the item of the same
+ * session's next event whose type is in session.event_types. */
+struct sr_eval_report {
+    int k;
+    uint64_t evaluated;       /* recommendations whose target arrived */
+    uint64_t unresolved;      /* replaced by a later recommendation before any stored event */
+    uint64_t pending;         /* still waiting for a target (end of the input) */
+    uint64_t hits;            /* target within the top-k (HitRate@K = Recall@K) */
+    double mrr_sum;           /* sum of 1/rank over hits */
+    double ndcg_sum;          /* sum of 1/log2(rank+1) over hits */
+    uint64_t distinct_items;  /* distinct items ever recommended */
+    uint64_t catalogue;       /* recommendable items (V - first_index) */
+};
+
+/* Where recommendations go: implemented by stream/ (file, topic) — the per-runtime sink
+ * variants. `emit` is called once per recommendation in source order (the rec and its strings
+ * are valid during the call only); `flush` once per batch after the last emit. */
+struct sr_rec;
+struct sr_sink {
+    sr_err_t (*emit)(void *opaque, const struct sr_rec *rec, struct sr_error *err);
+    sr_err_t (*flush)(void *opaque, struct sr_error *err);
+    void *opaque;
+};
+
+/* Builds the graph of DESIGN §1 from configuration (decode → filter → session_update →
+ * categorify → exclude_seen → require_available → user ops (graph.ops) → encode → retrieve →
+ * eval (when enabled) → sink), instantiates each op and validates the column flow: a missing
+ * input column or a type mismatch is SR_ECONFIG naming the op and the column. */
+sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct sr_error *err);
+void sr_graph_destroy(sr_graph_t *g);
+/* Runs every op over the batch (raw input columns already filled, see ops_int.h: "raw",
+ * "src_partition", "src_offset", "src_topic"). Per-stage time goes to stats. Errors are
+ * fatal to the batch (bad records are not errors: they are counted and dropped). */
+sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err);
+/* Commits the state staged by batches up to state_id (with their applied offsets) in one
+ * atomic write: call once the batch's recommendations are delivered (DESIGN §8). */
+sr_err_t sr_graph_commit(sr_graph_t *g, uint64_t state_id, struct sr_error *err);
+/* Drops staged state of batches from state_id on (their events will be processed again). */
+void sr_graph_discard(sr_graph_t *g, uint64_t state_id);
+/* Committed applied offset of an input partition (-1 when none): where a restart resumes. */
+int64_t sr_graph_applied_offset(const sr_graph_t *g, int32_t partition);
+
+/* Sessions held by the session store (exact for memory, an estimate for rocksdb). */
+uint64_t sr_graph_sessions(sr_graph_t *g);
+
+/* Fills the evaluation report (zeros when the graph has no evaluator). */
+void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r);
+/* The model version of the loaded bundle (copied into every recommendation). */
+const char *sr_graph_model_version(const sr_graph_t *g);
+/* One line per op: "name(type) inputs -> outputs". */
+void sr_graph_describe(const sr_graph_t *g, FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SR_OPS_H */
