@@ -22,5 +22,7 @@ int sr__cli_tty(void);
 
 /* Commands. */
 int sr__cmd_config(int argc, char **argv);
+int sr__cmd_bundle(int argc, char **argv);
+int sr__cmd_score(int argc, char **argv);
 
 #endif /* SR_CLI_H */

@@ -9,6 +9,8 @@
 
 static const struct sr__command commands[] = {
     {"config", sr__cmd_config, "list every configuration key with its default and meaning"},
+    {"bundle", sr__cmd_bundle, "check a model bundle (and build its retrieval index)"},
+    {"score", sr__cmd_score, "score sessions (JSON lines on stdin) with a bundle: raw model top-k"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

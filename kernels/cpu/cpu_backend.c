@@ -1,0 +1,541 @@
+/* cpu_backend.c — the `cpu` backend: fills struct sr_backend_iface with host-memory kernels on
+ * OpenBLAS sgemm. Owns a small thread pool (the caller plus threads-1 workers) used by the
+ * row-parallel element-wise ops, attention (one task per session) and top-k (cpu_topk.c);
+ * OpenBLAS's own threads serve large GEMMs. Backend memory is ordinary host memory, so
+ * upload/download are copies and every call completes before it returns.
+ * Thread: one caller at a time (the compute worker); workers run only tasks it hands out. */
+#include "cpu_int.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Below this many scalars an element-wise op runs on the caller alone. */
+#define SR_CPU_PAR_MIN 32768
+
+/* ---- thread pool ------------------------------------------------------------------------ */
+
+struct worker_arg {
+    struct sr__cpu *c;
+    int w;
+};
+
+static void run_tasks_locked(struct sr__cpu *c, int w)
+{
+    while (c->next_task < c->n_tasks) {
+        int t = c->next_task++;
+        sr__cpu_task_fn fn = c->fn;
+        void *arg = c->arg;
+        pthread_mutex_unlock(&c->mu);
+        fn(arg, t, w);
+        pthread_mutex_lock(&c->mu);
+    }
+}
+
+static void *worker_main(void *p)
+{
+    struct worker_arg *wa = p;
+    struct sr__cpu *c = wa->c;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->stop && c->generation == seen)
+            pthread_cond_wait(&c->cv_work, &c->mu);
+        if (c->stop)
+            break;
+        seen = c->generation;
+        run_tasks_locked(c, wa->w);
+        if (--c->busy == 0)
+            pthread_cond_signal(&c->cv_done);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+void sr__cpu_parallel(struct sr__cpu *c, int n_tasks, sr__cpu_task_fn fn, void *arg)
+{
+    if (n_tasks <= 0)
+        return;
+    if (c->threads <= 1 || n_tasks == 1) {
+        for (int t = 0; t < n_tasks; t++)
+            fn(arg, t, 0);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->fn = fn;
+    c->arg = arg;
+    c->n_tasks = n_tasks;
+    c->next_task = 0;
+    c->busy = c->threads - 1;
+    c->generation++;
+    pthread_cond_broadcast(&c->cv_work);
+    run_tasks_locked(c, 0);
+    while (c->busy > 0)
+        pthread_cond_wait(&c->cv_done, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+float *sr__cpu_scratch(struct sr__cpu *c, int w, size_t bytes)
+{
+    if (bytes <= c->wscratch_cap[w])
+        return c->wscratch[w];
+    size_t cap = (bytes + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, cap);
+    if (!p)
+        return NULL;
+    free(c->wscratch[w]);
+    c->wscratch[w] = p;
+    c->wscratch_cap[w] = cap;
+    return p;
+}
+
+int sr__cpu_blas_threads(int n)
+{
+    int prev = openblas_get_num_threads();
+    if (n != prev)
+        openblas_set_num_threads(n);
+    return prev;
+}
+
+/* ---- memory ----------------------------------------------------------------------------- */
+
+static void cpu_destroy(void *ctx)
+{
+    struct sr__cpu *c = ctx;
+    if (!c)
+        return;
+    if (c->tids) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = true;
+        pthread_cond_broadcast(&c->cv_work);
+        pthread_mutex_unlock(&c->mu);
+        for (int i = 0; i < c->threads - 1; i++)
+            pthread_join(c->tids[i], NULL);
+        free(c->tids);
+    }
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv_work);
+    pthread_cond_destroy(&c->cv_done);
+    for (int i = 0; i < c->threads; i++)
+        free(c->wscratch[i]);
+    free(c->wscratch);
+    free(c->wscratch_cap);
+    free(c->topk_buf);
+    free(c->wargs);
+    free(c);
+}
+
+static const char *cpu_describe(void *ctx) { return ((struct sr__cpu *)ctx)->desc; }
+
+static void *cpu_alloc(void *ctx, size_t bytes)
+{
+    (void)ctx;
+    size_t cap = bytes ? (bytes + 63) & ~(size_t)63 : 64;
+    return aligned_alloc(64, cap);
+}
+
+static void cpu_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+static sr_err_t cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, struct sr_error *err)
+{
+    (void)ctx;
+    (void)err;
+    if (bytes)
+        memmove(dst, src, bytes);
+    return SR_OK;
+}
+
+/* ---- gemm ------------------------------------------------------------------------------- */
+
+static sr_err_t cpu_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                         int ldc, struct sr_error *err)
+{
+    (void)ctx;
+    if (M < 0 || N < 0 || K < 0)
+        return sr_error_set(err, SR_EINVAL, "cpu gemm: negative size %dx%dx%d", M, N, K);
+    if (M == 0 || N == 0)
+        return SR_OK;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return SR_OK;
+}
+
+/* ---- row-parallel helper ------------------------------------------------------------------ */
+
+/* Splits n rows into chunks for the pool when the op is large enough. */
+struct rows_job {
+    void (*fn)(struct rows_job *j, int r0, int r1);
+    int n, chunk;
+    const float *a, *b, *c;
+    float *out;
+    int d;
+    float eps;
+    sr_act_t act;
+    const int32_t *idx, *idx2;
+};
+
+static void rows_task(void *arg, int t, int w)
+{
+    (void)w;
+    struct rows_job *j = arg;
+    int r0 = t * j->chunk, r1 = r0 + j->chunk;
+    if (r1 > j->n)
+        r1 = j->n;
+    j->fn(j, r0, r1);
+}
+
+static void rows_run(struct sr__cpu *c, struct rows_job *j, size_t work)
+{
+    int tasks = 1;
+    if (work >= SR_CPU_PAR_MIN && c->threads > 1 && j->n > 1)
+        tasks = j->n < c->threads * 4 ? j->n : c->threads * 4;
+    j->chunk = (j->n + tasks - 1) / tasks;
+    if (j->chunk == 0)
+        return;
+    tasks = (j->n + j->chunk - 1) / j->chunk;
+    sr__cpu_parallel(c, tasks, rows_task, j);
+}
+
+/* ---- embed, layer norm, activations, add, gather ----------------------------------------- */
+
+static void embed_rows(struct rows_job *j, int r0, int r1)
+{
+    int d = j->d;
+    for (int i = r0; i < r1; i++) {
+        const float *e = j->a + (size_t)j->idx[i] * d;
+        float *o = j->out + (size_t)i * d;
+        if (j->b) {
+            const float *p = j->b + (size_t)j->idx2[i] * d;
+            for (int x = 0; x < d; x++)
+                o[x] = e[x] + p[x];
+        } else {
+            memcpy(o, e, sizeof(float) * d);
+        }
+    }
+}
+
+static sr_err_t cpu_embed(void *ctx, const float *table, const float *pos_table,
+                          const int32_t *items, const int32_t *pos, int n, int d, float *out,
+                          struct sr_error *err)
+{
+    (void)err;
+    struct rows_job j = {.fn = embed_rows, .n = n, .a = table, .b = pos_table, .out = out,
+                         .d = d, .idx = items, .idx2 = pos};
+    rows_run(ctx, &j, (size_t)n * d);
+    return SR_OK;
+}
+
+static void ln_rows(struct rows_job *j, int r0, int r1)
+{
+    int d = j->d;
+    for (int i = r0; i < r1; i++) {
+        const float *x = j->a + (size_t)i * d;
+        float *o = j->out + (size_t)i * d;
+        float s = 0.f;
+        for (int k = 0; k < d; k++)
+            s += x[k];
+        float mean = s / (float)d;
+        float v = 0.f;
+        for (int k = 0; k < d; k++) {
+            float t = x[k] - mean;
+            v += t * t;
+        }
+        float rstd = 1.0f / sqrtf(v / (float)d + j->eps);
+        for (int k = 0; k < d; k++)
+            o[k] = (x[k] - mean) * rstd * j->b[k] + j->c[k];
+    }
+}
+
+static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, const float *beta,
+                               int n, int d, float eps, float *out, struct sr_error *err)
+{
+    (void)err;
+    struct rows_job j = {.fn = ln_rows, .n = n, .a = x, .b = gamma, .c = beta, .out = out,
+                         .d = d, .eps = eps};
+    rows_run(ctx, &j, (size_t)n * d * 3);
+    return SR_OK;
+}
+
+/* tanh through exp: exact enough (abs error ~1e-7) and several times faster than tanhf. */
+static inline float fast_tanh(float u)
+{
+    if (u > 9.0f)
+        return 1.0f;
+    if (u < -9.0f)
+        return -1.0f;
+    float e = expf(2.0f * u);
+    return (e - 1.0f) / (e + 1.0f);
+}
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static void bias_act_rows(struct rows_job *j, int r0, int r1)
+{
+    int d = j->d;
+    const float *bias = j->a;
+    const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (int i = r0; i < r1; i++) {
+        float *x = j->out + (size_t)i * d;
+        if (bias)
+            for (int k = 0; k < d; k++)
+                x[k] += bias[k];
+        switch (j->act) {
+        case SR_ACT_NONE:
+            break;
+        case SR_ACT_GELU_TANH:
+            for (int k = 0; k < d; k++) {
+                float v = x[k];
+                x[k] = 0.5f * v * (1.0f + fast_tanh(k0 * (v + 0.044715f * v * v * v)));
+            }
+            break;
+        case SR_ACT_GELU_ERF:
+            for (int k = 0; k < d; k++) {
+                float v = x[k];
+                x[k] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
+            }
+            break;
+        case SR_ACT_RELU:
+            for (int k = 0; k < d; k++)
+                x[k] = x[k] > 0.f ? x[k] : 0.f;
+            break;
+        }
+    }
+}
+
+static sr_err_t cpu_bias_act(void *ctx, float *x, const float *bias, int n, int d, sr_act_t act,
+                             struct sr_error *err)
+{
+    if (act < SR_ACT_NONE || act > SR_ACT_RELU)
+        return sr_error_set(err, SR_EINVAL, "cpu bias_act: unknown activation %d", (int)act);
+    if (!bias && act == SR_ACT_NONE)
+        return SR_OK;
+    struct rows_job j = {.fn = bias_act_rows, .n = n, .a = bias, .out = x, .d = d, .act = act};
+    rows_run(ctx, &j, (size_t)n * d * (act == SR_ACT_NONE || act == SR_ACT_RELU ? 1 : 8));
+    return SR_OK;
+}
+
+static void add_rows(struct rows_job *j, int r0, int r1)
+{
+    /* a "row" here is a block of 4096 scalars; the caller adds the tail */
+    size_t lo = (size_t)r0 * 4096, hi = (size_t)r1 * 4096;
+    float *x = j->out;
+    const float *y = j->a;
+    for (size_t i = lo; i < hi; i++)
+        x[i] += y[i];
+}
+
+static sr_err_t cpu_add(void *ctx, float *x, const float *y, size_t n, struct sr_error *err)
+{
+    (void)err;
+    size_t blocks = n / 4096;
+    if (blocks) {
+        struct rows_job j = {.fn = add_rows, .n = (int)blocks, .a = y, .out = x};
+        rows_run(ctx, &j, blocks * 4096);
+    }
+    for (size_t i = blocks * 4096; i < n; i++)
+        x[i] += y[i];
+    return SR_OK;
+}
+
+static void gather_rows_fn(struct rows_job *j, int r0, int r1)
+{
+    int d = j->d;
+    for (int i = r0; i < r1; i++)
+        memmove(j->out + (size_t)i * d, j->a + (size_t)j->idx[i] * d, sizeof(float) * d);
+}
+
+static sr_err_t cpu_gather_rows(void *ctx, const float *src, const int32_t *rows, int n, int d,
+                                float *out, struct sr_error *err)
+{
+    (void)err;
+    struct rows_job j = {.fn = gather_rows_fn, .n = n, .a = src, .out = out, .d = d, .idx = rows};
+    rows_run(ctx, &j, (size_t)n * d);
+    return SR_OK;
+}
+
+/* ---- GRU gates ---------------------------------------------------------------------------- */
+
+static void gru_rows(struct rows_job *j, int r0, int r1)
+{
+    int H = j->d;
+    for (int i = r0; i < r1; i++) {
+        const float *gi = j->a + (size_t)i * 3 * H, *gh = j->b + (size_t)i * 3 * H;
+        float *h = j->out + (size_t)i * H;
+        for (int k = 0; k < H; k++) {
+            float r = sigmoid(gi[k] + gh[k]);
+            float z = sigmoid(gi[H + k] + gh[H + k]);
+            float c = fast_tanh(gi[2 * H + k] + r * gh[2 * H + k]);
+            h[k] = (1.0f - z) * c + z * h[k];
+        }
+    }
+}
+
+static sr_err_t cpu_gru_gates(void *ctx, const float *gi, const float *gh, float *h, int n, int H,
+                              struct sr_error *err)
+{
+    (void)err;
+    struct rows_job j = {.fn = gru_rows, .n = n, .a = gi, .b = gh, .out = h, .d = H};
+    rows_run(ctx, &j, (size_t)n * H * 8);
+    return SR_OK;
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+
+struct attn_job {
+    struct sr__cpu *c;
+    const float *qkv;
+    const int32_t *offsets;
+    int n_heads, d_head, max_len;
+    float *out;
+    bool oom;
+};
+
+/* One session: per head S = scale·Q·Kᵀ (L×L), causal softmax per row, O = S·V. */
+static void attn_task(void *arg, int s, int w)
+{
+    struct attn_job *j = arg;
+    int o0 = j->offsets[s], L = j->offsets[s + 1] - o0;
+    if (L <= 0)
+        return;
+    int dh = j->d_head, d = dh * j->n_heads, ld = 3 * d;
+    float *S = sr__cpu_scratch(j->c, w, sizeof(float) * (size_t)L * L);
+    if (!S) {
+        j->oom = true;
+        return;
+    }
+    float scale = 1.0f / sqrtf((float)dh);
+    const float *base = j->qkv + (size_t)o0 * ld;
+    for (int h = 0; h < j->n_heads; h++) {
+        const float *Q = base + h * dh, *K = base + d + h * dh, *V = base + 2 * d + h * dh;
+        float *O = j->out + (size_t)o0 * d + h * dh;
+        if (L == 1) {
+            memcpy(O, V, sizeof(float) * dh);
+            continue;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, Q, ld, K, ld, 0.0f,
+                    S, L);
+        for (int i = 0; i < L; i++) {
+            float *row = S + (size_t)i * L;
+            float mx = row[0];
+            for (int t = 1; t <= i; t++)
+                mx = row[t] > mx ? row[t] : mx;
+            float sum = 0.f;
+            for (int t = 0; t <= i; t++) {
+                row[t] = expf(row[t] - mx);
+                sum += row[t];
+            }
+            float inv = 1.0f / sum;
+            for (int t = 0; t <= i; t++)
+                row[t] *= inv;
+            for (int t = i + 1; t < L; t++)
+                row[t] = 0.f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, S, L, V, ld, 0.0f,
+                    O, d);
+    }
+}
+
+static sr_err_t cpu_attention(void *ctx, const float *qkv, const int32_t *offsets, int B,
+                              int max_len, int n_heads, int d_head, float *out,
+                              struct sr_error *err)
+{
+    struct sr__cpu *c = ctx;
+    for (int s = 0; s < B; s++) {
+        int L = offsets[s + 1] - offsets[s];
+        if (L < 0 || L > max_len)
+            return sr_error_set(err, SR_EINVAL, "cpu attention: session %d has %d rows (max %d)",
+                                s, L, max_len);
+    }
+    struct attn_job j = {.c = c, .qkv = qkv, .offsets = offsets, .n_heads = n_heads,
+                         .d_head = d_head, .max_len = max_len, .out = out};
+    /* Small per-session GEMMs run single-threaded inside OpenBLAS; the pool splits sessions. */
+    sr__cpu_parallel(c, B, attn_task, &j);
+    if (j.oom)
+        return sr_error_set(err, SR_ENOMEM, "cpu attention: out of memory for %d×%d scores",
+                            max_len, max_len);
+    return SR_OK;
+}
+
+/* ---- table and constructor ------------------------------------------------------------------ */
+
+static const struct sr_backend_iface cpu_iface = {
+    .api_version = SR_BACKEND_API_VERSION,
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .describe = cpu_describe,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .gemm = cpu_gemm,
+    .embed = cpu_embed,
+    .layer_norm = cpu_layer_norm,
+    .bias_act = cpu_bias_act,
+    .add = cpu_add,
+    .attention = cpu_attention,
+    .gru_gates = cpu_gru_gates,
+    .gather_rows = cpu_gather_rows,
+    .topk = sr__cpu_topk,
+};
+
+sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface, void **ctx,
+                             struct sr_error *err)
+{
+    if (threads < 0)
+        return sr_error_set(err, SR_EINVAL, "cpu backend: threads must be >= 0, got %d", threads);
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    if (threads > 256)
+        threads = 256;
+    struct sr__cpu *c = calloc(1, sizeof *c);
+    if (!c)
+        return sr_error_set(err, SR_ENOMEM, "cpu backend: out of memory");
+    c->threads = threads;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv_work, NULL);
+    pthread_cond_init(&c->cv_done, NULL);
+    c->wscratch = calloc((size_t)threads, sizeof *c->wscratch);
+    c->wscratch_cap = calloc((size_t)threads, sizeof *c->wscratch_cap);
+    struct worker_arg *wargs = NULL;
+    if (!c->wscratch || !c->wscratch_cap)
+        goto oom;
+    if (threads > 1) {
+        c->tids = calloc((size_t)threads - 1, sizeof *c->tids);
+        wargs = calloc((size_t)threads - 1, sizeof *wargs);
+        if (!c->tids || !wargs)
+            goto oom;
+        for (int i = 0; i < threads - 1; i++) {
+            wargs[i].c = c;
+            wargs[i].w = i + 1;
+            if (pthread_create(&c->tids[i], NULL, worker_main, &wargs[i]) != 0) {
+                c->threads = i + 1; /* join only those started */
+                c->wargs = wargs;
+                cpu_destroy(c);
+                return sr_error_set(err, SR_EDEVICE, "cpu backend: cannot start worker thread");
+            }
+        }
+    }
+    openblas_set_num_threads(threads);
+    snprintf(c->desc, sizeof c->desc, "cpu (OpenBLAS %s, %d thread%s)", openblas_get_corename(),
+             threads, threads == 1 ? "" : "s");
+    c->wargs = wargs; /* the workers point into it: released at destroy */
+    *iface = &cpu_iface;
+    *ctx = c;
+    return SR_OK;
+oom:
+    free(wargs);
+    free(c->tids);
+    c->tids = NULL;
+    cpu_destroy(c);
+    return sr_error_set(err, SR_ENOMEM, "cpu backend: out of memory");
+}

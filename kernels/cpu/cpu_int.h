@@ -1,0 +1,50 @@
+/* cpu_int.h — private to kernels/cpu/: the cpu backend's context (thread pool, scratch) shared
+ * by cpu_backend.c (element-wise ops, gemm, attention) and cpu_topk.c (tiled exact top-k).
+ * One caller thread at a time drives a context; the pool's workers only run tasks it hands out. */
+#ifndef SR_CPU_INT_H
+#define SR_CPU_INT_H
+
+#include "kernels_int.h"
+
+#include <pthread.h>
+
+/* A task runs fn(arg, task, worker) with worker in 0..threads-1 (0 is the calling thread). */
+typedef void (*sr__cpu_task_fn)(void *arg, int task, int worker);
+
+struct sr__cpu {
+    int threads;               /* pool size including the caller */
+    char desc[128];
+    /* pool */
+    pthread_t *tids;           /* [threads-1] */
+    void *wargs;               /* [threads-1] worker arguments */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    uint64_t generation;       /* bumped per parallel call */
+    int busy;                  /* workers still inside the current call */
+    bool stop;
+    sr__cpu_task_fn fn;
+    void *arg;
+    int n_tasks;
+    int next_task;             /* guarded by mu */
+    /* per-worker scratch, grown as needed (attention S matrices, top-k tiles and heaps) */
+    float **wscratch;          /* [threads] */
+    size_t *wscratch_cap;      /* bytes */
+    /* top-k host scratch: per-worker running top-k lists, sorted exclusion pairs */
+    void *topk_buf;
+    size_t topk_cap;
+};
+
+/* Runs n_tasks tasks on the pool (the caller takes part) and returns when all are done. */
+void sr__cpu_parallel(struct sr__cpu *c, int n_tasks, sr__cpu_task_fn fn, void *arg);
+/* Worker w's scratch of at least `bytes`, 64-byte aligned; NULL on OOM. Valid until the next
+ * call for the same worker with a larger size. */
+float *sr__cpu_scratch(struct sr__cpu *c, int w, size_t bytes);
+/* Sets OpenBLAS to `n` threads and returns the previous count. */
+int sr__cpu_blas_threads(int n);
+
+sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, const float *bias,
+                      int d, int first, int V, const int32_t *excl_offsets,
+                      const int32_t *excl_items, int k, int32_t *host_idx, float *host_score,
+                      struct sr_error *err);
+
+#endif /* SR_CPU_INT_H */

@@ -1,0 +1,316 @@
+/* model.c — a bundle bound to a backend: weight upload (or in-place use on a host backend),
+ * per-model scratch that grows and is kept (no allocation per batch in steady state), the
+ * public encode / top-k / recommend entry points and their argument checks. The arithmetic
+ * of each architecture lives in gpt2.c and gru4rec.c.
+ * Thread: a model is driven by one thread at a time; ref/unref are atomic. */
+#include "model_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *sr__model_buf(sr_model_t *m, enum sr__mbuf slot, size_t bytes, struct sr_error *err)
+{
+    struct sr__buf *b = &m->mb[slot];
+    if (bytes <= b->cap && b->p)
+        return b->p;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < bytes)
+        cap *= 2;
+    void *p = m->bi->alloc(m->bctx, cap);
+    if (!p) {
+        sr_error_set(err, SR_ENOMEM, "model: %s backend out of memory for %zu bytes of scratch",
+                     m->bi->name, cap);
+        return NULL;
+    }
+    if (b->p)
+        m->bi->free(m->bctx, b->p);
+    b->p = p;
+    b->cap = cap;
+    return p;
+}
+
+void *sr__model_host(sr_model_t *m, enum sr__hbuf slot, size_t bytes, struct sr_error *err)
+{
+    struct sr__buf *b = &m->hb[slot];
+    if (bytes <= b->cap && b->p)
+        return b->p;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < bytes)
+        cap *= 2;
+    void *p = slot == SR__HB_ZERO ? calloc(1, cap) : malloc(cap);
+    if (!p) {
+        sr_error_set(err, SR_ENOMEM, "model: out of memory for %zu bytes of host scratch", cap);
+        return NULL;
+    }
+    free(b->p);
+    b->p = p;
+    b->cap = cap;
+    return p;
+}
+
+const float *sr__model_weight(sr_model_t *m, const char *name, int ndim, const int64_t *shape,
+                              struct sr_error *err)
+{
+    int nd = 0;
+    int64_t sh[4] = {0};
+    const float *t = sr_bundle_tensor(m->bundle, name, &nd, sh);
+    if (!t) {
+        sr_error_set(err, SR_ENOENT, "model: tensor '%s%s' is missing", m->info->tensor_prefix ?
+                     m->info->tensor_prefix : "", name);
+        return NULL;
+    }
+    bool ok = nd == ndim;
+    size_t n = 1;
+    for (int i = 0; ok && i < ndim; i++) {
+        ok = sh[i] == shape[i];
+        n *= (size_t)shape[i];
+    }
+    if (!ok) {
+        char want[96] = "", got[96] = "";
+        for (int i = 0; i < ndim; i++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? "," : "",
+                     (long long)shape[i]);
+        for (int i = 0; i < nd && i < 4; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "",
+                     (long long)sh[i]);
+        sr_error_set(err, SR_EFORMAT, "model: tensor '%s' has shape [%s], expected [%s]", name,
+                     got, want);
+        return NULL;
+    }
+    if (m->in_place)
+        return t;
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? m->cap_owned * 2 : 32;
+        void **o = realloc(m->owned, sizeof *o * (size_t)cap);
+        if (!o) {
+            sr_error_set(err, SR_ENOMEM, "model: out of memory");
+            return NULL;
+        }
+        m->owned = o;
+        m->cap_owned = cap;
+    }
+    float *dst = m->bi->alloc(m->bctx, n * sizeof(float));
+    if (!dst) {
+        sr_error_set(err, SR_ENOMEM, "model: %s backend out of memory for tensor '%s' (%zu bytes)",
+                     m->bi->name, name, n * sizeof(float));
+        return NULL;
+    }
+    m->owned[m->n_owned++] = dst;
+    if (m->bi->upload(m->bctx, dst, t, n * sizeof(float), err) != SR_OK) {
+        sr_error_prefix(err, "model: uploading '%s'", name);
+        return NULL;
+    }
+    return dst;
+}
+
+static void model_free(sr_model_t *m)
+{
+    for (int i = 0; i < m->n_owned; i++)
+        m->bi->free(m->bctx, m->owned[i]);
+    free(m->owned);
+    for (int i = 0; i < SR__MB_COUNT; i++)
+        if (m->mb[i].p)
+            m->bi->free(m->bctx, m->mb[i].p);
+    for (int i = 0; i < SR__HB_COUNT; i++)
+        free(m->hb[i].p);
+    free(m->gl);
+    free(m->rl);
+    sr_backend_unref(m->be);
+    sr_bundle_unref(m->bundle);
+    free(m);
+}
+
+sr_err_t sr_model_new(sr_bundle_t *bundle, sr_backend_t *be, sr_model_t **out, struct sr_error *err)
+{
+    if (!out)
+        return sr_error_set(err, SR_EINVAL, "model: NULL out");
+    *out = NULL;
+    if (!bundle || !be)
+        return sr_error_set(err, SR_EINVAL, "model: NULL bundle or backend");
+    sr_model_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return sr_error_set(err, SR_ENOMEM, "model: out of memory");
+    m->refs = 1;
+    m->bundle = sr_bundle_ref(bundle);
+    m->be = sr_backend_ref(be);
+    m->bi = be->iface;
+    m->bctx = be->ctx;
+    m->info = sr_bundle_info(bundle);
+    m->d = m->info->d_model;
+    m->V = m->info->n_items;
+    m->first = m->info->first_index;
+    m->max_len = m->info->max_len;
+    /* The cpu backend's memory is host memory: the bundle's F32 views (mmap or widened copies,
+     * alive as long as our bundle reference) serve directly, so a 10^6-row table is not copied. */
+    m->in_place = !strcmp(m->bi->name, "cpu");
+    if (m->bi->api_version < SR_BACKEND_API_VERSION) {
+        model_free(m);
+        return sr_error_set(err, SR_EDEVICE, "model: backend '%s' has api_version %d, need %d",
+                            be->iface->name, be->iface->api_version, SR_BACKEND_API_VERSION);
+    }
+    sr_err_t rc;
+    if (m->d <= 0 || m->V <= 0 || m->max_len <= 0 || m->info->n_layers < 0)
+        rc = sr_error_set(err, SR_EINVAL, "model: bad dimensions d_model=%d V=%d max_len=%d",
+                          m->d, m->V, m->max_len);
+    else if (m->info->arch == SR_ARCH_GPT2)
+        rc = sr__gpt2_bind(m, err);
+    else if (m->info->arch == SR_ARCH_GRU4REC)
+        rc = sr__gru4rec_bind(m, err);
+    else
+        rc = sr_error_set(err, SR_EUNSUPPORTED, "model: unknown arch %d", (int)m->info->arch);
+    if (rc == SR_OK && m->info->has_output_bias) {
+        int64_t sh[1] = {m->V};
+        m->out_bias = sr__model_weight(m, "output.bias", 1, sh, err);
+        if (!m->out_bias)
+            rc = err ? err->code : SR_EFORMAT;
+    }
+    if (rc != SR_OK) {
+        model_free(m);
+        return rc;
+    }
+    *out = m;
+    return SR_OK;
+}
+
+sr_model_t *sr_model_ref(sr_model_t *m)
+{
+    if (m)
+        __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+    return m;
+}
+
+void sr_model_unref(sr_model_t *m)
+{
+    if (m && __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        model_free(m);
+}
+
+sr_bundle_t *sr_model_bundle(const sr_model_t *m) { return m ? m->bundle : NULL; }
+sr_backend_t *sr_model_backend(const sr_model_t *m) { return m ? m->be : NULL; }
+
+static sr_err_t check_excl(const sr_model_t *m, int32_t n, const int32_t *eo, const int32_t *ei,
+                           struct sr_error *err)
+{
+    if (!eo)
+        return SR_OK;
+    if (eo[0] < 0 || (eo[n] > eo[0] && !ei))
+        return sr_error_set(err, SR_EINVAL, "model: bad exclusion list");
+    for (int32_t b = 0; b < n; b++)
+        if (eo[b + 1] < eo[b])
+            return sr_error_set(err, SR_EINVAL, "model: exclusion offsets decrease at session %d", b);
+    (void)m;
+    return SR_OK;
+}
+
+static sr_err_t check_batch(const sr_model_t *m, const struct sr_session_batch *b,
+                            struct sr_error *err)
+{
+    if (!b || b->n < 0 || (b->n > 0 && (!b->offsets || !b->items)))
+        return sr_error_set(err, SR_EINVAL, "model: bad session batch");
+    if (b->n > 0 && b->offsets[0] < 0)
+        return sr_error_set(err, SR_EINVAL, "model: session batch offsets[0] < 0");
+    for (int32_t s = 0; s < b->n; s++) {
+        if (b->offsets[s + 1] <= b->offsets[s])
+            return sr_error_set(err, SR_EINVAL, "model: session %d of the batch has no items", s);
+        for (int32_t i = b->offsets[s]; i < b->offsets[s + 1]; i++)
+            if (b->items[i] < 0 || b->items[i] >= m->V)
+                return sr_error_set(err, SR_ERANGE,
+                                    "model: session %d item %d is index %d, outside 0..%d", s,
+                                    i - b->offsets[s], b->items[i], m->V - 1);
+    }
+    return check_excl(m, b->n, b->excl_offsets, b->excl_items, err);
+}
+
+static sr_err_t encode_dev(sr_model_t *m, const struct sr_session_batch *b, float **dvecs,
+                           struct sr_error *err)
+{
+    sr_err_t rc = check_batch(m, b, err);
+    if (rc != SR_OK)
+        return rc;
+    float *v = sr__model_buf(m, SR__MB_VECS, sizeof(float) * (size_t)(b->n ? b->n : 1) * m->d, err);
+    if (!v)
+        return SR_ENOMEM;
+    *dvecs = v;
+    if (b->n == 0)
+        return SR_OK;
+    return m->info->arch == SR_ARCH_GPT2 ? sr__gpt2_encode(m, b, v, err)
+                                         : sr__gru4rec_encode(m, b, v, err);
+}
+
+sr_err_t sr_model_encode(sr_model_t *m, const struct sr_session_batch *batch, float *vecs,
+                         struct sr_error *err)
+{
+    if (!m || !vecs)
+        return sr_error_set(err, SR_EINVAL, "model encode: NULL argument");
+    float *dv;
+    sr_err_t rc = encode_dev(m, batch, &dv, err);
+    if (rc != SR_OK || batch->n == 0)
+        return rc;
+    return m->bi->download(m->bctx, vecs, dv, sizeof(float) * (size_t)batch->n * m->d, err);
+}
+
+/* Uploads the exclusion lists (when any) and runs the backend's top-k on device queries. */
+static sr_err_t topk_dev(sr_model_t *m, int32_t n, const float *dq, const int32_t *eo,
+                         const int32_t *ei, int k, int32_t *out_idx, float *out_score,
+                         struct sr_error *err)
+{
+    const int32_t *deo = NULL, *dei = NULL;
+    if (eo) {
+        size_t ne = (size_t)eo[n];
+        int32_t *a = sr__model_buf(m, SR__MB_EXCL_OFF, sizeof(int32_t) * ((size_t)n + 1), err);
+        int32_t *c = a ? sr__model_buf(m, SR__MB_EXCL, sizeof(int32_t) * (ne ? ne : 1), err) : NULL;
+        if (!a || !c)
+            return SR_ENOMEM;
+        sr_err_t rc = m->bi->upload(m->bctx, a, eo, sizeof(int32_t) * ((size_t)n + 1), err);
+        if (rc == SR_OK && ne)
+            rc = m->bi->upload(m->bctx, c, ei, sizeof(int32_t) * ne, err);
+        if (rc != SR_OK)
+            return rc;
+        deo = a;
+        dei = c;
+    }
+    return m->bi->topk(m->bctx, dq, n, m->emb, m->out_bias, m->d, m->first, m->V, deo, dei, k,
+                       out_idx, out_score, err);
+}
+
+sr_err_t sr_model_topk(sr_model_t *m, int32_t n, const float *vecs, const int32_t *excl_offsets,
+                       const int32_t *excl_items, int k, int32_t *out_idx, float *out_score,
+                       struct sr_error *err)
+{
+    if (!m || n < 0 || k < 0 || (n > 0 && k > 0 && (!vecs || !out_idx || !out_score)))
+        return sr_error_set(err, SR_EINVAL, "model topk: bad argument");
+    if (n == 0 || k == 0)
+        return SR_OK;
+    sr_err_t rc = check_excl(m, n, excl_offsets, excl_items, err);
+    if (rc != SR_OK)
+        return rc;
+    size_t bytes = sizeof(float) * (size_t)n * m->d;
+    float *dq = sr__model_buf(m, SR__MB_VECS, bytes, err);
+    if (!dq)
+        return SR_ENOMEM;
+    if ((rc = m->bi->upload(m->bctx, dq, vecs, bytes, err)) != SR_OK)
+        return rc;
+    return topk_dev(m, n, dq, excl_offsets, excl_items, k, out_idx, out_score, err);
+}
+
+sr_err_t sr_model_recommend(sr_model_t *m, const struct sr_session_batch *batch, int k,
+                            int32_t *out_idx, float *out_score, struct sr_error *err)
+{
+    if (!m || !batch || k < 0 || (batch->n > 0 && k > 0 && (!out_idx || !out_score)))
+        return sr_error_set(err, SR_EINVAL, "model recommend: bad argument");
+    float *dv;
+    sr_err_t rc = encode_dev(m, batch, &dv, err);
+    if (rc != SR_OK || batch->n == 0 || k == 0)
+        return rc;
+    return topk_dev(m, batch->n, dv, batch->excl_offsets, batch->excl_items, k, out_idx,
+                    out_score, err);
+}
+
+double sr_model_encode_flops(const sr_model_t *m, int64_t tokens, int32_t n)
+{
+    if (!m)
+        return 0;
+    return m->info->arch == SR_ARCH_GPT2 ? sr__gpt2_flops(m, tokens, n)
+                                         : sr__gru4rec_flops(m, tokens, n);
+}

@@ -1,0 +1,76 @@
+/* model_int.h — private to kernels/: the model's body shared by model.c (life cycle, weight
+ * upload, scratch, top-k) and the architectures (gpt2.c, gru4rec.c). Weights and scratch are
+ * backend memory; scratch buffers grow as needed and are kept, so steady-state batches
+ * allocate nothing. A model is driven by one thread at a time. */
+#ifndef SR_MODEL_INT_H
+#define SR_MODEL_INT_H
+
+#include "kernels_int.h"
+
+struct sr__gpt2_layer {
+    const float *ln1_g, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b;
+    const float *ln2_g, *ln2_b, *fc_w, *fc_b, *fc2_w, *fc2_b;
+};
+
+struct sr__gru_layer {
+    const float *w_ih, *w_hh, *b_ih, *b_hh;
+};
+
+/* Backend scratch slots. */
+enum sr__mbuf {
+    SR__MB_X, SR__MB_H, SR__MB_QKV, SR__MB_ATT, SR__MB_FF, SR__MB_XL, SR__MB_AL, SR__MB_GH,
+    SR__MB_ITEMS, SR__MB_POS, SR__MB_OFF, SR__MB_LAST, SR__MB_IOTA, SR__MB_VECS,
+    SR__MB_EXCL_OFF, SR__MB_EXCL, SR__MB_COUNT
+};
+/* Host scratch slots (int32 unless said). */
+enum sr__hbuf {
+    SR__HB_ITEMS, SR__HB_POS, SR__HB_OFF, SR__HB_LAST, SR__HB_IOTA, SR__HB_ORDER, SR__HB_LEN,
+    SR__HB_TSTART, SR__HB_ZERO /* floats, all zero */, SR__HB_COUNT
+};
+
+struct sr__buf {
+    void *p;
+    size_t cap;
+};
+
+struct sr_model {
+    int refs;                              /* atomic */
+    sr_bundle_t *bundle;
+    sr_backend_t *be;
+    const struct sr_backend_iface *bi;
+    void *bctx;
+    const struct sr_bundle_info *info;
+    int d, V, first, max_len;
+    bool in_place;                         /* host backend: bundle tensors used without copy */
+    void **owned;                          /* backend allocations holding weights */
+    int n_owned, cap_owned;
+    const float *emb, *out_bias;           /* [V×d], [V] or NULL */
+    /* gpt2 */
+    const float *wpe, *lnf_g, *lnf_b;
+    struct sr__gpt2_layer *gl;
+    /* gru4rec */
+    struct sr__gru_layer *rl;
+    struct sr__buf mb[SR__MB_COUNT];
+    struct sr__buf hb[SR__HB_COUNT];
+};
+
+/* Backend scratch slot of at least `bytes` (grown, contents not kept); NULL + err on OOM. */
+void *sr__model_buf(sr_model_t *m, enum sr__mbuf slot, size_t bytes, struct sr_error *err);
+/* Host scratch slot of at least `bytes` (grown, contents not kept; SR__HB_ZERO is zeroed). */
+void *sr__model_host(sr_model_t *m, enum sr__hbuf slot, size_t bytes, struct sr_error *err);
+/* A weight tensor in backend memory, checked against the expected shape (ndim dims). */
+const float *sr__model_weight(sr_model_t *m, const char *name, int ndim, const int64_t *shape,
+                              struct sr_error *err);
+
+sr_err_t sr__gpt2_bind(sr_model_t *m, struct sr_error *err);
+/* Session vectors into backend memory vecs (B×d). */
+sr_err_t sr__gpt2_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
+                         struct sr_error *err);
+double sr__gpt2_flops(const sr_model_t *m, int64_t tokens, int32_t n);
+
+sr_err_t sr__gru4rec_bind(sr_model_t *m, struct sr_error *err);
+sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
+                            struct sr_error *err);
+double sr__gru4rec_flops(const sr_model_t *m, int64_t tokens, int32_t n);
+
+#endif /* SR_MODEL_INT_H */
