@@ -32,10 +32,6 @@ attention_kernel(const float *__restrict__ qkv, const int32_t *__restrict__ offs
     extern __shared__ float att_smem[];
     const int b = blockIdx.x, h = blockIdx.y;
     const int start = offsets[b], L = offsets[b + 1] - start;
-    const int q0 = blockIdx.z * ATT_QB;
-    if (q0 >= L)
-        return;
-    const int q1 = min(L, q0 + ATT_QB); /* queries [q0, q1); keys needed: [0, q1) */
     const int d = n_heads * dh, ld = 3 * d;
     const int kst = dh + 1;             /* padded K row stride */
     float *Ks = att_smem;               /* [ATT_KT][dh+1] */
@@ -44,102 +40,107 @@ attention_kernel(const float *__restrict__ qkv, const int32_t *__restrict__ offs
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const float *base = qkv + (size_t)start * ld + (size_t)h * dh;
 
-    /* Queries of the block, scaled. Local query slot s ↔ position q0 + s. */
-    for (int e = threadIdx.x; e < ATT_QB * dh; e += blockDim.x) {
-        int s = e / dh, c = e % dh;
-        Qs[e] = (q0 + s < q1) ? base[(size_t)(q0 + s) * ld + c] * scale : 0.f;
-    }
-
-    /* Warp w owns slots w, w + ATT_WARPS, ... (interleaved: causal work stays balanced). */
-    float acc[ATT_QPW][NT], m[ATT_QPW], l[ATT_QPW];
-#pragma unroll
-    for (int u = 0; u < ATT_QPW; u++) {
-        m[u] = -INFINITY;
-        l[u] = 0.f;
-#pragma unroll
-        for (int t = 0; t < NT; t++)
-            acc[u][t] = 0.f;
-    }
-
-    for (int k0 = 0; k0 < q1; k0 += ATT_KT) {
-        const int kn = min(ATT_KT, q1 - k0);
-        __syncthreads(); /* previous tile consumed (and Qs written, first time) */
-        for (int e = threadIdx.x; e < kn * dh; e += blockDim.x) {
-            int r = e / dh, c = e % dh;
-            const float *row = base + (size_t)(k0 + r) * ld;
-            Ks[r * kst + c] = row[d + c];
-            Vs[r * dh + c] = row[2 * d + c];
+    /* Normally one chunk per block (gridDim.z covers max_len); the stride keeps a session
+     * longer than max_len correct instead of leaving rows unwritten. */
+    for (int q0 = blockIdx.z * ATT_QB; q0 < L; q0 += gridDim.z * ATT_QB) {
+        const int q1 = min(L, q0 + ATT_QB); /* queries [q0, q1); keys needed: [0, q1) */
+        __syncthreads(); /* Qs of a previous chunk consumed */
+        /* Queries of the block, scaled. Local query slot s ↔ position q0 + s. */
+        for (int e = threadIdx.x; e < ATT_QB * dh; e += blockDim.x) {
+            int s = e / dh, c = e % dh;
+            Qs[e] = (q0 + s < q1) ? base[(size_t)(q0 + s) * ld + c] * scale : 0.f;
         }
-        __syncthreads();
+        /* Warp w owns slots w, w + ATT_WARPS, ... (interleaved: causal work stays balanced). */
+        float acc[ATT_QPW][NT], m[ATT_QPW], l[ATT_QPW];
 #pragma unroll
         for (int u = 0; u < ATT_QPW; u++) {
-            const int s = warp + u * ATT_WARPS, qi = q0 + s;
-            if (qi >= q1 || k0 > qi)
-                continue; /* warp-uniform */
-            const float *qv = Qs + s * dh;
-            const int last = min(kn - 1, qi - k0); /* last visible key of this tile */
-            float sc[ATT_KPL];
-            float tmax = -INFINITY;
-#pragma unroll
-            for (int p = 0; p < ATT_KPL; p++) {
-                int j = lane + 32 * p;
-                float v = -INFINITY;
-                if (j <= last) {
-                    const float *kr = Ks + j * kst;
-                    float a = 0.f;
-                    for (int c = 0; c < dh; c++)
-                        a = fmaf(qv[c], kr[c], a);
-                    v = a;
-                }
-                sc[p] = v;
-                tmax = fmaxf(tmax, v);
-            }
-            for (int o = 16; o > 0; o >>= 1)
-                tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
-            const float mnew = fmaxf(m[u], tmax); /* finite: key k0 ≤ qi is visible */
-            const float corr = expf(m[u] - mnew);
-            float psum = 0.f;
-#pragma unroll
-            for (int p = 0; p < ATT_KPL; p++) {
-                sc[p] = (lane + 32 * p <= last) ? expf(sc[p] - mnew) : 0.f;
-                psum += sc[p];
-            }
-            for (int o = 16; o > 0; o >>= 1)
-                psum += __shfl_xor_sync(0xffffffffu, psum, o);
-            l[u] = l[u] * corr + psum;
-            m[u] = mnew;
+            m[u] = -INFINITY;
+            l[u] = 0.f;
 #pragma unroll
             for (int t = 0; t < NT; t++)
-                acc[u][t] *= corr;
+                acc[u][t] = 0.f;
+        }
+
+        for (int k0 = 0; k0 < q1; k0 += ATT_KT) {
+            const int kn = min(ATT_KT, q1 - k0);
+            __syncthreads(); /* previous tile consumed (and Qs written, first time) */
+            for (int e = threadIdx.x; e < kn * dh; e += blockDim.x) {
+                int r = e / dh, c = e % dh;
+                const float *row = base + (size_t)(k0 + r) * ld;
+                Ks[r * kst + c] = row[d + c];
+                Vs[r * dh + c] = row[2 * d + c];
+            }
+            __syncthreads();
 #pragma unroll
-            for (int p = 0; p < ATT_KPL; p++) {
-                const int jmax = min(31, last - 32 * p);
-                for (int jj = 0; jj <= jmax; jj++) {
-                    const float pj = __shfl_sync(0xffffffffu, sc[p], jj);
-                    const float *vr = Vs + (32 * p + jj) * dh;
+            for (int u = 0; u < ATT_QPW; u++) {
+                const int s = warp + u * ATT_WARPS, qi = q0 + s;
+                if (qi >= q1 || k0 > qi)
+                    continue; /* warp-uniform */
+                const float *qv = Qs + s * dh;
+                const int last = min(kn - 1, qi - k0); /* last visible key of this tile */
+                float sc[ATT_KPL];
+                float tmax = -INFINITY;
 #pragma unroll
-                    for (int t = 0; t < NT; t++) {
-                        int c = lane + 32 * t;
-                        if (c < dh)
-                            acc[u][t] = fmaf(pj, vr[c], acc[u][t]);
+                for (int p = 0; p < ATT_KPL; p++) {
+                    int j = lane + 32 * p;
+                    float v = -INFINITY;
+                    if (j <= last) {
+                        const float *kr = Ks + j * kst;
+                        float a = 0.f;
+                        for (int c = 0; c < dh; c++)
+                            a = fmaf(qv[c], kr[c], a);
+                        v = a;
+                    }
+                    sc[p] = v;
+                    tmax = fmaxf(tmax, v);
+                }
+                for (int o = 16; o > 0; o >>= 1)
+                    tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
+                const float mnew = fmaxf(m[u], tmax); /* finite: key k0 ≤ qi is visible */
+                const float corr = expf(m[u] - mnew);
+                float psum = 0.f;
+#pragma unroll
+                for (int p = 0; p < ATT_KPL; p++) {
+                    sc[p] = (lane + 32 * p <= last) ? expf(sc[p] - mnew) : 0.f;
+                    psum += sc[p];
+                }
+                for (int o = 16; o > 0; o >>= 1)
+                    psum += __shfl_xor_sync(0xffffffffu, psum, o);
+                l[u] = l[u] * corr + psum;
+                m[u] = mnew;
+#pragma unroll
+                for (int t = 0; t < NT; t++)
+                    acc[u][t] *= corr;
+#pragma unroll
+                for (int p = 0; p < ATT_KPL; p++) {
+                    const int jmax = min(31, last - 32 * p);
+                    for (int jj = 0; jj <= jmax; jj++) {
+                        const float pj = __shfl_sync(0xffffffffu, sc[p], jj);
+                        const float *vr = Vs + (32 * p + jj) * dh;
+#pragma unroll
+                        for (int t = 0; t < NT; t++) {
+                            int c = lane + 32 * t;
+                            if (c < dh)
+                                acc[u][t] = fmaf(pj, vr[c], acc[u][t]);
+                        }
                     }
                 }
             }
         }
-    }
 
 #pragma unroll
-    for (int u = 0; u < ATT_QPW; u++) {
-        const int qi = q0 + warp + u * ATT_WARPS;
-        if (qi >= q1)
-            continue;
-        const float inv = 1.0f / l[u];
-        float *orow = out + (size_t)(start + qi) * d + (size_t)h * dh;
+        for (int u = 0; u < ATT_QPW; u++) {
+            const int qi = q0 + warp + u * ATT_WARPS;
+            if (qi >= q1)
+                continue;
+            const float inv = 1.0f / l[u];
+            float *orow = out + (size_t)(start + qi) * d + (size_t)h * dh;
 #pragma unroll
-        for (int t = 0; t < NT; t++) {
-            int c = lane + 32 * t;
-            if (c < dh)
-                orow[c] = acc[u][t] * inv;
+            for (int t = 0; t < NT; t++) {
+                int c = lane + 32 * t;
+                if (c < dh)
+                    orow[c] = acc[u][t] * inv;
+            }
         }
     }
 }

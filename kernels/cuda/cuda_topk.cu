@@ -296,11 +296,11 @@ extern "C" sr_err_t sr__cuda_topk(void *ctx, const float *q, int B, const float 
     }
     const size_t cap = tk_cap(k);
     const size_t smem = (cap + (size_t)k) * sizeof(u64);
-    if (smem > c->smem_optin)
+    if (smem + sizeof(tk_shared) > c->smem_optin)
         return sr_error_set(err, SR_EUNSUPPORTED,
                             "cuda topk: k=%d needs %zu bytes of shared memory per block, the "
                             "device has %zu",
-                            k, smem, c->smem_optin);
+                            k, smem + sizeof(tk_shared), c->smem_optin);
     if ((rc = sr__cuda_enter(c, err)))
         return rc;
 
