@@ -606,6 +606,40 @@ static void test_topk(void **state)
         one_topk(&cases[i]);
 }
 
+/* ---- errors are values ------------------------------------------------------------------ */
+
+static void test_errors(void **state)
+{
+    (void)state;
+    struct sr_error err = {0};
+    const struct sr_backend_iface *f = NULL;
+    void *ctx = NULL;
+    assert_int_equal(sr__backend_cuda_new(sr__cuda_device_count() + 3, &f, &ctx, &err), SR_EDEVICE);
+    assert_null(ctx);
+    assert_non_null(strstr(err.msg, "does not exist"));
+    assert_int_equal(strncmp(g_gpu.f->describe(g_gpu.ctx), "cuda (", 6), 0);
+    assert_string_equal(g_gpu.f->name, "cuda");
+    assert_int_equal(g_gpu.f->api_version, SR_BACKEND_API_VERSION);
+    /* unsupported shapes are refused, and the backend keeps working afterwards */
+    float *buf = g_gpu.f->alloc(g_gpu.ctx, 4096);
+    int32_t off[2] = {0, 1};
+    int32_t *doff = dup_to(&g_gpu, off, sizeof off);
+    assert_non_null(buf);
+    assert_int_equal(g_gpu.f->attention(g_gpu.ctx, buf, doff, 1, 1, 1, 300, buf, &err),
+                     SR_EUNSUPPORTED);
+    assert_int_equal(g_gpu.f->gemm(g_gpu.ctx, false, false, -1, 2, 2, 1.f, buf, 2, buf, 2, 0.f,
+                                   buf, 2, &err), SR_EINVAL);
+    int32_t idx[1];
+    float sc[1];
+    assert_int_equal(g_gpu.f->topk(g_gpu.ctx, buf, 1, buf, NULL, 1, 0, 4, NULL, NULL, 1 << 20,
+                                   idx, sc, &err), SR_EUNSUPPORTED);
+    float one = 1.f;
+    check(g_gpu.f->upload(g_gpu.ctx, buf, &one, sizeof one, &err), &err, "upload after errors");
+    g_gpu.f->free(g_gpu.ctx, doff);
+    g_gpu.f->free(g_gpu.ctx, buf);
+    g_gpu.f->free(g_gpu.ctx, NULL);
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -648,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_layer_norm), cmocka_unit_test(test_bias_act),
         cmocka_unit_test(test_add),        cmocka_unit_test(test_gru_gates),
         cmocka_unit_test(test_attention),  cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests_name("cuda_parity", tests, setup, teardown);
 }
