@@ -4,3 +4,4 @@ sr_add_test(test_cpu_ops SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_cpu_ops.c LIBS s
 sr_add_test(test_score_fixtures SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_score_fixtures.c
             LIBS PkgConfig::JANSSON m)
 add_dependencies(test_score_fixtures streamrec)
+sr_add_test(test_models SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_models.c LIBS sr_kernels m)
