@@ -326,7 +326,8 @@ extern "C" sr_err_t sr__cuda_topk(void *ctx, const float *q, int B, const float 
         (rc = sr__cuda_grow(c, (void **)&c->tk_score, &c->tk_score_cap, nbk * sizeof(float),
                             "topk scores", err)))
         return rc;
-    if (smem > 48 * 1024 &&
+    /* The 48 KiB default covers static + dynamic shared memory together. */
+    if (smem + sizeof(tk_shared) > 48 * 1024 &&
         (rc = sr__cuda_check(cudaFuncSetAttribute(topk_select_kernel,
                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                   (int)smem),
