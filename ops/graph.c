@@ -241,6 +241,11 @@ sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err)
     return SR_OK;
 }
 
+void sr_graph_partition_evict(sr_graph_t *g, int32_t partition)
+{
+    sr_state_partition_evict(g->env.state, partition);
+}
+
 uint64_t sr_graph_sessions(sr_graph_t *g) { return sr_state_count(g->env.state); }
 
 void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r)

@@ -154,6 +154,10 @@ void sr_graph_discard(sr_graph_t *g, uint64_t state_id);
 /* Committed applied offset of an input partition (-1 when none): where a restart resumes. */
 int64_t sr_graph_applied_offset(const sr_graph_t *g, int32_t partition);
 
+/* Drops a partition's committed sessions from the store's cache (the partition was revoked:
+ * its next owner may change them). Same thread as sr_graph_run; pending state untouched. */
+void sr_graph_partition_evict(sr_graph_t *g, int32_t partition);
+
 /* Sessions held by the session store (exact for memory, an estimate for rocksdb). */
 uint64_t sr_graph_sessions(sr_graph_t *g);
 

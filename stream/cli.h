@@ -26,5 +26,6 @@ int sr__cmd_bundle(int argc, char **argv);
 int sr__cmd_score(int argc, char **argv);
 int sr__cmd_bench(int argc, char **argv);
 int sr__cmd_replay(int argc, char **argv);
+int sr__cmd_run(int argc, char **argv);
 
 #endif /* SR_CLI_H */

@@ -12,6 +12,7 @@ static const struct sr__command commands[] = {
     {"bundle", sr__cmd_bundle, "check a model bundle (bundle check BUNDLE)"},
     {"score", sr__cmd_score, "score sessions (JSON lines on stdin) with a bundle: raw model top-k"},
     {"replay", sr__cmd_replay, "offline runtime: replay an event file through the graph (--eval)"},
+    {"run", sr__cmd_run, "online runtime: consumer group in, recommendations to a topic"},
     {"bench", sr__cmd_bench, "micro-benchmarks: exact top-k retrieval, sequence encoders"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

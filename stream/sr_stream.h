@@ -40,4 +40,106 @@ struct sr_sink *sr_file_sink_iface(sr_file_sink_t *s);
 /* Flushes and closes; returns the first write error. NULL is a no-op. */
 sr_err_t sr_file_sink_close(sr_file_sink_t *s, struct sr_error *err);
 
+
+/* ---- Kafka clients (kafka.c) ------------------------------------------------------------ */
+
+#include <librdkafka/rdkafka.h>
+
+enum sr_kafka_side { SR_KAFKA_CONSUMER = 0, SR_KAFKA_PRODUCER = 1 };
+
+/* Builds a librdkafka configuration: streamrec's defaults for that side (consumer: group.id
+ * from kafka.group.id, cooperative-sticky, enable.auto.offset.store=false, earliest reset;
+ * producer: enable.idempotence=true), then every explicitly set `kafka.*` key with the prefix
+ * stripped, `kafka.consumer.*` / `kafka.producer.*` to that side only. Errors name the key,
+ * never the value (secrets). Log lines of the client go to sr_log. Caller owns *out. */
+sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_kafka_conf_t **out,
+                           struct sr_error *err);
+/* Sets one librdkafka property (SR_ECONFIG naming the key on failure). */
+sr_err_t sr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                           struct sr_error *err);
+/* True when kafka.bootstrap.servers is set. */
+bool sr_kafka_configured(const sr_config_t *cfg);
+
+/* ---- topic sink: the online variant of the graph's sr_sink (kafka.c) -------------------- */
+
+typedef struct sr_topic_sink sr_topic_sink_t;
+
+struct sr_topic_sink_params {
+    rd_kafka_t *producer;          /* borrowed */
+    const char *topic;             /* borrowed for the sink's lifetime */
+    enum sr_format format;         /* output.format */
+    int32_t schema_id;             /* output.avro.schema_id */
+    /* Per-message opaque for delivery reports (NULL: none); called on the producing thread. */
+    void *(*msg_opaque)(void *ctx, const struct sr_rec *rec);
+    void *ctx;
+    /* When the producer queue is full: true = serve the producer (rd_kafka_poll) while waiting
+     * (single-threaded users), false = sleep 1 ms (another thread serves delivery reports). */
+    bool serve_when_full;
+};
+
+/* Each recommendation is produced with key = session_id and headers streamrec.model.version,
+ * streamrec.source.topic, streamrec.source.partition, streamrec.source.offset. Caller owns *out. */
+sr_err_t sr_topic_sink_new(const struct sr_topic_sink_params *p, sr_topic_sink_t **out,
+                           struct sr_error *err);
+struct sr_sink *sr_topic_sink_iface(sr_topic_sink_t *s);
+/* Messages handed to the producer so far. */
+uint64_t sr_topic_sink_produced(const sr_topic_sink_t *s);
+void sr_topic_sink_destroy(sr_topic_sink_t *s);
+
+/* Produces bytes with retry while the producer queue is full (see serve_when_full). */
+sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *key, size_t key_len,
+                          const void *value, size_t value_len, rd_kafka_headers_t *hdrs,
+                          void *opaque, bool serve_when_full, struct sr_error *err);
+
+/* ---- the online runtime (runtime.c) ----------------------------------------------------- */
+
+typedef struct sr_runtime sr_runtime_t;
+
+/* Builds the graph, the consumer (group, cooperative-sticky), the producer (idempotent), the
+ * worker thread and the metrics listener from cfg (borrowed for the runtime's lifetime).
+ * Caller owns *out. */
+sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_error *err);
+/* Runs the libuv loop until a drain completes (SIGTERM/SIGINT or sr_runtime_stop) or a fatal
+ * error; SR_OK after a clean drain. Installs the signal handlers when handle_signals. */
+sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *err);
+/* Asks the runtime to drain and stop; any thread, async-signal-unsafe. */
+void sr_runtime_stop(sr_runtime_t *rt);
+void sr_runtime_destroy(sr_runtime_t *rt);
+/* A consistent copy of the delivery counters and the consumed→delivered latency histogram
+ * (seconds), for tools embedding the runtime (bench e2e). Any thread. */
+struct sr_hist;
+void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *published,
+                         struct sr_hist *latency);
+
+/* ---- metrics (metrics.c) ---------------------------------------------------------------- */
+
+/* Fixed-bucket histogram (Prometheus cumulative buckets on output). Loop thread only. */
+#define SR_HIST_MAX_BUCKETS 24
+struct sr_hist {
+    int n;
+    double le[SR_HIST_MAX_BUCKETS];     /* upper bounds, ascending */
+    uint64_t count[SR_HIST_MAX_BUCKETS + 1]; /* last: +Inf */
+    uint64_t total;
+    double sum;
+};
+void sr_hist_init(struct sr_hist *h, const double *le, int n);
+void sr_hist_add(struct sr_hist *h, double v);
+/* Value at quantile q (0..1) by linear interpolation inside the bucket. */
+double sr_hist_quantile(const struct sr_hist *h, double q);
+void sr_hist_write(const struct sr_hist *h, struct sr_buf *out, const char *name, const char *help);
+
+/* A tiny HTTP/1.0 server on a libuv loop (the metrics listener): GET only, one response per
+ * connection, requests capped at 8 KiB. Loop thread only. */
+#include <uv.h>
+typedef struct sr_http sr_http_t;
+/* Fills status (default 200), content type (default text/plain) and body for a path. */
+typedef void (*sr_http_handler_fn)(void *ctx, const char *path, int *status,
+                                   const char **content_type, struct sr_buf *body);
+/* Listens on "host:port" (IPv4 or [IPv6]:port). Caller owns *out (sr_http_close). */
+sr_err_t sr_http_start(uv_loop_t *loop, const char *listen, sr_http_handler_fn fn, void *ctx,
+                       sr_http_t **out, struct sr_error *err);
+/* Stops listening and closes open connections; memory goes when the handles are closed
+ * (run the loop once more). NULL is a no-op. */
+void sr_http_close(sr_http_t *h);
+
 #endif /* SR_STREAM_H */

@@ -1,0 +1,204 @@
+/* kafka.c — librdkafka glue shared by `run`, topic `replay` and the tools: configuration from
+ * sr_config (kafka.* passthrough, streamrec's defaults, secrets never echoed), client log lines
+ * routed to sr_log, and the topic sink (the online sr_sink variant: one message per
+ * recommendation, key = session_id, provenance headers).
+ * The sink is called on the thread that runs the graph; librdkafka's produce is thread-safe. */
+#include "sr_stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    sr_log_level_t l = level <= 3 ? SR_LOG_ERROR : level <= 4 ? SR_LOG_WARN
+                     : level <= 6 ? SR_LOG_INFO : SR_LOG_DEBUG;
+    /* kafka.* keys go to both clients, so side-specific ones warn on the other: not news. */
+    if (!strcmp(fac, "CONFWARN"))
+        l = SR_LOG_DEBUG;
+    sr_log(l, "kafka", buf, "facility=%s", fac);
+}
+
+sr_err_t sr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                           struct sr_error *err)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+        if (sr_config_key_is_secret(key))
+            return sr_error_set(err, SR_ECONFIG, "kafka.%s: rejected by librdkafka", key);
+        return sr_error_set(err, SR_ECONFIG, "kafka.%s: %s", key, errstr);
+    }
+    return SR_OK;
+}
+
+struct conf_walk {
+    rd_kafka_conf_t *conf;
+    enum sr_kafka_side side;
+    struct sr_error *err;
+    sr_err_t rc;
+};
+
+static int conf_one(void *opaque, const char *key, const char *value)
+{
+    struct conf_walk *w = opaque;
+    const char *k = key + strlen("kafka.");
+    if (!strncmp(k, "consumer.", 9)) {
+        if (w->side != SR_KAFKA_CONSUMER)
+            return 0;
+        k += 9;
+    } else if (!strncmp(k, "producer.", 9)) {
+        if (w->side != SR_KAFKA_PRODUCER)
+            return 0;
+        k += 9;
+    } else if (w->side == SR_KAFKA_PRODUCER && !strcmp(k, "group.id")) {
+        return 0; /* a consumer property: keep the producer's log free of the warning */
+    }
+    w->rc = sr_kafka_conf_set(w->conf, k, value, w->err);
+    return w->rc != SR_OK;
+}
+
+bool sr_kafka_configured(const sr_config_t *cfg)
+{
+    const char *b = sr_config_get(cfg, "kafka.bootstrap.servers");
+    return b && *b;
+}
+
+sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_kafka_conf_t **out,
+                           struct sr_error *err)
+{
+    *out = NULL;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!conf)
+        return sr_error_set(err, SR_ENOMEM, "out of memory");
+    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+    sr_err_t rc = SR_OK;
+    if (side == SR_KAFKA_CONSUMER) {
+        const char *group = sr_config_get(cfg, "kafka.group.id");
+        static const char *const defaults[][2] = {
+            {"partition.assignment.strategy", "cooperative-sticky"},
+            {"enable.auto.offset.store", "false"},
+            {"auto.offset.reset", "earliest"},
+            {"enable.partition.eof", "false"},
+        };
+        if (group && *group)
+            rc = sr_kafka_conf_set(conf, "group.id", group, err);
+        for (size_t i = 0; rc == SR_OK && i < sizeof defaults / sizeof *defaults; i++)
+            rc = sr_kafka_conf_set(conf, defaults[i][0], defaults[i][1], err);
+    } else {
+        rc = sr_kafka_conf_set(conf, "enable.idempotence", "true", err);
+    }
+    struct conf_walk w = {conf, side, err, SR_OK};
+    if (rc == SR_OK) {
+        sr_config_foreach(cfg, "kafka.", conf_one, &w);
+        rc = w.rc;
+    }
+    if (rc != SR_OK) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    *out = conf;
+    return SR_OK;
+}
+
+sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *key, size_t key_len,
+                          const void *value, size_t value_len, rd_kafka_headers_t *hdrs,
+                          void *opaque, bool serve_when_full, struct sr_error *err)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return SR_OK; /* the headers now belong to the message */
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_headers_destroy(hdrs);
+            return sr_error_set(err, SR_EKAFKA, "produce to %s: %s", rd_kafka_topic_name(rkt),
+                                rd_kafka_err2str(e));
+        }
+        if (serve_when_full) {
+            rd_kafka_poll(rk, 10);
+        } else {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* ---- topic sink ------------------------------------------------------------------------ */
+
+struct sr_topic_sink {
+    struct sr_sink iface;
+    struct sr_topic_sink_params p;
+    rd_kafka_topic_t *rkt;
+    sr_rec_encoder_t *enc;
+    struct sr_buf buf;
+    uint64_t produced;
+};
+
+static sr_err_t topic_emit(void *opaque, const struct sr_rec *rec, struct sr_error *err)
+{
+    sr_topic_sink_t *s = opaque;
+    sr_buf_reset(&s->buf);
+    sr_err_t rc = sr_rec_encode(s->enc, rec, &s->buf, err);
+    if (rc != SR_OK)
+        return rc;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    char part[16], off[24];
+    int pl = snprintf(part, sizeof part, "%d", (int)rec->source_partition);
+    int ol = snprintf(off, sizeof off, "%lld", (long long)rec->source_offset);
+    rd_kafka_header_add(h, "streamrec.model.version", -1, rec->model_version,
+                        (ssize_t)rec->model_version_len);
+    rd_kafka_header_add(h, "streamrec.source.topic", -1, rec->source_topic,
+                        (ssize_t)rec->source_topic_len);
+    rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
+    rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
+    void *mo = s->p.msg_opaque ? s->p.msg_opaque(s->p.ctx, rec) : NULL;
+    rc = sr_kafka_produce(s->p.producer, s->rkt, rec->session_id, rec->session_id_len, s->buf.data,
+                          s->buf.len, h, mo, s->p.serve_when_full, err);
+    if (rc == SR_OK)
+        s->produced++;
+    return rc;
+}
+
+sr_err_t sr_topic_sink_new(const struct sr_topic_sink_params *p, sr_topic_sink_t **out,
+                           struct sr_error *err)
+{
+    *out = NULL;
+    if (!p || !p->producer || !p->topic || !*p->topic)
+        return sr_error_set(err, SR_EINVAL, "topic sink: producer and topic are required");
+    sr_topic_sink_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return sr_error_set(err, SR_ENOMEM, "out of memory");
+    s->p = *p;
+    s->iface = (struct sr_sink){.emit = topic_emit, .flush = NULL, .opaque = s};
+    s->rkt = rd_kafka_topic_new(p->producer, p->topic, NULL);
+    if (!s->rkt) {
+        free(s);
+        return sr_error_set(err, SR_EKAFKA, "topic %s: %s", p->topic,
+                            rd_kafka_err2str(rd_kafka_last_error()));
+    }
+    sr_err_t rc = sr_rec_encoder_new(p->format, p->schema_id, &s->enc, err);
+    if (rc != SR_OK) {
+        sr_topic_sink_destroy(s);
+        return rc;
+    }
+    *out = s;
+    return SR_OK;
+}
+
+struct sr_sink *sr_topic_sink_iface(sr_topic_sink_t *s) { return &s->iface; }
+
+uint64_t sr_topic_sink_produced(const sr_topic_sink_t *s) { return s->produced; }
+
+void sr_topic_sink_destroy(sr_topic_sink_t *s)
+{
+    if (!s)
+        return;
+    if (s->rkt)
+        rd_kafka_topic_destroy(s->rkt);
+    sr_rec_encoder_destroy(s->enc);
+    sr_buf_free(&s->buf);
+    free(s);
+}

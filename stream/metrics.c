@@ -1,0 +1,265 @@
+/* metrics.c — what the metrics endpoint is built from: fixed-bucket histograms rendered as
+ * Prometheus text, and a tiny HTTP/1.0 server on the libuv loop (GET only; one response per
+ * connection, then close). Owns its listener and connection handles.
+ * Thread: the loop thread only (libuv handles are never touched elsewhere). */
+#include "sr_stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- histograms ------------------------------------------------------------------------ */
+
+void sr_hist_init(struct sr_hist *h, const double *le, int n)
+{
+    memset(h, 0, sizeof *h);
+    h->n = n < SR_HIST_MAX_BUCKETS ? n : SR_HIST_MAX_BUCKETS;
+    memcpy(h->le, le, sizeof(double) * (size_t)h->n);
+}
+
+void sr_hist_add(struct sr_hist *h, double v)
+{
+    int i = 0;
+    while (i < h->n && v > h->le[i])
+        i++;
+    h->count[i]++;
+    h->total++;
+    h->sum += v;
+}
+
+double sr_hist_quantile(const struct sr_hist *h, double q)
+{
+    if (!h->total)
+        return 0.0;
+    double rank = q * (double)h->total;
+    uint64_t cum = 0;
+    for (int i = 0; i <= h->n; i++) {
+        if (h->count[i] && (double)(cum + h->count[i]) >= rank) {
+            double lo = i ? h->le[i - 1] : 0.0;
+            double hi = i < h->n ? h->le[i] : h->le[h->n - 1];
+            double f = (rank - (double)cum) / (double)h->count[i];
+            return lo + (hi - lo) * (f < 0 ? 0 : f > 1 ? 1 : f);
+        }
+        cum += h->count[i];
+    }
+    return h->n ? h->le[h->n - 1] : 0.0;
+}
+
+static void bprintf(struct sr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(struct sr_buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        sr_buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+void sr_hist_write(const struct sr_hist *h, struct sr_buf *out, const char *name, const char *help)
+{
+    bprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < h->n; i++) {
+        cum += h->count[i];
+        bprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, h->le[i], (unsigned long long)cum);
+    }
+    bprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
+            (unsigned long long)h->total, name, h->sum, name, (unsigned long long)h->total);
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------ */
+
+#define REQ_MAX 8192
+
+struct sr_http {
+    uv_tcp_t server;
+    sr_http_handler_fn fn;
+    void *ctx;
+    struct conn *conns; /* open connections, closed with the server */
+    bool closing;
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_write_t wr;
+    sr_http_t *http;
+    struct conn *next, **pprev;
+    struct sr_buf out;
+    size_t n;
+    bool responded;
+    char req[REQ_MAX];
+};
+
+static void conn_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    sr_buf_free(&c->out);
+    free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    if (c->pprev) {
+        *c->pprev = c->next;
+        if (c->next)
+            c->next->pprev = c->pprev;
+        c->pprev = NULL;
+    }
+    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    (void)status;
+    conn_close(w->data);
+}
+
+static void respond(struct conn *c, int status, const char *ctype, const struct sr_buf *body)
+{
+    const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found"
+                       : status == 405 ? "Method Not Allowed" : status == 400 ? "Bad Request"
+                       : "Service Unavailable";
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     status, reason, ctype, body->len);
+    sr_buf_append(&c->out, head, (size_t)n);
+    sr_buf_append(&c->out, body->data, body->len);
+    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    c->wr.data = c;
+    c->responded = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
+        conn_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)hint;
+    struct conn *c = h->data;
+    buf->base = c->req + c->n;
+    buf->len = REQ_MAX - 1 - c->n;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct conn *c = s->data;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    c->n += (size_t)nread;
+    c->req[c->n] = 0;
+    if (c->responded || !strstr(c->req, "\r\n\r\n")) {
+        if (c->n >= REQ_MAX - 1)
+            conn_close(c);
+        return;
+    }
+    struct sr_buf body = {0};
+    int status = 200;
+    const char *ctype = "text/plain; charset=utf-8";
+    char path[512] = "";
+    if (strncmp(c->req, "GET ", 4) != 0) {
+        status = 405;
+        sr_buf_append(&body, "only GET\n", 9);
+    } else {
+        const char *p = c->req + 4, *e = strpbrk(p, " ?\r\n");
+        size_t len = e ? (size_t)(e - p) : 0;
+        if (len == 0 || len >= sizeof path) {
+            status = 400;
+            sr_buf_append(&body, "bad request\n", 12);
+        } else {
+            memcpy(path, p, len);
+            path[len] = 0;
+            c->http->fn(c->http->ctx, path, &status, &ctype, &body);
+        }
+    }
+    respond(c, status, ctype, &body);
+    sr_buf_free(&body);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    sr_http_t *h = server->data;
+    if (status < 0 || h->closing)
+        return;
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->http = h;
+    uv_tcp_init(server->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, conn_closed);
+        return;
+    }
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->pprev = &c->next;
+    h->conns = c;
+    c->pprev = &h->conns;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
+sr_err_t sr_http_start(uv_loop_t *loop, const char *listen, sr_http_handler_fn fn, void *ctx,
+                       sr_http_t **out, struct sr_error *err)
+{
+    *out = NULL;
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || !colon[1])
+        return sr_error_set(err, SR_ECONFIG, "metrics.listen: '%s' is not host:port", listen);
+    size_t hl = (size_t)(colon - listen);
+    if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') {
+        listen++;
+        hl -= 2;
+    }
+    if (hl >= sizeof host)
+        return sr_error_set(err, SR_ECONFIG, "metrics.listen: host too long");
+    memcpy(host, listen, hl);
+    host[hl] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return sr_error_set(err, SR_ECONFIG, "metrics.listen: bad port in '%s'", colon + 1);
+    struct sockaddr_storage addr;
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&addr) != 0)
+        return sr_error_set(err, SR_ECONFIG, "metrics.listen: '%s' is not an IP address", host);
+    sr_http_t *h = calloc(1, sizeof *h);
+    if (!h)
+        return sr_error_set(err, SR_ENOMEM, "out of memory");
+    h->fn = fn;
+    h->ctx = ctx;
+    uv_tcp_init(loop, &h->server);
+    h->server.data = h;
+    int r = uv_tcp_bind(&h->server, (const struct sockaddr *)&addr, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&h->server, 64, on_connection);
+    if (r != 0) {
+        h->closing = true;
+        uv_close((uv_handle_t *)&h->server, (uv_close_cb)free);
+        return sr_error_set(err, SR_EIO, "metrics.listen %s:%ld: %s", host, port, uv_strerror(r));
+    }
+    *out = h;
+    return SR_OK;
+}
+
+static void server_closed(uv_handle_t *hd) { free(hd->data); }
+
+void sr_http_close(sr_http_t *h)
+{
+    if (!h || h->closing)
+        return;
+    h->closing = true;
+    while (h->conns)
+        conn_close(h->conns);
+    uv_close((uv_handle_t *)&h->server, server_closed);
+}

@@ -1,0 +1,1268 @@
+/* runtime.c — the online runtime (`streamrec run`, DESIGN §1, §7, §8): a consumer group in,
+ * the operator graph in the middle, recommendations out to a topic.
+ *
+ * Threads. The libuv loop thread owns all I/O: the consumer queue (rd_kafka_queue_io_event_enable
+ * writes to a pipe watched by uv_poll; rebalances, statistics and messages are served there),
+ * the producer's delivery reports (same mechanism), the batch deadline and housekeeping timers,
+ * SIGTERM/SIGINT and the metrics listener. ONE worker thread runs the graph (it is
+ * single-threaded), so batch n+1 gathers on the loop while batch n computes. Loop → worker: a
+ * mutex/condvar job queue (run a batch, commit a batch's state, evict a partition); worker →
+ * loop: a completion queue + uv_async_send. The loop never waits on the worker, except while
+ * partitions are revoked (they must be finished and committed before they are handed over).
+ *
+ * Delivery (§8, at_least_once). A batch is a run of consumed messages (batch.max.events, or
+ * batch.max.wait.ms after its first message). The worker runs the graph over it; the topic sink
+ * produces each recommendation (key = session_id, provenance headers) and undecodable messages
+ * go unchanged to dlq.topic. Batches complete in consumption order: once every message a batch
+ * produced is acknowledged and every earlier batch is complete, the worker commits its staged
+ * state (sr_graph_commit: sessions + applied offsets in one RocksDB write), and only then are
+ * its consumer offsets stored (enable.auto.offset.store=false) for auto-commit. A failed
+ * delivery stops the pipeline: batches before it commit, it and later ones never do, and the
+ * process exits non-zero; a restart resumes from the committed offsets and the applied offsets
+ * make session_update skip what was applied, so nothing is lost and nothing is applied twice.
+ *
+ * Backpressure: above runtime.max.inflight.events events in flight (gathering, computing or
+ * awaiting acks) or runtime.max.producer.queue messages in the producer queue, every assigned
+ * partition is paused; they resume below half of both. Nothing is dropped. */
+#include "sr_stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CMP "run"
+
+struct rt_batch;
+
+struct out_ref {
+    struct rt_batch *b;
+    int32_t row;
+};
+
+enum job_type { JOB_RUN = 1, JOB_COMMIT, JOB_EVICT, JOB_QUIT };
+
+struct job {
+    struct job *next;
+    enum job_type type;
+    struct rt_batch *b;
+    int32_t partition;
+};
+
+struct rt_batch {
+    struct rt_batch *next;   /* in-flight FIFO or free list */
+    struct job job;          /* one job at a time per batch (run, then commit) */
+    int32_t n, cap;
+    rd_kafka_message_t **msgs;
+    uint64_t *t_consumed;    /* ns */
+    struct out_ref *refs;
+    sr_arena_t *arena;
+    int32_t cursor;          /* worker: sink row cursor */
+    /* worker results, read by the loop after the completion */
+    sr_err_t rc;
+    char errmsg[SR_ERROR_MSG_MAX];
+    bool has_state;
+    uint64_t state_id;
+    uint64_t produced;
+    /* loop only */
+    bool computed, commit_sent, committed;
+    uint64_t acked, failed;
+};
+
+struct part_lag {
+    int32_t partition;
+    int64_t lag;
+};
+
+struct sr_runtime {
+    const sr_config_t *cfg;
+    uv_loop_t loop;
+    bool loop_init;
+    /* kafka */
+    rd_kafka_t *consumer, *producer;
+    rd_kafka_queue_t *cq, *pq;
+    int cpipe[2], ppipe[2];
+    uv_poll_t cpoll, ppoll;
+    rd_kafka_topic_t *dlq_rkt;
+    sr_topic_sink_t *sink;
+    const char *input_topic, *dlq_topic;
+    /* graph + worker */
+    sr_graph_t *g;
+    struct sr_stats stats;
+    pthread_mutex_t g_mu;    /* sr_graph_commit (worker) vs applied-offset reads (loop) */
+    pthread_t worker;
+    bool worker_started;
+    struct rt_batch *cur;    /* worker only: the batch the graph is running */
+    pthread_mutex_t jmu;
+    pthread_cond_t jcond;
+    struct job *jhead, *jtail;
+    pthread_mutex_t cmu;
+    struct job *chead, *ctail;
+    uv_async_t async;        /* completions, stop requests */
+    bool async_closed;       /* under cmu: the loop is gone, the loop side polls instead */
+    volatile int stop_requested;
+    /* batching */
+    int32_t max_events;
+    int64_t max_wait_ms;
+    struct rt_batch *gather, *free_list, *ihead, *itail;
+    uv_timer_t batch_timer, house_timer;
+    int64_t inflight_events;
+    int64_t max_inflight, max_outq;
+    bool paused;
+    /* lifecycle */
+    uv_signal_t sigint, sigterm;
+    bool signals;
+    bool draining, finishing, fatal;
+    char fatal_msg[SR_ERROR_MSG_MAX];
+    int assigned;
+    /* metrics (loop thread) */
+    sr_http_t *http;
+    pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */
+    uint64_t consumed, published, dlq_published, delivery_failures, rebalances;
+    struct sr_hist batch_hist, lat_hist;
+    struct part_lag *lags;
+    int n_lags;
+    uint64_t sessions;       /* written by the worker (atomic) */
+    uint64_t sessions_at;
+    const char *version;
+};
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+static void fail(sr_runtime_t *rt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void begin_drain(sr_runtime_t *rt);
+static void advance(sr_runtime_t *rt);
+static void handle_completions(sr_runtime_t *rt);
+
+static int set_nonblock_pipe(int fds[2])
+{
+    if (pipe(fds) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    return 0;
+}
+
+static void drain_pipe(int fd)
+{
+    char buf[256];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+}
+
+static struct rt_batch *batch_get(sr_runtime_t *rt)
+{
+    struct rt_batch *b = rt->free_list;
+    if (b) {
+        rt->free_list = b->next;
+    } else {
+        b = calloc(1, sizeof *b);
+        if (!b)
+            return NULL;
+        b->cap = rt->max_events;
+        b->msgs = calloc((size_t)b->cap, sizeof *b->msgs);
+        b->t_consumed = calloc((size_t)b->cap, sizeof *b->t_consumed);
+        b->refs = calloc((size_t)b->cap, sizeof *b->refs);
+        b->arena = sr_arena_new(1 << 20);
+        if (!b->msgs || !b->t_consumed || !b->refs || !b->arena) {
+            free(b->msgs);
+            free(b->t_consumed);
+            free(b->refs);
+            sr_arena_destroy(b->arena);
+            free(b);
+            return NULL;
+        }
+    }
+    b->next = NULL;
+    b->n = 0;
+    b->rc = SR_OK;
+    b->errmsg[0] = 0;
+    b->has_state = false;
+    b->produced = b->acked = b->failed = 0;
+    b->computed = b->commit_sent = b->committed = false;
+    return b;
+}
+
+static void batch_release_msgs(struct rt_batch *b)
+{
+    for (int32_t i = 0; i < b->n; i++)
+        rd_kafka_message_destroy(b->msgs[i]);
+    b->n = 0;
+}
+
+static void batch_put(sr_runtime_t *rt, struct rt_batch *b)
+{
+    batch_release_msgs(b);
+    b->next = rt->free_list;
+    rt->free_list = b;
+}
+
+static void batch_free(struct rt_batch *b)
+{
+    batch_release_msgs(b);
+    free(b->msgs);
+    free(b->t_consumed);
+    free(b->refs);
+    sr_arena_destroy(b->arena);
+    free(b);
+}
+
+/* ---- worker ------------------------------------------------------------------------- */
+
+static void job_push(sr_runtime_t *rt, struct job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&rt->jmu);
+    if (rt->jtail)
+        rt->jtail->next = j;
+    else
+        rt->jhead = j;
+    rt->jtail = j;
+    pthread_cond_signal(&rt->jcond);
+    pthread_mutex_unlock(&rt->jmu);
+}
+
+static void completion_push(sr_runtime_t *rt, struct job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&rt->cmu);
+    if (rt->ctail)
+        rt->ctail->next = j;
+    else
+        rt->chead = j;
+    rt->ctail = j;
+    if (!rt->async_closed)
+        uv_async_send(&rt->async);
+    pthread_mutex_unlock(&rt->cmu);
+}
+
+
+/* Sink callback (worker): the delivery-report opaque of the recommendation of row (p, o). Rows
+ * are emitted in batch order, so a forward cursor finds them. */
+static void *rec_opaque(void *ctx, const struct sr_rec *rec)
+{
+    sr_runtime_t *rt = ctx;
+    struct rt_batch *b = rt->cur;
+    if (!b)
+        return NULL;
+    while (b->cursor < b->n && !(b->msgs[b->cursor]->partition == rec->source_partition &&
+                                 b->msgs[b->cursor]->offset == rec->source_offset))
+        b->cursor++;
+    return b->cursor < b->n ? &b->refs[b->cursor] : NULL;
+}
+
+static sr_err_t produce_dlq(sr_runtime_t *rt, struct rt_batch *b, int32_t r, const char *reason,
+                            struct sr_error *err)
+{
+    const rd_kafka_message_t *m = b->msgs[r];
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    char part[16], off[24];
+    int pl = snprintf(part, sizeof part, "%d", (int)m->partition);
+    int ol = snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    rd_kafka_header_add(h, "streamrec.error", -1, reason, -1);
+    rd_kafka_header_add(h, "streamrec.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
+    rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
+    return sr_kafka_produce(rt->producer, rt->dlq_rkt, m->key, m->key_len, m->payload, m->len, h,
+                            &b->refs[r], false, err);
+}
+
+/* Worker: runs the graph over a batch; the sink produces its recommendations, then its
+ * undecodable messages go to the DLQ (except those a previous run already applied). */
+static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
+{
+    struct sr_error err = {0};
+    struct sr_batch sb;
+    struct sr_col *raw, *part, *off;
+    sr_arena_reset(b->arena);
+    sr_err_t rc = sr_batch_init(&sb, b->arena, b->n, &err);
+    if (rc == SR_OK)
+        rc = sr_batch_add(&sb, "raw", SR_COL_STR, 0, &raw, &err);
+    if (rc == SR_OK)
+        rc = sr_batch_add(&sb, "src_partition", SR_COL_I32, 0, &part, &err);
+    if (rc == SR_OK)
+        rc = sr_batch_add(&sb, "src_offset", SR_COL_I64, 0, &off, &err);
+    if (rc == SR_OK) {
+        const char **rp = raw->data;
+        int32_t *pp = part->data;
+        int64_t *op = off->data;
+        for (int32_t i = 0; i < b->n; i++) {
+            const rd_kafka_message_t *m = b->msgs[i];
+            rp[i] = m->payload ? m->payload : "";
+            raw->lens[i] = (uint32_t)m->len;
+            pp[i] = m->partition;
+            op[i] = m->offset;
+            b->refs[i].b = b;
+            b->refs[i].row = i;
+        }
+        uint64_t before = sr_topic_sink_produced(rt->sink);
+        b->cursor = 0;
+        rt->cur = b;
+        rc = sr_graph_run(rt->g, &sb, &err);
+        rt->cur = NULL;
+        b->produced = sr_topic_sink_produced(rt->sink) - before;
+        struct sr_col *de = rc == SR_OK && rt->dlq_rkt ? sr_batch_col(&sb, "decode_error") : NULL;
+        const char **why = de ? de->data : NULL;
+        for (int32_t r = 0; rc == SR_OK && why && r < b->n; r++) {
+            const rd_kafka_message_t *m = b->msgs[r];
+            if (!why[r] || m->offset <= sr_graph_applied_offset(rt->g, m->partition))
+                continue;
+            rc = produce_dlq(rt, b, r, why[r], &err);
+            if (rc == SR_OK)
+                b->produced++;
+        }
+        b->has_state = sb.has_state;
+        b->state_id = sb.state_id;
+    }
+    b->rc = rc;
+    if (rc != SR_OK)
+        snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
+}
+
+static void *worker_main(void *arg)
+{
+    sr_runtime_t *rt = arg;
+    uint64_t sessions_ns = 0;
+    for (;;) {
+        pthread_mutex_lock(&rt->jmu);
+        while (!rt->jhead)
+            pthread_cond_wait(&rt->jcond, &rt->jmu);
+        struct job *j = rt->jhead;
+        rt->jhead = j->next;
+        if (!rt->jhead)
+            rt->jtail = NULL;
+        pthread_mutex_unlock(&rt->jmu);
+        switch (j->type) {
+        case JOB_RUN:
+            run_batch(rt, j->b);
+            completion_push(rt, j);
+            break;
+        case JOB_COMMIT: {
+            struct sr_error err = {0};
+            struct rt_batch *b = j->b;
+            b->rc = SR_OK;
+            if (b->has_state) {
+                pthread_mutex_lock(&rt->g_mu);
+                b->rc = sr_graph_commit(rt->g, b->state_id, &err);
+                pthread_mutex_unlock(&rt->g_mu);
+                if (b->rc != SR_OK)
+                    snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
+            }
+            uint64_t now = sr_now_ns();
+            if (now - sessions_ns > 1000000000ULL) {
+                __atomic_store_n(&rt->sessions, sr_graph_sessions(rt->g), __ATOMIC_RELAXED);
+                sessions_ns = now;
+            }
+            completion_push(rt, j);
+            break;
+        }
+        case JOB_EVICT:
+            sr_graph_partition_evict(rt->g, j->partition);
+            free(j);
+            break;
+        case JOB_QUIT:
+            free(j);
+            return NULL;
+        }
+    }
+}
+
+/* ---- loop side: batching ------------------------------------------------------------- */
+
+static bool over_high_water(sr_runtime_t *rt)
+{
+    return rt->inflight_events >= rt->max_inflight ||
+           (int64_t)rd_kafka_outq_len(rt->producer) >= rt->max_outq;
+}
+
+static bool under_low_water(sr_runtime_t *rt)
+{
+    return rt->inflight_events <= rt->max_inflight / 2 &&
+           (int64_t)rd_kafka_outq_len(rt->producer) <= rt->max_outq / 2;
+}
+
+static void pause_resume_all(sr_runtime_t *rt, bool pause)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(rt->consumer, &a) != RD_KAFKA_RESP_ERR_NO_ERROR || !a)
+        return;
+    if (a->cnt > 0) {
+        if (pause)
+            rd_kafka_pause_partitions(rt->consumer, a);
+        else
+            rd_kafka_resume_partitions(rt->consumer, a);
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+}
+
+static void check_backpressure(sr_runtime_t *rt)
+{
+    if (rt->draining || rt->fatal)
+        return; /* paused for good */
+    if (!rt->paused && over_high_water(rt)) {
+        rt->paused = true;
+        pause_resume_all(rt, true);
+        sr_log(SR_LOG_DEBUG, CMP, "backpressure: partitions paused", "inflight_events=%lld outq=%d",
+               (long long)rt->inflight_events, rd_kafka_outq_len(rt->producer));
+    } else if (rt->paused && under_low_water(rt)) {
+        rt->paused = false;
+        pause_resume_all(rt, false);
+        sr_log(SR_LOG_DEBUG, CMP, "backpressure: partitions resumed", "inflight_events=%lld",
+               (long long)rt->inflight_events);
+    }
+}
+
+static void dispatch(sr_runtime_t *rt)
+{
+    struct rt_batch *b = rt->gather;
+    uv_timer_stop(&rt->batch_timer);
+    if (!b || b->n == 0)
+        return;
+    rt->gather = NULL;
+    if (rt->itail)
+        rt->itail->next = b;
+    else
+        rt->ihead = b;
+    rt->itail = b;
+    b->next = NULL;
+    pthread_mutex_lock(&rt->mmu);
+    sr_hist_add(&rt->batch_hist, (double)b->n);
+    pthread_mutex_unlock(&rt->mmu);
+    b->job.type = JOB_RUN;
+    b->job.b = b;
+    job_push(rt, &b->job);
+}
+
+static void on_batch_timer(uv_timer_t *t)
+{
+    sr_runtime_t *rt = t->data;
+    dispatch(rt);
+}
+
+static void take_message(sr_runtime_t *rt, rd_kafka_message_t *m)
+{
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            sr_log(SR_LOG_WARN, CMP, "consumer error", "error=\"%s\"", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (rt->draining || rt->fatal) {
+        /* Not processed and not committed: it is delivered again after a restart. */
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (!rt->gather) {
+        rt->gather = batch_get(rt);
+        if (!rt->gather) {
+            rd_kafka_message_destroy(m);
+            fail(rt, "out of memory for a batch");
+            return;
+        }
+        uv_timer_start(&rt->batch_timer, on_batch_timer, (uint64_t)rt->max_wait_ms, 0);
+    }
+    struct rt_batch *b = rt->gather;
+    b->t_consumed[b->n] = sr_now_ns();
+    b->msgs[b->n++] = m;
+    rt->inflight_events++;
+    pthread_mutex_lock(&rt->mmu);
+    rt->consumed++;
+    pthread_mutex_unlock(&rt->mmu);
+    if (b->n >= rt->max_events)
+        dispatch(rt);
+}
+
+static void serve_consumer(sr_runtime_t *rt)
+{
+    rd_kafka_message_t *m;
+    while (rt->consumer && (m = rd_kafka_consumer_poll(rt->consumer, 0)) != NULL)
+        take_message(rt, m);
+    check_backpressure(rt);
+}
+
+static void serve_producer(sr_runtime_t *rt)
+{
+    while (rd_kafka_poll(rt->producer, 0) > 0) {
+    }
+    advance(rt);
+}
+
+static void on_cpoll(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    sr_runtime_t *rt = h->data;
+    drain_pipe(rt->cpipe[0]);
+    serve_consumer(rt);
+}
+
+static void on_ppoll(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    sr_runtime_t *rt = h->data;
+    drain_pipe(rt->ppipe[0]);
+    serve_producer(rt);
+}
+
+/* ---- loop side: delivery, commits, completion ---------------------------------------- */
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    sr_runtime_t *rt = opaque;
+    struct out_ref *ref = m->_private;
+    if (!ref)
+        return;
+    struct rt_batch *b = ref->b;
+    bool dlq = rt->dlq_rkt && m->rkt == rt->dlq_rkt;
+    if (m->err) {
+        b->failed++;
+        pthread_mutex_lock(&rt->mmu);
+        rt->delivery_failures++;
+        pthread_mutex_unlock(&rt->mmu);
+        fail(rt, "delivery to %s failed (partition %d of %s, offset %lld): %s",
+             rd_kafka_topic_name(m->rkt), (int)b->msgs[ref->row]->partition, rt->input_topic,
+             (long long)b->msgs[ref->row]->offset, rd_kafka_err2str(m->err));
+        return;
+    }
+    b->acked++;
+    double lat = (double)(sr_now_ns() - b->t_consumed[ref->row]) / 1e9;
+    pthread_mutex_lock(&rt->mmu);
+    if (dlq) {
+        rt->dlq_published++;
+    } else {
+        rt->published++;
+        sr_hist_add(&rt->lat_hist, lat);
+    }
+    pthread_mutex_unlock(&rt->mmu);
+}
+
+/* Stores the batch's consumer offsets (highest offset + 1 per partition) for auto-commit. */
+static void store_offsets(sr_runtime_t *rt, struct rt_batch *b)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int32_t i = 0; i < b->n; i++) {
+        const rd_kafka_message_t *m = b->msgs[i];
+        const char *t = rd_kafka_topic_name(m->rkt);
+        rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(l, t, m->partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(l, t, m->partition);
+        if (m->offset + 1 > p->offset)
+            p->offset = m->offset + 1;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(rt->consumer, l);
+    if (e)
+        sr_log(SR_LOG_DEBUG, CMP, "offsets not stored (partition no longer assigned)",
+               "error=\"%s\"", rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Sends commit jobs for the complete batches at the head of the in-flight list (in order: a
+ * batch commits only after every earlier one), and checks whether a drain is finished. */
+static void advance(sr_runtime_t *rt)
+{
+    for (struct rt_batch *b = rt->ihead; b; b = b->next) {
+        if (b->commit_sent)
+            continue;
+        if (!b->computed || b->rc != SR_OK || b->failed || b->acked < b->produced)
+            break;
+        b->commit_sent = true;
+        b->job.type = JOB_COMMIT;
+        b->job.b = b;
+        job_push(rt, &b->job);
+    }
+    check_backpressure(rt);
+    if ((rt->draining || rt->fatal) && !rt->finishing) {
+        bool idle = !rt->gather || rt->fatal;
+        for (struct rt_batch *b = rt->ihead; idle && b; b = b->next) {
+            if (!rt->fatal)
+                idle = false; /* a drain waits for every batch to commit */
+            else if (!b->computed || (b->commit_sent && !b->committed) ||
+                     b->acked + b->failed < b->produced)
+                idle = false; /* a failure waits for the worker and the broker to settle */
+        }
+        if (idle) {
+            rt->finishing = true;
+            uv_stop(&rt->loop);
+        }
+    }
+}
+
+static void handle_completions(sr_runtime_t *rt)
+{
+    pthread_mutex_lock(&rt->cmu);
+    struct job *j = rt->chead;
+    rt->chead = rt->ctail = NULL;
+    pthread_mutex_unlock(&rt->cmu);
+    while (j) {
+        struct job *next = j->next;
+        struct rt_batch *b = j->b;
+        if (j->type == JOB_RUN) {
+            b->computed = true;
+            if (b->rc != SR_OK)
+                fail(rt, "batch of %d events failed: %s", (int)b->n, b->errmsg);
+        } else if (j->type == JOB_COMMIT) {
+            if (b->rc != SR_OK)
+                fail(rt, "state commit failed: %s", b->errmsg);
+            else
+                b->committed = true;
+        }
+        j = next;
+    }
+    /* Committed batches leave from the head, in order. */
+    while (rt->ihead && rt->ihead->committed) {
+        struct rt_batch *b = rt->ihead;
+        rt->ihead = b->next;
+        if (!rt->ihead)
+            rt->itail = NULL;
+        store_offsets(rt, b);
+        rt->inflight_events -= b->n;
+        batch_put(rt, b);
+    }
+    advance(rt);
+}
+
+static void on_async(uv_async_t *a)
+{
+    sr_runtime_t *rt = a->data;
+    if (__atomic_load_n(&rt->stop_requested, __ATOMIC_ACQUIRE) && !rt->draining)
+        begin_drain(rt);
+    handle_completions(rt);
+}
+
+static void fail(sr_runtime_t *rt, const char *fmt, ...)
+{
+    if (rt->fatal)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rt->fatal_msg, sizeof rt->fatal_msg, fmt, ap);
+    va_end(ap);
+    rt->fatal = true;
+    sr_log(SR_LOG_ERROR, CMP, "stopping: nothing after this point is committed", "reason=\"%s\"",
+           rt->fatal_msg);
+    pause_resume_all(rt, true);
+    if (rt->gather) {
+        rt->inflight_events -= rt->gather->n;
+        batch_put(rt, rt->gather);
+        rt->gather = NULL;
+        uv_timer_stop(&rt->batch_timer);
+    }
+}
+
+static void begin_drain(sr_runtime_t *rt)
+{
+    if (rt->draining)
+        return;
+    rt->draining = true;
+    sr_log(SR_LOG_INFO, CMP, "draining: finishing in-flight batches", "inflight_events=%lld",
+           (long long)rt->inflight_events);
+    if (rt->consumer)
+        pause_resume_all(rt, true);
+    dispatch(rt);
+    advance(rt);
+}
+
+/* Runs the pipeline without returning to the loop until nothing is in flight (revocation must
+ * finish and commit before the partitions are handed over). Bounded by timeout_ms. */
+static void drain_blocking(sr_runtime_t *rt, int timeout_ms)
+{
+    dispatch(rt);
+    uint64_t deadline = sr_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+    while (rt->ihead && !rt->fatal && sr_now_ns() < deadline) {
+        handle_completions(rt);
+        rd_kafka_poll(rt->producer, 1);
+        while (rd_kafka_poll(rt->producer, 0) > 0) {
+        }
+    }
+    handle_completions(rt);
+    if (rt->ihead && !rt->fatal)
+        fail(rt, "in-flight batches did not finish within %d ms during a rebalance", timeout_ms);
+}
+
+/* ---- rebalances ---------------------------------------------------------------------- */
+
+static int64_t applied_offset(sr_runtime_t *rt, int32_t partition)
+{
+    pthread_mutex_lock(&rt->g_mu);
+    int64_t a = sr_graph_applied_offset(rt->g, partition);
+    pthread_mutex_unlock(&rt->g_mu);
+    return a;
+}
+
+static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *l)
+{
+    char buf[512];
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < l->cnt && n + 32 < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s[%d]@%lld", i ? "," : "",
+                              l->elems[i].topic, (int)l->elems[i].partition,
+                              (long long)l->elems[i].offset);
+    sr_log(SR_LOG_INFO, CMP, what, "count=%d partitions=%s", l->cnt, buf);
+}
+
+static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                      bool cooperative)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
+    rd_kafka_resp_err_t e = rd_kafka_committed(rk, l, 10000);
+    if (e)
+        sr_log(SR_LOG_WARN, CMP, "cannot read committed offsets", "error=\"%s\"",
+               rd_kafka_err2str(e));
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &l->elems[i];
+        int64_t committed = e || p->err ? -1 : p->offset;
+        int64_t applied = applied_offset(rt, p->partition);
+        int64_t start = committed >= 0 ? committed : -1;
+        if (applied >= 0 && applied + 1 > start)
+            start = applied + 1;
+        p->offset = start >= 0 ? start : RD_KAFKA_OFFSET_INVALID;
+        p->err = 0;
+    }
+    log_parts("partitions assigned", l);
+    if (cooperative) {
+        rd_kafka_error_t *err = rd_kafka_incremental_assign(rk, l);
+        if (err) {
+            fail(rt, "incremental assign: %s", rd_kafka_error_string(err));
+            rd_kafka_error_destroy(err);
+        }
+    } else {
+        rd_kafka_assign(rk, l);
+    }
+    rt->assigned += l->cnt;
+    if (rt->paused || rt->draining || rt->fatal)
+        rd_kafka_pause_partitions(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void on_revoke(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                      bool cooperative)
+{
+    log_parts("partitions revoked", parts);
+    bool lost = rd_kafka_assignment_lost(rk);
+    /* Finish everything in flight (batches mix partitions), store offsets, commit. */
+    drain_blocking(rt, 30000);
+    if (!lost && !rt->fatal) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(rk, NULL, 0);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            sr_log(SR_LOG_WARN, CMP, "commit on revoke failed", "error=\"%s\"", rd_kafka_err2str(e));
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        struct job *j = calloc(1, sizeof *j);
+        if (j) {
+            j->type = JOB_EVICT;
+            j->partition = parts->elems[i].partition;
+            job_push(rt, j);
+        }
+    }
+    if (cooperative) {
+        rd_kafka_error_t *err = rd_kafka_incremental_unassign(rk, parts);
+        if (err) {
+            sr_log(SR_LOG_WARN, CMP, "incremental unassign failed", "error=\"%s\"",
+                   rd_kafka_error_string(err));
+            rd_kafka_error_destroy(err);
+        }
+        rt->assigned -= parts->cnt;
+    } else {
+        rd_kafka_assign(rk, NULL);
+        rt->assigned = 0;
+    }
+    if (rt->assigned < 0)
+        rt->assigned = 0;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    sr_runtime_t *rt = opaque;
+    bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    pthread_mutex_lock(&rt->mmu);
+    rt->rebalances++;
+    pthread_mutex_unlock(&rt->mmu);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        on_assign(rt, rk, parts, cooperative);
+    else
+        on_revoke(rt, rk, parts, cooperative);
+}
+
+/* librdkafka statistics (statistics.interval.ms): consumer lag per partition. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    sr_runtime_t *rt = opaque;
+    json_error_t je;
+    json_t *root = json_loadb(json, len, 0, &je);
+    json_t *topic = root ? json_object_get(json_object_get(root, "topics"), rt->input_topic) : NULL;
+    json_t *parts = topic ? json_object_get(topic, "partitions") : NULL;
+    if (parts) {
+        const char *k;
+        json_t *v;
+        pthread_mutex_lock(&rt->mmu);
+        rt->n_lags = 0;
+        size_t n = json_object_size(parts);
+        struct part_lag *nl = realloc(rt->lags, sizeof *nl * (n ? n : 1));
+        if (nl) {
+            rt->lags = nl;
+            json_object_foreach(parts, k, v) {
+                json_int_t p = json_integer_value(json_object_get(v, "partition"));
+                json_t *lag = json_object_get(v, "consumer_lag");
+                if (p < 0 || !lag || !json_is_true(json_object_get(v, "desired")))
+                    continue;
+                rt->lags[rt->n_lags].partition = (int32_t)p;
+                rt->lags[rt->n_lags].lag = json_integer_value(lag);
+                rt->n_lags++;
+            }
+        }
+        pthread_mutex_unlock(&rt->mmu);
+    }
+    json_decref(root);
+    return 0;
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    sr_runtime_t *rt = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[512];
+        rd_kafka_fatal_error(rk, buf, sizeof buf);
+        fail(rt, "fatal kafka error: %s", buf);
+        return;
+    }
+    sr_log(SR_LOG_WARN, CMP, "kafka error", "client=%s error=\"%s\" reason=\"%s\"",
+           rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/* ---- metrics ------------------------------------------------------------------------- */
+
+static void bput(struct sr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bput(struct sr_buf *b, const char *fmt, ...)
+{
+    char tmp[768];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        sr_buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void counter(struct sr_buf *b, const char *name, const char *help, uint64_t v)
+{
+    bput(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+         (unsigned long long)v);
+}
+
+static void gauge(struct sr_buf *b, const char *name, const char *help, double v)
+{
+    bput(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
+{
+    const struct sr_stats *st = &rt->stats;
+    pthread_mutex_lock(&rt->mmu);
+    counter(b, "streamrec_events_consumed_total", "messages consumed from the input topic",
+            rt->consumed);
+    bput(b, "# HELP streamrec_events_invalid_total events refused by the decoder, by reason\n"
+            "# TYPE streamrec_events_invalid_total counter\n");
+    int nr = __atomic_load_n(&st->n_reasons, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < nr; i++)
+        bput(b, "streamrec_events_invalid_total{reason=\"%s\"} %llu\n", st->reason[i],
+             (unsigned long long)__atomic_load_n(&st->reason_count[i], __ATOMIC_RELAXED));
+    counter(b, "streamrec_events_filtered_total", "valid events of types neither stored nor triggering",
+            __atomic_load_n(&st->filtered, __ATOMIC_RELAXED));
+    counter(b, "streamrec_recommendations_published_total",
+            "recommendations acknowledged by the broker", rt->published);
+    counter(b, "streamrec_dlq_published_total", "messages acknowledged on the dead-letter topic",
+            rt->dlq_published);
+    counter(b, "streamrec_delivery_failures_total", "messages the producer failed to deliver",
+            rt->delivery_failures);
+    counter(b, "streamrec_rebalances_total", "consumer group rebalances (assign and revoke)",
+            rt->rebalances);
+    counter(b, "streamrec_batches_total", "micro-batches run",
+            __atomic_load_n(&st->batches, __ATOMIC_RELAXED));
+    sr_hist_write(&rt->batch_hist, b, "streamrec_batch_size", "events per micro-batch");
+    sr_hist_write(&rt->lat_hist, b, "streamrec_latency_seconds",
+                  "event consumed to recommendation delivered (seconds)");
+    bput(b, "# HELP streamrec_stage_seconds_total time spent per graph stage\n"
+            "# TYPE streamrec_stage_seconds_total counter\n");
+    int ns = __atomic_load_n(&st->n_stages, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < ns; i++)
+        bput(b, "streamrec_stage_seconds_total{stage=\"%s\"} %.9f\n", st->stage[i],
+             (double)__atomic_load_n(&st->stage_ns[i], __ATOMIC_RELAXED) / 1e9);
+    bput(b, "# HELP streamrec_consumer_lag messages behind the high watermark, per partition\n"
+            "# TYPE streamrec_consumer_lag gauge\n");
+    for (int i = 0; i < rt->n_lags; i++)
+        bput(b, "streamrec_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n", rt->input_topic,
+             (int)rt->lags[i].partition, (long long)rt->lags[i].lag);
+    pthread_mutex_unlock(&rt->mmu);
+    gauge(b, "streamrec_sessions", "sessions held in state",
+          (double)__atomic_load_n(&rt->sessions, __ATOMIC_RELAXED));
+    gauge(b, "streamrec_inflight_events", "events consumed and not yet committed",
+          (double)rt->inflight_events);
+    gauge(b, "streamrec_paused", "1 while the input partitions are paused (backpressure)",
+          rt->paused ? 1 : 0);
+    gauge(b, "streamrec_assigned_partitions", "input partitions assigned to this process",
+          rt->assigned);
+    bput(b, "# HELP streamrec_model_info the loaded model bundle\n# TYPE streamrec_model_info gauge\n"
+            "streamrec_model_info{version=\"%s\"} 1\n", rt->version);
+}
+
+static void http_handler(void *ctx, const char *path, int *status, const char **ctype,
+                         struct sr_buf *body)
+{
+    sr_runtime_t *rt = ctx;
+    if (!strcmp(path, "/metrics")) {
+        *ctype = "text/plain; version=0.0.4; charset=utf-8";
+        render_metrics(rt, body);
+    } else if (!strcmp(path, "/healthz")) {
+        *status = rt->fatal ? 503 : 200;
+        bput(body, "%s\n", rt->fatal ? "failed" : "ok");
+    } else if (!strcmp(path, "/readyz")) {
+        bool ready = !rt->fatal && !rt->draining && rt->assigned > 0;
+        *status = ready ? 200 : 503;
+        bput(body, "%s\n", ready ? "ready" : rt->draining ? "draining" : "not assigned");
+    } else {
+        *status = 404;
+        bput(body, "not found\n");
+    }
+}
+
+/* ---- signals and housekeeping --------------------------------------------------------- */
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    sr_runtime_t *rt = s->data;
+    sr_log(SR_LOG_INFO, CMP, "signal: draining (a second signal exits at once)", "signal=%d", signum);
+    /* With no watcher left libuv restores the default action: a second signal terminates. */
+    uv_signal_stop(&rt->sigint);
+    uv_signal_stop(&rt->sigterm);
+    begin_drain(rt);
+}
+
+static void on_house(uv_timer_t *t)
+{
+    sr_runtime_t *rt = t->data;
+    /* A safety net under the queue wake-ups (they fire once until the queue is served). */
+    serve_consumer(rt);
+    serve_producer(rt);
+    handle_completions(rt);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------- */
+
+static sr_err_t get_int(const sr_config_t *cfg, const char *key, int64_t lo, int64_t hi,
+                        int64_t *out, struct sr_error *err)
+{
+    sr_err_t rc = sr_config_get_int(cfg, key, out, err);
+    if (rc == SR_OK && (*out < lo || *out > hi))
+        rc = sr_error_set(err, SR_ECONFIG, "%s: %lld is out of range (%lld..%lld)", key,
+                          (long long)*out, (long long)lo, (long long)hi);
+    return rc;
+}
+
+static sr_err_t make_client(sr_runtime_t *rt, enum sr_kafka_side side, struct sr_error *err)
+{
+    rd_kafka_conf_t *conf;
+    sr_err_t rc = sr_kafka_conf_new(rt->cfg, side, &conf, err);
+    if (rc != SR_OK)
+        return rc;
+    rd_kafka_conf_set_opaque(conf, rt);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    if (side == SR_KAFKA_CONSUMER) {
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
+        const char *ml = sr_config_get(rt->cfg, "metrics.listen");
+        if (ml && *ml && !sr_config_is_set(rt->cfg, "kafka.statistics.interval.ms") &&
+            !sr_config_is_set(rt->cfg, "kafka.consumer.statistics.interval.ms"))
+            rc = sr_kafka_conf_set(conf, "statistics.interval.ms", "5000", err);
+    } else {
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    }
+    if (rc != SR_OK) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(side == SR_KAFKA_CONSUMER ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER,
+                                  conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return sr_error_set(err, SR_EKAFKA, "kafka %s: %s",
+                            side == SR_KAFKA_CONSUMER ? "consumer" : "producer", errstr);
+    }
+    if (side == SR_KAFKA_CONSUMER)
+        rt->consumer = rk;
+    else
+        rt->producer = rk;
+    return SR_OK;
+}
+
+sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_error *err)
+{
+    *out = NULL;
+    if (!sr_kafka_configured(cfg))
+        return sr_error_set(err, SR_ECONFIG, "kafka.bootstrap.servers is required for run");
+    const char *guarantee = sr_config_get(cfg, "processing.guarantee");
+    if (guarantee && strcmp(guarantee, "at_least_once") != 0)
+        return sr_error_set(err, SR_EUNSUPPORTED,
+                            "processing.guarantee=%s: only at_least_once is implemented", guarantee);
+    sr_runtime_t *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return sr_error_set(err, SR_ENOMEM, "out of memory");
+    rt->cfg = cfg;
+    rt->cpipe[0] = rt->cpipe[1] = rt->ppipe[0] = rt->ppipe[1] = -1;
+    pthread_mutex_init(&rt->g_mu, NULL);
+    pthread_mutex_init(&rt->jmu, NULL);
+    pthread_cond_init(&rt->jcond, NULL);
+    pthread_mutex_init(&rt->cmu, NULL);
+    pthread_mutex_init(&rt->mmu, NULL);
+    static const double batch_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+    static const double lat_le[] = {0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02,
+                                    0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5, 10};
+    sr_hist_init(&rt->batch_hist, batch_le, (int)(sizeof batch_le / sizeof *batch_le));
+    sr_hist_init(&rt->lat_hist, lat_le, (int)(sizeof lat_le / sizeof *lat_le));
+    rt->input_topic = sr_config_get(cfg, "input.topic");
+    rt->dlq_topic = sr_config_get(cfg, "dlq.topic");
+    int64_t v;
+    sr_err_t rc = get_int(cfg, "batch.max.events", 1, 1000000, &v, err);
+    rt->max_events = (int32_t)v;
+    if (rc == SR_OK)
+        rc = get_int(cfg, "batch.max.wait.ms", 0, 60000, &rt->max_wait_ms, err);
+    if (rc == SR_OK)
+        rc = get_int(cfg, "runtime.max.inflight.events", 1, INT32_MAX, &rt->max_inflight, err);
+    if (rc == SR_OK)
+        rc = get_int(cfg, "runtime.max.producer.queue", 1, INT32_MAX, &rt->max_outq, err);
+    if (rc == SR_OK && rt->max_inflight < rt->max_events)
+        rt->max_inflight = rt->max_events; /* one full batch must always fit */
+    enum sr_format ofmt = SR_FORMAT_JSON;
+    int64_t schema_id = 1;
+    if (rc == SR_OK)
+        rc = sr_format_parse(sr_config_get(cfg, "output.format"), &ofmt, err);
+    if (rc == SR_OK)
+        rc = get_int(cfg, "output.avro.schema_id", 0, INT32_MAX, &schema_id, err);
+    if (rc == SR_OK)
+        rc = make_client(rt, SR_KAFKA_PRODUCER, err);
+    if (rc == SR_OK)
+        rc = make_client(rt, SR_KAFKA_CONSUMER, err);
+    if (rc == SR_OK) {
+        struct sr_topic_sink_params sp = {
+            .producer = rt->producer, .topic = sr_config_get(cfg, "output.topic"),
+            .format = ofmt, .schema_id = (int32_t)schema_id,
+            .msg_opaque = rec_opaque, .ctx = rt, .serve_when_full = false,
+        };
+        rc = sr_topic_sink_new(&sp, &rt->sink, err);
+    }
+    if (rc == SR_OK && rt->dlq_topic && *rt->dlq_topic) {
+        rt->dlq_rkt = rd_kafka_topic_new(rt->producer, rt->dlq_topic, NULL);
+        if (!rt->dlq_rkt)
+            rc = sr_error_set(err, SR_EKAFKA, "dlq.topic %s: %s", rt->dlq_topic,
+                              rd_kafka_err2str(rd_kafka_last_error()));
+    }
+    if (rc == SR_OK) {
+        struct sr_graph_params gp = {
+            .cfg = cfg, .runtime = "online", .stats = &rt->stats,
+            .sink = sr_topic_sink_iface(rt->sink), .source_topic = rt->input_topic,
+        };
+        rc = sr_graph_new(&gp, &rt->g, err);
+    }
+    if (rc == SR_OK)
+        rt->version = sr_graph_model_version(rt->g);
+    if (rc != SR_OK) {
+        sr_runtime_destroy(rt);
+        return rc;
+    }
+    *out = rt;
+    return SR_OK;
+}
+
+void sr_runtime_stop(sr_runtime_t *rt)
+{
+    __atomic_store_n(&rt->stop_requested, 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&rt->cmu);
+    if (rt->loop_init && !rt->async_closed)
+        uv_async_send(&rt->async);
+    pthread_mutex_unlock(&rt->cmu);
+}
+
+static void close_cb_noop(uv_handle_t *h) { (void)h; }
+
+static void close_all(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, close_cb_noop);
+}
+
+sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *err)
+{
+    if (uv_loop_init(&rt->loop) != 0)
+        return sr_error_set(err, SR_EIO, "libuv loop init failed");
+    rt->loop_init = true;
+    uv_async_init(&rt->loop, &rt->async, on_async);
+    rt->async.data = rt;
+    uv_timer_init(&rt->loop, &rt->batch_timer);
+    rt->batch_timer.data = rt;
+    uv_timer_init(&rt->loop, &rt->house_timer);
+    rt->house_timer.data = rt;
+    sr_err_t rc = SR_OK;
+    if (set_nonblock_pipe(rt->cpipe) != 0 || set_nonblock_pipe(rt->ppipe) != 0)
+        rc = sr_error_set(err, SR_EIO, "pipe: %s", strerror(errno));
+    if (rc == SR_OK) {
+        rd_kafka_poll_set_consumer(rt->consumer);
+        rt->cq = rd_kafka_queue_get_consumer(rt->consumer);
+        rt->pq = rd_kafka_queue_get_main(rt->producer);
+        rd_kafka_queue_io_event_enable(rt->cq, rt->cpipe[1], "1", 1);
+        rd_kafka_queue_io_event_enable(rt->pq, rt->ppipe[1], "1", 1);
+        uv_poll_init(&rt->loop, &rt->cpoll, rt->cpipe[0]);
+        rt->cpoll.data = rt;
+        uv_poll_start(&rt->cpoll, UV_READABLE, on_cpoll);
+        uv_poll_init(&rt->loop, &rt->ppoll, rt->ppipe[0]);
+        rt->ppoll.data = rt;
+        uv_poll_start(&rt->ppoll, UV_READABLE, on_ppoll);
+    }
+    const char *ml = sr_config_get(rt->cfg, "metrics.listen");
+    if (rc == SR_OK && ml && *ml)
+        rc = sr_http_start(&rt->loop, ml, http_handler, rt, &rt->http, err);
+    if (rc == SR_OK && handle_signals) {
+        rt->signals = true;
+        uv_signal_init(&rt->loop, &rt->sigint);
+        uv_signal_init(&rt->loop, &rt->sigterm);
+        rt->sigint.data = rt->sigterm.data = rt;
+        uv_signal_start(&rt->sigint, on_signal, SIGINT);
+        uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
+    }
+    if (rc == SR_OK) {
+        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(topics, rt->input_topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (e)
+            rc = sr_error_set(err, SR_EKAFKA, "subscribe %s: %s", rt->input_topic, rd_kafka_err2str(e));
+    }
+    if (rc == SR_OK) {
+        if (pthread_create(&rt->worker, NULL, worker_main, rt) != 0)
+            rc = sr_error_set(err, SR_EINTERNAL, "cannot start the worker thread");
+        else
+            rt->worker_started = true;
+    }
+    if (rc == SR_OK) {
+        uv_timer_start(&rt->house_timer, on_house, 100, 100);
+        sr_log(SR_LOG_INFO, CMP, "started", "input=%s output=%s dlq=%s model_version=%s metrics=%s",
+               rt->input_topic, sr_config_get(rt->cfg, "output.topic"),
+               rt->dlq_topic && *rt->dlq_topic ? rt->dlq_topic : "(off)", rt->version,
+               ml && *ml ? ml : "(off)");
+        if (__atomic_load_n(&rt->stop_requested, __ATOMIC_ACQUIRE))
+            begin_drain(rt);
+        uv_run(&rt->loop, UV_RUN_DEFAULT);
+    }
+    /* Drained (or failed): offsets stored so far are committed, the group is left. */
+    if (rt->consumer && rc == SR_OK) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(rt->consumer, NULL, 0);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            sr_log(SR_LOG_WARN, CMP, "final commit failed", "error=\"%s\"", rd_kafka_err2str(e));
+        rd_kafka_consumer_close(rt->consumer);
+    }
+    if (rt->producer)
+        rd_kafka_flush(rt->producer, 10000);
+    if (rt->cq)
+        rd_kafka_queue_io_event_enable(rt->cq, -1, NULL, 0);
+    if (rt->pq)
+        rd_kafka_queue_io_event_enable(rt->pq, -1, NULL, 0);
+    sr_http_close(rt->http);
+    rt->http = NULL;
+    pthread_mutex_lock(&rt->cmu);
+    rt->async_closed = true;
+    pthread_mutex_unlock(&rt->cmu);
+    uv_walk(&rt->loop, close_all, NULL);
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    if (rc == SR_OK && rt->fatal)
+        rc = sr_error_set(err, SR_EKAFKA, "%s", rt->fatal_msg);
+    if (rc == SR_OK)
+        sr_log(SR_LOG_INFO, CMP, "drained: state and offsets committed", "consumed=%llu "
+               "published=%llu", (unsigned long long)rt->consumed, (unsigned long long)rt->published);
+    return rc;
+}
+
+void sr_runtime_destroy(sr_runtime_t *rt)
+{
+    if (!rt)
+        return;
+    if (rt->worker_started) {
+        struct job *q = calloc(1, sizeof *q);
+        if (q) {
+            q->type = JOB_QUIT;
+            job_push(rt, q);
+            pthread_join(rt->worker, NULL);
+        }
+    }
+    /* Producer first (its pending delivery reports point into batches), then the batches
+     * (they hold consumer messages), then the consumer. */
+    sr_topic_sink_destroy(rt->sink);
+    if (rt->dlq_rkt)
+        rd_kafka_topic_destroy(rt->dlq_rkt);
+    if (rt->pq)
+        rd_kafka_queue_destroy(rt->pq);
+    if (rt->producer)
+        rd_kafka_destroy(rt->producer);
+    for (struct job *j = rt->jhead; j;) {
+        struct job *n = j->next;
+        if (j->type == JOB_EVICT || j->type == JOB_QUIT)
+            free(j);
+        j = n;
+    }
+    if (rt->gather)
+        batch_free(rt->gather);
+    for (struct rt_batch *b = rt->ihead; b;) {
+        struct rt_batch *n = b->next;
+        batch_free(b);
+        b = n;
+    }
+    for (struct rt_batch *b = rt->free_list; b;) {
+        struct rt_batch *n = b->next;
+        batch_free(b);
+        b = n;
+    }
+    if (rt->cq)
+        rd_kafka_queue_destroy(rt->cq);
+    if (rt->consumer)
+        rd_kafka_destroy(rt->consumer);
+    sr_graph_destroy(rt->g);
+    for (int i = 0; i < 2; i++) {
+        if (rt->cpipe[i] >= 0)
+            close(rt->cpipe[i]);
+        if (rt->ppipe[i] >= 0)
+            close(rt->ppipe[i]);
+    }
+    if (rt->loop_init)
+        uv_loop_close(&rt->loop);
+    free(rt->lags);
+    pthread_mutex_destroy(&rt->g_mu);
+    pthread_mutex_destroy(&rt->jmu);
+    pthread_cond_destroy(&rt->jcond);
+    pthread_mutex_destroy(&rt->cmu);
+    pthread_mutex_destroy(&rt->mmu);
+    free(rt);
+}
+
+/* Counters for tools that embed the runtime (bench e2e): a consistent copy. Any thread. */
+void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *published,
+                         struct sr_hist *latency)
+{
+    pthread_mutex_lock(&rt->mmu);
+    if (consumed)
+        *consumed = rt->consumed;
+    if (published)
+        *published = rt->published;
+    if (latency)
+        *latency = rt->lat_hist;
+    pthread_mutex_unlock(&rt->mmu);
+}
