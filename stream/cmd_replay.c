@@ -1,6 +1,6 @@
 /* cmd_replay.c — `streamrec replay`: the offline runtime. Feeds a file (JSON Lines or Avro
- * container) through the same operator graph the online runtime runs, in micro-batches of
- * batch.max.events, writes recommendations to a file, and with --eval scores them against each
+ * container) or a topic range (topic_io.c) through the same operator graph the online runtime
+ * runs, in micro-batches of batch.max.events, writes recommendations to a file or a topic, and with --eval scores them against each
  * session's next stored item. State (state.backend) is committed after each batch's output is
  * flushed, so a replay killed half-way and restarted on its state.dir resumes after the last
  * committed record: a re-emitted recommendation is byte-identical to the first. */
@@ -24,7 +24,13 @@ static void usage(void)
            "                 '-' writes to stdout\n"
            "  --eval         next-item evaluation: HitRate@K (= Recall@K), MRR@K, NDCG@K, coverage\n"
            "  --report FILE  also write the summary (and evaluation) as JSON\n"
-           "Topic input and output (topic:NAME) come with the online runtime.\n");
+           "  --input topic:NAME[@START[..END]]   a topic range (needs kafka.bootstrap.servers):\n"
+           "                 every partition, assign() and no group; START/END are offsets, epoch\n"
+           "                 ms or ISO-8601 times (START <= x < END; END defaults to the high\n"
+           "                 watermark at start). Times use offsets_for_times, or scan from the\n"
+           "                 beginning filtering by message timestamp where the broker cannot.\n"
+           "  --output topic:NAME   produce recommendations (key = session_id, provenance\n"
+           "                 headers); state is committed after each batch is acknowledged\n");
 }
 
 static void print_progress(sr_file_source_t *src, const struct sr_stats *st, uint64_t t0)
@@ -102,6 +108,74 @@ static void print_summary(const struct sr_stats *st, const struct sr_eval_report
         fprintf(f, "  %-26s %12.4f\n", st->stage[i], (double)st->stage_ns[i] / 1e9);
 }
 
+/* --output topic:NAME — a producer (idempotent) and the topic sink; delivery reports are served
+ * on this thread (the replay waits for each batch's acknowledgements). */
+struct replay_topic_out {
+    rd_kafka_t *rk;
+    sr_topic_sink_t *sink;
+    uint64_t failed;
+    char first_error[256];
+    char name[256];
+};
+
+static void replay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    struct replay_topic_out *t = opaque;
+    if (m->err && !t->failed++)
+        snprintf(t->first_error, sizeof t->first_error, "%s", rd_kafka_err2str(m->err));
+}
+
+static sr_err_t topic_out_open(struct replay_topic_out *t, const sr_config_t *cfg,
+                               const char *name, struct sr_error *err)
+{
+    if (!sr_kafka_configured(cfg))
+        return sr_error_set(err, SR_ECONFIG, "topic:%s needs kafka.bootstrap.servers", name);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    enum sr_format fmt;
+    int64_t sid = 1;
+    sr_err_t rc = sr_format_parse(sr_config_get(cfg, "output.format"), &fmt, err);
+    if (rc == SR_OK)
+        rc = sr_config_get_int(cfg, "output.avro.schema_id", &sid, err);
+    rd_kafka_conf_t *conf = NULL;
+    if (rc == SR_OK)
+        rc = sr_kafka_conf_new(cfg, SR_KAFKA_PRODUCER, &conf, err);
+    if (rc != SR_OK)
+        return rc;
+    rd_kafka_conf_set_opaque(conf, t);
+    rd_kafka_conf_set_dr_msg_cb(conf, replay_dr_cb);
+    char errstr[512];
+    if (!(t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr))) {
+        rd_kafka_conf_destroy(conf);
+        return sr_error_set(err, SR_EKAFKA, "kafka producer: %s", errstr);
+    }
+    struct sr_topic_sink_params sp = {.producer = t->rk, .topic = t->name, .format = fmt,
+                                      .schema_id = (int32_t)sid, .serve_when_full = true};
+    return sr_topic_sink_new(&sp, &t->sink, err);
+}
+
+static sr_err_t topic_out_wait(struct replay_topic_out *t, struct sr_error *err)
+{
+    rd_kafka_resp_err_t e = rd_kafka_flush(t->rk, 60000);
+    if (e)
+        return sr_error_set(err, SR_EKAFKA, "topic %s: not acknowledged within 60 s: %s", t->name,
+                            rd_kafka_err2str(e));
+    if (t->failed)
+        return sr_error_set(err, SR_EKAFKA, "topic %s: %llu recommendations not delivered: %s "
+                            "(state of the batch not committed)", t->name,
+                            (unsigned long long)t->failed, t->first_error);
+    return SR_OK;
+}
+
+static void topic_out_close(struct replay_topic_out *t)
+{
+    sr_topic_sink_destroy(t->sink);
+    if (t->rk) {
+        rd_kafka_flush(t->rk, 10000);
+        rd_kafka_destroy(t->rk);
+    }
+}
+
 int sr__cmd_replay(int argc, char **argv)
 {
     if (sr__cli_wants_help(argc, argv)) {
@@ -134,8 +208,6 @@ int sr__cmd_replay(int argc, char **argv)
     }
     if (!rc && (!input || !output))
         rc = sr__cli_fail("replay", "--input and --output are required (see --help)");
-    if (!rc && (!strncmp(input, "topic:", 6) || !strncmp(output, "topic:", 6)))
-        rc = sr__cli_fail("replay", "topic input/output needs the online runtime, which this build lacks");
     if (!rc && cfg_file && sr_config_load_file(cfg, cfg_file, &err) != SR_OK)
         rc = sr__cli_fail("replay", "%s", err.msg);
     if (!rc && sr_config_apply_env(cfg, NULL, &err) != SR_OK)
@@ -159,24 +231,36 @@ int sr__cmd_replay(int argc, char **argv)
     }
 
     sr_file_source_t *src = NULL;
+    sr_topic_source_t *tsrc = NULL;
     sr_file_sink_t *sink = NULL;
+    struct replay_topic_out tout = {0};
+    char topic[256] = "";
+    bool topic_in = !strncmp(input, "topic:", 6), topic_out = !strncmp(output, "topic:", 6);
     sr_graph_t *g = NULL;
     sr_arena_t *arena = sr_arena_new(4 << 20);
     struct sr_stats stats = {0};
-    if (sr_file_source_open(input, &src, &err) != SR_OK)
+    if (topic_in) {
+        struct sr_topic_range range;
+        if (sr_topic_spec_parse(input + 6, topic, sizeof topic, &range, &err) != SR_OK ||
+            sr_topic_source_open(cfg, topic, &range, &tsrc, &err) != SR_OK)
+            rc = sr__cli_fail("replay", "%s", err.msg);
+    } else if (sr_file_source_open(input, &src, &err) != SR_OK) {
         rc = sr__cli_fail("replay", "%s", err.msg);
-    if (!rc && sr_file_sink_open(output, &sink, &err) != SR_OK)
+    }
+    if (!rc && topic_out && topic_out_open(&tout, cfg, output + 6, &err) != SR_OK)
+        rc = sr__cli_fail("replay", "%s", err.msg);
+    if (!rc && !topic_out && sr_file_sink_open(output, &sink, &err) != SR_OK)
         rc = sr__cli_fail("replay", "%s", err.msg);
     if (!rc) {
         struct sr_graph_params gp = {
             .cfg = cfg,
             .runtime = "offline",
             .stats = &stats,
-            .sink = sr_file_sink_iface(sink),
-            .source_topic = sr_file_source_name(src),
+            .sink = topic_out ? sr_topic_sink_iface(tout.sink) : sr_file_sink_iface(sink),
+            .source_topic = src ? sr_file_source_name(src) : topic,
             .eval = eval,
-            .input_format = strcmp(sr_file_source_format(src), "json") ? sr_file_source_format(src) : NULL,
-            .input_writer_schema_json = sr_file_source_writer_schema(src),
+            .input_format = src && strcmp(sr_file_source_format(src), "json") ? sr_file_source_format(src) : NULL,
+            .input_writer_schema_json = src ? sr_file_source_writer_schema(src) : NULL,
         };
         if (sr_graph_new(&gp, &g, &err) != SR_OK)
             rc = sr__cli_fail("replay", "%s", err.msg);
@@ -186,7 +270,9 @@ int sr__cmd_replay(int argc, char **argv)
     while (!rc) {
         struct sr_batch b;
         sr_arena_reset(arena);
-        if (sr_file_source_read(src, (int32_t)max_events, arena, &b, &stats, &err) != SR_OK) {
+        sr_err_t rr = src ? sr_file_source_read(src, (int32_t)max_events, arena, &b, &stats, &err)
+                          : sr_topic_source_read(tsrc, (int32_t)max_events, arena, &b, &err);
+        if (rr != SR_OK) {
             rc = sr__cli_fail("replay", "%s", err.msg);
             break;
         }
@@ -196,13 +282,18 @@ int sr__cmd_replay(int argc, char **argv)
             rc = sr__cli_fail("replay", "%s", err.msg);
             break;
         }
+        /* A topic sink: every recommendation of the batch must be acknowledged first. */
+        if (topic_out && topic_out_wait(&tout, &err) != SR_OK) {
+            rc = sr__cli_fail("replay", "%s", err.msg);
+            break;
+        }
         /* The sink flushed this batch's output: its state may now become durable. */
         if (b.has_state && sr_graph_commit(g, b.state_id, &err) != SR_OK) {
             rc = sr__cli_fail("replay", "%s", err.msg);
             break;
         }
         uint64_t now = sr_now_ns();
-        if (tty && now - last_progress > 200000000ULL) {
+        if (tty && src && now - last_progress > 200000000ULL) {
             print_progress(src, &stats, t0);
             last_progress = now;
         }
@@ -210,6 +301,8 @@ int sr__cmd_replay(int argc, char **argv)
     double secs = (double)(sr_now_ns() - t0) / 1e9;
     if (tty)
         fprintf(stderr, "\r%*s\r", 78, "");
+    if (tty && !src)
+        fprintf(stderr, "\r");
     if (sink && sr_file_sink_close(sink, &err) != SR_OK && !rc)
         rc = sr__cli_fail("replay", "%s", err.msg);
     if (!rc) {
@@ -228,7 +321,9 @@ int sr__cmd_replay(int argc, char **argv)
         }
     }
     sr_graph_destroy(g);
+    topic_out_close(&tout);
     sr_file_source_close(src);
+    sr_topic_source_close(tsrc);
     sr_arena_destroy(arena);
     sr_config_destroy(cfg);
     return rc;

@@ -91,6 +91,29 @@ sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *key
                           const void *value, size_t value_len, rd_kafka_headers_t *hdrs,
                           void *opaque, bool serve_when_full, struct sr_error *err);
 
+/* ---- topic source: replay --input topic:NAME[@start[..end]] (topic_io.c) --------------- */
+
+/* A half-open range start <= x < end of offsets or times (epoch ms); -1 = open. */
+struct sr_topic_range {
+    int64_t start, end;
+    bool start_is_time, end_is_time;
+};
+/* Parses "NAME[@start[..end]]" (the part after "topic:"): bounds are offsets, epoch ms (>= 1e11)
+ * or ISO-8601 times. */
+sr_err_t sr_topic_spec_parse(const char *spec, char *topic, size_t topic_cap,
+                             struct sr_topic_range *r, struct sr_error *err);
+typedef struct sr_topic_source sr_topic_source_t;
+/* Assigns every partition of topic at the range start (no group; nothing committed); the end
+ * is the range end or the high watermark now. Needs kafka.bootstrap.servers. Caller owns *out. */
+sr_err_t sr_topic_source_open(const sr_config_t *cfg, const char *topic,
+                              const struct sr_topic_range *r, sr_topic_source_t **out,
+                              struct sr_error *err);
+/* Fills a fresh batch (raw, src_partition, src_offset) with up to max messages; b->n = 0 once
+ * every partition reached its end. */
+sr_err_t sr_topic_source_read(sr_topic_source_t *s, int32_t max, sr_arena_t *arena,
+                              struct sr_batch *b, struct sr_error *err);
+void sr_topic_source_close(sr_topic_source_t *s);
+
 /* ---- the online runtime (runtime.c) ----------------------------------------------------- */
 
 typedef struct sr_runtime sr_runtime_t;

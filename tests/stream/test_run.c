@@ -293,9 +293,95 @@ static void test_two_processes_sigkill(void **state)
     assert_int_equal(wait_child(b, 30), 0);
 }
 
+static int run_replay(struct env *e, const char *cfg, const char *input, const char *output)
+{
+    char log[300];
+    snprintf(log, sizeof log, "%s/replay.log", e->dir);
+    const char *argv[] = {STREAMREC, "replay", "-c", cfg, "--input", input, "--output", output, NULL};
+    return wait_child(spawn(argv, log), 120);
+}
+
+/* Reads a recommendations file; checks each against the golden file (items) and returns the
+ * count; every source.offset must lie in [lo, hi). */
+static int check_rec_file(struct env *e, const char *path, int64_t lo, int64_t hi, int *bad)
+{
+    FILE *f = fopen(path, "rb");
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    *bad = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        json_t *j = json_loads(line, 0, NULL);
+        const char *sid = json_string_value(json_object_get(j, "session_id"));
+        json_t *src = json_object_get(j, "source");
+        int64_t off = json_integer_value(json_object_get(src, "offset"));
+        int k = sid ? expect_find(&e->ex, sid, json_integer_value(json_object_get(j, "event_timestamp_ms"))) : -1;
+        char why[256];
+        if (k < 0 || off < lo || off >= hi ||
+            strcmp(json_string_value(json_object_get(src, "topic")), "events") != 0)
+            (*bad)++;
+        else if (lo == 0 && rec_items_differ(e->ex.rec[k], j, why, sizeof why)) /* full range only */
+            (*bad)++;
+        json_decref(j);
+        n++;
+    }
+    free(line);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* replay --input topic:... (whole topic, offsets, times with the timestamp-scan fallback of the
+ * mock) and --output topic:... */
+static void test_replay_topic(void **state)
+{
+    struct env *e = *state;
+    topics(e, 1);
+    const int64_t ts0 = 1700000000000LL;
+    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 0, e->fx.n, ts0), e->fx.n);
+    char cfg[300], out[300], in[300];
+    write_config(e, "r", "state.backend=memory\n", cfg, sizeof cfg);
+    snprintf(out, sizeof out, "%s/all.jsonl", e->dir);
+    assert_int_equal(run_replay(e, cfg, "topic:events", out), 0);
+    int bad, n = check_rec_file(e, out, 0, 1000, &bad);
+    assert_int_equal(n, N_VALID_RECS);
+    assert_int_equal(bad, 0);
+
+    snprintf(out, sizeof out, "%s/offsets.jsonl", e->dir);
+    assert_int_equal(run_replay(e, cfg, "topic:events@100..300", out), 0);
+    n = check_rec_file(e, out, 100, 300, &bad);
+    assert_true(n > 50);
+    assert_int_equal(bad, 0);
+
+    /* Message i has timestamp ts0 + i s: lines [200, 400) by epoch ms, [500, end) by ISO time. */
+    snprintf(in, sizeof in, "topic:events@%lld..%lld", (long long)(ts0 + 200000), (long long)(ts0 + 400000));
+    snprintf(out, sizeof out, "%s/times.jsonl", e->dir);
+    assert_int_equal(run_replay(e, cfg, in, out), 0);
+    n = check_rec_file(e, out, 200, 400, &bad);
+    assert_true(n > 50);
+    assert_int_equal(bad, 0);
+    /* 1700000000000 ms = 2023-11-14T22:13:20Z; + 500 s = 22:21:40 */
+    snprintf(out, sizeof out, "%s/iso.jsonl", e->dir);
+    assert_int_equal(run_replay(e, cfg, "topic:events@2023-11-14T22:21:40Z", out), 0);
+    n = check_rec_file(e, out, 500, 1000, &bad);
+    assert_true(n > 100);
+    assert_int_equal(bad, 0);
+
+    /* File in, topic out. */
+    assert_int_equal(run_replay(e, cfg, FIXTURE, "topic:recs"), 0);
+    struct msgs ms = {0};
+    consume_topic(e->mock.bootstraps, "recs", 1, N_VALID_RECS, 30, 500, &ms);
+    int unmatched, mismatched, dups, missing;
+    check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    assert_int_equal(unmatched + mismatched + dups + missing, 0);
+    msgs_free(&ms);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_replay_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_matches_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_then_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_faults, setup, teardown),
