@@ -27,5 +27,7 @@ int sr__cmd_score(int argc, char **argv);
 int sr__cmd_bench(int argc, char **argv);
 int sr__cmd_replay(int argc, char **argv);
 int sr__cmd_run(int argc, char **argv);
+/* `bench e2e` (bench_e2e.c), dispatched by cmd_bench.c; argv[0] is "e2e". */
+int sr__bench_e2e(int argc, char **argv);
 
 #endif /* SR_CLI_H */

@@ -375,6 +375,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: streamrec bench retrieval --items N --dim D --batch B -k K [common]\n"
+            "       streamrec bench e2e --bundle DIR ...   (online runtime end to end; e2e --help)\n"
             "       streamrec bench model (--bundle DIR | --arch gpt2|gru4rec --d 64 --layers 2\n"
             "                             --heads 2 --len 50 [--d-ff F] [--items V]\n"
             "                             [--activation gelu_tanh|gelu|relu] [--output-bias])\n"
@@ -400,9 +401,11 @@ int sr__cmd_bench(int argc, char **argv)
     if (argc < 2)
         return sr__cli_fail(CMD, "missing benchmark: retrieval or model (see --help)");
     const char *what = argv[1];
+    if (!strcmp(what, "e2e"))
+        return sr__bench_e2e(argc - 1, argv + 1);
     bool retrieval = !strcmp(what, "retrieval");
     if (!retrieval && strcmp(what, "model"))
-        return sr__cli_fail(CMD, "unknown benchmark '%s' (retrieval or model)", what);
+        return sr__cli_fail(CMD, "unknown benchmark '%s' (retrieval, model or e2e)", what);
     struct bench_opts o = {.device = "cpu", .threads = 0, .reps = 5, .batch = 256, .k = 10,
                            .seed = 42, .check = true, .items = retrieval ? 100000 : 10000,
                            .dim = 64, .d = 64, .layers = 2, .heads = 2, .len = 0};

@@ -122,7 +122,7 @@ struct sr_runtime {
     /* metrics (loop thread) */
     sr_http_t *http;
     pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */
-    uint64_t consumed, published, dlq_published, delivery_failures, rebalances;
+    uint64_t consumed, committed_events, published, dlq_published, delivery_failures, rebalances;
     struct sr_hist batch_hist, lat_hist;
     struct part_lag *lags;
     int n_lags;
@@ -624,6 +624,9 @@ static void handle_completions(sr_runtime_t *rt)
             rt->itail = NULL;
         store_offsets(rt, b);
         rt->inflight_events -= b->n;
+        pthread_mutex_lock(&rt->mmu);
+        rt->committed_events += (uint64_t)b->n;
+        pthread_mutex_unlock(&rt->mmu);
         batch_put(rt, b);
     }
     advance(rt);
@@ -871,6 +874,9 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
     pthread_mutex_lock(&rt->mmu);
     counter(b, "streamrec_events_consumed_total", "messages consumed from the input topic",
             rt->consumed);
+    counter(b, "streamrec_events_committed_total",
+            "consumed messages whose batch is fully delivered and committed (state + offsets stored)",
+            rt->committed_events);
     bput(b, "# HELP streamrec_events_invalid_total events refused by the decoder, by reason\n"
             "# TYPE streamrec_events_invalid_total counter\n");
     int nr = __atomic_load_n(&st->n_reasons, __ATOMIC_ACQUIRE);
@@ -1254,12 +1260,14 @@ void sr_runtime_destroy(sr_runtime_t *rt)
 }
 
 /* Counters for tools that embed the runtime (bench e2e): a consistent copy. Any thread. */
-void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *published,
-                         struct sr_hist *latency)
+void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *committed,
+                         uint64_t *published, struct sr_hist *latency)
 {
     pthread_mutex_lock(&rt->mmu);
     if (consumed)
         *consumed = rt->consumed;
+    if (committed)
+        *committed = rt->committed_events;
     if (published)
         *published = rt->published;
     if (latency)

@@ -128,11 +128,12 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
 /* Asks the runtime to drain and stop; any thread, async-signal-unsafe. */
 void sr_runtime_stop(sr_runtime_t *rt);
 void sr_runtime_destroy(sr_runtime_t *rt);
-/* A consistent copy of the delivery counters and the consumed→delivered latency histogram
- * (seconds), for tools embedding the runtime (bench e2e). Any thread. */
+/* A consistent copy of the counters (messages consumed; messages whose batch is committed;
+ * recommendations acknowledged) and the consumed→delivered latency histogram (seconds), for
+ * tools embedding the runtime (bench e2e). Any thread; NULL out-params are skipped. */
 struct sr_hist;
-void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *published,
-                         struct sr_hist *latency);
+void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *committed,
+                         uint64_t *published, struct sr_hist *latency);
 
 /* ---- metrics (metrics.c) ---------------------------------------------------------------- */
 

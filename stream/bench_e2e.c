@@ -1,0 +1,367 @@
+/* bench_e2e.c — `streamrec bench e2e`: the online runtime end to end, in one process: an
+ * in-process librdkafka mock cluster, a producer thread offering synthetic events (sessions over
+ * the bundle's catalogue, keyed by session id) and the runtime (runtime.c) on its own thread.
+ *   1. saturation: N events are produced first, then the runtime starts; events/s from the first
+ *      consumed to the last delivered recommendation;
+ *   2. offered rates (fractions of the saturation rate, or --rates): events are offered at that
+ *      rate for --seconds; p50/p99/p999 of consumed → delivered latency (histogram buckets,
+ *      interpolated) and the achieved rate;
+ *   3. --ingest-only: recs.trigger_types is empty, so decode + session state + commits run and
+ *      the model never does; events/s and events per CPU-second ("per core").
+ * The broker shares the machine (and the process): figures are a floor. Human lines, then one
+ * JSON line. */
+#include "cli.h"
+#include "sr_state.h"
+#include "sr_stream.h"
+
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CMD "bench e2e"
+
+struct e2e {
+    const char *bundle;
+    int partitions, events, seconds, sessions, batch;
+    double rates[16];
+    int n_rates;
+    bool ingest_only;
+    const char *device;
+    char **items;
+    int n_items;
+    rd_kafka_t *mrk;
+    rd_kafka_mock_cluster_t *mc;
+    char bootstraps[256];
+    uint64_t next_event;      /* events produced to the current mode's topic */
+    const char *topic;        /* each mode has its own input topic (the mock keeps ~5 MiB per
+                               * partition, so a second group could not reread the first's) */
+    bool json_sep;
+};
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static sr_err_t load_items(struct e2e *b, struct sr_error *err)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/items.tsv", b->bundle);
+    char *text;
+    size_t len;
+    sr_err_t rc = sr_file_read_all(path, &text, &len, err);
+    if (rc != SR_OK)
+        return rc;
+    int cap = 1024;
+    b->items = malloc(sizeof *b->items * (size_t)cap);
+    char *save = NULL, *line = strtok_r(text, "\n", &save); /* header: index, item_id first */
+    while (b->items && (line = strtok_r(NULL, "\n", &save)) != NULL) {
+        char *tab = strchr(line, '\t');
+        if (!tab)
+            continue;
+        char *end = strpbrk(tab + 1, "\t\r");
+        if (end)
+            *end = 0;
+        if (b->n_items == cap) {
+            cap *= 2;
+            b->items = realloc(b->items, sizeof *b->items * (size_t)cap);
+        }
+        b->items[b->n_items++] = strdup(tab + 1);
+    }
+    free(text);
+    if (!b->n_items)
+        return sr_error_set(err, SR_EFORMAT, "%s: no items", path);
+    return SR_OK;
+}
+
+static uint64_t mix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Event i: session (i mod sessions, rotated), a skewed item, view/click mostly. */
+static int make_event(struct e2e *b, uint64_t i, char *buf, size_t cap, char *key, size_t kcap)
+{
+    uint64_t h = mix(i);
+    int s = (int)(mix(i / 8) % (uint64_t)b->sessions);
+    uint64_t r = h % 1000000;
+    int item = (int)((r * r / 1000000) * (uint64_t)b->n_items / 1000000); /* skew to low ranks */
+    static const char *const types[] = {"view", "view", "click", "view", "add_to_cart", "view",
+                                        "click", "purchase"};
+    snprintf(key, kcap, "s%d", s);
+    return snprintf(buf, cap,
+                    "{\"session_id\": \"s%d\", \"user_id\": null, \"item_id\": \"%s\", "
+                    "\"event_type\": \"%s\", \"timestamp_ms\": %lld}",
+                    s, b->items[item % b->n_items], types[(h >> 40) & 7],
+                    (long long)(1700000000000LL + (int64_t)i));
+}
+
+static int produce_events(struct e2e *b, rd_kafka_t *p, uint64_t n, double rate)
+{
+    char buf[512], key[64];
+    uint64_t t0 = sr_now_ns();
+    for (uint64_t k = 0; k < n; k++) {
+        if (rate > 0) {
+            uint64_t due = t0 + (uint64_t)((double)k * 1e9 / rate);
+            uint64_t now;
+            while ((now = sr_now_ns()) < due) {
+                uint64_t d = due - now;
+                struct timespec ts = {0, (long)(d > 200000 ? 200000 : d)};
+                nanosleep(&ts, NULL);
+            }
+        }
+        int len = make_event(b, b->next_event++, buf, sizeof buf, key, sizeof key);
+        rd_kafka_resp_err_t e;
+        while ((e = rd_kafka_producev(p, RD_KAFKA_V_TOPIC(b->topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                                      RD_KAFKA_V_VALUE(buf, (size_t)len),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(p, 5);
+        if (e)
+            return -1;
+        rd_kafka_poll(p, 0);
+    }
+    return rd_kafka_flush(p, 60000) ? -1 : 0;
+}
+
+struct rt_thread {
+    sr_runtime_t *rt;
+    sr_err_t rc;
+    struct sr_error err;
+};
+
+static void *rt_main(void *arg)
+{
+    struct rt_thread *t = arg;
+    t->rc = sr_runtime_run(t->rt, false, &t->err);
+    return NULL;
+}
+
+static void hist_sub(struct sr_hist *a, const struct sr_hist *b)
+{
+    for (int i = 0; i <= a->n; i++)
+        a->count[i] -= b->count[i];
+    a->total -= b->total;
+    a->sum -= b->sum;
+}
+
+static rd_kafka_t *make_producer(struct e2e *b)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    char errstr[256];
+    rd_kafka_conf_set(c, "bootstrap.servers", b->bootstraps, errstr, sizeof errstr);
+    rd_kafka_conf_set(c, "linger.ms", "2", errstr, sizeof errstr);
+    return rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof errstr);
+}
+
+static int run_mode(struct e2e *b, bool ingest, FILE *json)
+{
+    struct sr_error err = {0};
+    sr_config_t *cfg = sr_config_new();
+    char dir[] = "/tmp/streamrec-bench-e2e.XXXXXX";
+    if (!mkdtemp(dir))
+        return sr__cli_fail(CMD, "cannot create a temporary state dir");
+    char batch[32];
+    snprintf(batch, sizeof batch, "%d", b->batch);
+    const char *kv[][2] = {
+        {"model.bundle", b->bundle}, {"kafka.bootstrap.servers", b->bootstraps},
+        {"output.topic", "recommendations"}, {"input.topic", ingest ? "events-ingest" : "events"},
+        {"state.dir", dir}, {"metrics.listen", ""},
+        {"device", b->device}, {"batch.max.events", batch}, {"batch.max.wait.ms", "2"},
+        {"kafka.fetch.wait.max.ms", "5"}, {"kafka.session.timeout.ms", "6000"},
+        {"kafka.heartbeat.interval.ms", "500"}, {"kafka.linger.ms", "1"},
+        {"recs.trigger_types", ingest ? "" : "view,click,add_to_cart"},
+        {"kafka.group.id", ingest ? "bench-ingest" : "bench-model"},
+    };
+    for (size_t i = 0; i < sizeof kv / sizeof *kv; i++)
+        if (sr_config_set(cfg, kv[i][0], kv[i][1], &err) != SR_OK) {
+            sr_config_destroy(cfg);
+            return sr__cli_fail(CMD, "%s", err.msg);
+        }
+    rd_kafka_t *p = make_producer(b);
+    b->topic = ingest ? "events-ingest" : "events";
+    b->next_event = 0;
+    /* 1. Saturation: a backlog first. */
+    if (!p || produce_events(b, p, (uint64_t)b->events, 0) != 0) {
+        sr_config_destroy(cfg);
+        return sr__cli_fail(CMD, "producing the backlog failed");
+    }
+    struct rt_thread t = {0};
+    if (sr_runtime_new(cfg, &t.rt, &err) != SR_OK) {
+        rd_kafka_destroy(p);
+        sr_config_destroy(cfg);
+        return sr__cli_fail(CMD, "%s", err.msg);
+    }
+    pthread_t th;
+    pthread_create(&th, NULL, rt_main, &t);
+    uint64_t consumed = 0, committed = 0, published = 0, t_first = 0;
+    uint64_t target = b->next_event;
+    while (committed < target) { /* the whole backlog delivered and committed */
+        sr_runtime_counters(t.rt, &consumed, &committed, &published, NULL);
+        if (!t_first && consumed)
+            t_first = sr_now_ns();
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    double secs = (double)(sr_now_ns() - t_first) / 1e9;
+    double sat = (double)target / (secs > 0 ? secs : 1e-9);
+    printf("%s saturation: %llu events in %.2f s = %.0f events/s (%llu recommendations)\n",
+           ingest ? "ingest-only" : "model", (unsigned long long)target, secs, sat,
+           (unsigned long long)published);
+    fflush(stdout);
+    fprintf(json, "%s\"%s\": {\"saturation_events_per_s\": %.1f, \"recommendations\": %llu",
+            b->json_sep ? ", " : "", ingest ? "ingest" : "model", sat, (unsigned long long)published);
+    /* 2. Offered rates. */
+    double rates[16];
+    int nr = b->n_rates;
+    if (nr)
+        memcpy(rates, b->rates, sizeof rates);
+    else {
+        static const double f[] = {0.25, 0.5, 0.75};
+        for (nr = 0; nr < 3; nr++)
+            rates[nr] = sat * f[nr];
+    }
+    fprintf(json, ", \"rates\": [");
+    for (int i = 0; i < nr; i++) {
+        struct sr_hist h0, h1;
+        uint64_t c0, c1, p0, p1;
+        sr_runtime_counters(t.rt, NULL, &c0, &p0, &h0);
+        double cpu_a = cpu_seconds();
+        uint64_t ta = sr_now_ns();
+        uint64_t n = (uint64_t)(rates[i] * b->seconds);
+        produce_events(b, p, n, rates[i]);
+        do { /* until everything offered is delivered and committed */
+            sr_runtime_counters(t.rt, NULL, &c1, &p1, &h1);
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+        } while (c1 < b->next_event && (double)(sr_now_ns() - ta) / 1e9 < b->seconds * 4 + 10);
+        double el = (double)(sr_now_ns() - ta) / 1e9, cpu = cpu_seconds() - cpu_a;
+        hist_sub(&h1, &h0);
+        double got = (double)(c1 - c0) / el;
+        double q50 = sr_hist_quantile(&h1, 0.5) * 1e3, q99 = sr_hist_quantile(&h1, 0.99) * 1e3,
+               q999 = sr_hist_quantile(&h1, 0.999) * 1e3;
+        printf("  offered %8.0f/s  achieved %8.0f/s  events/cpu-s %8.0f  latency ms p50 %.2f  "
+               "p99 %.2f  p999 %.2f  (%llu recs)\n",
+               rates[i], got, (double)(c1 - c0) / (cpu > 0 ? cpu : 1e-9), q50, q99, q999,
+               (unsigned long long)(p1 - p0));
+        fflush(stdout);
+        fprintf(json, "%s{\"offered\": %.1f, \"achieved\": %.1f, \"events_per_cpu_s\": %.1f, "
+                      "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"recs\": %llu}",
+                i ? ", " : "", rates[i], got, (double)(c1 - c0) / (cpu > 0 ? cpu : 1e-9), q50,
+                q99, q999, (unsigned long long)(p1 - p0));
+    }
+    fprintf(json, "]}");
+    b->json_sep = true;
+    sr_runtime_stop(t.rt);
+    pthread_join(th, NULL);
+    sr_runtime_destroy(t.rt);
+    rd_kafka_destroy(p);
+    sr_config_destroy(cfg);
+    sr_state_destroy_db(dir, NULL);
+    rmdir(dir);
+    return t.rc == SR_OK ? 0 : sr__cli_fail(CMD, "%s", t.err.msg);
+}
+
+static void usage(void)
+{
+    printf("usage: streamrec bench e2e --bundle DIR [--events N] [--seconds S] [--rates R,R,..]\n"
+           "                           [--partitions P] [--sessions S] [--batch B] [--device D]\n"
+           "                           [--ingest-only | --both]\n"
+           "  In one process: librdkafka's mock cluster, a producer of synthetic events over the\n"
+           "  bundle's catalogue, and the online runtime. Saturation: N events (default 200000)\n"
+           "  backlogged, then consumed → delivered. Rates (default 25/50/75%% of saturation)\n"
+           "  offered for S seconds (default 5): achieved rate and consumed→delivered latency\n"
+           "  p50/p99/p999. --ingest-only skips the model (no trigger types). Last line: JSON.\n");
+}
+
+int sr__bench_e2e(int argc, char **argv)
+{
+    if (sr__cli_wants_help(argc, argv)) {
+        usage();
+        return 0;
+    }
+    struct e2e b = {.partitions = 4, .events = 200000, .seconds = 5, .sessions = 20000,
+                    .batch = 256, .device = "cpu"};
+    bool both = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool more = i + 1 < argc;
+        if (!strcmp(a, "--bundle") && more)
+            b.bundle = argv[++i];
+        else if (!strcmp(a, "--events") && more)
+            b.events = atoi(argv[++i]);
+        else if (!strcmp(a, "--seconds") && more)
+            b.seconds = atoi(argv[++i]);
+        else if (!strcmp(a, "--partitions") && more)
+            b.partitions = atoi(argv[++i]);
+        else if (!strcmp(a, "--sessions") && more)
+            b.sessions = atoi(argv[++i]);
+        else if (!strcmp(a, "--batch") && more)
+            b.batch = atoi(argv[++i]);
+        else if (!strcmp(a, "--device") && more)
+            b.device = argv[++i];
+        else if (!strcmp(a, "--ingest-only"))
+            b.ingest_only = true;
+        else if (!strcmp(a, "--both"))
+            both = true;
+        else if (!strcmp(a, "--rates") && more) {
+            char *s = argv[++i], *save = NULL;
+            for (char *t = strtok_r(s, ",", &save); t && b.n_rates < 16; t = strtok_r(NULL, ",", &save))
+                b.rates[b.n_rates++] = atof(t);
+        } else
+            return sr__cli_fail(CMD, "unexpected argument '%s' (see --help)", a);
+    }
+    if (!b.bundle)
+        return sr__cli_fail(CMD, "--bundle is required (e.g. tests/data/ref/gru4rec_100k)");
+    if (b.events < 1000 || b.seconds < 1 || b.partitions < 1 || b.sessions < 1 || b.batch < 1)
+        return sr__cli_fail(CMD, "--events >= 1000, --seconds, --partitions, --sessions, --batch >= 1");
+    struct sr_error err = {0};
+    if (load_items(&b, &err) != SR_OK)
+        return sr__cli_fail(CMD, "%s", err.msg);
+    if (!getenv("STREAMREC_LOG_LEVEL"))
+        sr_log_set_level(SR_LOG_ERROR);
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    char errstr[256];
+    b.mrk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof errstr);
+    b.mc = b.mrk ? rd_kafka_mock_cluster_new(b.mrk, 1) : NULL;
+    if (!b.mc)
+        return sr__cli_fail(CMD, "cannot start the mock cluster");
+    snprintf(b.bootstraps, sizeof b.bootstraps, "%s", rd_kafka_mock_cluster_bootstraps(b.mc));
+    rd_kafka_mock_topic_create(b.mc, "events", b.partitions, 1);
+    rd_kafka_mock_topic_create(b.mc, "events-ingest", b.partitions, 1);
+    rd_kafka_mock_topic_create(b.mc, "recommendations", b.partitions, 1);
+    printf("bench e2e: bundle %s (%d items), %d partitions, batch %d, device %s, %d sessions\n",
+           b.bundle, b.n_items, b.partitions, b.batch, b.device, b.sessions);
+    char *jtext = NULL;
+    size_t jlen = 0;
+    FILE *json = open_memstream(&jtext, &jlen);
+    fprintf(json, "{\"bench\": \"e2e\", \"items\": %d, \"partitions\": %d, \"batch\": %d, \"runs\": {",
+            b.n_items, b.partitions, b.batch);
+    int rc = 0;
+    if (!b.ingest_only || both)
+        rc = run_mode(&b, false, json);
+    if (!rc && (b.ingest_only || both)) {
+        rc = run_mode(&b, true, json);
+    }
+    fprintf(json, "}}");
+    fclose(json);
+    if (!rc)
+        printf("%s\n", jtext);
+    free(jtext);
+    rd_kafka_mock_cluster_destroy(b.mc);
+    rd_kafka_destroy(b.mrk);
+    for (int i = 0; i < b.n_items; i++)
+        free(b.items[i]);
+    free(b.items);
+    return rc;
+}
