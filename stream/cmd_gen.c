@@ -48,7 +48,8 @@ static int usage(FILE *f)
             "model options (defaults in parentheses):\n"
             "  --successors K (4)    --zipf S (1.0)        --restart P (0.1)\n"
             "  --categories C (sqrt(M)/2)                   --concurrency C (200 open sessions)\n"
-            "  --gap-ms MS (20000 mean gap inside a session) --start-ms T (1767225600000)\n"
+            "  --gap-ms MS (20000 mean gap inside a session)\n"
+            "  --start-ms T|now (1767225600000 = 2026-01-01T00:00:00Z; 'now' is not reproducible)\n"
             "  --session-prefix P (s)\n");
     return f == stdout ? 0 : 2;
 }
@@ -284,7 +285,10 @@ int sr__cmd_gen(int argc, char **argv)
             if (!parse_dbl(argv[i], 1, 3.6e6, &gp.gap_mean_ms)) BAD("expected 1..3600000");
         } else if (!strcmp(a, "--start-ms")) {
             NEED_ARG(); i++;
-            if (!parse_i64(argv[i], 0, INT64_C(253402300799999), &gp.start_ms)) BAD("expected epoch ms");
+            if (!strcmp(argv[i], "now"))
+                gp.start_ms = sr_wall_ms();
+            else if (!parse_i64(argv[i], 0, INT64_C(253402300799999), &gp.start_ms))
+                BAD("expected epoch ms or 'now'");
         } else if (!strcmp(a, "--session-prefix")) {
             NEED_ARG(); gp.session_prefix = argv[++i];
         } else if (!strcmp(a, "--output") || !strcmp(a, "-o")) {

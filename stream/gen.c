@@ -691,6 +691,7 @@ struct sr_clicklog {
     size_t cap;
     int64_t lineno;
     bool pending; /* the first line (read for detection) is a data row not yet returned */
+    size_t pending_len;
 };
 
 void sr_clicklog_close(sr_clicklog_t *c)
@@ -739,39 +740,59 @@ static bool all_digits(const char *s, size_t n)
     return true;
 }
 
-sr_err_t sr_clicklog_open(const char *path, sr_clicklog_t **out, struct sr_error *err)
+static sr_err_t detect(sr_clicklog_t *c, struct sr_error *err);
+
+sr_err_t sr_clicklog_open_fp(FILE *f, const char *name, sr_clicklog_t **out,
+                             struct sr_error *err)
 {
     sr_clicklog_t *c = calloc(1, sizeof *c);
-    if (!c || !(c->path = strdup(path))) {
+    if (!c || !(c->path = strdup(name))) {
         free(c);
-        return sr_error_set(err, SR_ENOMEM, "%s: out of memory", path);
+        return sr_error_set(err, SR_ENOMEM, "%s: out of memory", name);
     }
-    if (!(c->f = fopen(path, "r"))) {
-        sr_error_set(err, SR_EIO, "%s: %s", path, strerror(errno));
-        sr_clicklog_close(c);
-        return SR_EIO;
+    c->f = f;
+    sr_err_t rc = detect(c, err);
+    if (rc != SR_OK) {
+        free(c->line);
+        free(c->path);
+        free(c);
+        return rc;
     }
+    *out = c;
+    return SR_OK;
+}
+
+sr_err_t sr_clicklog_open(const char *path, sr_clicklog_t **out, struct sr_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return sr_error_set(err, SR_EIO, "%s: %s", path, strerror(errno));
+    sr_err_t rc = sr_clicklog_open_fp(f, path, out, err);
+    if (rc != SR_OK)
+        fclose(f);
+    return rc;
+}
+
+/* Reads the first line and detects the layout and a header. */
+static sr_err_t detect(sr_clicklog_t *c, struct sr_error *err)
+{
+    const char *path = c->path;
     size_t len;
-    if (!read_line(c, &len)) {
-        sr_clicklog_close(c);
+    if (!read_line(c, &len))
         return sr_error_set(err, SR_EFORMAT, "%s: empty file (no click-log rows)", path);
-    }
     if (count_char(c->line, ';') == 4)
         c->layout = SR_CLICKLOG_DIGINETICA;
     else if (count_char(c->line, ',') == 3 && !strchr(c->line, ';'))
         c->layout = SR_CLICKLOG_YOOCHOOSE;
-    else {
-        sr_error_set(err, SR_EFORMAT,
-                     "%s:1: neither YooChoose (session_id,timestamp,item_id,category) nor "
-                     "Diginetica (sessionId;userId;itemId;timeframe;eventdate)",
-                     path);
-        sr_clicklog_close(c);
-        return SR_EFORMAT;
-    }
+    else
+        return sr_error_set(err, SR_EFORMAT,
+                            "%s:%" PRId64 ": neither YooChoose (session_id,timestamp,item_id,category) nor "
+                            "Diginetica (sessionId;userId;itemId;timeframe;eventdate)",
+                            path, c->lineno);
     /* A first line whose first field is not a number is a header. */
     size_t f0 = strcspn(c->line, c->layout == SR_CLICKLOG_DIGINETICA ? ";" : ",");
     c->pending = all_digits(c->line, f0);
-    *out = c;
+    c->pending_len = len;
     return SR_OK;
 }
 
@@ -782,10 +803,13 @@ sr_err_t sr_clicklog_next(sr_clicklog_t *c, struct sr_event *ev, struct sr_error
     size_t len;
     if (c->pending) {
         c->pending = false;
-        len = strlen(c->line);
+        len = c->pending_len;
     } else if (!read_line(c, &len)) {
         return SR_ENOENT;
     }
+    if (memchr(c->line, '\0', len) || strlen(c->line) != len)
+        return sr_error_set(err, SR_EFORMAT, "%s:%" PRId64 ": NUL byte in the line", c->path,
+                            c->lineno);
     char sep = c->layout == SR_CLICKLOG_DIGINETICA ? ';' : ',';
     int want = c->layout == SR_CLICKLOG_DIGINETICA ? 5 : 4;
     char *field[5];
@@ -828,7 +852,7 @@ sr_err_t sr_clicklog_next(sr_clicklog_t *c, struct sr_event *ev, struct sr_error
         int64_t day_ms;
         errno = 0;
         long long tf = strtoll(field[3], NULL, 10);
-        if (!all_digits(field[3], flen[3]) || errno)
+        if (!all_digits(field[3], flen[3]) || errno || tf > INT64_C(1000000000000000))
             return sr_error_set(err, SR_EFORMAT, "%s:%" PRId64 ": timeframe '%.*s' is not a number",
                                 c->path, c->lineno, (int)(flen[3] > 64 ? 64 : flen[3]), field[3]);
         if (flen[4] != 10 || !sr_gen_parse_iso8601(field[4], flen[4], &day_ms))

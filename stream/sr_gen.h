@@ -34,6 +34,7 @@
 #include "sr_schemas.h"
 
 #include <stdint.h>
+#include <stdio.h>
 
 struct sr_gen_params {
     uint64_t seed;
@@ -107,6 +108,10 @@ enum sr_clicklog_layout { SR_CLICKLOG_YOOCHOOSE = 1, SR_CLICKLOG_DIGINETICA = 2 
 
 /* Opens path and detects the layout (SR_EFORMAT naming the file when it is neither). */
 sr_err_t sr_clicklog_open(const char *path, sr_clicklog_t **out, struct sr_error *err);
+/* The same over an open stream; name is used in messages. Takes ownership of f (closed by
+ * sr_clicklog_close) on success only. */
+sr_err_t sr_clicklog_open_fp(FILE *f, const char *name, sr_clicklog_t **out,
+                             struct sr_error *err);
 enum sr_clicklog_layout sr_clicklog_layout(const sr_clicklog_t *c);
 /* Next row: SR_OK with *ev filled (strings valid until the next call), SR_ENOENT at the end,
  * SR_EFORMAT naming the file and line for a bad row (reading stops). */

@@ -484,6 +484,12 @@ static void test_command(void **state)
     assert_int_not_equal(run(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s gen --sessions 10 2>/dev/null", bin);
     assert_int_not_equal(run(cmd), 0);
+    /* --rate paces: 300 events at 1000/s take at least 0.29 s. */
+    snprintf(cmd, sizeof cmd, "%s gen --sessions 30 --events 300 --rate 1000 --output %s/r.jsonl",
+             bin, dir);
+    uint64_t t0 = sr_now_ns();
+    assert_int_equal(run(cmd), 0);
+    assert_true(sr_now_ns() - t0 >= 290000000u);
     snprintf(cmd, sizeof cmd, "%s gen --help | grep -q -- --from-csv", bin);
     assert_int_equal(run(cmd), 0);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
