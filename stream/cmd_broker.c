@@ -7,6 +7,11 @@
  * waits for SIGINT/SIGTERM (blocked before librdkafka starts its threads and taken with
  * sigwait, so no handler runs inside librdkafka) and exits 0.
  *
+ * With --control, commands on stdin (one per line, each answered by one stdout line, "ok" or
+ * "error: reason") drive librdkafka's fault injection: `down ID`, `up ID`, `rtt ID MS`,
+ * `errors API ERR[,ERR...]` (push request errors for an API key, by name or number; errors by
+ * librdkafka name, e.g. NOT_LEADER_FOR_PARTITION, or number), `clear API`, `topic NAME:PARTS`.
+ *
  * Limits are librdkafka's (2.0): listeners bind 127.0.0.1 on ephemeral ports; data is kept in
  * memory only, about 5 MiB per partition (older messages are dropped); a topic auto-created by
  * a client gets 4 partitions and replication min(3, brokers); offsets_for_times answers -1;
@@ -16,9 +21,11 @@
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int usage(FILE *f)
 {
@@ -32,6 +39,16 @@ static int usage(FILE *f)
             "  --brokers N               brokers in the cluster (default 3, at most 32)\n"
             "  --topic NAME:PARTITIONS   create a topic (repeatable); replication is min(3, N)\n"
             "  --quiet                   no status line on stderr\n"
+            "  --control                 read fault-injection commands on stdin, one per line,\n"
+            "                            each answered on stdout by `ok` or `error: reason`:\n"
+            "                              down ID | up ID       take broker ID (1..N) down / up\n"
+            "                              rtt ID MS             add MS of latency to broker ID\n"
+            "                              errors API ERR[,ERR]  next requests of API (Produce,\n"
+            "                                                    Fetch, ... or a key number) fail\n"
+            "                                                    with ERR (librdkafka name, e.g.\n"
+            "                                                    NOT_LEADER_FOR_PARTITION, or code)\n"
+            "                              clear API             drop pushed errors of API\n"
+            "                              topic NAME:PARTITIONS create a topic\n"
             "\n"
             "Memory only, with librdkafka's limits: about 5 MiB kept per partition, listeners on\n"
             "127.0.0.1, a topic auto-created by a client gets 4 partitions, offsets_for_times\n"
@@ -39,12 +56,15 @@ static int usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
-/* librdkafka logs go to stderr as one line each, warnings and worse only. */
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+/* librdkafka's log lines through sr_log ("ts level kafka msg fac=..."), syslog levels mapped. */
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    if (level <= 4)
-        fprintf(stderr, "streamrec broker: %s: %s\n", fac, buf);
+    if (level >= 5 && !SR_LOG_DEBUG_ON())
+        return; /* notices (e.g. the broker's own "no bootstrap.servers") only when debugging */
+    sr_log_level_t l = level <= 3 ? SR_LOG_ERROR : level == 4 ? SR_LOG_WARN
+                       : level <= 6 ? SR_LOG_INFO : SR_LOG_DEBUG;
+    sr_log(l, "kafka", buf, "fac=%s", fac);
 }
 
 struct topic_arg {
@@ -72,12 +92,168 @@ static bool parse_topic(const char *s, struct topic_arg *t)
     return true;
 }
 
+/* ---- --control: fault injection from stdin ---------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int16_t key;
+} api_keys[] = {
+    {"Produce", 0},          {"Fetch", 1},          {"ListOffsets", 2},
+    {"Metadata", 3},         {"OffsetCommit", 8},   {"OffsetFetch", 9},
+    {"FindCoordinator", 10}, {"JoinGroup", 11},     {"Heartbeat", 12},
+    {"LeaveGroup", 13},      {"SyncGroup", 14},     {"DescribeGroups", 15},
+    {"ListGroups", 16},      {"ApiVersions", 18},   {"CreateTopics", 19},
+    {"InitProducerId", 22},  {"AddPartitionsToTxn", 24}, {"AddOffsetsToTxn", 25},
+    {"EndTxn", 26},          {"TxnOffsetCommit", 28},
+};
+
+static bool parse_api(const char *s, int16_t *out)
+{
+    for (size_t i = 0; i < sizeof api_keys / sizeof api_keys[0]; i++)
+        if (!strcasecmp(s, api_keys[i].name)) {
+            *out = api_keys[i].key;
+            return true;
+        }
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < 0 || v > 1000)
+        return false;
+    *out = (int16_t)v;
+    return true;
+}
+
+static bool parse_kafka_err(const char *s, rd_kafka_resp_err_t *out)
+{
+    const struct rd_kafka_err_desc *d;
+    size_t n;
+    rd_kafka_get_err_descs(&d, &n);
+    for (size_t i = 0; i < n; i++)
+        if (d[i].name && !strcasecmp(s, d[i].name)) { /* local ones start with '_' */
+            *out = d[i].code;
+            return true;
+        }
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < -200 || v > 1000)
+        return false;
+    *out = (rd_kafka_resp_err_t)v;
+    return true;
+}
+
+static bool parse_id(const char *s, int brokers, int32_t *id)
+{
+    char *end;
+    long v = strtol(s ? s : "", &end, 10);
+    if (!s || end == s || *end || v < 1 || v > brokers)
+        return false;
+    *id = (int32_t)v;
+    return true;
+}
+
+/* Runs one command line; writes the reason to why (or leaves it empty for "ok"). */
+static void run_command(rd_kafka_mock_cluster_t *mc, int brokers, char *line, char *why,
+                        size_t whylen)
+{
+    char *save = NULL, *cmd = strtok_r(line, " \t", &save), *a1 = strtok_r(NULL, " \t", &save),
+         *a2 = strtok_r(NULL, " \t", &save);
+    int32_t id;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    why[0] = '\0';
+    if (!cmd) {
+        snprintf(why, whylen, "empty command");
+    } else if (!strcmp(cmd, "down") || !strcmp(cmd, "up")) {
+        if (!parse_id(a1, brokers, &id))
+            snprintf(why, whylen, "%s: expected a broker id 1..%d", cmd, brokers);
+        else
+            e = cmd[0] == 'd' ? rd_kafka_mock_broker_set_down(mc, id)
+                              : rd_kafka_mock_broker_set_up(mc, id);
+    } else if (!strcmp(cmd, "rtt")) {
+        char *end;
+        long ms = a2 ? strtol(a2, &end, 10) : -1;
+        if (!parse_id(a1, brokers, &id) || !a2 || *end || ms < 0 || ms > 600000)
+            snprintf(why, whylen, "rtt: expected `rtt ID MS`");
+        else
+            e = rd_kafka_mock_broker_set_rtt(mc, id, (int)ms);
+    } else if (!strcmp(cmd, "errors") || !strcmp(cmd, "clear")) {
+        int16_t api;
+        if (!a1 || !parse_api(a1, &api)) {
+            snprintf(why, whylen, "%s: unknown API '%s'", cmd, a1 ? a1 : "");
+        } else if (cmd[0] == 'c') {
+            rd_kafka_mock_clear_request_errors(mc, api);
+        } else {
+            rd_kafka_resp_err_t errs[64];
+            size_t n = 0;
+            char *s2 = NULL;
+            for (char *t = a2 ? strtok_r(a2, ",", &s2) : NULL; t && !why[0];
+                 t = strtok_r(NULL, ",", &s2)) {
+                if (n == 64)
+                    snprintf(why, whylen, "errors: at most 64 at once");
+                else if (!parse_kafka_err(t, &errs[n++]))
+                    snprintf(why, whylen, "errors: unknown error '%s'", t);
+            }
+            if (!why[0] && n == 0)
+                snprintf(why, whylen, "errors: expected `errors API ERR[,ERR...]`");
+            if (!why[0])
+                rd_kafka_mock_push_request_errors_array(mc, api, n, errs);
+        }
+    } else if (!strcmp(cmd, "topic")) {
+        struct topic_arg t;
+        if (!a1 || !parse_topic(a1, &t))
+            snprintf(why, whylen, "topic: expected NAME:PARTITIONS");
+        else
+            e = rd_kafka_mock_topic_create(mc, t.name, t.partitions, brokers < 3 ? brokers : 3);
+    } else {
+        snprintf(why, whylen, "unknown command '%s' (down, up, rtt, errors, clear, topic)", cmd);
+    }
+    if (!why[0] && e)
+        snprintf(why, whylen, "%s", rd_kafka_err2str(e));
+}
+
+/* The control thread: reads commands on stdin until its end; the main thread stays in
+ * sigwait (the kernel then hands it SIGINT/SIGTERM: some librdkafka threads leave them
+ * unblocked) and, under the lock, sets `stopping` before it destroys the cluster. */
+struct control {
+    rd_kafka_mock_cluster_t *mc;
+    int brokers;
+    pthread_mutex_t lock;
+    bool stopping;
+};
+
+static void *control_main(void *arg)
+{
+    struct control *c = arg;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, stdin)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n == 0 || line[0] == '#')
+            continue;
+        char why[256];
+        pthread_mutex_lock(&c->lock);
+        if (c->stopping) {
+            pthread_mutex_unlock(&c->lock);
+            break;
+        }
+        run_command(c->mc, c->brokers, line, why, sizeof why);
+        if (why[0])
+            printf("error: %s\n", why);
+        else
+            printf("ok\n");
+        fflush(stdout);
+        pthread_mutex_unlock(&c->lock);
+    }
+    free(line);
+    return NULL;
+}
+
 int sr__cmd_broker(int argc, char **argv)
 {
     if (sr__cli_wants_help(argc, argv))
         return usage(stdout);
     long brokers = 3;
-    bool quiet = false;
+    bool quiet = false, control = false;
     struct topic_arg *topics = calloc((size_t)argc, sizeof *topics);
     int n_topics = 0;
     if (!topics)
@@ -102,6 +278,8 @@ int sr__cmd_broker(int argc, char **argv)
             n_topics++;
         } else if (!strcmp(argv[i], "--quiet")) {
             quiet = true;
+        } else if (!strcmp(argv[i], "--control")) {
+            control = true;
         } else {
             free(topics);
             return sr__cli_fail("broker", "%s '%s' (see --help)",
@@ -121,7 +299,7 @@ int sr__cmd_broker(int argc, char **argv)
 
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
@@ -154,9 +332,21 @@ int sr__cmd_broker(int argc, char **argv)
         fprintf(stderr, "streamrec broker: %ld broker(s), %d topic(s) created; Ctrl-C stops it\n",
                 brokers, n_topics);
 
-    int sig = 0;
-    while (sigwait(&stop, &sig) != 0)
+    /* Static: the detached thread may outlive this frame until exit. */
+    static struct control ctl = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    ctl.mc = mc;
+    ctl.brokers = (int)brokers;
+    pthread_t thr;
+    bool thr_started = control && pthread_create(&thr, NULL, control_main, &ctl) == 0;
+    if (control && !thr_started)
+        fprintf(stderr, "streamrec broker: could not start the --control thread\n");
+    while (sigwait(&stop, &(int){0}) != 0)
         ;
+    pthread_mutex_lock(&ctl.lock);
+    ctl.stopping = true;
+    pthread_mutex_unlock(&ctl.lock);
+    if (thr_started)
+        pthread_detach(thr); /* may sit in getline on stdin; exit ends it */
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
     free(topics);

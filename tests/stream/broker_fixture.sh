@@ -9,6 +9,12 @@
 #       and installs an EXIT trap that stops it (chaining any EXIT trap set before). Returns 1
 #       with a message on stderr when the broker does not come up.
 #   sr_broker_stop      SIGTERM, wait; returns the broker's exit status (0 expected).
+#   sr_broker_ctl CMD   with SR_BROKER_CONTROL=1 set before sr_broker_start (the broker then runs
+#                       with --control): sends one fault-injection command, e.g. "down 1",
+#                       "up 1", "rtt 2 300", "errors Produce NOT_LEADER_FOR_PARTITION,
+#                       REQUEST_TIMED_OUT", "clear Produce", "topic late:4" (see
+#                       `streamrec broker --help`); returns 0 on "ok", else prints the reply
+#                       and returns 1.
 #   sr_need_kcat        exits the test with 77 (CTest SKIP_RETURN_CODE) when kcat is missing.
 #
 # The broker's stderr goes to $SR_BROKER_LOG (default: a temp file, printed if it fails).
@@ -32,6 +38,7 @@ sr_broker_stop() {
     fi
     if [ -n "${_SR_BROKER_FIFO_DIR:-}" ]; then
         exec 9<&-
+        [ -p "$_SR_BROKER_FIFO_DIR/in" ] && exec 8>&-
         rm -rf "$_SR_BROKER_FIFO_DIR"
         _SR_BROKER_FIFO_DIR=
     fi
@@ -55,8 +62,15 @@ sr_broker_start() {
     _SR_BROKER_FIFO_DIR=$(mktemp -d)
     local log=${SR_BROKER_LOG:-$_SR_BROKER_FIFO_DIR/broker.log}
     mkfifo "$_SR_BROKER_FIFO_DIR/out"
-    "$bin" broker "$@" >"$_SR_BROKER_FIFO_DIR/out" 2>"$log" &
-    SR_BROKER_PID=$!
+    if [ "${SR_BROKER_CONTROL:-0}" = 1 ]; then
+        mkfifo "$_SR_BROKER_FIFO_DIR/in"
+        "$bin" broker --control "$@" <"$_SR_BROKER_FIFO_DIR/in" >"$_SR_BROKER_FIFO_DIR/out" 2>"$log" &
+        SR_BROKER_PID=$!
+        exec 8>"$_SR_BROKER_FIFO_DIR/in"
+    else
+        "$bin" broker "$@" >"$_SR_BROKER_FIFO_DIR/out" 2>"$log" &
+        SR_BROKER_PID=$!
+    fi
     # Chain an EXIT trap that was set before (its command text, as `trap -p` prints it).
     local prev
     prev=$(trap -p EXIT | sed -e "s/^trap -- '//" -e "s/' EXIT\$//")
@@ -75,5 +89,20 @@ sr_broker_start() {
     fi
     SR_BOOTSTRAP=${line#bootstrap.servers=}
     export SR_BOOTSTRAP SR_BROKER_PID
+    return 0
+}
+
+sr_broker_ctl() {
+    if [ ! -p "${_SR_BROKER_FIFO_DIR:-/nonexistent}/in" ]; then
+        echo "sr_broker_ctl: start the broker with SR_BROKER_CONTROL=1" >&2
+        return 1
+    fi
+    echo "$*" >&8
+    local reply=""
+    read -r -t 10 reply <&9
+    if [ "$reply" != ok ]; then
+        echo "sr_broker_ctl '$*': ${reply:-no reply}" >&2
+        return 1
+    fi
     return 0
 }
