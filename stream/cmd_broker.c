@@ -3,11 +3,12 @@
  *
  * The cluster lives on a producer handle that sends nothing. Topics named on the command line
  * are created (rd_kafka_mock_topic_create, which waits for the mock thread) before the first
- * stdout line, `bootstrap.servers=HOST:PORT[,...]`, is written and flushed; then the process
- * waits for SIGINT/SIGTERM (blocked before librdkafka starts its threads and taken with
- * sigwait, so no handler runs inside librdkafka) and exits 0.
+ * stdout line, `bootstrap.servers=HOST:PORT[,...]`, is written and flushed; then the main
+ * thread waits for SIGINT/SIGTERM in sigwait (blocked first; a thread waiting in sigwait is
+ * where the kernel hands a process signal, even though threads started before main, such as
+ * OpenBLAS's pool, leave these signals unblocked), destroys the cluster and exits 0.
  *
- * With --control, commands on stdin (one per line, each answered by one stdout line, "ok" or
+ * With --control, a thread reads commands on stdin (one per line, each answered by one stdout line, "ok" or
  * "error: reason") drive librdkafka's fault injection: `down ID`, `up ID`, `rtt ID MS`,
  * `errors API ERR[,ERR...]` (push request errors for an API key, by name or number; errors by
  * librdkafka name, e.g. NOT_LEADER_FOR_PARTITION, or number), `clear API`, `topic NAME:PARTS`.
@@ -210,8 +211,8 @@ static void run_command(rd_kafka_mock_cluster_t *mc, int brokers, char *line, ch
 }
 
 /* The control thread: reads commands on stdin until its end; the main thread stays in
- * sigwait (the kernel then hands it SIGINT/SIGTERM: some librdkafka threads leave them
- * unblocked) and, under the lock, sets `stopping` before it destroys the cluster. */
+ * sigwait (the kernel then hands it SIGINT/SIGTERM; OpenBLAS's threads, started at load time,
+ * leave them unblocked, so polling with sigtimedwait would let the default action kill us) and, under the lock, sets `stopping` before it destroys the cluster. */
 struct control {
     rd_kafka_mock_cluster_t *mc;
     int brokers;
