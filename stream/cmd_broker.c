@@ -4,9 +4,11 @@
  * The cluster lives on a producer handle that sends nothing. Topics named on the command line
  * are created (rd_kafka_mock_topic_create, which waits for the mock thread) before the first
  * stdout line, `bootstrap.servers=HOST:PORT[,...]`, is written and flushed; then the main
- * thread waits for SIGINT/SIGTERM in sigwait (blocked first; a thread waiting in sigwait is
- * where the kernel hands a process signal, even though threads started before main, such as
- * OpenBLAS's pool, leave these signals unblocked), destroys the cluster and exits 0.
+ * thread waits for SIGINT/SIGTERM, destroys the cluster and exits 0. The signals are caught by
+ * a handler that writes a byte to a pipe the main thread reads (self-pipe): whichever thread
+ * the kernel picks runs it, including threads started before main (OpenBLAS's pool), which
+ * leave the signals unblocked, so a mask + sigwait alone would race with their default
+ * action.
  *
  * With --control, a thread reads commands on stdin (one per line, each answered by one stdout line, "ok" or
  * "error: reason") drive librdkafka's fault injection: `down ID`, `up ID`, `rtt ID MS`,
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 static int usage(FILE *f)
 {
@@ -66,6 +69,17 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
     sr_log_level_t l = level <= 3 ? SR_LOG_ERROR : level == 4 ? SR_LOG_WARN
                        : level <= 6 ? SR_LOG_INFO : SR_LOG_DEBUG;
     sr_log(l, "kafka", buf, "fac=%s", fac);
+}
+
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    ssize_t n = write(stop_pipe[1], "x", 1);
+    (void)n;
+    errno = saved;
 }
 
 struct topic_arg {
@@ -210,9 +224,8 @@ static void run_command(rd_kafka_mock_cluster_t *mc, int brokers, char *line, ch
         snprintf(why, whylen, "%s", rd_kafka_err2str(e));
 }
 
-/* The control thread: reads commands on stdin until its end; the main thread stays in
- * sigwait (the kernel then hands it SIGINT/SIGTERM; OpenBLAS's threads, started at load time,
- * leave them unblocked, so polling with sigtimedwait would let the default action kill us) and, under the lock, sets `stopping` before it destroys the cluster. */
+/* The control thread: reads commands on stdin until its end; the main thread, woken by the
+ * stop pipe,, under the lock, sets `stopping` before it destroys the cluster. */
 struct control {
     rd_kafka_mock_cluster_t *mc;
     int brokers;
@@ -291,12 +304,15 @@ int sr__cmd_broker(int argc, char **argv)
         }
     }
 
-    /* Block the stop signals in every thread (librdkafka's inherit this mask). */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    /* Stop signals: a handler in whichever thread gets them writes to the stop pipe. */
+    if (pipe(stop_pipe) != 0) {
+        free(topics);
+        return sr__cli_fail("broker", "pipe: %s", strerror(errno));
+    }
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -341,7 +357,8 @@ int sr__cmd_broker(int argc, char **argv)
     bool thr_started = control && pthread_create(&thr, NULL, control_main, &ctl) == 0;
     if (control && !thr_started)
         fprintf(stderr, "streamrec broker: could not start the --control thread\n");
-    while (sigwait(&stop, &(int){0}) != 0)
+    char b;
+    while (read(stop_pipe[0], &b, 1) < 0 && errno == EINTR)
         ;
     pthread_mutex_lock(&ctl.lock);
     ctl.stopping = true;
