@@ -1,7 +1,8 @@
 /* cmd_gen.c — `streamrec gen`: synthetic events (sr_gen.h) or a public click log (--from-csv)
  * to a JSON Lines / Avro container file or to a Kafka topic (librdkafka producer, idempotent,
  * key = session_id, murmur2 partitioner like the Java client and kcat -p defaults), optionally
- * paced to --rate events/s. Writes the catalogue as items.tsv with --items-out.
+ * paced to --rate events/s. Writes the catalogue as items.tsv with --items-out (for a click
+ * log: its distinct items in order of first appearance).
  * Owns the output handle and the producer; single-threaded (librdkafka runs its own threads). */
 #include "cli.h"
 #include "sr_gen.h"
@@ -39,7 +40,9 @@ static int usage(FILE *f)
             "  --schema-id ID        schema id in Confluent frames (default 1)\n"
             "  --rate EPS            at most EPS events per second (default: as fast as possible)\n"
             "  --items-out FILE      write the catalogue as items.tsv (index, item_id, category,\n"
-            "                        available), item i<n> at index FIRST+n\n"
+            "                        available), item i<n> at index FIRST+n; with --from-csv,\n"
+            "                        the log's distinct items in order of first appearance\n"
+            "                        (category from YooChoose; Diginetica has none)\n"
             "  --first-index FIRST   first vocabulary index of --items-out (default 2)\n"
             "  --from-csv FILE       replay a YooChoose (session_id,timestamp,item_id,category;\n"
             "                        ISO-8601 time) or Diginetica (sessionId;userId;itemId;\n"
@@ -109,6 +112,106 @@ static sr_err_t source_next(struct source *s, struct sr_event *ev, struct sr_err
     if (s->gen)
         return sr_gen_next(s->gen, ev) ? SR_OK : SR_ENOENT;
     return sr_clicklog_next(s->csv, ev, err);
+}
+
+/* ---- the catalogue of a click log (--items-out with --from-csv) -------------------------- */
+
+/* Distinct item ids in order of first appearance, with the category of that first row.
+ * Open addressing over sr_hash64; entries are malloc'd once per distinct item. */
+struct catalog {
+    char **id, **cat;
+    size_t n, cap;
+    int64_t *slot; /* index into id, or -1 */
+    size_t nslot;
+};
+
+static void catalog_free(struct catalog *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->id[i]);
+        free(c->cat[i]);
+    }
+    free(c->id);
+    free(c->cat);
+    free(c->slot);
+}
+
+static bool catalog_grow(struct catalog *c)
+{
+    size_t ns = c->nslot ? c->nslot * 2 : 1024;
+    int64_t *slot = malloc(ns * sizeof *slot);
+    if (!slot)
+        return false;
+    for (size_t i = 0; i < ns; i++)
+        slot[i] = -1;
+    for (size_t i = 0; i < c->n; i++) {
+        size_t h = (size_t)sr_hash64_str(c->id[i]) & (ns - 1);
+        while (slot[h] >= 0)
+            h = (h + 1) & (ns - 1);
+        slot[h] = (int64_t)i;
+    }
+    free(c->slot);
+    c->slot = slot;
+    c->nslot = ns;
+    return true;
+}
+
+/* Adds the item when new; false when out of memory. */
+static bool catalog_add(struct catalog *c, const char *id, size_t len, const char *cat,
+                        size_t cat_len)
+{
+    if ((c->n + 1) * 2 > c->nslot && !catalog_grow(c))
+        return false;
+    size_t h = (size_t)sr_hash64(id, len) & (c->nslot - 1);
+    for (; c->slot[h] >= 0; h = (h + 1) & (c->nslot - 1)) {
+        const char *e = c->id[c->slot[h]];
+        if (strlen(e) == len && !memcmp(e, id, len))
+            return true;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        char **a = realloc(c->id, cap * sizeof *a);
+        if (!a)
+            return false;
+        c->id = a;
+        char **b = realloc(c->cat, cap * sizeof *b);
+        if (!b)
+            return false;
+        c->cat = b;
+        c->cap = cap;
+    }
+    c->id[c->n] = strndup(id, len);
+    c->cat[c->n] = cat ? strndup(cat, cat_len) : NULL;
+    if (!c->id[c->n] || (cat && !c->cat[c->n])) {
+        free(c->id[c->n]);
+        free(c->cat[c->n]);
+        return false;
+    }
+    c->slot[h] = (int64_t)c->n++;
+    return true;
+}
+
+/* items.tsv of a click log: index (first_index + order of first appearance), item_id,
+ * category (YooChoose only), available (1). */
+static int catalog_write(const struct catalog *c, const char *path, int64_t first_index,
+                         bool with_category)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return sr__cli_fail("gen", "--items-out %s: %s", path, strerror(errno));
+    fputs(with_category ? "index\titem_id\tcategory\tavailable\n" : "index\titem_id\tavailable\n",
+          f);
+    for (size_t i = 0; i < c->n; i++) {
+        if (with_category)
+            fprintf(f, "%" PRId64 "\t%s\t%s\t1\n", first_index + (int64_t)i, c->id[i],
+                    c->cat[i] ? c->cat[i] : "");
+        else
+            fprintf(f, "%" PRId64 "\t%s\t1\n", first_index + (int64_t)i, c->id[i]);
+    }
+    bool bad = ferror(f) != 0;
+    if (fclose(f) != 0 || bad)
+        return sr__cli_fail("gen", "--items-out %s: write failed", path);
+    return 0;
 }
 
 /* ---- Kafka producer --------------------------------------------------------------------- */
@@ -341,6 +444,7 @@ int sr__cmd_gen(int argc, char **argv)
     sr_avro_file_writer_t *aw = NULL;
     FILE *out = NULL;
     struct sr_buf buf = {0};
+    struct catalog cat = {0};
     int64_t n = 0;
 
     if (!!output + !!topic != 1) {
@@ -369,11 +473,6 @@ int sr__cmd_gen(int argc, char **argv)
     }
 
     if (csv) {
-        if (items_out) {
-            rc = sr__cli_fail("gen", "--items-out describes the synthetic catalogue; it does not "
-                                     "apply to --from-csv");
-            goto done;
-        }
         if (sr_clicklog_open(csv, &src.csv, &err) != SR_OK) {
             rc = sr__cli_fail("gen", "%s", err.msg);
             goto done;
@@ -423,6 +522,14 @@ int sr__cmd_gen(int argc, char **argv)
             rc = sr__cli_fail("gen", "%s", err.msg);
             goto done;
         }
+        if (src.csv && items_out) {
+            size_t cl;
+            const char *cs = sr_clicklog_category(src.csv, &cl);
+            if (!catalog_add(&cat, ev.item_id, ev.item_id_len, cs, cl)) {
+                rc = sr__cli_fail("gen", "out of memory for the click log's catalogue");
+                goto done;
+            }
+        }
         if (aw) {
             if (sr_avro_file_writer_append_event(aw, &ev, &err) != SR_OK) {
                 rc = sr__cli_fail("gen", "%s: record %" PRId64 ": %s", output, n, err.msg);
@@ -465,6 +572,10 @@ int sr__cmd_gen(int argc, char **argv)
             }
         }
     }
+    if (src.csv && items_out &&
+        (rc = catalog_write(&cat, items_out, first_index,
+                            sr_clicklog_layout(src.csv) == SR_CLICKLOG_YOOCHOOSE)) != 0)
+        goto done;
     if (tty)
         fprintf(stderr, "\rgen: %" PRId64 " events in %.1f s%-20s\n", n,
                 (double)(sr_now_ns() - t0) / 1e9, "");
@@ -488,6 +599,7 @@ done:
     sr_buf_free(&buf);
     sr_gen_destroy(src.gen);
     sr_clicklog_close(src.csv);
+    catalog_free(&cat);
     free(xprops);
     return rc;
 }

@@ -692,6 +692,8 @@ struct sr_clicklog {
     int64_t lineno;
     bool pending; /* the first line (read for detection) is a data row not yet returned */
     size_t pending_len;
+    const char *category; /* of the last row; NULL when the layout has none */
+    size_t category_len;
 };
 
 void sr_clicklog_close(sr_clicklog_t *c)
@@ -798,6 +800,13 @@ static sr_err_t detect(sr_clicklog_t *c, struct sr_error *err)
 
 enum sr_clicklog_layout sr_clicklog_layout(const sr_clicklog_t *c) { return c->layout; }
 
+const char *sr_clicklog_category(const sr_clicklog_t *c, size_t *len)
+{
+    if (len)
+        *len = c->category_len;
+    return c->category;
+}
+
 sr_err_t sr_clicklog_next(sr_clicklog_t *c, struct sr_event *ev, struct sr_error *err)
 {
     size_t len;
@@ -832,11 +841,15 @@ sr_err_t sr_clicklog_next(sr_clicklog_t *c, struct sr_event *ev, struct sr_error
         return sr_error_set(err, SR_EFORMAT, "%s:%" PRId64 ": %d fields, expected %d", c->path,
                             c->lineno, nf, want);
     *ev = (struct sr_event){.event_type = "view", .event_type_len = 4};
+    c->category = NULL;
+    c->category_len = 0;
     if (c->layout == SR_CLICKLOG_YOOCHOOSE) {
         ev->session_id = field[0];
         ev->session_id_len = flen[0];
         ev->item_id = field[2];
         ev->item_id_len = flen[2];
+        c->category = field[3];
+        c->category_len = flen[3];
         if (!sr_gen_parse_iso8601(field[1], flen[1], &ev->timestamp_ms))
             return sr_error_set(err, SR_EFORMAT, "%s:%" PRId64 ": timestamp '%.*s' is not ISO-8601",
                                 c->path, c->lineno, (int)(flen[1] > 64 ? 64 : flen[1]), field[1]);

@@ -116,6 +116,9 @@ enum sr_clicklog_layout sr_clicklog_layout(const sr_clicklog_t *c);
 /* Next row: SR_OK with *ev filled (strings valid until the next call), SR_ENOENT at the end,
  * SR_EFORMAT naming the file and line for a bad row (reading stops). */
 sr_err_t sr_clicklog_next(sr_clicklog_t *c, struct sr_event *ev, struct sr_error *err);
+/* The category of the row last returned (YooChoose's 4th column), valid until the next call;
+ * NULL for Diginetica, whose click log has none. */
+const char *sr_clicklog_category(const sr_clicklog_t *c, size_t *len);
 void sr_clicklog_close(sr_clicklog_t *c);
 
 /* Parses an ISO-8601 UTC time "YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|+hh:mm|-hh:mm]" (a space may

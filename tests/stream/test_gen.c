@@ -478,6 +478,14 @@ static void test_command(void **state)
              "cmp -s %s/d.jsonl %s/clicklogs/diginetica-sample.expected.jsonl",
              bin, SR_TEST_DATA, dir, dir, SR_TEST_DATA);
     assert_int_equal(run(cmd), 0);
+    /* --items-out of a click log: distinct items in order of first appearance. */
+    snprintf(cmd, sizeof cmd,
+             "%s gen --from-csv %s/clicklogs/yoochoose-sample.dat --output /dev/null "
+             "--items-out %s/y.tsv && cmp -s %s/y.tsv %s/clicklogs/yoochoose-sample.items.tsv && "
+             "%s gen --from-csv %s/clicklogs/diginetica-sample.csv --output /dev/null "
+             "--items-out %s/d.tsv && cmp -s %s/d.tsv %s/clicklogs/diginetica-sample.items.tsv",
+             bin, SR_TEST_DATA, dir, dir, SR_TEST_DATA, bin, SR_TEST_DATA, dir, dir, SR_TEST_DATA);
+    assert_int_equal(run(cmd), 0);
     /* Bad input: one-line reason, non-zero exit. */
     snprintf(cmd, sizeof cmd, "%s gen --sessions 10 --events 5 --output %s/x.jsonl 2>/dev/null",
              bin, dir);
