@@ -39,8 +39,6 @@ void sr__cpu_parallel(struct sr__cpu *c, int n_tasks, sr__cpu_task_fn fn, void *
 /* Worker w's scratch of at least `bytes`, 64-byte aligned; NULL on OOM. Valid until the next
  * call for the same worker with a larger size. */
 float *sr__cpu_scratch(struct sr__cpu *c, int w, size_t bytes);
-/* Sets OpenBLAS to `n` threads and returns the previous count. */
-int sr__cpu_blas_threads(int n);
 
 sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, const float *bias,
                       int d, int first, int V, const int32_t *excl_offsets,

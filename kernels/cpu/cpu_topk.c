@@ -5,7 +5,7 @@
  * into a sorted list. The B×V matrix never exists. Workers take tiles in increasing order,
  * each keeping its own lists (equal scores keep the lower index because a worker sees indices
  * in increasing order); the lists are merged by (score desc, index asc) at the end.
- * Thread: the caller drives; the pool runs tiles. OpenBLAS is held at 1 thread meanwhile. */
+ * Thread: the caller drives; the pool runs tiles (OpenBLAS is single-threaded in each). */
 #include "cpu_int.h"
 
 #include <cblas.h>
@@ -215,9 +215,7 @@ sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, cons
     J.tile = tile;
     int n_tiles = (int)((n + tile - 1) / tile);
 
-    int prev = sr__cpu_blas_threads(1);
     sr__cpu_parallel(c, n_tiles, topk_tile, &J);
-    sr__cpu_blas_threads(prev);
     if (J.oom)
         return sr_error_set(err, SR_ENOMEM, "cpu topk: out of memory for a %d×%d tile",
                             J.qblock, tile);
