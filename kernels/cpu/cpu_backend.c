@@ -307,17 +307,6 @@ static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, co
 /* Vectorised exp/tanh/sigmoid on 4-float GCC vectors (one SSE register; portable C): Cephes-style expf, relative error ~2e-7 over [-87, 88]; tanh through
  * exp with abs error ~1e-7. They run the activation and gate loops several times faster than
  * libm's scalar expf/tanhf. */
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
-static inline v4f v4_splat(float x) { return (v4f){x, x, x, x}; }
-static inline v4f v4_select(v4i m, v4f a, v4f b)
-{
-    return (v4f)(((v4i)a & m) | ((v4i)b & ~m));
-}
-static inline v4f v4_min(v4f a, v4f b) { return v4_select(a < b, a, b); }
-static inline v4f v4_max(v4f a, v4f b) { return v4_select(a > b, a, b); }
-
 static inline v4f v4_exp(v4f x)
 {
     x = v4_min(v4_max(x, v4_splat(-87.0f)), v4_splat(88.0f));
@@ -345,14 +334,6 @@ static inline v4f v4_tanh(v4f u)
 }
 
 static inline v4f v4_sigmoid(v4f x) { return v4_splat(1.0f) / (v4_splat(1.0f) + v4_exp(-x)); }
-
-static inline v4f v4_load(const float *p)
-{
-    v4f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 
 /* Scalar tails use the same formulas through one padded vector. */
 static inline float s_tanh(float u)

@@ -85,16 +85,13 @@ static void topk_tile(void *arg, int t, int w)
     int pstart = J->n_pairs ? pair_lower(J->pairs, J->n_pairs, (int32_t)j0) : 0;
     for (int b0 = 0; b0 < J->B; b0 += J->qblock) {
         int bn = J->B - b0 < J->qblock ? J->B - b0 : J->qblock;
+        /* with a bias, S starts as the bias rows and the GEMM accumulates onto them */
+        if (J->bias)
+            for (int r = 0; r < bn; r++)
+                memcpy(S + (size_t)r * tn, J->bias + j0, sizeof(float) * tn);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, tn, d, 1.0f,
-                    J->q + (size_t)b0 * d, d, J->table + (size_t)j0 * d, d, 0.0f, S, tn);
-        if (J->bias) {
-            const float *bias = J->bias + j0;
-            for (int r = 0; r < bn; r++) {
-                float *row = S + (size_t)r * tn;
-                for (int x = 0; x < tn; x++)
-                    row[x] += bias[x];
-            }
-        }
+                    J->q + (size_t)b0 * d, d, J->table + (size_t)j0 * d, d,
+                    J->bias ? 1.0f : 0.0f, S, tn);
         for (int p = pstart; p < J->n_pairs && J->pairs[p].item < j1; p++) {
             int qq = J->pairs[p].query;
             if (qq >= b0 && qq < b0 + bn)
@@ -107,10 +104,10 @@ static void topk_tile(void *arg, int t, int w)
             float thr = sc[k - 1];
             int x = 0;
             for (; x + SR_TOPK_CHUNK <= tn; x += SR_TOPK_CHUNK) {
-                float m = row[x];
-                for (int u = 1; u < SR_TOPK_CHUNK; u++)
-                    m = row[x + u] > m ? row[x + u] : m;
-                if (!(m > thr))
+                v4f m = v4_max(v4_max(v4_load(row + x), v4_load(row + x + 4)),
+                               v4_max(v4_load(row + x + 8), v4_load(row + x + 12)));
+                v4i gt = m > v4_splat(thr);
+                if (!(gt[0] | gt[1] | gt[2] | gt[3]))
                     continue;
                 for (int u = 0; u < SR_TOPK_CHUNK; u++)
                     if (row[x + u] > thr) {
