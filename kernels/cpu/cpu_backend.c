@@ -273,24 +273,37 @@ static sr_err_t cpu_embed(void *ctx, const float *table, const float *pos_table,
     return SR_OK;
 }
 
+static inline float v4_hsum(v4f v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
 static void ln_rows(struct rows_job *j, int r0, int r1)
 {
-    int d = j->d;
+    int d = j->d, d4 = d & ~3;
+    const float *g = j->b, *be = j->c;
     for (int i = r0; i < r1; i++) {
         const float *x = j->a + (size_t)i * d;
         float *o = j->out + (size_t)i * d;
-        float s = 0.f;
-        for (int k = 0; k < d; k++)
+        v4f acc = v4_splat(0.f);
+        for (int k = 0; k < d4; k += 4)
+            acc += v4_load(x + k);
+        float s = v4_hsum(acc);
+        for (int k = d4; k < d; k++)
             s += x[k];
         float mean = s / (float)d;
-        float v = 0.f;
-        for (int k = 0; k < d; k++) {
-            float t = x[k] - mean;
-            v += t * t;
+        v4f vm = v4_splat(mean);
+        acc = v4_splat(0.f);
+        for (int k = 0; k < d4; k += 4) {
+            v4f t = v4_load(x + k) - vm;
+            acc += t * t;
         }
+        float v = v4_hsum(acc);
+        for (int k = d4; k < d; k++)
+            v += (x[k] - mean) * (x[k] - mean);
         float rstd = 1.0f / sqrtf(v / (float)d + j->eps);
-        for (int k = 0; k < d; k++)
-            o[k] = (x[k] - mean) * rstd * j->b[k] + j->c[k];
+        v4f vr = v4_splat(rstd);
+        for (int k = 0; k < d4; k += 4)
+            v4_store(o + k, (v4_load(x + k) - vm) * vr * v4_load(g + k) + v4_load(be + k));
+        for (int k = d4; k < d; k++)
+            o[k] = (x[k] - mean) * rstd * g[k] + be[k];
     }
 }
 
@@ -341,6 +354,11 @@ static inline float s_tanh(float u)
     v4f v = v4_tanh(v4_splat(u));
     return v[0];
 }
+static inline float s_exp(float x)
+{
+    v4f v = v4_exp(v4_splat(x));
+    return v[0];
+}
 static inline float s_sigmoid(float x)
 {
     v4f v = v4_sigmoid(v4_splat(x));
@@ -368,9 +386,13 @@ static void bias_act_rows(struct rows_job *j, int r0, int r1)
     const float *bias = j->a;
     for (int i = r0; i < r1; i++) {
         float *x = j->out + (size_t)i * d;
-        if (bias)
-            for (int k = 0; k < d; k++)
+        if (bias) {
+            int k = 0;
+            for (; k + 4 <= d; k += 4)
+                v4_store(x + k, v4_load(x + k) + v4_load(bias + k));
+            for (; k < d; k++)
                 x[k] += bias[k];
+        }
         switch (j->act) {
         case SR_ACT_NONE:
             break;
@@ -383,10 +405,14 @@ static void bias_act_rows(struct rows_job *j, int r0, int r1)
                 x[k] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
             }
             break;
-        case SR_ACT_RELU:
-            for (int k = 0; k < d; k++)
+        case SR_ACT_RELU: {
+            int k = 0;
+            for (; k + 4 <= d; k += 4)
+                v4_store(x + k, v4_max(v4_load(x + k), v4_splat(0.f)));
+            for (; k < d; k++)
                 x[k] = x[k] > 0.f ? x[k] : 0.f;
             break;
+        }
         }
     }
 }
@@ -516,8 +542,16 @@ static void attn_task(void *arg, int s, int w)
             for (int t = 1; t <= i; t++)
                 mx = row[t] > mx ? row[t] : mx;
             float sum = 0.f;
-            for (int t = 0; t <= i; t++) {
-                row[t] = expf(row[t] - mx);
+            int t = 0;
+            v4f vmx = v4_splat(mx), acc = v4_splat(0.f);
+            for (; t + 4 <= i + 1; t += 4) {
+                v4f e = v4_exp(v4_load(row + t) - vmx);
+                v4_store(row + t, e);
+                acc += e;
+            }
+            sum = v4_hsum(acc);
+            for (; t <= i; t++) {
+                row[t] = s_exp(row[t] - mx);
                 sum += row[t];
             }
             float inv = 1.0f / sum;
