@@ -317,63 +317,42 @@ static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, co
     return SR_OK;
 }
 
-/* Vectorised exp/tanh/sigmoid on 4-float GCC vectors (one SSE register; portable C): Cephes-style expf, relative error ~2e-7 over [-87, 88]; tanh through
- * exp with abs error ~1e-7. They run the activation and gate loops several times faster than
- * libm's scalar expf/tanhf. */
-static inline v4f v4_exp(v4f x)
-{
-    x = v4_min(v4_max(x, v4_splat(-87.0f)), v4_splat(88.0f));
-    v4f n = x * v4_splat(1.44269504088896341f) + v4_splat(12582912.0f);
-    n = n - v4_splat(12582912.0f); /* round to nearest */
-    v4f r = x - n * v4_splat(0.693359375f) - n * v4_splat(-2.12194440e-4f);
-    v4f p = v4_splat(1.9875691500e-4f);
-    p = p * r + v4_splat(1.3981999507e-3f);
-    p = p * r + v4_splat(8.3334519073e-3f);
-    p = p * r + v4_splat(4.1665795894e-2f);
-    p = p * r + v4_splat(1.6666665459e-1f);
-    p = p * r + v4_splat(5.0000001201e-1f);
-    p = p * r * r + r + v4_splat(1.0f);
-    v4i e = (__builtin_convertvector(n, v4i) + 127) << 23;
-    v4f scale;
-    memcpy(&scale, &e, sizeof scale);
-    return p * scale;
-}
+/* Transcendental row kernels: a portable 4-wide build and an AVX2+FMA 8-wide build of the
+ * same template, chosen once at backend creation (same machine, same path, same bytes). */
+#define VM_W 4
+#define VM_SUF sse
+#define VM_ATTR
+#include "cpu_vecmath.h"
+#undef VM_W
+#undef VM_SUF
+#undef VM_ATTR
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SR_CPU_HAVE_AVX2 1
+#define VM_W 8
+#define VM_SUF avx2
+#define VM_ATTR __attribute__((target("avx2,fma")))
+#include "cpu_vecmath.h"
+#undef VM_W
+#undef VM_SUF
+#undef VM_ATTR
+#endif
 
-static inline v4f v4_tanh(v4f u)
-{
-    u = v4_min(v4_max(u, v4_splat(-9.0f)), v4_splat(9.0f));
-    v4f e = v4_exp(u + u);
-    return (e - v4_splat(1.0f)) / (e + v4_splat(1.0f));
-}
+static bool cpu_wide; /* AVX2+FMA present; set at backend creation, same answer every time */
 
-static inline v4f v4_sigmoid(v4f x) { return v4_splat(1.0f) / (v4_splat(1.0f) + v4_exp(-x)); }
-
-/* Scalar tails use the same formulas through one padded vector. */
-static inline float s_tanh(float u)
-{
-    v4f v = v4_tanh(v4_splat(u));
-    return v[0];
-}
-static inline float s_exp(float x)
-{
-    v4f v = v4_exp(v4_splat(x));
-    return v[0];
-}
-static inline float s_sigmoid(float x)
-{
-    v4f v = v4_sigmoid(v4_splat(x));
-    return v[0];
-}
+/* Scalar tails go through one padded portable vector: the same formulas as the bodies. */
+static inline float s_tanh(float u) { return tanh_sse(splat_sse(u))[0]; }
+static inline float s_exp(float x) { return exp_sse(splat_sse(x))[0]; }
+static inline float s_sigmoid(float x) { return sigmoid_sse(splat_sse(x))[0]; }
 
 static void gelu_tanh_row(float *x, int d)
 {
-    const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
     int k = 0;
-    for (; k + 4 <= d; k += 4) {
-        v4f v = v4_load(x + k);
-        v4f t = v4_tanh(v4_splat(k0) * (v + v4_splat(0.044715f) * v * v * v));
-        v4_store(x + k, v4_splat(0.5f) * v * (v4_splat(1.0f) + t));
-    }
+#ifdef SR_CPU_HAVE_AVX2
+    if (cpu_wide)
+        k = gelu_tanh_row_avx2(x, d, k);
+#endif
+    k = gelu_tanh_row_sse(x, d, k);
+    const float k0 = 0.7978845608028654f;
     for (; k < d; k++) {
         float v = x[k];
         x[k] = 0.5f * v * (1.0f + s_tanh(k0 * (v + 0.044715f * v * v * v)));
@@ -477,12 +456,11 @@ static void gru_rows(struct rows_job *j, int r0, int r1)
         const float *gi = j->a + (size_t)i * 3 * H, *gh = j->b + (size_t)i * 3 * H;
         float *h = j->out + (size_t)i * H;
         int k = 0;
-        for (; k + 4 <= H; k += 4) {
-            v4f r = v4_sigmoid(v4_load(gi + k) + v4_load(gh + k));
-            v4f z = v4_sigmoid(v4_load(gi + H + k) + v4_load(gh + H + k));
-            v4f c = v4_tanh(v4_load(gi + 2 * H + k) + r * v4_load(gh + 2 * H + k));
-            v4_store(h + k, (v4_splat(1.0f) - z) * c + z * v4_load(h + k));
-        }
+#ifdef SR_CPU_HAVE_AVX2
+        if (cpu_wide)
+            k = gru_row_avx2(gi, gh, h, H, k);
+#endif
+        k = gru_row_sse(gi, gh, h, H, k);
         for (; k < H; k++) {
             float r = s_sigmoid(gi[k] + gh[k]);
             float z = s_sigmoid(gi[H + k] + gh[H + k]);
@@ -545,7 +523,7 @@ static void attn_task(void *arg, int s, int w)
             int t = 0;
             v4f vmx = v4_splat(mx), acc = v4_splat(0.f);
             for (; t + 4 <= i + 1; t += 4) {
-                v4f e = v4_exp(v4_load(row + t) - vmx);
+                v4f e = exp_sse(v4_load(row + t) - vmx);
                 v4_store(row + t, e);
                 acc += e;
             }
@@ -647,6 +625,10 @@ sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface,
             }
         }
     }
+#ifdef SR_CPU_HAVE_AVX2
+    __builtin_cpu_init();
+    cpu_wide = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
     /* the pool does the threading; OpenBLAS runs single-threaded inside each task */
     openblas_set_num_threads(1);
     snprintf(c->desc, sizeof c->desc, "cpu (OpenBLAS %s, %d thread%s)", openblas_get_corename(),
