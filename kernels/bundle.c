@@ -137,6 +137,7 @@ void sr__bundle_conf_free(struct sr__bundle_conf *c)
             goto out;                                                                          \
     } while (0)
 
+/* Keys the contract does not name are ignored, so training may add its own metadata. */
 sr_err_t sr__bundle_conf_parse(const char *text, size_t len, const char *fname,
                                struct sr__bundle_conf *c, struct sr_error *err)
 {
@@ -349,9 +350,8 @@ static char *join_path(const char *dir, const char *rel)
     return p;
 }
 
-/* Checks the tensor set of dir against the architecture and materialises it into b. */
-static sr_err_t load_tensors(struct sr_bundle *b, const struct sr__bundle_conf *c,
-                             const struct sr__st_dir *dir, struct sr_error *err)
+sr_err_t sr__bundle_load_tensors(struct sr_bundle *b, const struct sr__bundle_conf *c,
+                                 const struct sr__st_dir *dir, struct sr_error *err)
 {
     const char *fn = c->weights;
     size_t plen = strlen(c->prefix);
@@ -507,13 +507,20 @@ static sr_err_t read_text(const char *dir, const char *rel, char **text, size_t 
     return rc;
 }
 
+void sr__bundle_free_tensors(struct sr_bundle *b)
+{
+    for (int i = 0; i < b->n_tensors; i++)
+        sr__tensor_free(&b->tensors[i]);
+    free(b->tensors);
+    b->tensors = NULL;
+    b->n_tensors = 0;
+}
+
 static void bundle_free(struct sr_bundle *b)
 {
     if (!b)
         return;
-    for (int i = 0; i < b->n_tensors; i++)
-        sr__tensor_free(&b->tensors[i]);
-    free(b->tensors);
+    sr__bundle_free_tensors(b);
     if (b->map)
         munmap(b->map, b->map_len);
     sr__vocab_free(b);
@@ -565,7 +572,7 @@ sr_err_t sr_bundle_load(const char *dir, sr_bundle_t **out, struct sr_error *err
         goto fail;
     if ((rc = sr__st_parse(b->map, b->map_len, c.weights, &sd, err)) != SR_OK)
         goto fail;
-    if ((rc = load_tensors(b, &c, &sd, err)) != SR_OK)
+    if ((rc = sr__bundle_load_tensors(b, &c, &sd, err)) != SR_OK)
         goto fail;
 
     b->info.first_index = c.first_index;

@@ -33,6 +33,15 @@ sr_err_t sr__bundle_conf_parse(const char *text, size_t len, const char *fname,
                                struct sr__bundle_conf *c, struct sr_error *err);
 void sr__bundle_conf_free(struct sr__bundle_conf *c);
 
+struct sr__st_dir;
+/* Checks a parsed safetensors directory against c (the exact tensor set of the architecture,
+ * shapes, V from the item embedding) and materialises the model's tensors into b->tensors,
+ * filling b->info.n_items, n_params, weights_dtype and has_output_bias. On failure b may hold
+ * some tensors: sr__bundle_free_tensors releases them either way. */
+sr_err_t sr__bundle_load_tensors(struct sr_bundle *b, const struct sr__bundle_conf *c,
+                                 const struct sr__st_dir *dir, struct sr_error *err);
+void sr__bundle_free_tensors(struct sr_bundle *b);
+
 /* ---- safetensors ---------------------------------------------------------------------- */
 
 typedef enum sr__dtype { SR__DT_F32 = 0, SR__DT_F16 = 1, SR__DT_BF16 = 2 } sr__dtype_t;

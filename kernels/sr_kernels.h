@@ -133,6 +133,26 @@ sr_err_t sr_model_recommend(sr_model_t *m, const struct sr_session_batch *batch,
 /* Floating-point operations of one encode of `tokens` total items in `n` sessions (for GFLOP/s). */
 double sr_model_encode_flops(const sr_model_t *m, int64_t tokens, int32_t n);
 
+/* ---- synthetic bundles (benchmarks, tests) ---------------------------------------------- */
+
+/* A random in-memory bundle of the given shape, for `streamrec bench model` and tests that need
+ * a model of a size no fixture has. */
+struct sr_synth_params {
+    sr_arch_t arch;
+    int d_model, n_layers, n_heads, d_ff, max_len; /* n_heads, d_ff: gpt2 only */
+    sr_act_t activation;                           /* gpt2 only; SR_ACT_NONE means gelu_tanh */
+    int32_t n_items;                               /* V, including the 2 reserved indices */
+    bool output_bias;
+    uint64_t seed;                                 /* same seed, same weights */
+};
+
+/* Builds a bundle with random, finite weights (F32, owned), first_index 2, oov_index 1 and item
+ * ids "i<index>" for indices 2..V-1; info.dir is "(synthetic)". Shapes are checked as a loaded
+ * bundle's are (heads must divide d_model, V > 2, ...). On success the caller owns one
+ * reference (sr_bundle_unref frees it); on failure *out is NULL and err says why. */
+sr_err_t sr_bundle_synthetic(const struct sr_synth_params *p, sr_bundle_t **out,
+                             struct sr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

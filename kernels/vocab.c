@@ -192,9 +192,9 @@ sr_err_t sr__vocab_parse(struct sr_bundle *b, const char *text, size_t len, cons
         }
         if (idx < first || idx >= V) {
             rc = sr_error_set(err, SR_EFORMAT,
-                              "%s: line %d: index %lld out of range: items occupy %d..%d (V = %d "
+                              "%s: line %d: index %.40s out of range: items occupy %d..%d (V = %d "
                               "rows of the embedding table, first_index %d)",
-                              fname, lineno, (long long)idx, first, V - 1, V, first);
+                              fname, lineno, fields[idx_col], first, V - 1, V, first);
             goto fail;
         }
         if (line_of[idx]) {

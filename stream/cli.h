@@ -24,5 +24,6 @@ int sr__cli_tty(void);
 int sr__cmd_config(int argc, char **argv);
 int sr__cmd_bundle(int argc, char **argv);
 int sr__cmd_score(int argc, char **argv);
+int sr__cmd_bench(int argc, char **argv);
 
 #endif /* SR_CLI_H */

@@ -9,8 +9,9 @@
 
 static const struct sr__command commands[] = {
     {"config", sr__cmd_config, "list every configuration key with its default and meaning"},
-    {"bundle", sr__cmd_bundle, "check a model bundle (and build its retrieval index)"},
+    {"bundle", sr__cmd_bundle, "check a model bundle (bundle check BUNDLE)"},
     {"score", sr__cmd_score, "score sessions (JSON lines on stdin) with a bundle: raw model top-k"},
+    {"bench", sr__cmd_bench, "micro-benchmarks: exact top-k retrieval, sequence encoders"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""peers.py — the peers streamrec's benchmarks are compared with (issue 2, Performance), on the
+same shapes as `streamrec bench`: one JSON line per measurement on stdout.
+
+  /usr/bin/python3 bench/peers.py [--only faiss,torch,sgemm] [--items 100000,1000000]
+                                  [--dim 64] [--batch 256] [-k 10] [--len 50] [--reps 5]
+
+faiss   FAISS IndexFlatIP (Debian python3-faiss) over random float32 N×dim, B queries, top-k:
+        {"peer":"faiss_flat_ip","items":N,...,"queries_per_s":..,"gflops":..,"ms_per_batch":..}
+torch   PyTorch CPU forward (float32, inference_mode, all cores) of gpt2 written as explicit
+        Hugging Face GPT2Model modules (Conv1D addmm, causal attention, ln_f, last position) and
+        of gru4rec (nn.Embedding + nn.GRU): {"peer":"torch_gpt2",...,"sessions_per_s":..}
+sgemm   the machine's sgemm rate (numpy -> OpenBLAS) on the retrieval shape C[M×N] = Q[M×K]·Eᵀ
+        with M=batch, K=dim, N = tile sizes and N=items: {"peer":"sgemm",...,"gflops":..}
+Threads: all cores everywhere; each peer runs in its own process. Every figure is the median of
+at least --reps timed runs (and at least 0.5 s of them) after a warm-up.
+Random inputs are seeded; figures are from this machine at this moment, not constants.
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def timed(fn, reps, min_s=0.5):
+    """Median seconds of fn over at least `reps` runs and at least min_s of runs (1000 at most),
+    after one warm-up: fast shapes get many runs, which steadies them on a shared machine."""
+    fn()  # warm-up
+    ts, total = [], 0.0
+    while len(ts) < reps or (total < min_s and len(ts) < 1000):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+        total += ts[-1]
+    return statistics.median(ts)
+
+
+def emit(rec):
+    print(json.dumps(rec), flush=True)
+
+
+# ---- (a) FAISS ---------------------------------------------------------------------------
+
+
+def bench_faiss(a):
+    import faiss
+    faiss.omp_set_num_threads(CORES)
+    rng = np.random.default_rng(1)
+    for n in a.items:
+        xb = rng.standard_normal((n, a.dim), dtype=np.float32)
+        xq = rng.standard_normal((a.batch, a.dim), dtype=np.float32)
+        index = faiss.IndexFlatIP(a.dim)
+        index.add(xb)
+        reps = a.reps if n <= 200000 else max(3, a.reps // 2)
+        t = timed(lambda: index.search(xq, a.k), reps)
+        emit({"peer": "faiss_flat_ip", "faiss": faiss.__version__, "items": n, "dim": a.dim,
+              "batch": a.batch, "k": a.k, "threads": CORES, "queries_per_s": a.batch / t,
+              "gflops": 2.0 * a.batch * n * a.dim / t / 1e9, "ms_per_batch": t * 1e3})
+        del index, xb
+
+
+# ---- (b) PyTorch forward -----------------------------------------------------------------
+
+
+def bench_torch(a):
+    import torch
+    import torch.nn as nn
+    torch.set_num_threads(CORES)
+    torch.manual_seed(1)
+
+    class Conv1D(nn.Module):  # HF layout: y = x @ W + b, W [in, out]
+        def __init__(self, n_in, n_out):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(n_in, n_out) * 0.02)
+            self.bias = nn.Parameter(torch.zeros(n_out))
+
+        def forward(self, x):
+            shape = x.shape[:-1] + (self.weight.shape[1],)
+            return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(shape)
+
+    class Block(nn.Module):
+        def __init__(self, d, h, ff, max_len):
+            super().__init__()
+            self.h, self.dh = h, d // h
+            self.ln_1, self.ln_2 = nn.LayerNorm(d, eps=1e-5), nn.LayerNorm(d, eps=1e-5)
+            self.c_attn, self.c_proj = Conv1D(d, 3 * d), Conv1D(d, d)
+            self.c_fc, self.mlp_proj = Conv1D(d, ff), Conv1D(ff, d)
+            self.register_buffer("causal", torch.ones(max_len, max_len, dtype=torch.bool).tril())
+
+        def forward(self, x):
+            B, L, d = x.shape
+            q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
+            q = q.view(B, L, self.h, self.dh).transpose(1, 2)
+            k = k.view(B, L, self.h, self.dh).transpose(1, 2)
+            v = v.view(B, L, self.h, self.dh).transpose(1, 2)
+            w = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.dh)
+            w = torch.where(self.causal[:L, :L], w, torch.tensor(torch.finfo(w.dtype).min))
+            o = torch.matmul(w.softmax(-1), v).transpose(1, 2).reshape(B, L, d)
+            x = x + self.c_proj(o)
+            f = nn.functional.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")
+            return x + self.mlp_proj(f)
+
+    class GPT2(nn.Module):
+        def __init__(self, V, d, layers, h, ff, max_len):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(V, d), nn.Embedding(max_len, d)
+            self.h = nn.ModuleList([Block(d, h, ff, max_len) for _ in range(layers)])
+            self.ln_f = nn.LayerNorm(d, eps=1e-5)
+
+        def forward(self, items):
+            L = items.shape[1]
+            x = self.wte(items) + self.wpe(torch.arange(L))
+            for b in self.h:
+                x = b(x)
+            return self.ln_f(x)[:, -1]
+
+    class GRU4Rec(nn.Module):
+        def __init__(self, V, H, layers):
+            super().__init__()
+            self.item_embedding = nn.Embedding(V, H)
+            self.gru = nn.GRU(H, H, num_layers=layers, batch_first=True)
+
+        def forward(self, items):
+            out, _ = self.gru(self.item_embedding(items))
+            return out[:, -1]
+
+    d, L, B, ff = a.dim, a.len, a.batch, 4 * a.dim
+    items = torch.randint(2, a.model_items, (B, L))
+    specs = [
+        ("torch_gpt2", "gpt2", a.layers, GPT2(a.model_items, d, a.layers, a.heads, ff, L),
+         a.layers * L * (2 * d * 3 * d + 2 * d * d + 2 * 2 * d * ff) + a.layers * 2 * 2 * d * L * (L + 1) / 2),
+        ("torch_gru4rec", "gru4rec", a.gru_layers, GRU4Rec(a.model_items, d, a.gru_layers),
+         a.gru_layers * L * 2 * (2 * d * 3 * d)),
+    ]
+    for peer, arch, layers, model, flops_per_session in specs:
+        model.eval()
+        with torch.inference_mode():
+            t = timed(lambda: model(items), a.reps)
+        rec = {"peer": peer, "torch": torch.__version__, "arch": arch, "d": d, "layers": layers,
+               "len": L, "batch": B, "items": a.model_items, "threads": CORES,
+               "sessions_per_s": B / t, "gflops": flops_per_session * B / t / 1e9,
+               "ms_per_batch": t * 1e3}
+        if arch == "gpt2":
+            rec.update(heads=a.heads, d_ff=ff)
+        emit(rec)
+
+
+# ---- (c) sgemm rate ----------------------------------------------------------------------
+
+
+def bench_sgemm(a):
+    rng = np.random.default_rng(2)
+    q = rng.standard_normal((a.batch, a.dim), dtype=np.float32)
+    for n in sorted(set(a.tiles + [n for n in a.items if n <= 1000000])):
+        e = rng.standard_normal((n, a.dim), dtype=np.float32)
+        c = np.empty((a.batch, n), dtype=np.float32)
+        et = e.T
+        reps = a.reps if n <= 200000 else max(3, a.reps // 2)
+        t = timed(lambda: np.matmul(q, et, out=c), reps)
+        emit({"peer": "sgemm", "blas": "numpy/OpenBLAS", "m": a.batch, "n": n, "k": a.dim,
+              "threads": CORES, "gflops": 2.0 * a.batch * n * a.dim / t / 1e9, "ms": t * 1e3})
+        del e, c
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", default="sgemm,faiss,torch")
+    p.add_argument("--items", default="100000,1000000")
+    p.add_argument("--tiles", default="1024,4096,16384")
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--len", type=int, default=50)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--gru-layers", type=int, default=1)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--model-items", type=int, default=10000)
+    p.add_argument("--reps", type=int, default=5)
+    a = p.parse_args()
+    a.items = [int(float(x)) for x in a.items.split(",") if x]
+    a.tiles = [int(float(x)) for x in a.tiles.split(",") if x]
+    parts = [x for x in a.only.split(",") if x]
+    if len(parts) == 1:
+        {"faiss": bench_faiss, "torch": bench_torch, "sgemm": bench_sgemm}[parts[0]](a)
+        return 0
+    # one process per peer: OpenMP (FAISS, torch) and OpenBLAS worker threads keep spinning after
+    # their work, and a later peer in the same process would share the cores with them
+    for part in parts:
+        argv = [sys.executable, os.path.abspath(__file__), "--only", part] + [
+            x for i, x in enumerate(sys.argv[1:]) if x != "--only" and (i == 0 or sys.argv[i] != "--only")]
+        rc = subprocess.call(argv)
+        if rc:
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+/* codec.c — the stored session value: version byte (1), item count as an unsigned LEB128
+ * varint (at most 5 bytes), last event time as 8 bytes LE (two's complement), then the item
+ * keys as 8 bytes LE each, oldest first. The same bytes are the changelog record value.
+ * Decoding checks version, varint and exact length before touching items: a bad value is an
+ * error, never a crash or an over-read. Pure functions, any thread. */
+#include "state_int.h"
+
+#include <string.h>
+
+static size_t varint_size(uint32_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+size_t sr_session_encoded_size(uint32_t len)
+{
+    return 1 + varint_size(len) + 8 + (size_t)len * 8;
+}
+
+sr_err_t sr_session_encode(const struct sr_session *s, void *buf, size_t cap, size_t *written,
+                           struct sr_error *err)
+{
+    if (!s || !buf || (s->len && !s->items))
+        return sr_error_set(err, SR_EINVAL, "session encode: null session, buffer or items");
+    size_t need = sr_session_encoded_size(s->len);
+    if (cap < need)
+        return sr_error_set(err, SR_ERANGE, "session encode: %zu bytes needed, buffer has %zu",
+                            need, cap);
+    uint8_t *p = buf;
+    *p++ = SR_SESSION_VALUE_VERSION;
+    uint32_t v = s->len;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    put_le64(p, (uint64_t)s->last_ts);
+    p += 8;
+    for (uint32_t i = 0; i < s->len; i++, p += 8)
+        put_le64(p, s->items[i]);
+    if (written)
+        *written = need;
+    return SR_OK;
+}
+
+sr_err_t sr__session_peek(const uint8_t *buf, size_t n, uint32_t *count, int64_t *last_ts,
+                          const uint8_t **raw, struct sr_error *err)
+{
+    if (n < 1)
+        return sr_error_set(err, SR_EFORMAT, "session value: empty");
+    if (buf[0] != SR_SESSION_VALUE_VERSION)
+        return sr_error_set(err, SR_EFORMAT, "session value: version %u, expected %u",
+                            (unsigned)buf[0], (unsigned)SR_SESSION_VALUE_VERSION);
+    size_t pos = 1;
+    uint64_t c = 0;
+    for (int shift = 0;; shift += 7) {
+        if (pos >= n)
+            return sr_error_set(err, SR_EFORMAT, "session value: truncated item count");
+        if (shift > 28)
+            return sr_error_set(err, SR_EFORMAT, "session value: item count varint too long");
+        uint8_t b = buf[pos++];
+        c |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            break;
+    }
+    if (c > UINT32_MAX)
+        return sr_error_set(err, SR_EFORMAT, "session value: item count %llu too large",
+                            (unsigned long long)c);
+    /* pos <= 6 and c < 2^32: no overflow in size_t (64-bit) arithmetic */
+    size_t need = pos + 8 + (size_t)c * 8;
+    if (n != need)
+        return sr_error_set(err, SR_EFORMAT,
+                            "session value: %zu bytes for %llu items, expected %zu", n,
+                            (unsigned long long)c, need);
+    *count = (uint32_t)c;
+    *last_ts = (int64_t)get_le64(buf + pos);
+    *raw = buf + pos + 8;
+    return SR_OK;
+}
+
+uint32_t sr__session_items_load(uint64_t *dst, const uint8_t *raw, uint32_t count, uint32_t keep)
+{
+    uint32_t skip = count > keep ? count - keep : 0;
+    uint32_t m = count - skip;
+    raw += (size_t)skip * 8;
+    for (uint32_t i = 0; i < m; i++, raw += 8)
+        dst[i] = get_le64(raw);
+    return m;
+}
+
+sr_err_t sr_session_decode(const void *buf, size_t n, sr_arena_t *arena, struct sr_session *out,
+                           struct sr_error *err)
+{
+    if (!buf || !arena || !out)
+        return sr_error_set(err, SR_EINVAL, "session decode: null buffer, arena or output");
+    uint32_t count;
+    int64_t ts;
+    const uint8_t *raw;
+    sr_err_t rc = sr__session_peek(buf, n, &count, &ts, &raw, err);
+    if (rc)
+        return rc;
+    uint64_t *items = NULL;
+    if (count) {
+        items = sr_arena_alloc(arena, (size_t)count * 8, 8);
+        if (!items)
+            return sr_error_set(err, SR_ENOMEM, "session decode: %u items", count);
+        sr__session_items_load(items, raw, count, count);
+    }
+    out->items = items;
+    out->len = count;
+    out->last_ts = ts;
+    out->found = true;
+    out->expired = false;
+    return SR_OK;
+}

@@ -1,0 +1,138 @@
+/* state_int.h — private to state/: the backend interface (a table of functions + ctx), the
+ * staged batch body, the value codec helpers and the CLOCK cache of committed sessions. */
+#ifndef SR_STATE_INT_H
+#define SR_STATE_INT_H
+
+#include "sr_state.h"
+
+#include <stdatomic.h>
+
+/* ---- keys ------------------------------------------------------------------------------ */
+
+/* Hash of (partition, id) used by the overlay, the cache and the memory map. */
+static inline uint64_t sr__state_key_hash(int32_t partition, const char *id, uint32_t len)
+{
+    return sr_hash64(id, len) ^ ((uint64_t)(uint32_t)partition * 0x9E3779B97F4A7C15ULL);
+}
+
+static inline bool sr__state_key_eq(int32_t pa, const char *ida, uint32_t la, int32_t pb,
+                                    const char *idb, uint32_t lb)
+{
+    return pa == pb && la == lb && (la == 0 || memcmp(ida, idb, la) == 0);
+}
+
+/* ---- codec ----------------------------------------------------------------------------- */
+
+/* Validates a value and returns its fields; *raw points at the LE item bytes inside buf. */
+sr_err_t sr__session_peek(const uint8_t *buf, size_t n, uint32_t *count, int64_t *last_ts,
+                          const uint8_t **raw, struct sr_error *err);
+/* Copies `count` LE item keys from raw into dst, keeping the last `keep` when count > keep. */
+uint32_t sr__session_items_load(uint64_t *dst, const uint8_t *raw, uint32_t count, uint32_t keep);
+
+/* ---- staged batches -------------------------------------------------------------------- */
+
+struct sr__state_entry {
+    uint64_t hash;
+    int32_t partition;
+    uint32_t idlen;
+    const char *id;      /* in the batch arena */
+    bool del;
+    struct sr_session s; /* items in the batch arena; found = !del */
+};
+
+struct sr__state_offset {
+    int32_t partition;
+    int64_t offset;
+};
+
+struct sr_state_batch {
+    sr_state_t *store;
+    uint64_t id;                  /* 0 until staged */
+    sr_arena_t *arena;
+    struct sr__state_entry *ents;
+    size_t n, cap;
+    uint32_t *index;              /* open addressing: entry index + 1, 0 = empty */
+    size_t index_cap;             /* power of two, >= 2 * cap */
+    struct sr__state_offset *offs;
+    size_t noffs, offs_cap;
+    int64_t watermark;            /* INT64_MIN when none */
+    struct sr_state_batch *next_free;
+};
+
+/* Finds a key in a batch; NULL when absent. */
+const struct sr__state_entry *sr__state_batch_find(const sr_state_batch_t *b, uint64_t hash,
+                                                   int32_t partition, const char *id,
+                                                   uint32_t len);
+
+/* ---- backend interface ----------------------------------------------------------------- */
+
+#define SR__STATE_IFACE_VERSION 1
+
+struct sr__state_iface {
+    int api_version;
+    const char *name;
+    /* Reads committed sessions of n keys (hashes precomputed); items into arena. */
+    sr_err_t (*get)(void *ctx, size_t n, const struct sr_state_key *keys, const uint64_t *hashes,
+                    struct sr_session *out, sr_arena_t *arena, struct sr_error *err);
+    /* Writes batches oldest first plus their offsets and the new watermark, atomically. */
+    sr_err_t (*write)(void *ctx, sr_state_batch_t *const *batches, size_t nb, int64_t watermark,
+                      struct sr_error *err);
+    /* Loads committed offsets (fn per partition) and the watermark at open. */
+    sr_err_t (*load_meta)(void *ctx, void (*fn)(void *opaque, int32_t partition, int64_t off),
+                          void *opaque, int64_t *watermark, struct sr_error *err);
+    void (*evict)(void *ctx, int32_t partition);                   /* optional */
+    sr_err_t (*foreach)(void *ctx, int32_t partition, sr_state_visit_fn fn, void *opaque,
+                        struct sr_error *err);
+    sr_err_t (*drop)(void *ctx, int32_t partition, struct sr_error *err);
+    sr_err_t (*expire)(void *ctx, int64_t cutoff, int64_t watermark, struct sr_error *err);
+    sr_err_t (*compact)(void *ctx, struct sr_error *err);          /* optional */
+    uint64_t (*count)(void *ctx);
+    void (*close)(void *ctx);
+};
+
+/* Backend constructors: on success *ctx is owned by the returned table's close. */
+sr_err_t sr__state_memory_open(const struct sr_state_params *p, void **ctx,
+                               const struct sr__state_iface **iface, struct sr_error *err);
+sr_err_t sr__state_rocksdb_open(const struct sr_state_params *p, void **ctx,
+                                const struct sr__state_iface **iface, struct sr_error *err);
+
+/* ---- CLOCK cache of committed sessions (rocksdb backend) ------------------------------- */
+
+struct sr__cache_ent {
+    struct sr__cache_ent *next; /* bucket chain */
+    uint64_t hash;
+    int32_t partition;
+    uint32_t idlen, idcap;
+    uint32_t slot;              /* index in slots */
+    uint32_t len;
+    uint8_t ref;                /* CLOCK reference bit */
+    int64_t last_ts;
+    uint64_t *items;            /* max_len capacity, after the header */
+    char *id;                   /* idcap bytes, after the items */
+};
+
+struct sr__cache {
+    size_t cap;                 /* max entries; 0 = disabled */
+    uint32_t max_len;
+    struct sr__cache_ent **buckets;
+    size_t nbuckets;            /* power of two */
+    struct sr__cache_ent **slots;
+    size_t count, hand;
+    uint64_t hits, misses;
+};
+
+sr_err_t sr__cache_init(struct sr__cache *c, size_t cap, uint32_t max_len);
+void sr__cache_fini(struct sr__cache *c);
+/* Returns the entry (and marks it referenced) or NULL. */
+struct sr__cache_ent *sr__cache_get(struct sr__cache *c, uint64_t hash, int32_t partition,
+                                    const char *id, uint32_t len);
+/* Inserts or replaces; evicts by CLOCK when full. Best effort: on OOM nothing is cached. */
+void sr__cache_put(struct sr__cache *c, uint64_t hash, int32_t partition, const char *id,
+                   uint32_t len, const struct sr_session *s);
+void sr__cache_remove(struct sr__cache *c, uint64_t hash, int32_t partition, const char *id,
+                      uint32_t len);
+void sr__cache_evict_partition(struct sr__cache *c, int32_t partition);
+/* Removes entries with last_ts < cutoff. */
+void sr__cache_expire(struct sr__cache *c, int64_t cutoff);
+
+#endif /* SR_STATE_INT_H */
