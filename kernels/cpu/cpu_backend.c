@@ -337,7 +337,16 @@ static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, co
 #undef VM_ATTR
 #endif
 
-static bool cpu_wide; /* AVX2+FMA present; set at backend creation, same answer every time */
+static bool cpu_wide; /* AVX2+FMA present; set once (pthread_once) before any backend runs */
+static pthread_once_t cpu_wide_once = PTHREAD_ONCE_INIT;
+
+static void cpu_detect(void)
+{
+#ifdef SR_CPU_HAVE_AVX2
+    __builtin_cpu_init();
+    cpu_wide = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+}
 
 /* Scalar tails go through one padded portable vector: the same formulas as the bodies. */
 static inline float s_tanh(float u) { return tanh_sse(splat_sse(u))[0]; }
@@ -625,10 +634,7 @@ sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface,
             }
         }
     }
-#ifdef SR_CPU_HAVE_AVX2
-    __builtin_cpu_init();
-    cpu_wide = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
+    pthread_once(&cpu_wide_once, cpu_detect);
     /* the pool does the threading; OpenBLAS runs single-threaded inside each task */
     openblas_set_num_threads(1);
     snprintf(c->desc, sizeof c->desc, "cpu (OpenBLAS %s, %d thread%s)", openblas_get_corename(),
