@@ -23,7 +23,7 @@ tmp=${TMPDIR:-/tmp}
 while [ $# -gt 0 ]; do
   case "$1" in
     --bundle) bundle=$2; shift 2 ;;
-    --gpt2) bundle=$tmp/streamrec-bench-gpt2-100k
+    --gpt2) bundle=$tmp/gpt2_100k_d64
             [ -f "$bundle/bundle.json" ] || "$py" bench/make_bundle.py "$bundle" --items 100000 --d 64
             shift ;;
     --events) events=$2; shift 2 ;;

@@ -97,7 +97,7 @@ static int recs(const char *in, const char *out)
         avro_file_reader_close(r);
         return fail("%s: %s", out, strerror(errno));
     }
-    avro_schema_t ws = avro_file_reader_get_writer_schema(r); /* borrowed from r */
+    avro_schema_t ws = avro_file_reader_get_writer_schema(r); /* a new reference */
     avro_value_iface_t *iface = avro_generic_class_from_schema(ws);
     avro_value_t v;
     avro_generic_value_new(iface, &v);
@@ -157,6 +157,7 @@ static int recs(const char *in, const char *out)
     sr_rec_encoder_destroy(enc);
     avro_value_decref(&v);
     avro_value_iface_decref(iface);
+    avro_schema_decref(ws);
     avro_file_reader_close(r);
     return rc;
 }
