@@ -1,7 +1,8 @@
 /* cpu_backend.c — the `cpu` backend: fills struct sr_backend_iface with host-memory kernels on
  * OpenBLAS sgemm. Owns a small thread pool (the caller plus threads-1 workers) used by the
- * row-parallel element-wise ops, attention (one task per session) and top-k (cpu_topk.c);
- * OpenBLAS's own threads serve large GEMMs. Backend memory is ordinary host memory, so
+ * GEMMs (one block of C per worker), the row-parallel element-wise ops, attention (one task
+ * per session) and top-k (cpu_topk.c). OpenBLAS is set to one thread (a process-wide setting)
+ * and runs inside the pool's tasks, so no second set of spinning threads competes for cores. Backend memory is ordinary host memory, so
  * upload/download are copies and every call completes before it returns.
  * Thread: one caller at a time (the compute worker); workers run only tasks it hands out. */
 #include "cpu_int.h"
@@ -92,14 +93,6 @@ float *sr__cpu_scratch(struct sr__cpu *c, int w, size_t bytes)
     return p;
 }
 
-int sr__cpu_blas_threads(int n)
-{
-    int prev = openblas_get_num_threads();
-    if (n != prev)
-        openblas_set_num_threads(n);
-    return prev;
-}
-
 /* ---- memory ----------------------------------------------------------------------------- */
 
 static void cpu_destroy(void *ctx)
@@ -154,17 +147,64 @@ static sr_err_t cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, st
 
 /* ---- gemm ------------------------------------------------------------------------------- */
 
+/* The pool splits a GEMM into one block of C per worker (rows when M is the larger side,
+ * columns otherwise); OpenBLAS runs single-threaded inside each block. One set of threads
+ * then serves every op, instead of OpenBLAS's spinning workers competing with the pool's. */
+struct gemm_job {
+    bool ta, tb, by_rows;
+    int M, N, K, chunk;
+    float alpha, beta;
+    const float *A, *B;
+    int lda, ldb, ldc;
+    float *C;
+};
+
+static void gemm_task(void *arg, int t, int w)
+{
+    (void)w;
+    struct gemm_job *g = arg;
+    int lo = t * g->chunk, n = g->chunk;
+    int total = g->by_rows ? g->M : g->N;
+    if (lo + n > total)
+        n = total - lo;
+    if (n <= 0)
+        return;
+    const float *A = g->A, *B = g->B;
+    float *C = g->C;
+    int M = g->M, N = g->N;
+    if (g->by_rows) {
+        A += g->ta ? (size_t)lo : (size_t)lo * g->lda;
+        C += (size_t)lo * g->ldc;
+        M = n;
+    } else {
+        B += g->tb ? (size_t)lo * g->ldb : (size_t)lo;
+        C += lo;
+        N = n;
+    }
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
+                M, N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
+}
+
 static sr_err_t cpu_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
                          int ldc, struct sr_error *err)
 {
-    (void)ctx;
+    struct sr__cpu *c = ctx;
     if (M < 0 || N < 0 || K < 0)
         return sr_error_set(err, SR_EINVAL, "cpu gemm: negative size %dx%dx%d", M, N, K);
     if (M == 0 || N == 0)
         return SR_OK;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    struct gemm_job g = {.ta = trans_a, .tb = trans_b, .by_rows = M >= N, .M = M, .N = N, .K = K,
+                         .alpha = alpha, .beta = beta, .A = A, .B = B, .lda = lda, .ldb = ldb,
+                         .ldc = ldc, .C = C};
+    int side = g.by_rows ? M : N, tasks = 1;
+    double work = (double)M * N * (K ? K : 1);
+    if (c->threads > 1 && work >= 1 << 18 && side >= 32)
+        tasks = c->threads;
+    /* blocks in multiples of 16 rows/columns keep OpenBLAS's micro-kernels on full tiles */
+    g.chunk = ((side + tasks - 1) / tasks + 15) / 16 * 16;
+    tasks = (side + g.chunk - 1) / g.chunk;
+    sr__cpu_parallel(c, tasks, gemm_task, &g);
     return SR_OK;
 }
 
@@ -233,24 +273,37 @@ static sr_err_t cpu_embed(void *ctx, const float *table, const float *pos_table,
     return SR_OK;
 }
 
+static inline float v4_hsum(v4f v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
 static void ln_rows(struct rows_job *j, int r0, int r1)
 {
-    int d = j->d;
+    int d = j->d, d4 = d & ~3;
+    const float *g = j->b, *be = j->c;
     for (int i = r0; i < r1; i++) {
         const float *x = j->a + (size_t)i * d;
         float *o = j->out + (size_t)i * d;
-        float s = 0.f;
-        for (int k = 0; k < d; k++)
+        v4f acc = v4_splat(0.f);
+        for (int k = 0; k < d4; k += 4)
+            acc += v4_load(x + k);
+        float s = v4_hsum(acc);
+        for (int k = d4; k < d; k++)
             s += x[k];
         float mean = s / (float)d;
-        float v = 0.f;
-        for (int k = 0; k < d; k++) {
-            float t = x[k] - mean;
-            v += t * t;
+        v4f vm = v4_splat(mean);
+        acc = v4_splat(0.f);
+        for (int k = 0; k < d4; k += 4) {
+            v4f t = v4_load(x + k) - vm;
+            acc += t * t;
         }
+        float v = v4_hsum(acc);
+        for (int k = d4; k < d; k++)
+            v += (x[k] - mean) * (x[k] - mean);
         float rstd = 1.0f / sqrtf(v / (float)d + j->eps);
-        for (int k = 0; k < d; k++)
-            o[k] = (x[k] - mean) * rstd * j->b[k] + j->c[k];
+        v4f vr = v4_splat(rstd);
+        for (int k = 0; k < d4; k += 4)
+            v4_store(o + k, (v4_load(x + k) - vm) * vr * v4_load(g + k) + v4_load(be + k));
+        for (int k = d4; k < d; k++)
+            o[k] = (x[k] - mean) * rstd * g[k] + be[k];
     }
 }
 
@@ -264,37 +317,75 @@ static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, co
     return SR_OK;
 }
 
-/* tanh through exp: exact enough (abs error ~1e-7) and several times faster than tanhf. */
-static inline float fast_tanh(float u)
+/* Transcendental row kernels: a portable 4-wide build and an AVX2+FMA 8-wide build of the
+ * same template, chosen once at backend creation (same machine, same path, same bytes). */
+#define VM_W 4
+#define VM_SUF sse
+#define VM_ATTR
+#include "cpu_vecmath.h"
+#undef VM_W
+#undef VM_SUF
+#undef VM_ATTR
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SR_CPU_HAVE_AVX2 1
+#define VM_W 8
+#define VM_SUF avx2
+#define VM_ATTR __attribute__((target("avx2,fma")))
+#include "cpu_vecmath.h"
+#undef VM_W
+#undef VM_SUF
+#undef VM_ATTR
+#endif
+
+static bool cpu_wide; /* AVX2+FMA present; set once (pthread_once) before any backend runs */
+static pthread_once_t cpu_wide_once = PTHREAD_ONCE_INIT;
+
+static void cpu_detect(void)
 {
-    if (u > 9.0f)
-        return 1.0f;
-    if (u < -9.0f)
-        return -1.0f;
-    float e = expf(2.0f * u);
-    return (e - 1.0f) / (e + 1.0f);
+#ifdef SR_CPU_HAVE_AVX2
+    __builtin_cpu_init();
+    cpu_wide = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
 }
 
-static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* Scalar tails go through one padded portable vector: the same formulas as the bodies. */
+static inline float s_tanh(float u) { return tanh_sse(splat_sse(u))[0]; }
+static inline float s_exp(float x) { return exp_sse(splat_sse(x))[0]; }
+static inline float s_sigmoid(float x) { return sigmoid_sse(splat_sse(x))[0]; }
+
+static void gelu_tanh_row(float *x, int d)
+{
+    int k = 0;
+#ifdef SR_CPU_HAVE_AVX2
+    if (cpu_wide)
+        k = gelu_tanh_row_avx2(x, d, k);
+#endif
+    k = gelu_tanh_row_sse(x, d, k);
+    const float k0 = 0.7978845608028654f;
+    for (; k < d; k++) {
+        float v = x[k];
+        x[k] = 0.5f * v * (1.0f + s_tanh(k0 * (v + 0.044715f * v * v * v)));
+    }
+}
 
 static void bias_act_rows(struct rows_job *j, int r0, int r1)
 {
     int d = j->d;
     const float *bias = j->a;
-    const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
     for (int i = r0; i < r1; i++) {
         float *x = j->out + (size_t)i * d;
-        if (bias)
-            for (int k = 0; k < d; k++)
+        if (bias) {
+            int k = 0;
+            for (; k + 4 <= d; k += 4)
+                v4_store(x + k, v4_load(x + k) + v4_load(bias + k));
+            for (; k < d; k++)
                 x[k] += bias[k];
+        }
         switch (j->act) {
         case SR_ACT_NONE:
             break;
         case SR_ACT_GELU_TANH:
-            for (int k = 0; k < d; k++) {
-                float v = x[k];
-                x[k] = 0.5f * v * (1.0f + fast_tanh(k0 * (v + 0.044715f * v * v * v)));
-            }
+            gelu_tanh_row(x, d);
             break;
         case SR_ACT_GELU_ERF:
             for (int k = 0; k < d; k++) {
@@ -302,10 +393,14 @@ static void bias_act_rows(struct rows_job *j, int r0, int r1)
                 x[k] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
             }
             break;
-        case SR_ACT_RELU:
-            for (int k = 0; k < d; k++)
+        case SR_ACT_RELU: {
+            int k = 0;
+            for (; k + 4 <= d; k += 4)
+                v4_store(x + k, v4_max(v4_load(x + k), v4_splat(0.f)));
+            for (; k < d; k++)
                 x[k] = x[k] > 0.f ? x[k] : 0.f;
             break;
+        }
         }
     }
 }
@@ -369,10 +464,16 @@ static void gru_rows(struct rows_job *j, int r0, int r1)
     for (int i = r0; i < r1; i++) {
         const float *gi = j->a + (size_t)i * 3 * H, *gh = j->b + (size_t)i * 3 * H;
         float *h = j->out + (size_t)i * H;
-        for (int k = 0; k < H; k++) {
-            float r = sigmoid(gi[k] + gh[k]);
-            float z = sigmoid(gi[H + k] + gh[H + k]);
-            float c = fast_tanh(gi[2 * H + k] + r * gh[2 * H + k]);
+        int k = 0;
+#ifdef SR_CPU_HAVE_AVX2
+        if (cpu_wide)
+            k = gru_row_avx2(gi, gh, h, H, k);
+#endif
+        k = gru_row_sse(gi, gh, h, H, k);
+        for (; k < H; k++) {
+            float r = s_sigmoid(gi[k] + gh[k]);
+            float z = s_sigmoid(gi[H + k] + gh[H + k]);
+            float c = s_tanh(gi[2 * H + k] + r * gh[2 * H + k]);
             h[k] = (1.0f - z) * c + z * h[k];
         }
     }
@@ -428,8 +529,16 @@ static void attn_task(void *arg, int s, int w)
             for (int t = 1; t <= i; t++)
                 mx = row[t] > mx ? row[t] : mx;
             float sum = 0.f;
-            for (int t = 0; t <= i; t++) {
-                row[t] = expf(row[t] - mx);
+            int t = 0;
+            v4f vmx = v4_splat(mx), acc = v4_splat(0.f);
+            for (; t + 4 <= i + 1; t += 4) {
+                v4f e = exp_sse(v4_load(row + t) - vmx);
+                v4_store(row + t, e);
+                acc += e;
+            }
+            sum = v4_hsum(acc);
+            for (; t <= i; t++) {
+                row[t] = s_exp(row[t] - mx);
                 sum += row[t];
             }
             float inv = 1.0f / sum;
@@ -525,7 +634,9 @@ sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface,
             }
         }
     }
-    openblas_set_num_threads(threads);
+    pthread_once(&cpu_wide_once, cpu_detect);
+    /* the pool does the threading; OpenBLAS runs single-threaded inside each task */
+    openblas_set_num_threads(1);
     snprintf(c->desc, sizeof c->desc, "cpu (OpenBLAS %s, %d thread%s)", openblas_get_corename(),
              threads, threads == 1 ? "" : "s");
     c->wargs = wargs; /* the workers point into it: released at destroy */

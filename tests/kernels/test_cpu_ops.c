@@ -190,15 +190,15 @@ static void test_bias_act(void **state)
     {
         sr_backend_t *be = mk(TH);
         for (int a = SR_ACT_NONE; a <= SR_ACT_RELU; a++)
-            for (int with_bias = 0; with_bias < 2; with_bias++) {
-                int n = 700, d = 96;
+            for (int with_bias = 0; with_bias < 4; with_bias++) {
+                int n = 700, d = with_bias < 2 ? 96 : 13;
                 float *x = randv((size_t)n * d, 6), *b = randv(d, 1);
                 x[0] = 0.0f, x[1] = -12.0f, x[2] = 12.0f, x[3] = 1e-4f; /* tails and zero */
                 double *want = malloc(sizeof(double) * n * d);
                 for (int i = 0; i < n; i++)
                     for (int k = 0; k < d; k++)
-                        want[(size_t)i * d + k] = ref_act((double)x[(size_t)i * d + k] + (with_bias ? b[k] : 0), a);
-                assert_int_equal(be->iface->bias_act(be->ctx, x, with_bias ? b : NULL, n, d, a, NULL), SR_OK);
+                        want[(size_t)i * d + k] = ref_act((double)x[(size_t)i * d + k] + (with_bias & 1 ? b[k] : 0), a);
+                assert_int_equal(be->iface->bias_act(be->ctx, x, with_bias & 1 ? b : NULL, n, d, a, NULL), SR_OK);
                 close_to(x, want, (size_t)n * d, 2e-6, "bias_act");
                 free(x), free(b), free(want);
             }
@@ -286,7 +286,8 @@ static void test_gru_gates(void **state)
     FOR_THREADS
     {
         sr_backend_t *be = mk(TH);
-        int n = 300, H = 40;
+        for (int H = 13; H <= 40; H += 27) { /* 13: wide, narrow and scalar tails */
+        int n = 300;
         float *gi = randv((size_t)n * 3 * H, 4), *gh = randv((size_t)n * 3 * H, 4), *h = randv((size_t)n * H, 1);
         double *want = malloc(sizeof(double) * n * H);
         for (int i = 0; i < n; i++)
@@ -300,6 +301,7 @@ static void test_gru_gates(void **state)
         assert_int_equal(be->iface->gru_gates(be->ctx, gi, gh, h, n, H, NULL), SR_OK);
         close_to(h, want, (size_t)n * H, 2e-6, "gru_gates");
         free(gi), free(gh), free(h), free(want);
+        }
         sr_backend_unref(be);
     }
 }
