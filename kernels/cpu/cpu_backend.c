@@ -488,6 +488,125 @@ static sr_err_t cpu_gru_gates(void *ctx, const float *gi, const float *gh, float
     return SR_OK;
 }
 
+/* ---- GRU layer ---------------------------------------------------------------------------- */
+
+/* The sessions are split across the pool once: task j takes the blocks of 4 rows j, j + tasks,
+ * ... of every step (the sessions of a block keep their rank, so a task's rows stay its own
+ * for the whole recurrence) and runs all L steps without synchronising with the others. Each
+ * task packs W_hh into its worker's scratch (for units u.., input k: the r, z, n weights of the
+ * unit block side by side) and runs the fused step kernel (cpu_vecmath.h) per block of rows
+ * and units: 8 units with AVX2+FMA, then 4, then scalar tails. */
+struct gru_job {
+    struct sr__cpu *c;
+    const float *gi, *w_hh, *b_ih, *b_hh;
+    const int32_t *tstart;
+    int L, H, tasks;
+    float *out;
+    bool oom;
+};
+
+/* Panel layout: units [u, u+w) start at u·3H; inside, element [k][g][j] is W_hh[g·H+u+j][k]. */
+static void gru_pack(const float *w_hh, int H, float *wp)
+{
+    int u = 0;
+    while (u < H) {
+        int w = H - u >= 8 && cpu_wide ? 8 : H - u >= 4 ? 4 : 1;
+        float *p = wp + (size_t)u * 3 * H;
+        for (int k = 0; k < H; k++)
+            for (int g = 0; g < 3; g++)
+                for (int j = 0; j < w; j++)
+                    *p++ = w_hh[((size_t)g * H + u + j) * H + k];
+        u += w;
+    }
+}
+
+/* The scalar tail of gru_step4 for one unit u (panel of width 1). */
+static void gru_step_unit(const float *const *hp, const float *const *gi, float *const *hn,
+                          int nr, const float *wp, const float *b_ih, const float *b_hh, int H,
+                          int u)
+{
+    for (int i = 0; i < nr; i++) {
+        float ar = 0.f, az = 0.f, an = 0.f;
+        if (hp[0])
+            for (int k = 0; k < H; k++) {
+                float a = hp[i][k];
+                ar += a * wp[3 * k], az += a * wp[3 * k + 1], an += a * wp[3 * k + 2];
+            }
+        const float *g = gi[i];
+        float r = s_sigmoid((g[u] + b_ih[u]) + (ar + b_hh[u]));
+        float z = s_sigmoid((g[H + u] + b_ih[H + u]) + (az + b_hh[H + u]));
+        float c = s_tanh((g[2 * H + u] + b_ih[2 * H + u]) + r * (an + b_hh[2 * H + u]));
+        float h = hp[0] ? hp[i][u] : 0.f;
+        hn[i][u] = (1.0f - z) * c + z * h;
+    }
+}
+
+static void gru_task(void *arg, int task, int w)
+{
+    struct gru_job *j = arg;
+    int H = j->H;
+    float *wp = sr__cpu_scratch(j->c, w, sizeof(float) * (size_t)3 * H * H);
+    if (!wp) {
+        j->oom = true;
+        return;
+    }
+    gru_pack(j->w_hh, H, wp);
+    for (int t = 0; t < j->L; t++) {
+        int n = j->tstart[t + 1] - j->tstart[t];
+        const float *prev = t ? j->out + (size_t)j->tstart[t - 1] * H : NULL;
+        const float *gis = j->gi + (size_t)j->tstart[t] * 3 * H;
+        float *cur = j->out + (size_t)j->tstart[t] * H;
+        for (int i0 = task * 4; i0 < n; i0 += j->tasks * 4) {
+            int nr = n - i0 < 4 ? n - i0 : 4;
+            const float *hp[4], *gi[4];
+            float *hn[4];
+            for (int i = 0; i < 4; i++) {
+                int row = i0 + (i < nr ? i : 0);
+                hp[i] = prev ? prev + (size_t)row * H : NULL;
+                gi[i] = gis + (size_t)row * 3 * H;
+                hn[i] = cur + (size_t)row * H;
+            }
+            int u = 0;
+#ifdef SR_CPU_HAVE_AVX2
+            if (cpu_wide)
+                for (; u + 8 <= H; u += 8)
+                    gru_step4_avx2(hp, gi, hn, nr, wp + (size_t)u * 3 * H, j->b_ih, j->b_hh, H, u);
+#endif
+            for (; u + 4 <= H; u += 4)
+                gru_step4_sse(hp, gi, hn, nr, wp + (size_t)u * 3 * H, j->b_ih, j->b_hh, H, u);
+            for (; u < H; u++)
+                gru_step_unit(hp, gi, hn, nr, wp + (size_t)u * 3 * H, j->b_ih, j->b_hh, H, u);
+        }
+    }
+}
+
+static sr_err_t cpu_gru_layer(void *ctx, const float *gi, const float *w_hh, const float *b_ih,
+                              const float *b_hh, const int32_t *tstart, int L, int H, float *out,
+                              struct sr_error *err)
+{
+    struct sr__cpu *c = ctx;
+    if (L < 0 || H <= 0)
+        return sr_error_set(err, SR_EINVAL, "cpu gru_layer: bad shape L=%d H=%d", L, H);
+    if (L == 0)
+        return SR_OK;
+    for (int t = 0; t < L; t++) {
+        int n = tstart[t + 1] - tstart[t];
+        if (n < 0 || (t && n > tstart[t] - tstart[t - 1]))
+            return sr_error_set(err, SR_EINVAL,
+                                "cpu gru_layer: step %d has %d rows (previous step %d)", t, n,
+                                t ? tstart[t] - tstart[t - 1] : 0);
+    }
+    int blocks = (tstart[1] - tstart[0] + 3) / 4;
+    struct gru_job j = {.c = c, .gi = gi, .w_hh = w_hh, .b_ih = b_ih, .b_hh = b_hh,
+                        .tstart = tstart, .L = L, .H = H, .out = out};
+    j.tasks = blocks < c->threads ? blocks : c->threads;
+    sr__cpu_parallel(c, j.tasks, gru_task, &j);
+    if (j.oom)
+        return sr_error_set(err, SR_ENOMEM, "cpu gru_layer: out of memory for a %d×%d panel",
+                            3 * H, H);
+    return SR_OK;
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 struct attn_job {
@@ -593,6 +712,7 @@ static const struct sr_backend_iface cpu_iface = {
     .gru_gates = cpu_gru_gates,
     .gather_rows = cpu_gather_rows,
     .topk = sr__cpu_topk,
+    .gru_layer = cpu_gru_layer,
 };
 
 sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface, void **ctx,
