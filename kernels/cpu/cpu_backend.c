@@ -317,8 +317,9 @@ static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, co
     return SR_OK;
 }
 
-/* Transcendental row kernels: a portable 4-wide build and an AVX2+FMA 8-wide build of the
- * same template, chosen once at backend creation (same machine, same path, same bytes). */
+/* Transcendental row kernels: a portable 4-wide build, an AVX2+FMA 8-wide and an AVX-512
+ * 16-wide build of the same template, chosen once at backend creation (same machine, same path,
+ * same bytes; the element-wise kernels give the same bits at every width). */
 #define VM_W 4
 #define VM_SUF sse
 #define VM_ATTR
@@ -335,9 +336,18 @@ static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, co
 #undef VM_W
 #undef VM_SUF
 #undef VM_ATTR
+#define VM_W 16
+#define VM_SUF avx512
+#define VM_ATTR __attribute__((target("avx512f,avx2,fma")))
+#include "cpu_vecmath.h"
+#undef VM_W
+#undef VM_SUF
+#undef VM_ATTR
 #endif
 
-static bool cpu_wide; /* AVX2+FMA present; set once (pthread_once) before any backend runs */
+/* Set once (pthread_once) before any backend runs: */
+static bool cpu_wide;    /* AVX2+FMA present */
+static bool cpu_wide512; /* and AVX-512F */
 static pthread_once_t cpu_wide_once = PTHREAD_ONCE_INIT;
 
 static void cpu_detect(void)
@@ -345,6 +355,7 @@ static void cpu_detect(void)
 #ifdef SR_CPU_HAVE_AVX2
     __builtin_cpu_init();
     cpu_wide = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    cpu_wide512 = cpu_wide && __builtin_cpu_supports("avx512f");
 #endif
 }
 
@@ -357,6 +368,8 @@ static void gelu_tanh_row(float *x, int d)
 {
     int k = 0;
 #ifdef SR_CPU_HAVE_AVX2
+    if (cpu_wide512)
+        k = gelu_tanh_row_avx512(x, d, k);
     if (cpu_wide)
         k = gelu_tanh_row_avx2(x, d, k);
 #endif
@@ -466,6 +479,8 @@ static void gru_rows(struct rows_job *j, int r0, int r1)
         float *h = j->out + (size_t)i * H;
         int k = 0;
 #ifdef SR_CPU_HAVE_AVX2
+        if (cpu_wide512)
+            k = gru_row_avx512(gi, gh, h, H, k);
         if (cpu_wide)
             k = gru_row_avx2(gi, gh, h, H, k);
 #endif
@@ -495,7 +510,7 @@ static sr_err_t cpu_gru_gates(void *ctx, const float *gi, const float *gh, float
  * for the whole recurrence) and runs all L steps without synchronising with the others. Each
  * task packs W_hh into its worker's scratch (for units u.., input k: the r, z, n weights of the
  * unit block side by side) and runs the fused step kernel (cpu_vecmath.h) per block of rows
- * and units: 8 units with AVX2+FMA, then 4, then scalar tails. */
+ * and units: 16 units with AVX-512, 8 with AVX2+FMA, then 4, then scalar tails. */
 struct gru_job {
     struct sr__cpu *c;
     const float *gi, *w_hh, *b_ih, *b_hh;
@@ -505,12 +520,18 @@ struct gru_job {
     bool oom;
 };
 
+/* The width of the unit block the step kernels take next, with `left` units to go. */
+static int gru_width(int left)
+{
+    return left >= 16 && cpu_wide512 ? 16 : left >= 8 && cpu_wide ? 8 : left >= 4 ? 4 : 1;
+}
+
 /* Panel layout: units [u, u+w) start at u·3H; inside, element [k][g][j] is W_hh[g·H+u+j][k]. */
 static void gru_pack(const float *w_hh, int H, float *wp)
 {
     int u = 0;
     while (u < H) {
-        int w = H - u >= 8 && cpu_wide ? 8 : H - u >= 4 ? 4 : 1;
+        int w = gru_width(H - u);
         float *p = wp + (size_t)u * 3 * H;
         for (int k = 0; k < H; k++)
             for (int g = 0; g < 3; g++)
@@ -566,16 +587,24 @@ static void gru_task(void *arg, int task, int w)
                 gi[i] = gis + (size_t)row * 3 * H;
                 hn[i] = cur + (size_t)row * H;
             }
-            int u = 0;
+            for (int u = 0, w; u < H; u += w) {
+                const float *p = wp + (size_t)u * 3 * H;
+                switch ((w = gru_width(H - u))) {
 #ifdef SR_CPU_HAVE_AVX2
-            if (cpu_wide)
-                for (; u + 8 <= H; u += 8)
-                    gru_step4_avx2(hp, gi, hn, nr, wp + (size_t)u * 3 * H, j->b_ih, j->b_hh, H, u);
+                case 16:
+                    gru_step4_avx512(hp, gi, hn, nr, p, j->b_ih, j->b_hh, H, u);
+                    break;
+                case 8:
+                    gru_step4_avx2(hp, gi, hn, nr, p, j->b_ih, j->b_hh, H, u);
+                    break;
 #endif
-            for (; u + 4 <= H; u += 4)
-                gru_step4_sse(hp, gi, hn, nr, wp + (size_t)u * 3 * H, j->b_ih, j->b_hh, H, u);
-            for (; u < H; u++)
-                gru_step_unit(hp, gi, hn, nr, wp + (size_t)u * 3 * H, j->b_ih, j->b_hh, H, u);
+                case 4:
+                    gru_step4_sse(hp, gi, hn, nr, p, j->b_ih, j->b_hh, H, u);
+                    break;
+                default:
+                    gru_step_unit(hp, gi, hn, nr, p, j->b_ih, j->b_hh, H, u);
+                }
+            }
         }
     }
 }

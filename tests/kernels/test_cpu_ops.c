@@ -314,9 +314,9 @@ static void test_gru_layer(void **state)
     {
         sr_backend_t *be = mk(TH);
         assert_non_null(be->iface->gru_layer);
-        /* 13: 8-, 4- and 1-wide unit blocks; 64: the benchmark's width. B = 23 sessions leave
+        /* 29: 16-, 8-, 4- and 1-wide unit blocks; 64: the benchmark's width. B = 23 sessions leave
          * a partial block of rows; lengths run from L down to 1, with ties. */
-        for (int H = 13; H <= 64; H += 51) {
+        for (int H = 29; H <= 64; H += 35) {
             enum { B = 23, L = 9 };
             int len[B], tstart[L + 1];
             for (int s = 0; s < B; s++)
