@@ -1,10 +1,10 @@
 /* gru4rec.c — the GRU4Rec session encoder (DESIGN §3: PyTorch nn.GRU, gates r, z, n, h0 = 0).
  * Sessions are sorted by length, longest first, and their tokens laid out time-major, so the
- * sessions still running at step t are a prefix of rows [tstart[t], tstart[t] + n_t). Each
- * layer computes x·W_ihᵀ for all tokens in one GEMM, then hands the recurrence to the
- * backend's gru_layer where it has one (cpu: each worker runs all steps for its sessions), or
- * runs per time step one GEMM h·W_hhᵀ over the active prefix and the fused gate kernel. The
- * rows of step t hold the hidden states after step t, which are the next layer's inputs.
+ * sessions still running at step t are a prefix of rows [tstart[t], tstart[t] + n_t). A
+ * backend with gru_layer runs each whole layer (cpu: each worker all steps of its sessions,
+ * both projections fused with the gates). Otherwise each layer computes x·W_ihᵀ for all
+ * tokens in one GEMM, then per time step one GEMM h·W_hhᵀ over the active prefix and the gate
+ * kernel. The rows of step t hold the hidden states after step t, the next layer's inputs.
  * Thread: the model's driving thread. */
 #include "model_int.h"
 
@@ -148,20 +148,33 @@ sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, flo
     int32_t *dl = di ? sr__model_buf(m, SR__MB_LAST, sizeof(int32_t) * B, err) : NULL;
     float *X = dl ? sr__model_buf(m, SR__MB_X, sizeof(float) * (size_t)T * H, err) : NULL;
     float *Y = X ? sr__model_buf(m, SR__MB_H, sizeof(float) * (size_t)T * H, err) : NULL;
-    float *GI = Y ? sr__model_buf(m, SR__MB_QKV, sizeof(float) * (size_t)T * 3 * H, err) : NULL;
-    if (!GI)
+    if (!Y)
         return SR_ENOMEM;
     TRY(bi->upload(cx, di, items, sizeof(int32_t) * T, err));
     TRY(bi->upload(cx, dl, last, sizeof(int32_t) * B, err));
-    TRY(bi->embed(cx, m->emb, NULL, di, NULL, T, H, X, err));
 
+    if (bi->gru_layer) { /* the backend runs whole layers; layer 0 reads the embeddings */
+        const float *in = m->emb;
+        const int32_t *rows = di;
+        for (int l = 0; l < nl; l++) {
+            const struct sr__gru_layer *L = &m->rl[l];
+            float *out = l % 2 ? Y : X;
+            TRY(bi->gru_layer(cx, in, rows, L->w_ih, L->w_hh, L->b_ih, L->b_hh, tstart, Lmax, H,
+                              out, err));
+            in = out;
+            rows = NULL;
+        }
+        return bi->gather_rows(cx, in, dl, B, H, vecs, err);
+    }
+
+    float *GI = sr__model_buf(m, SR__MB_QKV, sizeof(float) * (size_t)T * 3 * H, err);
+    if (!GI)
+        return SR_ENOMEM;
+    TRY(bi->embed(cx, m->emb, NULL, di, NULL, T, H, X, err));
     for (int l = 0; l < nl; l++) {
         const struct sr__gru_layer *L = &m->rl[l];
         TRY(bi->gemm(cx, false, true, T, 3 * H, H, 1.0f, X, H, L->w_ih, H, 0.0f, GI, 3 * H, err));
-        if (bi->gru_layer) /* the backend runs the whole recurrence */
-            TRY(bi->gru_layer(cx, GI, L->w_hh, L->b_ih, L->b_hh, tstart, Lmax, H, Y, err));
-        else
-            TRY(gru_steps(m, L, GI, Y, tstart, Lmax, iota, err));
+        TRY(gru_steps(m, L, GI, Y, tstart, Lmax, iota, err));
         float *tmp = X; /* this layer's outputs are the next one's inputs */
         X = Y;
         Y = tmp;

@@ -98,15 +98,16 @@ struct sr_backend_iface {
                      int k, int32_t *host_idx, float *host_score, struct sr_error *err);
 
     /* ---- api_version 2 ---- */
-    /* Optional (NULL: the model runs bias_act, gemm and gru_gates step by step). One whole GRU
-     * layer over sessions sorted longest first with their tokens time-major: step t's rows are
-     * [tstart[t], tstart[t+1]), one per session still running, in the order of the first rows
-     * of step t-1. gi (T×3H) holds x·W_ihᵀ without b_ih; w_hh (3H×H), b_ih and b_hh (3H) as
-     * in PyTorch. Writes to out (T×H, not overlapping gi) the hidden state after every step,
-     * h0 = 0. tstart[L+1] is host memory. Since api_version 2. */
-    sr_err_t (*gru_layer)(void *ctx, const float *gi, const float *w_hh, const float *b_ih,
-                          const float *b_hh, const int32_t *tstart, int L, int H, float *out,
-                          struct sr_error *err);
+    /* Optional (NULL: the model runs embed, gemm, bias_act and gru_gates step by step). One
+     * whole GRU layer over sessions sorted longest first with their tokens time-major: step
+     * t's rows are [tstart[t], tstart[t+1]), one per session still running, in the order of the
+     * first rows of step t-1. Token i's input is row x_rows[i] of x (x_rows NULL: row i), H
+     * floats; w_ih, w_hh (3H×H), b_ih and b_hh (3H) as in PyTorch, gates r, z, n. Writes to out
+     * (T×H, not overlapping x) the hidden state after every step, h0 = 0. tstart[L+1] is host
+     * memory. Since api_version 2. */
+    sr_err_t (*gru_layer)(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
+                          const float *w_hh, const float *b_ih, const float *b_hh,
+                          const int32_t *tstart, int L, int H, float *out, struct sr_error *err);
 };
 
 struct sr_backend {

@@ -1,10 +1,10 @@
 /* cpu_vecmath.h — template of the cpu backend's transcendental row kernels (GELU-tanh, the
  * GRU gates and the fused GRU step) on GCC/Clang vectors of VM_W floats, compiled with the
- * function attributes VM_ATTR and names suffixed VM_SUF. cpu_backend.c includes it once per
- * instruction set (portable SSE, AVX2+FMA) and picks at run time; a wide pass is followed by a
- * narrow one, then scalar tails. Cephes-style expf (relative error ~2e-7 over [-87, 88]); tanh
- * and sigmoid through it (abs error ~1e-7). No include guard: meant to be included more than
- * once. */
+ * function attributes VM_ATTR and names suffixed VM_SUF, VM_R rows per fused GRU step.
+ * cpu_backend.c includes it once per instruction set (portable SSE, AVX2+FMA, AVX-512) and
+ * picks at run time; a wide pass is followed by narrower ones, then scalar tails. Cephes-style
+ * expf (relative error ~2e-7 over [-87, 88]); tanh and sigmoid through it (abs error ~1e-7).
+ * No include guard: meant to be included more than once. */
 #define VM_CAT2(a, b) a##_##b
 #define VM_CAT(a, b) VM_CAT2(a, b)
 #define VM(name) VM_CAT(name, VM_SUF)
@@ -82,50 +82,52 @@ VM_ATTR static int VM(gru_row)(const float *gi, const float *gh, float *h, int H
     return k;
 }
 
-/* Fused GRU step for up to 4 rows (nr) and the VM_W units [u, u + VM_W): the hidden GEMM
- * gh = h·W_hhᵀ for these units from the packed panel wp (for each input k: the r, z and n
- * weights of the VM_W units, 3·VM_W floats), then the gates (cf. gru_row) and the update.
- * hp[i]: row i's previous hidden state (H floats), or hp[0] == NULL for h0 = 0 (every row);
- * gi[i]: row i's x·W_ihᵀ (3H, bias not added); hn[i]: row i's new hidden state. Rows i >= nr
- * must repeat a valid row (they are computed, not stored). 12 accumulators, 3 weight vectors and
- * one broadcast fill the 16 vector registers of AVX2. */
-VM_ATTR static void VM(gru_step4)(const float *const *hp, const float *const *gi,
-                                  float *const *hn, int nr, const float *wp, const float *b_ih,
-                                  const float *b_hh, int H, int u)
+/* Fused GRU step for up to VM_R rows (nr) and the VM_W units [u, u + VM_W): both GEMMs for
+ * these units, gi = x·W_ihᵀ and gh = h·W_hhᵀ, from the packed panels wi and wh (for each input
+ * k: the r, z and n weights of the VM_W units, 3·VM_W floats), then the gates (cf. gru_row) and
+ * the update. xp[i]: row i's input (H floats); hp[i]: its previous hidden state, or hp[0] ==
+ * NULL for h0 = 0 (every row); hn[i]: its new hidden state. Rows i >= nr must repeat a valid
+ * row (they are computed, not stored). r and z sum both products in one accumulator, n keeps
+ * them apart (r scales only the hidden part): 4·VM_R accumulators, 3 weights, 1 broadcast. */
+VM_ATTR static void VM(gru_step)(const float *const *xp, const float *const *hp,
+                                 float *const *hn, int nr, const float *wi, const float *wh,
+                                 const float *b_ih, const float *b_hh, int H, int u)
 {
-    VF r0 = VM(splat)(0.f), z0 = r0, n0 = r0, r1 = r0, z1 = r0, n1 = r0;
-    VF r2 = r0, z2 = r0, n2 = r0, r3 = r0, z3 = r0, n3 = r0;
-    if (hp[0]) {
-        const float *h0 = hp[0], *h1 = hp[1], *h2 = hp[2], *h3 = hp[3];
-        for (int k = 0; k < H; k++) {
-            const float *w = wp + (size_t)k * 3 * VM_W;
-            VF wr = VM(load)(w), wz = VM(load)(w + VM_W), wn = VM(load)(w + 2 * VM_W);
-            VF a = VM(splat)(h0[k]);
-            r0 += a * wr, z0 += a * wz, n0 += a * wn;
-            a = VM(splat)(h1[k]);
-            r1 += a * wr, z1 += a * wz, n1 += a * wn;
-            a = VM(splat)(h2[k]);
-            r2 += a * wr, z2 += a * wz, n2 += a * wn;
-            a = VM(splat)(h3[k]);
-            r3 += a * wr, z3 += a * wz, n3 += a * wn;
+    VF ar[VM_R], az[VM_R], ai[VM_R], ah[VM_R];
+#pragma GCC unroll 8
+    for (int i = 0; i < VM_R; i++)
+        ar[i] = az[i] = ai[i] = ah[i] = VM(splat)(0.f);
+    for (int k = 0; k < H; k++) {
+        const float *w = wi + (size_t)k * 3 * VM_W;
+        VF wr = VM(load)(w), wz = VM(load)(w + VM_W), wn = VM(load)(w + 2 * VM_W);
+#pragma GCC unroll 8
+        for (int i = 0; i < VM_R; i++) {
+            VF a = VM(splat)(xp[i][k]);
+            ar[i] += a * wr, az[i] += a * wz, ai[i] += a * wn;
         }
     }
-    VF br = VM(load)(b_hh + u), bz = VM(load)(b_hh + H + u), bn = VM(load)(b_hh + 2 * H + u);
-    VF cr = VM(load)(b_ih + u), cz = VM(load)(b_ih + H + u), cn = VM(load)(b_ih + 2 * H + u);
-#define VM_GRU_ROW(i, ar, az, an)                                                                  \
-    if (i < nr) {                                                                                  \
-        const float *g = gi[i] + u;                                                                \
-        VF r = VM(sigmoid)((VM(load)(g) + cr) + (ar + br));                                        \
-        VF z = VM(sigmoid)((VM(load)(g + H) + cz) + (az + bz));                                    \
-        VF c = VM(tanh)((VM(load)(g + 2 * H) + cn) + r * (an + bn));                               \
-        VF h = hp[0] ? VM(load)(hp[i] + u) : VM(splat)(0.f);                                       \
-        VM(store)(hn[i] + u, (1.0f - z) * c + z * h);                                              \
-    }
-    VM_GRU_ROW(0, r0, z0, n0)
-    VM_GRU_ROW(1, r1, z1, n1)
-    VM_GRU_ROW(2, r2, z2, n2)
-    VM_GRU_ROW(3, r3, z3, n3)
-#undef VM_GRU_ROW
+    if (hp[0])
+        for (int k = 0; k < H; k++) {
+            const float *w = wh + (size_t)k * 3 * VM_W;
+            VF wr = VM(load)(w), wz = VM(load)(w + VM_W), wn = VM(load)(w + 2 * VM_W);
+#pragma GCC unroll 8
+            for (int i = 0; i < VM_R; i++) {
+                VF a = VM(splat)(hp[i][k]);
+                ar[i] += a * wr, az[i] += a * wz, ah[i] += a * wn;
+            }
+        }
+    VF br = VM(load)(b_ih + u) + VM(load)(b_hh + u);
+    VF bz = VM(load)(b_ih + H + u) + VM(load)(b_hh + H + u);
+    VF ci = VM(load)(b_ih + 2 * H + u), ch = VM(load)(b_hh + 2 * H + u);
+#pragma GCC unroll 8
+    for (int i = 0; i < VM_R; i++)
+        if (i < nr) {
+            VF r = VM(sigmoid)(ar[i] + br);
+            VF z = VM(sigmoid)(az[i] + bz);
+            VF c = VM(tanh)((ai[i] + ci) + r * (ah[i] + ch));
+            VF h = hp[0] ? VM(load)(hp[i] + u) : VM(splat)(0.f);
+            VM(store)(hn[i] + u, (1.0f - z) * c + z * h);
+        }
 }
 
 #undef VF
