@@ -590,6 +590,16 @@ static void gru_task(void *arg, int task, int w)
                 hp[i] = prev ? prev + (size_t)row * H : NULL;
                 hn[i] = cur + (size_t)row * H;
             }
+            /* gathered inputs (embedding rows) miss the caches: fetch this block's rows of
+             * the next step, a step of this task's blocks ahead */
+            if (j->x_rows && t + 1 < j->L) {
+                int t1 = j->tstart[t + 1], n1 = j->tstart[t + 2] - t1;
+                for (int i = 0; i < nr && i0 + i < n1; i++) {
+                    const char *nx = (const char *)(j->x + (size_t)j->x_rows[t1 + i0 + i] * H);
+                    for (size_t b = 0; b < sizeof(float) * (size_t)H; b += 64)
+                        __builtin_prefetch(nx + b);
+                }
+            }
             int nr2 = nr > 2 ? nr - 2 : 0; /* the 2-row kernels take rows 0-1, then 2-3 */
             for (int u = 0, wu; u < H; u += wu) {
                 size_t o = (size_t)u * 3 * H;
