@@ -56,7 +56,8 @@ sr_err_t sr__gru4rec_bind(sr_model_t *m, struct sr_error *err)
  * running sessions and the gate kernel. GI (T×3H) holds x·W_ihᵀ; Y's rows of step t receive
  * the hidden states after step t. iota[B0] (host) is 0..B0-1 with B0 = tstart[1]. */
 static sr_err_t gru_steps(sr_model_t *m, const struct sr__gru_layer *L, float *GI, float *Y,
-                          const int32_t *tstart, int Lmax, const int32_t *iota, struct sr_error *err)
+                          const int32_t *tstart, int Lmax, const int32_t *iota,
+                          struct sr_error *err)
 {
     const struct sr_backend_iface *bi = m->bi;
     void *cx = m->bctx;

@@ -17,7 +17,7 @@ typedef int32_t VI __attribute__((vector_size(VM_W * 4)));
 VM_ATTR static inline VF VM(splat)(float x)
 {
     VF z = {0};
-    return x - z; /* x - (+0) is x for every x, so this folds to a broadcast (z + x would not: -0) */
+    return x - z; /* x - (+0) is x for every x: folds to a broadcast (z + x does not: -0) */
 }
 VM_ATTR static inline VF VM(sel)(VI m, VF a, VF b) { return (VF)(((VI)a & m) | ((VI)b & ~m)); }
 VM_ATTR static inline VF VM(load)(const float *p)

@@ -1,8 +1,9 @@
 /* test_cpu_ops.c — every cpu backend op against a naive double-precision reference on fresh
  * random inputs (ggml test-backend-ops habit): gemm in all transpose/alpha/beta/stride
  * variants, embed, layer norm, each activation, add, causal attention with several heads and
- * variable lengths (length 1 included), GRU gates, the whole GRU layer, gather, and exact top-k with ties, bias,
- * exclusions, first_index 3, k above the eligible count and tile/query-block boundaries.
+ * variable lengths (length 1 included), GRU gates, the whole GRU layer (inputs gathered by
+ * row index or read in order), gather, and exact top-k with ties, bias, exclusions,
+ * first_index 3, k above the eligible count and tile/query-block boundaries.
  * Each test runs the backend with 1, 2 and 3 threads. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -306,7 +307,7 @@ static void test_gru_gates(void **state)
     }
 }
 
-/* ---- GRU layer: the whole recurrence over time-major rows of sessions sorted longest first ---- */
+/* ---- GRU layer: the recurrence over time-major rows of sessions sorted longest first ---- */
 static void test_gru_layer(void **state)
 {
     (void)state;
@@ -372,7 +373,8 @@ static void test_gru_layer(void **state)
             assert_int_equal(be->iface->gru_layer(be->ctx, x, NULL, wi, w, bi, bh, bad, 2, H, out,
                                                   &err),
                              SR_EINVAL);
-            free(xr), free(x), free(wi), free(w), free(bi), free(bh), free(out), free(want), free(hs);
+            free(xr), free(x), free(wi), free(w), free(bi), free(bh), free(out);
+            free(want), free(hs);
         }
         sr_backend_unref(be);
     }
