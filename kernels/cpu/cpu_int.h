@@ -51,6 +51,9 @@ struct sr__cpu {
     /* per-worker scratch, grown as needed (attention S matrices, top-k tiles and heaps) */
     float **wscratch;          /* [threads] */
     size_t *wscratch_cap;      /* bytes */
+    /* GRU layer: W_ih and W_hh packed into the step kernels' panels, shared by the tasks */
+    float *gru_panels;
+    size_t gru_cap;            /* bytes */
     /* top-k host scratch: per-worker running top-k lists, sorted exclusion pairs */
     void *topk_buf;
     size_t topk_cap;

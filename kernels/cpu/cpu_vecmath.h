@@ -1,8 +1,10 @@
-/* cpu_vecmath.h — template of the cpu backend's transcendental row kernels (GELU-tanh and the
- * GRU gates) on GCC/Clang vectors of VM_W floats, compiled with the function attributes VM_ATTR
- * and names suffixed VM_SUF. cpu_backend.c includes it once per instruction set (portable SSE,
- * AVX2+FMA) and picks at run time; a wide pass is followed by a narrow one, then scalar tails. Cephes-style expf (relative error ~2e-7 over [-87, 88]);
- * tanh and sigmoid through it (abs error ~1e-7). No include guard: meant to be included more than once. */
+/* cpu_vecmath.h — template of the cpu backend's transcendental row kernels (GELU-tanh, the
+ * GRU gates and the fused GRU step) on GCC/Clang vectors of VM_W floats, compiled with the
+ * function attributes VM_ATTR and names suffixed VM_SUF, VM_R rows per fused GRU step.
+ * cpu_backend.c includes it once per instruction set (portable SSE, AVX2+FMA, AVX-512) and
+ * picks at run time; a wide pass is followed by narrower ones, then scalar tails. Cephes-style
+ * expf (relative error ~2e-7 over [-87, 88]); tanh and sigmoid through it (abs error ~1e-7).
+ * No include guard: meant to be included more than once. */
 #define VM_CAT2(a, b) a##_##b
 #define VM_CAT(a, b) VM_CAT2(a, b)
 #define VM(name) VM_CAT(name, VM_SUF)
@@ -15,7 +17,7 @@ typedef int32_t VI __attribute__((vector_size(VM_W * 4)));
 VM_ATTR static inline VF VM(splat)(float x)
 {
     VF z = {0};
-    return z + x;
+    return x - z; /* x - (+0) is x for every x: folds to a broadcast (z + x does not: -0) */
 }
 VM_ATTR static inline VF VM(sel)(VI m, VF a, VF b) { return (VF)(((VI)a & m) | ((VI)b & ~m)); }
 VM_ATTR static inline VF VM(load)(const float *p)
@@ -78,6 +80,54 @@ VM_ATTR static int VM(gru_row)(const float *gi, const float *gh, float *h, int H
         VM(store)(h + k, (1.0f - z) * c + z * VM(load)(h + k));
     }
     return k;
+}
+
+/* Fused GRU step for up to VM_R rows (nr) and the VM_W units [u, u + VM_W): both GEMMs for
+ * these units, gi = x·W_ihᵀ and gh = h·W_hhᵀ, from the packed panels wi and wh (for each input
+ * k: the r, z and n weights of the VM_W units, 3·VM_W floats), then the gates (cf. gru_row) and
+ * the update. xp[i]: row i's input (H floats); hp[i]: its previous hidden state, or hp[0] ==
+ * NULL for h0 = 0 (every row); hn[i]: its new hidden state. Rows i >= nr must repeat a valid
+ * row (they are computed, not stored). r and z sum both products in one accumulator, n keeps
+ * them apart (r scales only the hidden part): 4·VM_R accumulators, 3 weights, 1 broadcast. */
+VM_ATTR static void VM(gru_step)(const float *const *xp, const float *const *hp,
+                                 float *const *hn, int nr, const float *wi, const float *wh,
+                                 const float *b_ih, const float *b_hh, int H, int u)
+{
+    VF ar[VM_R], az[VM_R], ai[VM_R], ah[VM_R];
+#pragma GCC unroll 8
+    for (int i = 0; i < VM_R; i++)
+        ar[i] = az[i] = ai[i] = ah[i] = VM(splat)(0.f);
+    for (int k = 0; k < H; k++) {
+        const float *w = wi + (size_t)k * 3 * VM_W;
+        VF wr = VM(load)(w), wz = VM(load)(w + VM_W), wn = VM(load)(w + 2 * VM_W);
+#pragma GCC unroll 8
+        for (int i = 0; i < VM_R; i++) {
+            VF a = VM(splat)(xp[i][k]);
+            ar[i] += a * wr, az[i] += a * wz, ai[i] += a * wn;
+        }
+    }
+    if (hp[0])
+        for (int k = 0; k < H; k++) {
+            const float *w = wh + (size_t)k * 3 * VM_W;
+            VF wr = VM(load)(w), wz = VM(load)(w + VM_W), wn = VM(load)(w + 2 * VM_W);
+#pragma GCC unroll 8
+            for (int i = 0; i < VM_R; i++) {
+                VF a = VM(splat)(hp[i][k]);
+                ar[i] += a * wr, az[i] += a * wz, ah[i] += a * wn;
+            }
+        }
+    VF br = VM(load)(b_ih + u) + VM(load)(b_hh + u);
+    VF bz = VM(load)(b_ih + H + u) + VM(load)(b_hh + H + u);
+    VF ci = VM(load)(b_ih + 2 * H + u), ch = VM(load)(b_hh + 2 * H + u);
+#pragma GCC unroll 8
+    for (int i = 0; i < VM_R; i++)
+        if (i < nr) {
+            VF r = VM(sigmoid)(ar[i] + br);
+            VF z = VM(sigmoid)(az[i] + bz);
+            VF c = VM(tanh)((ai[i] + ci) + r * (ah[i] + ch));
+            VF h = hp[0] ? VM(load)(hp[i] + u) : VM(splat)(0.f);
+            VM(store)(hn[i] + u, (1.0f - z) * c + z * h);
+        }
 }
 
 #undef VF
