@@ -14,7 +14,8 @@ last --max-len items.
 
 Split: session ids ordered by their first event's time; the last --holdout share of them is
 held out (all their events), the rest is training data. The vocabulary is the items appended in
-training, most popular first, from index 2 (0 padding, 1 unknown).
+training, most popular first, from index 2 (0 padding, 1 unknown), or the catalogue given by
+--items (index and item_id columns, attributes carried into the bundle).
 
 Evaluation (the definition of `replay --eval`, ops/op_eval.c): over the held-out events in
 order, each event whose type is in --trigger-types yields a recommendation from the session as
@@ -427,6 +428,9 @@ def main():
     ap.add_argument("--time-budget", type=float, default=0, help="stop after the epoch that passes this many seconds")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (results depend on it; default 1)")
+    ap.add_argument("--items", help="catalogue TSV (index, item_id[, attributes]), e.g. from `streamrec gen "
+                                    "--items-out`: fixes the vocabulary and carries the attributes; default: "
+                                    "the items seen in training, most popular first")
     ap.add_argument("--holdout", type=float, default=0.1, help="share of sessions held out (by first event time)")
     ap.add_argument("--config", help="streamrec properties file: session.event_types, recs.trigger_types, "
                                      "session.ttl.ms, recs.k, recs.exclude_seen are taken from it")
@@ -475,8 +479,23 @@ def main():
         for i in s:
             counts[i] = counts.get(i, 0) + 1
     vocab = sorted(counts, key=lambda i: (-counts[i], i))
-    ids = [None, None] + vocab
-    index_of = {s: j for j, s in enumerate(ids) if s is not None}
+    attrs = None
+    if args.items:  # a fixed catalogue (e.g. `streamrec gen --items-out`): its ids and layout
+        by_index, cols, avals = export.load_mapping(args.items, FIRST)
+        try:
+            ids, _ = export.vocab_ids(by_index, max(by_index) + 1, FIRST)
+        except export.ExportError as e:
+            sys.exit("train: --items %s: %s" % (args.items, e))
+        attrs = (cols, avals) if cols else None
+        index_of = {s: j for j, s in enumerate(ids) if s is not None}
+        unknown = sum(1 for i in counts if i not in index_of)
+        if unknown:
+            log("%d training items are not in %s: they count as unknown" % (unknown, args.items))
+        vocab = [i for i in vocab if i in index_of] + sorted((i for i in index_of if i not in counts),
+                                                             key=lambda i: index_of[i])
+    else:
+        ids = [None, None] + vocab
+        index_of = {s: j for j, s in enumerate(ids) if s is not None}
     V = len(ids)
     log("%d events (%d training, %d held out), %d training sessions, %d items (%.1f s)"
         % (len(events), len(train_ev), len(held_ev), len(seqs), V - FIRST, time.time() - t0))
@@ -486,7 +505,7 @@ def main():
                 f.write(e[4] + "\n")
         log("held-out events written to %s" % args.heldout_out)
 
-    X, Y = windows([[index_of[i] for i in s] for s in seqs], args.max_len)
+    X, Y = windows([[index_of.get(i, OOV) for i in s] for s in seqs], args.max_len)
     model = make_model(args, V)
     log("%s: d=%d layers=%d max_len=%d, %d parameters, %d training windows"
         % (args.arch, args.d_model, args.n_layers, args.max_len, sum(p.numel() for p in model.parameters()),
@@ -498,7 +517,7 @@ def main():
     mcfg, _ = export.infer_model(args.arch, W, args.n_heads, args.activation, 1e-5)
     mcfg["max_len"] = args.max_len
     version = args.version or "%s-%s-seed%d" % (args.arch, os.path.splitext(os.path.basename(args.events))[0], args.seed)
-    export.write_bundle(args.out, args.arch, W, mcfg, ids, FIRST, OOV, version, args.dtype.upper())
+    export.write_bundle(args.out, args.arch, W, mcfg, ids, FIRST, OOV, version, args.dtype.upper(), attrs)
     log("bundle written to %s (version %s)" % (args.out, version))
     if args.dtype != "f32":  # evaluate what streamrec will serve: the rounded weights
         ref = srbundle.load_bundle(args.out)[1]
