@@ -448,6 +448,8 @@ def export(args, log=print):
     arch, W, notes = to_bundle_tensors(sd, args.arch, args.item_embedding, args.output_bias)
     for n in notes:
         log("export: " + n)
+    if args.strict and any(n.startswith("warning:") for n in notes):
+        raise ExportError("--strict: some checkpoint tensors would be left out (see the warning above)")
     model, V = infer_model(arch, W, args.n_heads, args.activation, args.layer_norm_eps, args.hf_config)
     if arch == "gru4rec":
         model["max_len"] = args.max_len or 50
@@ -499,6 +501,7 @@ def add_args(ap):
     ap.add_argument("--parquet-offset", type=int, default=0, help="index of the parquet's first row (default 0)")
     ap.add_argument("--attributes", metavar="FILE", help="TSV/CSV with item_id and attribute columns")
     ap.add_argument("--fill-missing", action="store_true", help="placeholder ids for unmapped rows")
+    ap.add_argument("--strict", action="store_true", help="fail when checkpoint tensors would be left out")
     ap.add_argument("--dtype", default="f32", choices=("f32", "f16", "bf16"), help="stored weight type (default f32)")
     ap.add_argument("--version", help="bundle version string (default: the directory name)")
     ap.add_argument("--streamrec", metavar="PATH", help="streamrec executable for verification")

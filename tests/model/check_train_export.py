@@ -36,11 +36,10 @@ def run(cmd, **kw):
 
 def main():
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError as e:
         print("SKIP: torch cannot be imported (%s); install python3-torch (deploy/install-deps.sh)" % e)
         return 77
-    import torch
     streamrec, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     os.makedirs(work, exist_ok=True)
     ev = os.path.join(work, "events.jsonl")
