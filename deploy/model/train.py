@@ -87,14 +87,18 @@ def _read_avro(path):
     except ImportError:
         sys.exit("train: %s is an Avro container file, and reading it needs the python3-avro package "
                  "(apt-get install python3-avro), which is not installed; or give JSON Lines" % path)
+    import datetime
     out = []
     with open(path, "rb") as f:
         for rec in DataFileReader(f, DatumReader()):
+            rec = dict(rec)
+            ts = rec.get("timestamp_ms")
+            if isinstance(ts, datetime.datetime):  # timestamp-millis read as a datetime
+                rec["timestamp_ms"] = int(round(ts.timestamp() * 1000))
             try:
                 ev = _event(rec)
             except (ValueError, TypeError, KeyError):
                 continue
-            rec = dict(rec)
             out.append(ev + (json.dumps(rec),))
     return out
 
