@@ -1,9 +1,11 @@
-/* cpu_backend.c — the `cpu` backend: fills struct sr_backend_iface with host-memory kernels on
- * OpenBLAS sgemm. Owns a small thread pool (the caller plus threads-1 workers) used by the
- * GEMMs (one block of C per worker), the row-parallel element-wise ops, attention (one task
- * per session) and top-k (cpu_topk.c). OpenBLAS is set to one thread (a process-wide setting)
- * and runs inside the pool's tasks, so no second set of spinning threads competes for cores. Backend memory is ordinary host memory, so
- * upload/download are copies and every call completes before it returns.
+/* cpu_backend.c — the `cpu` backend: fills struct sr_backend_iface with host-memory kernels.
+ * Owns a small thread pool (the caller plus threads-1 workers) used by the GEMMs (cpu_gemm.c,
+ * blocks of rows), the row-parallel element-wise ops, attention (one task per session) and
+ * top-k (cpu_topk.c, OpenBLAS sgemm tiles). Every op computes a row of a session the same way
+ * wherever the row sits in the batch, so encodings do not depend on the batch (DESIGN §8).
+ * OpenBLAS is set to one thread (a process-wide setting) and runs inside the pool's tasks, so
+ * no second set of spinning threads competes for cores. Backend memory is ordinary host
+ * memory, so upload/download are copies and every call completes before it returns.
  * Thread: one caller at a time (the compute worker); workers run only tasks it hands out. */
 #include "cpu_int.h"
 
@@ -118,6 +120,7 @@ static void cpu_destroy(void *ctx)
     free(c->wscratch_cap);
     free(c->topk_buf);
     free(c->gru_panels);
+    free(c->gemm_pack);
     free(c->wargs);
     free(c);
 }
@@ -143,69 +146,6 @@ static sr_err_t cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, st
     (void)err;
     if (bytes)
         memmove(dst, src, bytes);
-    return SR_OK;
-}
-
-/* ---- gemm ------------------------------------------------------------------------------- */
-
-/* The pool splits a GEMM into one block of C per worker (rows when M is the larger side,
- * columns otherwise); OpenBLAS runs single-threaded inside each block. One set of threads
- * then serves every op, instead of OpenBLAS's spinning workers competing with the pool's. */
-struct gemm_job {
-    bool ta, tb, by_rows;
-    int M, N, K, chunk;
-    float alpha, beta;
-    const float *A, *B;
-    int lda, ldb, ldc;
-    float *C;
-};
-
-static void gemm_task(void *arg, int t, int w)
-{
-    (void)w;
-    struct gemm_job *g = arg;
-    int lo = t * g->chunk, n = g->chunk;
-    int total = g->by_rows ? g->M : g->N;
-    if (lo + n > total)
-        n = total - lo;
-    if (n <= 0)
-        return;
-    const float *A = g->A, *B = g->B;
-    float *C = g->C;
-    int M = g->M, N = g->N;
-    if (g->by_rows) {
-        A += g->ta ? (size_t)lo : (size_t)lo * g->lda;
-        C += (size_t)lo * g->ldc;
-        M = n;
-    } else {
-        B += g->tb ? (size_t)lo * g->ldb : (size_t)lo;
-        C += lo;
-        N = n;
-    }
-    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
-                M, N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
-}
-
-static sr_err_t cpu_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                         int ldc, struct sr_error *err)
-{
-    struct sr__cpu *c = ctx;
-    if (M < 0 || N < 0 || K < 0)
-        return sr_error_set(err, SR_EINVAL, "cpu gemm: negative size %dx%dx%d", M, N, K);
-    if (M == 0 || N == 0)
-        return SR_OK;
-    struct gemm_job g = {.ta = trans_a, .tb = trans_b, .by_rows = M >= N, .M = M, .N = N, .K = K,
-                         .alpha = alpha, .beta = beta, .A = A, .B = B, .lda = lda, .ldb = ldb,
-                         .ldc = ldc, .C = C};
-    int side = g.by_rows ? M : N, tasks = 1;
-    double work = (double)M * N * (K ? K : 1);
-    if (c->threads > 1 && work >= 1 << 18 && side >= 32)
-        tasks = c->threads;
-    /* blocks in multiples of 16 rows/columns keep OpenBLAS's micro-kernels on full tiles */
-    g.chunk = ((side + tasks - 1) / tasks + 15) / 16 * 16;
-    tasks = (side + g.chunk - 1) / g.chunk;
-    sr__cpu_parallel(c, tasks, gemm_task, &g);
     return SR_OK;
 }
 
@@ -652,6 +592,7 @@ static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, 
             return sr_error_set(err, SR_ENOMEM, "cpu gru_layer: out of memory for %d×%d panels",
                                 3 * H, H);
         free(c->gru_panels);
+    free(c->gemm_pack);
         c->gru_panels = p;
         c->gru_cap = bytes;
     }
@@ -762,7 +703,7 @@ static const struct sr_backend_iface cpu_iface = {
     .free = cpu_free,
     .upload = cpu_copy,
     .download = cpu_copy,
-    .gemm = cpu_gemm,
+    .gemm = sr__cpu_gemm,
     .embed = cpu_embed,
     .layer_norm = cpu_layer_norm,
     .bias_act = cpu_bias_act,
@@ -814,6 +755,7 @@ sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface,
         }
     }
     pthread_once(&cpu_wide_once, cpu_detect);
+    c->gemm_isa = sr__cpu_gemm_isa_best();
     /* the pool does the threading; OpenBLAS runs single-threaded inside each task */
     openblas_set_num_threads(1);
     snprintf(c->desc, sizeof c->desc, "cpu (OpenBLAS %s, %d thread%s)", openblas_get_corename(),

@@ -54,6 +54,10 @@ struct sr__cpu {
     /* GRU layer: W_ih and W_hh packed into the step kernels' panels, shared by the tasks */
     float *gru_panels;
     size_t gru_cap;            /* bytes */
+    /* gemm: instruction set of the kernels (SR__CPU_ISA_*), op(B) packed per call */
+    int gemm_isa;
+    float *gemm_pack;
+    size_t gemm_cap;           /* bytes */
     /* top-k host scratch: per-worker running top-k lists, sorted exclusion pairs */
     void *topk_buf;
     size_t topk_cap;
@@ -64,6 +68,18 @@ void sr__cpu_parallel(struct sr__cpu *c, int n_tasks, sr__cpu_task_fn fn, void *
 /* Worker w's scratch of at least `bytes`, 64-byte aligned; NULL on OOM. Valid until the next
  * call for the same worker with a larger size. */
 float *sr__cpu_scratch(struct sr__cpu *c, int w, size_t bytes);
+
+/* GEMM variants, all giving the same bits (cpu_gemm.c). */
+enum { SR__CPU_ISA_GENERIC = 0, SR__CPU_ISA_AVX2 = 1, SR__CPU_ISA_AVX512 = 2 };
+/* The widest variant this CPU runs. */
+int sr__cpu_gemm_isa_best(void);
+/* The `gemm` slot (struct sr_backend_iface): row-deterministic, see cpu_gemm.c. */
+sr_err_t sr__cpu_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc, struct sr_error *err);
+/* Tests: makes a cpu backend context's gemm use variant isa when this CPU has it; returns the
+ * variant used before. */
+int sr__cpu_gemm_set_isa(void *ctx, int isa);
 
 sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, const float *bias,
                       int d, int first, int V, const int32_t *excl_offsets,

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "kernels_int.h"
+#include "cpu/cpu_int.h" /* sr__cpu_gemm_set_isa */
 
 #include <math.h>
 #include <stdio.h>
@@ -99,6 +100,90 @@ static void test_gemm(void **state)
             }
         sr_backend_unref(be);
     }
+}
+
+/* Row determinism (DESIGN §8): a row of C has the same bits whatever the other rows of the
+ * call, its position, M, the thread count and the gemm variant (AVX-512, AVX2, fmaf). Each
+ * row of a reference call is recomputed inside calls of other sizes at other positions (rows
+ * shifted and reversed, sharing the call with random rows), in every transpose mode, with
+ * beta 0 and 1 and N on and off the tile edges. The double reference of test_gemm also runs
+ * here on every variant. */
+static void test_gemm_row_determinism(void **state)
+{
+    (void)state;
+    const int shapes[][3] = {{37, 72, 24}, {50, 192, 64}, {29, 40, 256}, {13, 17, 5}, {64, 33, 1}};
+    for (size_t s = 0; s < 5; s++)
+        for (int v = 0; v < 8; v++) {
+            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            bool ta = v & 1, tb = v & 2;
+            float beta = (v & 4) ? 1.0f : 0.0f;
+            int MM = 3 * M + 5; /* the largest call below */
+            int lda = ta ? MM : K, ldb = tb ? K : N;
+            float *Bm = randv((size_t)(tb ? N : K) * ldb, 1);
+            float *A0 = randv((size_t)M * K, 1), *C0 = randv((size_t)M * N, 1);
+            float *A = malloc(sizeof(float) * (size_t)MM * K), *C = malloc(sizeof(float) * (size_t)MM * N);
+            float *want = malloc(sizeof(float) * (size_t)M * N);
+            double *ref = malloc(sizeof(double) * (size_t)M * N);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++)
+                        acc += (double)A0[(size_t)i * K + k] *
+                               (tb ? Bm[(size_t)j * ldb + k] : Bm[(size_t)k * ldb + j]);
+                    ref[(size_t)i * N + j] = acc + beta * C0[(size_t)i * N + j];
+                }
+            bool have_want = false;
+            for (int isa = SR__CPU_ISA_AVX512; isa >= SR__CPU_ISA_GENERIC; isa--) {
+                if (isa > sr__cpu_gemm_isa_best())
+                    continue;
+                FOR_THREADS
+                {
+                    sr_backend_t *be = mk(TH);
+                    sr__cpu_gemm_set_isa(be->ctx, isa);
+                    /* calls of n rows holding row i of the reference at position pos(i) */
+                    for (int layout = 0; layout < 4; layout++) {
+                        int n = layout == 0 ? M : layout == 1 ? M + 5 : layout == 2 ? MM : M;
+                        for (size_t x = 0; x < (size_t)n * K; x++)
+                            A[x] = frand();
+                        for (size_t x = 0; x < (size_t)n * N; x++)
+                            C[x] = frand();
+                        int pos[512];
+                        for (int i = 0; i < M; i++) {
+                            pos[i] = layout == 0 ? i : layout == 1 ? i + 5 : layout == 2 ? 3 * i + 2
+                                                                                         : M - 1 - i;
+                            for (int k = 0; k < K; k++) {
+                                float a = A0[(size_t)i * K + k];
+                                if (ta)
+                                    A[(size_t)k * lda + pos[i]] = a;
+                                else
+                                    A[(size_t)pos[i] * lda + k] = a;
+                            }
+                            memcpy(C + (size_t)pos[i] * N, C0 + (size_t)i * N, sizeof(float) * N);
+                        }
+                        struct sr_error err;
+                        assert_int_equal(be->iface->gemm(be->ctx, ta, tb, n, N, K, 1.0f, A, lda, Bm,
+                                                         ldb, beta, C, N, &err),
+                                         SR_OK);
+                        for (int i = 0; i < M; i++) {
+                            const float *row = C + (size_t)pos[i] * N;
+                            if (!have_want) {
+                                memcpy(want + (size_t)i * N, row, sizeof(float) * N);
+                                continue;
+                            }
+                            if (memcmp(row, want + (size_t)i * N, sizeof(float) * N) != 0)
+                                fail_msg("gemm %dx%dx%d ta %d tb %d beta %g: row %d differs "
+                                         "(variant %d, %d threads, %d rows, at %d)",
+                                         M, N, K, ta, tb, beta, i, isa, TH, n, pos[i]);
+                        }
+                        if (!have_want)
+                            close_to(want, ref, (size_t)M * N, 1e-5 * (1 + K / 16.0), "gemm");
+                        have_want = true;
+                    }
+                    sr_backend_unref(be);
+                }
+            }
+            free(Bm), free(A0), free(C0), free(A), free(C), free(want), free(ref);
+        }
 }
 
 /* ---- embed, layer norm, activations, add, gather ---- */
@@ -525,7 +610,8 @@ static void test_device_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_embed_gather),
+        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_gemm_row_determinism),
+        cmocka_unit_test(test_embed_gather),
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_bias_act),
         cmocka_unit_test(test_add),         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_gru_gates),   cmocka_unit_test(test_gru_layer),
