@@ -2,10 +2,11 @@
  * Owns one faiss::Index per handle. Every entry point runs its C++ inside guard(), which turns
  * any exception (faiss::FaissException, std::bad_alloc, anything else) into an sr_err_t with
  * the message: nothing is ever thrown across the C boundary.
- * Search parameters travel with each call (SearchParametersIVF / SearchParametersHNSW on the
- * index under an IndexIDMap, whose id translation we do ourselves), so concurrent searches never
- * mutate the index; only indexes with another wrapper (PreTransform, Refine) fall back to
- * faiss::ParameterSpace, which sets the parameter on the index itself, under the handle's mutex. */
+ * nprobe travels with each call (SearchParametersIVF on the index under an IndexIDMap, whose id
+ * translation we do ourselves), so concurrent IVF searches never mutate the index. efSearch is
+ * set on the HNSW index itself (FAISS 1.7.3 ignores SearchParametersHNSW), and indexes with
+ * another wrapper (PreTransform, Refine) go through faiss::ParameterSpace, which also sets the
+ * value in place: both under the handle's mutex, held for that search. */
 #include "sr_faiss.h"
 
 #include <faiss/AutoTune.h>
@@ -154,7 +155,6 @@ sr_err_t sr_faiss_search(const sr_faiss_t *ix, int64_t n, const float *q, int k,
         const faiss::Index *inner = map ? map->index : top;
         std::vector<faiss::Index::idx_t> lab((size_t)n * (size_t)k);
         faiss::SearchParametersIVF pivf;
-        faiss::SearchParametersHNSW phnsw;
         const faiss::SearchParameters *sp = nullptr;
         bool want = p && (p->nprobe > 0 || p->ef_search > 0);
         std::unique_lock<std::mutex> lock(ix->ps_mutex, std::defer_lock);
@@ -166,10 +166,12 @@ sr_err_t sr_faiss_search(const sr_faiss_t *ix, int64_t n, const float *q, int k,
                     sp = &pivf;
                 }
                 (void)v;
-            } else if (dynamic_cast<const faiss::IndexHNSW *>(inner)) {
+            } else if (auto h = dynamic_cast<const faiss::IndexHNSW *>(inner)) {
+                /* FAISS 1.7.3 (Debian bookworm) ignores SearchParametersHNSW::efSearch (fixed
+                 * in 1.7.4): set it on the index, under the mutex, for this search. */
                 if (p->ef_search > 0) {
-                    phnsw.efSearch = p->ef_search;
-                    sp = &phnsw;
+                    lock.lock();
+                    const_cast<faiss::IndexHNSW *>(h)->hnsw.efSearch = p->ef_search;
                 }
             } else {
                 /* Another wrapper: ParameterSpace walks it and sets the value in place. */

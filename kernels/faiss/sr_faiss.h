@@ -4,7 +4,9 @@
  * faiss.write_index in Python), ntotal/d/id accessors. Every C++ exception is caught inside
  * sr_faiss.cpp and returned as an sr_err_t with FAISS's message; none crosses this boundary.
  * Thread: a handle is built (train/add) by one thread; afterwards sr_faiss_search may be called
- * from several threads at once (parameters travel with the call, not in the index). */
+ * from several threads at once: IVF's nprobe travels with the call; HNSW's efSearch is set on
+ * the index under the handle's mutex (FAISS 1.7.3 ignores it as a search parameter), so HNSW
+ * searches with ef_search on one handle run one at a time. */
 #ifndef SR_FAISS_H
 #define SR_FAISS_H
 

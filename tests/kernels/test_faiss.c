@@ -468,22 +468,27 @@ static void test_python_index(void **state)
         sr_model_t *m = NULL;
         assert_int_equal(sr_backend_new(&bp, &be, &err), SR_OK);
         assert_int_equal(sr_model_new(b, be, &m, &err), SR_OK);
-        float q[32];
-        for (int i = 0; i < 32; i++)
+        enum { NQ = 20 };
+        float q[NQ * 32];
+        for (int i = 0; i < NQ * 32; i++)
             q[i] = grand();
-        int32_t fi[10], xi[10];
-        float fs[10], xs[10];
-        struct sr_retrieval_params fp = {.mode = SR_RETRIEVAL_FAISS, .nprobe = 8, .ef_search = 200};
+        int32_t fi[NQ * 10], xi[NQ * 10];
+        float fs[NQ * 10], xs[NQ * 10];
+        struct sr_retrieval_params fp = {.mode = SR_RETRIEVAL_FAISS, .nprobe = 8, .ef_search = 1000};
         struct sr_retrieval_params xp = {.mode = SR_RETRIEVAL_EXACT};
         assert_int_equal(sr_model_set_retrieval(m, &fp, &err), SR_OK);
-        assert_int_equal(sr_model_topk(m, 1, q, NULL, NULL, 10, fi, fs, &err), SR_OK);
+        assert_int_equal(sr_model_topk(m, NQ, q, NULL, NULL, 10, fi, fs, &err), SR_OK);
         assert_int_equal(sr_model_set_retrieval(m, &xp, &err), SR_OK);
-        assert_int_equal(sr_model_topk(m, 1, q, NULL, NULL, 10, xi, xs, &err), SR_OK);
+        assert_int_equal(sr_model_topk(m, NQ, q, NULL, NULL, 10, xi, xs, &err), SR_OK);
         int agree = 0;
-        for (int r = 0; r < 10; r++)
-            for (int c = 0; c < 10; c++)
-                agree += fi[r] == xi[c];
-        assert_true(agree >= 9);
+        for (int s = 0; s < NQ; s++)
+            for (int r = 0; r < 10; r++)
+                for (int c = 0; c < 10; c++)
+                    agree += fi[s * 10 + r] == xi[s * 10 + c];
+        print_message("python3-faiss %s: %d/%d of top-10 agree with exact\n", kinds[t], agree, NQ * 10);
+        /* IVF8 probed fully and Flat are exact; HNSW (built multi-threaded by Python, so not
+         * bit-reproducible) is approximate */
+        assert_true(agree >= (t == 1 ? 0.95 : 1.0) * NQ * 10);
         sr_model_unref(m);
         sr_backend_unref(be);
         sr_bundle_unref(b);
