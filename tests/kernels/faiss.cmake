@@ -6,5 +6,8 @@ if(TARGET sr_faiss)
               LIBS sr_kernels PkgConfig::JANSSON)
   target_include_directories(test_faiss PRIVATE ${PROJECT_SOURCE_DIR}/kernels)
   add_dependencies(test_faiss streamrec)
-  set_tests_properties(test_faiss PROPERTIES TIMEOUT 600)
+  # FAISS 1.7.3 leaks a half-read index when read_index throws on corrupt bytes (inside
+  # libfaiss.a): suppressed by that one frame, other leaks still fail the test.
+  set_tests_properties(test_faiss PROPERTIES TIMEOUT 600 ENVIRONMENT
+    "CMOCKA_MESSAGE_OUTPUT=stdout;LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/faiss.lsan.supp")
 endif()
