@@ -64,7 +64,9 @@ const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias
 
 /* ---- backend function table ------------------------------------------------------------ */
 
-#define SR_BACKEND_API_VERSION 1
+/* 1: the first table. 2: the optional gru_layer slot. A table may leave optional slots NULL
+ * (designated initializers do); the model checks them before use. */
+#define SR_BACKEND_API_VERSION 2
 
 /* All pointers to data are backend memory (device memory for cuda; host memory for cpu)
  * obtained from alloc, unless said otherwise. Calls are ordered on one stream: results are
@@ -112,6 +114,18 @@ struct sr_backend_iface {
     sr_err_t (*topk)(void *ctx, const float *q, int B, const float *table, const float *bias, int d,
                      int first, int V, const int32_t *excl_offsets, const int32_t *excl_items,
                      int k, int32_t *host_idx, float *host_score, struct sr_error *err);
+
+    /* ---- api_version 2 ---- */
+    /* Optional (NULL: the model runs embed, gemm, bias_act and gru_gates step by step). One
+     * whole GRU layer over sessions sorted longest first with their tokens time-major: step
+     * t's rows are [tstart[t], tstart[t+1]), one per session still running, in the order of the
+     * first rows of step t-1. Token i's input is row x_rows[i] of x (x_rows NULL: row i), H
+     * floats; w_ih, w_hh (3H×H), b_ih and b_hh (3H) as in PyTorch, gates r, z, n. Writes to out
+     * (T×H, not overlapping x) the hidden state after every step, h0 = 0. tstart[L+1] is host
+     * memory. Since api_version 2. */
+    sr_err_t (*gru_layer)(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
+                          const float *w_hh, const float *b_ih, const float *b_hh,
+                          const int32_t *tstart, int L, int H, float *out, struct sr_error *err);
 };
 
 struct sr_backend {

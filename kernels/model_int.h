@@ -26,6 +26,7 @@ enum sr__mbuf {
 enum sr__hbuf {
     SR__HB_ITEMS, SR__HB_POS, SR__HB_OFF, SR__HB_LAST, SR__HB_IOTA, SR__HB_ORDER, SR__HB_LEN,
     SR__HB_TSTART, SR__HB_ZERO /* floats, all zero */,
+    SR__HB_RS_IDX, SR__HB_RS_SCORE, SR__HB_RS_Q /* re-scoring: candidates, their scores, queries */,
     SR__HB_FQ, SR__HB_FID, SR__HB_FSC, SR__HB_FVEC, /* FAISS retrieval (retrieval.c) */
     SR__HB_COUNT
 };
@@ -48,6 +49,7 @@ struct sr_model {
     int n_owned, cap_owned;
     const float *emb, *out_bias;           /* [V×d], [V] or NULL */
     const float *filt_bias;                /* output.bias + item rules (-INF: excluded), or NULL */
+    const float *host_emb, *host_bias;     /* the bundle's host copies, for re-scoring */
     void *filt_buf;                        /* backend allocation behind filt_bias */
     /* gpt2 */
     const float *wpe, *lnf_g, *lnf_b;

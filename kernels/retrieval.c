@@ -6,7 +6,7 @@
  * output.bias is built over augmented vectors [E_j, b_j] (plus zero columns when the factory
  * needs a dimension multiple, e.g. PQ16) and queried with [q, 1, 0...]: the inner product is
  * then exactly q·E_j + b_j, so the index ranks by the model's score. Every candidate the index
- * returns is then re-scored exactly on the host (q·E_j + b_j in float), filtered (reserved
+ * returns is then re-scored exactly on the host (q·E_j + b_j in double, as the exact path does), filtered (reserved
  * indices, exclusions, the item filter) and ordered by score descending, ties to the lower index;
  * scores in the output are therefore the exact scores even for a PQ index.
  *
@@ -192,12 +192,12 @@ static int rank_row(const sr_model_t *m, const float *q, const int64_t *cand, in
             skip = ex[e] == j;
         if (skip)
             continue;
+        /* the exact path's re-scoring formula (model.c rescore): identical scores */
         const float *e = m->hemb + (size_t)j * (size_t)d;
-        float s = 0.0f;
+        double acc = m->hbias ? (double)m->hbias[j] : 0.0;
         for (int i = 0; i < d; i++)
-            s += q[i] * e[i];
-        if (m->hbias)
-            s += m->hbias[j];
+            acc += (double)q[i] * (double)e[i];
+        float s = (float)acc;
         top_insert(oi, os, &c, k, (int32_t)j, s);
     }
     for (int r = c; r < k; r++) {

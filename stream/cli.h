@@ -26,5 +26,7 @@ int sr__cmd_bundle(int argc, char **argv);
 int sr__cmd_score(int argc, char **argv);
 int sr__cmd_bench(int argc, char **argv);
 int sr__cmd_replay(int argc, char **argv);
+int sr__cmd_gen(int argc, char **argv);
+int sr__cmd_broker(int argc, char **argv);
 
 #endif /* SR_CLI_H */

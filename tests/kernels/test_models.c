@@ -3,15 +3,16 @@
  * bundle (bundle.json, items.tsv, model.safetensors) to a temporary directory and loads it
  * through the real loader. Covers several heads and layers, relu / erf-gelu / tanh-gelu,
  * output.bias, first_index 3, sessions longer than max_len, one-item sessions, multi-layer
- * GRUs; checks that encoding and top-k of a batch equal those of one session at a time, and
- * that exclusions passed to recommend are honoured. */
+ * GRUs (through the cpu backend's gru_layer and through the generic per-step path that
+ * backends without it take); checks that encoding and top-k of a batch equal those of one
+ * session at a time, and that exclusions passed to recommend are honoured. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "sr_kernels.h"
+#include "kernels_int.h" /* the backend table, to hide the optional gru_layer slot */
 
 #include <math.h>
 #include <stdbool.h>
@@ -123,6 +124,7 @@ static void free_store(struct tstore *s)
 
 struct cfg {
     bool gru;
+    bool stepwise; /* gru4rec through the generic per-step path (backends without gru_layer) */
     int V, first, d, layers, heads, ff, max_len;
     const char *act; /* gpt2 */
     bool bias;
@@ -330,6 +332,12 @@ static void run_case(const struct cfg *c)
     struct sr_backend_params bp = {.device = SR_DEVICE_CPU, .threads = 2};
     sr_backend_t *be = NULL;
     assert_int_equal(sr_backend_new(&bp, &be, &err), SR_OK);
+    static struct sr_backend_iface stepwise; /* the cpu table without gru_layer */
+    if (c->stepwise) {
+        stepwise = *be->iface;
+        stepwise.gru_layer = NULL;
+        be->iface = &stepwise;
+    }
     sr_model_t *m = NULL;
     if (sr_model_new(b, be, &m, &err) != SR_OK)
         fail_msg("model: %s", err.msg);
@@ -457,6 +465,14 @@ static void test_gru4rec_2layers_bias_first3(void **st)
     run_case(&c);
 }
 
+static void test_gru4rec_2layers_stepwise(void **st)
+{
+    (void)st;
+    struct cfg c = {.gru = true, .V = 700, .first = 2, .d = 20, .layers = 2, .max_len = 12,
+                    .stepwise = true};
+    run_case(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -465,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_gpt2_erf_one_layer),
         cmocka_unit_test(test_gru4rec),
         cmocka_unit_test(test_gru4rec_2layers_bias_first3),
+        cmocka_unit_test(test_gru4rec_2layers_stepwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
