@@ -24,6 +24,8 @@ struct sr__vocab_slot {
     int32_t index;
 };
 
+struct sr_faiss;
+
 struct sr_bundle {
     int refs;                     /* atomic */
     struct sr_bundle_info info;
@@ -42,7 +44,23 @@ struct sr_bundle {
     char **attr_names;            /* [n_attrs] */
     char ***attr_values;          /* [n_attrs][V] ("" for reserved) */
     char *vocab_text;             /* backing storage for ids and attrs */
+    /* retrieval.index, loaded and checked with the bundle (retrieval.c); NULL without one or
+     * in a build without FAISS. Searched concurrently, never modified after load. */
+    struct sr_faiss *faiss;
 };
+
+/* Zero columns an index may carry after the bias column (PQ and similar need a multiple). */
+#define SR__AUG_MAX_PAD 64
+
+/* bundle_index.c: loads b->index_path into b->faiss and checks it against the bundle (dimension,
+ * metric, ntotal = V - first_index, every id in first..V-1 once); a build without FAISS leaves
+ * b->faiss NULL. Messages name the index file. */
+sr_err_t sr__bundle_index_load(struct sr_bundle *b, struct sr_error *err);
+void sr__bundle_index_free(struct sr_bundle *b);
+/* sr_bundle_load without reading retrieval.index (build-index replaces a bad one). */
+sr_err_t sr__bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err);
+/* The item embedding table [V×d] and output.bias [V] (NULL when absent), host F32 views. */
+const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias);
 
 /* ---- backend function table ------------------------------------------------------------ */
 

@@ -119,6 +119,7 @@ static void model_free(sr_model_t *m)
         free(m->hb[i].p);
     free(m->gl);
     free(m->rl);
+    free(m->allowed);
     sr_backend_unref(m->be);
     sr_bundle_unref(m->bundle);
     free(m);
@@ -177,6 +178,10 @@ sr_err_t sr_model_new(sr_bundle_t *bundle, sr_backend_t *be, sr_model_t **out, s
         if (!m->host_emb)
             rc = sr_error_set(err, SR_EINTERNAL, "model: item embedding table not in the bundle");
     }
+    m->n_allowed = m->V - m->first;
+    /* retrieval.mode=auto by default: the bundle's FAISS index when it has one. */
+    if (rc == SR_OK)
+        rc = sr_model_set_retrieval(m, NULL, err);
     if (rc != SR_OK) {
         model_free(m);
         return rc;
@@ -355,8 +360,18 @@ sr_err_t sr_model_set_item_filter(sr_model_t *m, const uint8_t *allowed, struct 
         m->filt_buf = NULL;
         m->filt_bias = NULL;
     }
+    free(m->allowed);
+    m->allowed = NULL;
+    m->n_allowed = m->V - m->first;
     if (!allowed)
         return SR_OK;
+    /* FAISS retrieval filters its candidates on the host: keep a copy there. */
+    if (!(m->allowed = malloc((size_t)m->V)))
+        return sr_error_set(err, SR_ENOMEM, "model: out of memory for the item filter");
+    memcpy(m->allowed, allowed, (size_t)m->V);
+    m->n_allowed = 0;
+    for (int j = m->first; j < m->V; j++)
+        m->n_allowed += allowed[j] != 0;
     /* bias[j] = output.bias[j] (or 0), -INF for a disallowed item: the backends never return
      * an item scoring -INF, so rules cost one add per score, already paid for the bias. */
     float *host = malloc(sizeof(float) * (size_t)m->V);
@@ -393,6 +408,17 @@ sr_err_t sr_model_topk(sr_model_t *m, int32_t n, const float *vecs, const int32_
     sr_err_t rc = check_excl(m, n, excl_offsets, excl_items, err);
     if (rc != SR_OK)
         return rc;
+    if (m->use_faiss)
+        return sr__model_topk_faiss(m, n, vecs, excl_offsets, excl_items, k, out_idx, out_score,
+                                    err);
+    return sr__model_topk_exact(m, n, vecs, excl_offsets, excl_items, k, out_idx, out_score, err);
+}
+
+sr_err_t sr__model_topk_exact(sr_model_t *m, int32_t n, const float *vecs,
+                              const int32_t *excl_offsets, const int32_t *excl_items, int k,
+                              int32_t *out_idx, float *out_score, struct sr_error *err)
+{
+    sr_err_t rc;
     size_t bytes = sizeof(float) * (size_t)n * m->d;
     float *dq = sr__model_buf(m, SR__MB_VECS, bytes, err);
     if (!dq)
@@ -411,6 +437,17 @@ sr_err_t sr_model_recommend(sr_model_t *m, const struct sr_session_batch *batch,
     sr_err_t rc = encode_dev(m, batch, &dv, err);
     if (rc != SR_OK || batch->n == 0 || k == 0)
         return rc;
+    if (m->use_faiss) {
+        /* FAISS searches host memory: bring the session vectors back first. */
+        size_t bytes = sizeof(float) * (size_t)batch->n * m->d;
+        float *hv = sr__model_host(m, SR__HB_FVEC, bytes, err);
+        if (!hv)
+            return SR_ENOMEM;
+        if ((rc = m->bi->download(m->bctx, hv, dv, bytes, err)) != SR_OK)
+            return rc;
+        return sr__model_topk_faiss(m, batch->n, hv, batch->excl_offsets, batch->excl_items, k,
+                                    out_idx, out_score, err);
+    }
     size_t bytes = sizeof(float) * (size_t)batch->n * m->d;
     float *hq = sr__model_host(m, SR__HB_RS_Q, bytes, err);
     if (!hq)

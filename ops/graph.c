@@ -129,6 +129,20 @@ static sr_err_t load_model(sr_graph_t *g, struct sr_error *err)
     rc = sr_model_new(g->env.bundle, g->backend, &g->env.model, err);
     if (rc != SR_OK)
         return rc;
+    /* retrieval.mode/nprobe/ef_search: FAISS when the bundle has an index (auto) */
+    struct sr_retrieval_params rp = {0};
+    int64_t nprobe = 0, ef = 0;
+    if ((rc = sr_retrieval_mode_parse(sr_config_get(cfg, "retrieval.mode"), &rp.mode, err)) != SR_OK ||
+        (rc = sr_config_get_int(cfg, "retrieval.nprobe", &nprobe, err)) != SR_OK ||
+        (rc = sr_config_get_int(cfg, "retrieval.ef_search", &ef, err)) != SR_OK)
+        return rc;
+    if (nprobe < 1 || nprobe > (1 << 20) || ef < 1 || ef > (1 << 20))
+        return sr_error_set(err, SR_ECONFIG, "retrieval.nprobe / retrieval.ef_search: %lld / %lld "
+                            "out of range (1..1048576)", (long long)nprobe, (long long)ef);
+    rp.nprobe = (int)nprobe;
+    rp.ef_search = (int)ef;
+    if ((rc = sr_model_set_retrieval(g->env.model, &rp, err)) != SR_OK)
+        return rc;
     int64_t k;
     rc = sr_config_get_int(cfg, "recs.k", &k, err);
     if (rc != SR_OK)
