@@ -203,10 +203,17 @@ size_t sr_json_format_double(double v, char buf[32])
      * below half the 15-digit spacing), and trailing zeros are stripped below: starting at 15
      * gives the same text with at most 3 conversions instead of up to 17 (scores, which come
      * from floats, need 17 nearly always). Subnormals have fewer significant bits: start at 1. */
-    for (int p = fabs(v) >= DBL_MIN ? 15 : 1; p <= 17; p++) {
-        snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v)
-            break;
+    float f = (float)v;
+    if ((double)f == v && fabsf(f) >= FLT_MIN) {
+        /* A float32 value (every model score is one): 9 significant digits always read back as
+         * the same float, in one conversion instead of three searching the double's 17. */
+        snprintf(e, sizeof e, "%.8e", v);
+    } else {
+        for (int p = fabs(v) >= DBL_MIN ? 15 : 1; p <= 17; p++) {
+            snprintf(e, sizeof e, "%.*e", p - 1, v);
+            if (strtod(e, NULL) == v)
+                break;
+        }
     }
     /* e = [-]d[.ddd]e[+-]XX : split into sign, digits and exponent */
     const char *q = e;
