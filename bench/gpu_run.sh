@@ -7,6 +7,8 @@
 set -u
 cd "$(dirname "$0")/.."
 G=${SR_GPU_DIR:-.devcarry/gpu}
+# a packed copy (tar.xz of gpu/) travels smaller than the libraries themselves
+if [ ! -d "$G" ] && [ -f .devcarry/pack/gpu.tar.xz ]; then tar -C .devcarry -xJf .devcarry/pack/gpu.tar.xz; fi
 export LD_LIBRARY_PATH=$PWD/$G/lib:${LD_LIBRARY_PATH:-}
 B=$PWD/$G/bin
 OUT=${OUT:-/tmp/sr-gpu-out}
@@ -29,6 +31,12 @@ printf 'model.bundle=tests/data/gpt2-small\nstate.backend=memory\ndevice=cuda\n'
 "$B/streamrec" replay -c "$OUT/r.props" --input tests/data/gpt2-small.events.jsonl \
   --output "$OUT/recs.jsonl" > "$OUT/replay.log" 2>&1; echo "replay rc=$?"
 python3 tests/gen/compare_recs.py tests/data/gpt2-small.events.expected.jsonl "$OUT/recs.jsonl" | tail -1
+printf 'model.bundle=tests/data/gru4rec-small\nstate.backend=memory\n' > "$OUT/g.props"
+for dev in cpu cuda; do
+  "$B/streamrec" replay -c "$OUT/g.props" --set device=$dev --input tests/data/gpt2-small.events.jsonl \
+    --output "$OUT/g_$dev.jsonl" > /dev/null 2>&1
+done
+echo "gru4rec replay cuda vs cpu: $(python3 tests/gen/compare_recs.py "$OUT/g_cpu.jsonl" "$OUT/g_cuda.jsonl" | tail -1)"
 echo "== benchmarks"
 for dev in cuda cpu; do
   for n in 100000 1000000; do

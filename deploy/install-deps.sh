@@ -13,7 +13,7 @@ pkgs=(
   kcat python3 python3-numpy python3-confluent-kafka
 )
 # Developer/benchmark tools that are large; SR_MINIMAL_DEPS=1 skips them.
-extra=(python3-torch python3-faiss)
+extra=(python3-torch python3-faiss python3-avro)
 
 missing=()
 for p in "${pkgs[@]}" ${SR_MINIMAL_DEPS:+} "${extra[@]}"; do

@@ -524,6 +524,7 @@ static void bundle_free(struct sr_bundle *b)
     if (b->map)
         munmap(b->map, b->map_len);
     sr__vocab_free(b);
+    sr__bundle_index_free(b);
     free(b->dir);
     free(b->version);
     free(b->prefix);
@@ -531,7 +532,21 @@ static void bundle_free(struct sr_bundle *b)
     free(b);
 }
 
+static sr_err_t bundle_load(const char *dir, bool with_index, sr_bundle_t **out,
+                            struct sr_error *err);
+
 sr_err_t sr_bundle_load(const char *dir, sr_bundle_t **out, struct sr_error *err)
+{
+    return bundle_load(dir, true, out, err);
+}
+
+sr_err_t sr__bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err)
+{
+    return bundle_load(dir, false, out, err);
+}
+
+static sr_err_t bundle_load(const char *dir, bool with_index, sr_bundle_t **out,
+                            struct sr_error *err)
 {
     if (!out)
         return sr_error_set(err, SR_EINVAL, "sr_bundle_load: out is NULL");
@@ -606,6 +621,8 @@ sr_err_t sr_bundle_load(const char *dir, sr_bundle_t **out, struct sr_error *err
     in->weights_bytes = b->map_len;
     in->tensor_prefix = b->prefix;
     in->index_path = b->index_path;
+    if (with_index && b->index_path && (rc = sr__bundle_index_load(b, err)) != SR_OK)
+        goto fail; /* a bad index refuses the whole bundle */
     sr__st_dir_free(&sd);
     sr__bundle_conf_free(&c);
     free(wpath);

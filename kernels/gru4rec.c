@@ -1,9 +1,10 @@
 /* gru4rec.c — the GRU4Rec session encoder (DESIGN §3: PyTorch nn.GRU, gates r, z, n, h0 = 0).
  * Sessions are sorted by length, longest first, and their tokens laid out time-major, so the
- * sessions still running at step t are a prefix of rows [tstart[t], tstart[t] + n_t). Each
- * layer computes x·W_ihᵀ + b_ih for all tokens in one GEMM, then per time step one GEMM
- * h·W_hhᵀ over the active prefix and the fused gate kernel. The rows of step t hold the hidden
- * states after step t, which are the next layer's inputs.
+ * sessions still running at step t are a prefix of rows [tstart[t], tstart[t] + n_t). A
+ * backend with gru_layer runs each whole layer (cpu: each worker all steps of its sessions,
+ * both projections fused with the gates). Otherwise each layer computes x·W_ihᵀ for all
+ * tokens in one GEMM, then per time step one GEMM h·W_hhᵀ over the active prefix and the gate
+ * kernel. The rows of step t hold the hidden states after step t, the next layer's inputs.
  * Thread: the model's driving thread. */
 #include "model_int.h"
 
@@ -50,6 +51,38 @@ sr_err_t sr__gru4rec_bind(sr_model_t *m, struct sr_error *err)
         if (rc_ != SR_OK)                                                                          \
             return rc_;                                                                            \
     } while (0)
+
+/* The generic recurrence for backends without gru_layer: per step one GEMM h·W_hhᵀ over the
+ * running sessions and the gate kernel. GI (T×3H) holds x·W_ihᵀ; Y's rows of step t receive
+ * the hidden states after step t. iota[B0] (host) is 0..B0-1 with B0 = tstart[1]. */
+static sr_err_t gru_steps(sr_model_t *m, const struct sr__gru_layer *L, float *GI, float *Y,
+                          const int32_t *tstart, int Lmax, const int32_t *iota,
+                          struct sr_error *err)
+{
+    const struct sr_backend_iface *bi = m->bi;
+    void *cx = m->bctx;
+    int H = m->d, T = tstart[Lmax], B0 = tstart[1];
+    int32_t *dio = sr__model_buf(m, SR__MB_IOTA, sizeof(int32_t) * B0, err);
+    float *GH = dio ? sr__model_buf(m, SR__MB_GH, sizeof(float) * (size_t)B0 * 3 * H, err) : NULL;
+    float *zero = GH ? sr__model_host(m, SR__HB_ZERO, sizeof(float) * (size_t)B0 * H, err) : NULL;
+    if (!zero)
+        return SR_ENOMEM;
+    TRY(bi->upload(cx, dio, iota, sizeof(int32_t) * B0, err));
+    TRY(bi->bias_act(cx, GI, L->b_ih, T, 3 * H, SR_ACT_NONE, err));
+    for (int t = 0; t < Lmax; t++) {
+        int n = tstart[t + 1] - tstart[t];
+        float *h = Y + (size_t)tstart[t] * H;
+        if (t == 0)
+            TRY(bi->upload(cx, h, zero, sizeof(float) * (size_t)n * H, err));
+        else /* the running sessions are the first n rows of the previous step */
+            TRY(bi->gather_rows(cx, Y + (size_t)tstart[t - 1] * H, dio, n, H, h, err));
+        TRY(bi->gemm(cx, false, true, n, 3 * H, H, 1.0f, h, H, L->w_hh, H, 0.0f, GH, 3 * H,
+                     err));
+        TRY(bi->bias_act(cx, GH, L->b_hh, n, 3 * H, SR_ACT_NONE, err));
+        TRY(bi->gru_gates(cx, GI + (size_t)tstart[t] * 3 * H, GH, h, n, H, err));
+    }
+    return SR_OK;
+}
 
 sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
                             struct sr_error *err)
@@ -114,35 +147,35 @@ sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, flo
 
     int32_t *di = sr__model_buf(m, SR__MB_ITEMS, sizeof(int32_t) * T, err);
     int32_t *dl = di ? sr__model_buf(m, SR__MB_LAST, sizeof(int32_t) * B, err) : NULL;
-    int32_t *dio = dl ? sr__model_buf(m, SR__MB_IOTA, sizeof(int32_t) * B, err) : NULL;
-    float *X = dio ? sr__model_buf(m, SR__MB_X, sizeof(float) * (size_t)T * H, err) : NULL;
+    float *X = dl ? sr__model_buf(m, SR__MB_X, sizeof(float) * (size_t)T * H, err) : NULL;
     float *Y = X ? sr__model_buf(m, SR__MB_H, sizeof(float) * (size_t)T * H, err) : NULL;
-    float *GI = Y ? sr__model_buf(m, SR__MB_QKV, sizeof(float) * (size_t)T * 3 * H, err) : NULL;
-    float *GH = GI ? sr__model_buf(m, SR__MB_GH, sizeof(float) * (size_t)B * 3 * H, err) : NULL;
-    float *zero = GH ? sr__model_host(m, SR__HB_ZERO, sizeof(float) * (size_t)B * H, err) : NULL;
-    if (!zero)
+    if (!Y)
         return SR_ENOMEM;
     TRY(bi->upload(cx, di, items, sizeof(int32_t) * T, err));
     TRY(bi->upload(cx, dl, last, sizeof(int32_t) * B, err));
-    TRY(bi->upload(cx, dio, iota, sizeof(int32_t) * B, err));
-    TRY(bi->embed(cx, m->emb, NULL, di, NULL, T, H, X, err));
 
+    if (bi->gru_layer) { /* the backend runs whole layers; layer 0 reads the embeddings */
+        const float *in = m->emb;
+        const int32_t *rows = di;
+        for (int l = 0; l < nl; l++) {
+            const struct sr__gru_layer *L = &m->rl[l];
+            float *out = l % 2 ? Y : X;
+            TRY(bi->gru_layer(cx, in, rows, L->w_ih, L->w_hh, L->b_ih, L->b_hh, tstart, Lmax, H,
+                              out, err));
+            in = out;
+            rows = NULL;
+        }
+        return bi->gather_rows(cx, in, dl, B, H, vecs, err);
+    }
+
+    float *GI = sr__model_buf(m, SR__MB_QKV, sizeof(float) * (size_t)T * 3 * H, err);
+    if (!GI)
+        return SR_ENOMEM;
+    TRY(bi->embed(cx, m->emb, NULL, di, NULL, T, H, X, err));
     for (int l = 0; l < nl; l++) {
         const struct sr__gru_layer *L = &m->rl[l];
         TRY(bi->gemm(cx, false, true, T, 3 * H, H, 1.0f, X, H, L->w_ih, H, 0.0f, GI, 3 * H, err));
-        TRY(bi->bias_act(cx, GI, L->b_ih, T, 3 * H, SR_ACT_NONE, err));
-        for (int t = 0; t < Lmax; t++) {
-            int n = tstart[t + 1] - tstart[t];
-            float *h = Y + (size_t)tstart[t] * H;
-            if (t == 0)
-                TRY(bi->upload(cx, h, zero, sizeof(float) * (size_t)n * H, err));
-            else /* the running sessions are the first n rows of the previous step */
-                TRY(bi->gather_rows(cx, Y + (size_t)tstart[t - 1] * H, dio, n, H, h, err));
-            TRY(bi->gemm(cx, false, true, n, 3 * H, H, 1.0f, h, H, L->w_hh, H, 0.0f, GH, 3 * H,
-                         err));
-            TRY(bi->bias_act(cx, GH, L->b_hh, n, 3 * H, SR_ACT_NONE, err));
-            TRY(bi->gru_gates(cx, GI + (size_t)tstart[t] * 3 * H, GH, h, n, H, err));
-        }
+        TRY(gru_steps(m, L, GI, Y, tstart, Lmax, iota, err));
         float *tmp = X; /* this layer's outputs are the next one's inputs */
         X = Y;
         Y = tmp;

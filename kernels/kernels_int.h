@@ -24,6 +24,8 @@ struct sr__vocab_slot {
     int32_t index;
 };
 
+struct sr_faiss;
+
 struct sr_bundle {
     int refs;                     /* atomic */
     struct sr_bundle_info info;
@@ -42,11 +44,29 @@ struct sr_bundle {
     char **attr_names;            /* [n_attrs] */
     char ***attr_values;          /* [n_attrs][V] ("" for reserved) */
     char *vocab_text;             /* backing storage for ids and attrs */
+    /* retrieval.index, loaded and checked with the bundle (retrieval.c); NULL without one or
+     * in a build without FAISS. Searched concurrently, never modified after load. */
+    struct sr_faiss *faiss;
 };
+
+/* Zero columns an index may carry after the bias column (PQ and similar need a multiple). */
+#define SR__AUG_MAX_PAD 64
+
+/* bundle_index.c: loads b->index_path into b->faiss and checks it against the bundle (dimension,
+ * metric, ntotal = V - first_index, every id in first..V-1 once); a build without FAISS leaves
+ * b->faiss NULL. Messages name the index file. */
+sr_err_t sr__bundle_index_load(struct sr_bundle *b, struct sr_error *err);
+void sr__bundle_index_free(struct sr_bundle *b);
+/* sr_bundle_load without reading retrieval.index (build-index replaces a bad one). */
+sr_err_t sr__bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err);
+/* The item embedding table [V×d] and output.bias [V] (NULL when absent), host F32 views. */
+const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias);
 
 /* ---- backend function table ------------------------------------------------------------ */
 
-#define SR_BACKEND_API_VERSION 1
+/* 1: the first table. 2: the optional gru_layer slot. A table may leave optional slots NULL
+ * (designated initializers do); the model checks them before use. */
+#define SR_BACKEND_API_VERSION 2
 
 /* All pointers to data are backend memory (device memory for cuda; host memory for cpu)
  * obtained from alloc, unless said otherwise. Calls are ordered on one stream: results are
@@ -94,6 +114,18 @@ struct sr_backend_iface {
     sr_err_t (*topk)(void *ctx, const float *q, int B, const float *table, const float *bias, int d,
                      int first, int V, const int32_t *excl_offsets, const int32_t *excl_items,
                      int k, int32_t *host_idx, float *host_score, struct sr_error *err);
+
+    /* ---- api_version 2 ---- */
+    /* Optional (NULL: the model runs embed, gemm, bias_act and gru_gates step by step). One
+     * whole GRU layer over sessions sorted longest first with their tokens time-major: step
+     * t's rows are [tstart[t], tstart[t+1]), one per session still running, in the order of the
+     * first rows of step t-1. Token i's input is row x_rows[i] of x (x_rows NULL: row i), H
+     * floats; w_ih, w_hh (3H×H), b_ih and b_hh (3H) as in PyTorch, gates r, z, n. Writes to out
+     * (T×H, not overlapping x) the hidden state after every step, h0 = 0. tstart[L+1] is host
+     * memory. Since api_version 2. */
+    sr_err_t (*gru_layer)(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
+                          const float *w_hh, const float *b_ih, const float *b_hh,
+                          const int32_t *tstart, int L, int H, float *out, struct sr_error *err);
 };
 
 struct sr_backend {

@@ -119,6 +119,7 @@ static void model_free(sr_model_t *m)
         free(m->hb[i].p);
     free(m->gl);
     free(m->rl);
+    free(m->allowed);
     sr_backend_unref(m->be);
     sr_bundle_unref(m->bundle);
     free(m);
@@ -168,6 +169,19 @@ sr_err_t sr_model_new(sr_bundle_t *bundle, sr_backend_t *be, sr_model_t **out, s
         if (!m->out_bias)
             rc = err ? err->code : SR_EFORMAT;
     }
+    if (rc == SR_OK) {
+        m->host_emb = sr_bundle_tensor(bundle, m->info->arch == SR_ARCH_GPT2 ? "wte.weight"
+                                                                          : "item_embedding.weight",
+                                       NULL, NULL);
+        m->host_bias = m->info->has_output_bias ? sr_bundle_tensor(bundle, "output.bias", NULL, NULL)
+                                                : NULL;
+        if (!m->host_emb)
+            rc = sr_error_set(err, SR_EINTERNAL, "model: item embedding table not in the bundle");
+    }
+    m->n_allowed = m->V - m->first;
+    /* retrieval.mode=auto by default: the bundle's FAISS index when it has one. */
+    if (rc == SR_OK)
+        rc = sr_model_set_retrieval(m, NULL, err);
     if (rc != SR_OK) {
         model_free(m);
         return rc;
@@ -253,10 +267,61 @@ sr_err_t sr_model_encode(sr_model_t *m, const struct sr_session_batch *batch, fl
     return m->bi->download(m->bctx, vecs, dv, sizeof(float) * (size_t)batch->n * m->d, err);
 }
 
-/* Uploads the exclusion lists (when any) and runs the backend's top-k on device queries. */
-static sr_err_t topk_dev(sr_model_t *m, int32_t n, const float *dq, const int32_t *eo,
-                         const int32_t *ei, int k, int32_t *out_idx, float *out_score,
-                         struct sr_error *err)
+/* Candidates fetched beyond k for re-scoring (see rescore()). */
+#define SR_RESCORE_MARGIN 8
+
+/* The backends' fast scores depend, in their last bits, on how a GEMM was blocked, which
+ * depends on the batch. DESIGN §8 wants the same bytes whatever the batch: the backend picks
+ * k + SR_RESCORE_MARGIN candidates, and each is re-scored on the host in double precision in a
+ * fixed order (q·E[j] + bias[j]), then sorted (score descending, index ascending). The answer
+ * can differ from a full exact ranking only if the fast scores mis-order items across the
+ * margin, i.e. nine near-equal scores; the output no longer depends on the batch at all. */
+static void rescore(const sr_model_t *m, int32_t n, const float *hq, int k2, const int32_t *cidx,
+                    const float *cscore, int k, int32_t *out_idx, float *out_score)
+{
+    (void)cscore;
+    const int d = m->d;
+    for (int32_t b = 0; b < n; b++) {
+        int32_t *oi = out_idx + (size_t)b * k;
+        float *os = out_score + (size_t)b * k;
+        int cnt = 0;
+        for (int i = 0; i < k2; i++) {
+            int32_t j = cidx[(size_t)b * k2 + i];
+            if (j < 0)
+                continue;
+            const float *q = hq + (size_t)b * d, *e = m->host_emb + (size_t)j * d;
+            double acc = m->host_bias ? (double)m->host_bias[j] : 0.0;
+            for (int c = 0; c < d; c++)
+                acc += (double)q[c] * (double)e[c];
+            float s = (float)acc;
+            /* insertion into the first min(cnt, k) slots: descending score, ascending index */
+            int p = cnt < k ? cnt : k;
+            if (p == k && !(s > os[k - 1] || (s == os[k - 1] && j < oi[k - 1])))
+                continue;
+            if (p == k)
+                p--;
+            while (p > 0 && (os[p - 1] < s || (os[p - 1] == s && oi[p - 1] > j))) {
+                os[p] = os[p - 1];
+                oi[p] = oi[p - 1];
+                p--;
+            }
+            os[p] = s;
+            oi[p] = j;
+            if (cnt < k)
+                cnt++;
+        }
+        for (int i = cnt; i < k; i++) {
+            oi[i] = -1;
+            os[i] = -INFINITY;
+        }
+    }
+}
+
+/* Uploads the exclusion lists (when any), runs the backend's top-k on device queries dq and
+ * re-scores its candidates with the host queries hq. */
+static sr_err_t topk_dev(sr_model_t *m, int32_t n, const float *dq, const float *hq,
+                         const int32_t *eo, const int32_t *ei, int k, int32_t *out_idx,
+                         float *out_score, struct sr_error *err)
 {
     const int32_t *deo = NULL, *dei = NULL;
     if (eo) {
@@ -273,8 +338,17 @@ static sr_err_t topk_dev(sr_model_t *m, int32_t n, const float *dq, const int32_
         deo = a;
         dei = c;
     }
-    return m->bi->topk(m->bctx, dq, n, m->emb, m->filt_bias ? m->filt_bias : m->out_bias, m->d,
-                       m->first, m->V, deo, dei, k, out_idx, out_score, err);
+    const int k2 = k + SR_RESCORE_MARGIN;
+    int32_t *cidx = sr__model_host(m, SR__HB_RS_IDX, sizeof(int32_t) * (size_t)n * k2, err);
+    float *cscore = cidx ? sr__model_host(m, SR__HB_RS_SCORE, sizeof(float) * (size_t)n * k2, err) : NULL;
+    if (!cscore)
+        return SR_ENOMEM;
+    sr_err_t rc = m->bi->topk(m->bctx, dq, n, m->emb, m->filt_bias ? m->filt_bias : m->out_bias,
+                              m->d, m->first, m->V, deo, dei, k2, cidx, cscore, err);
+    if (rc != SR_OK)
+        return rc;
+    rescore(m, n, hq, k2, cidx, cscore, k, out_idx, out_score);
+    return SR_OK;
 }
 
 sr_err_t sr_model_set_item_filter(sr_model_t *m, const uint8_t *allowed, struct sr_error *err)
@@ -286,8 +360,18 @@ sr_err_t sr_model_set_item_filter(sr_model_t *m, const uint8_t *allowed, struct 
         m->filt_buf = NULL;
         m->filt_bias = NULL;
     }
+    free(m->allowed);
+    m->allowed = NULL;
+    m->n_allowed = m->V - m->first;
     if (!allowed)
         return SR_OK;
+    /* FAISS retrieval filters its candidates on the host: keep a copy there. */
+    if (!(m->allowed = malloc((size_t)m->V)))
+        return sr_error_set(err, SR_ENOMEM, "model: out of memory for the item filter");
+    memcpy(m->allowed, allowed, (size_t)m->V);
+    m->n_allowed = 0;
+    for (int j = m->first; j < m->V; j++)
+        m->n_allowed += allowed[j] != 0;
     /* bias[j] = output.bias[j] (or 0), -INF for a disallowed item: the backends never return
      * an item scoring -INF, so rules cost one add per score, already paid for the bias. */
     float *host = malloc(sizeof(float) * (size_t)m->V);
@@ -324,13 +408,24 @@ sr_err_t sr_model_topk(sr_model_t *m, int32_t n, const float *vecs, const int32_
     sr_err_t rc = check_excl(m, n, excl_offsets, excl_items, err);
     if (rc != SR_OK)
         return rc;
+    if (m->use_faiss)
+        return sr__model_topk_faiss(m, n, vecs, excl_offsets, excl_items, k, out_idx, out_score,
+                                    err);
+    return sr__model_topk_exact(m, n, vecs, excl_offsets, excl_items, k, out_idx, out_score, err);
+}
+
+sr_err_t sr__model_topk_exact(sr_model_t *m, int32_t n, const float *vecs,
+                              const int32_t *excl_offsets, const int32_t *excl_items, int k,
+                              int32_t *out_idx, float *out_score, struct sr_error *err)
+{
+    sr_err_t rc;
     size_t bytes = sizeof(float) * (size_t)n * m->d;
     float *dq = sr__model_buf(m, SR__MB_VECS, bytes, err);
     if (!dq)
         return SR_ENOMEM;
     if ((rc = m->bi->upload(m->bctx, dq, vecs, bytes, err)) != SR_OK)
         return rc;
-    return topk_dev(m, n, dq, excl_offsets, excl_items, k, out_idx, out_score, err);
+    return topk_dev(m, n, dq, vecs, excl_offsets, excl_items, k, out_idx, out_score, err);
 }
 
 sr_err_t sr_model_recommend(sr_model_t *m, const struct sr_session_batch *batch, int k,
@@ -342,7 +437,24 @@ sr_err_t sr_model_recommend(sr_model_t *m, const struct sr_session_batch *batch,
     sr_err_t rc = encode_dev(m, batch, &dv, err);
     if (rc != SR_OK || batch->n == 0 || k == 0)
         return rc;
-    return topk_dev(m, batch->n, dv, batch->excl_offsets, batch->excl_items, k, out_idx,
+    if (m->use_faiss) {
+        /* FAISS searches host memory: bring the session vectors back first. */
+        size_t bytes = sizeof(float) * (size_t)batch->n * m->d;
+        float *hv = sr__model_host(m, SR__HB_FVEC, bytes, err);
+        if (!hv)
+            return SR_ENOMEM;
+        if ((rc = m->bi->download(m->bctx, hv, dv, bytes, err)) != SR_OK)
+            return rc;
+        return sr__model_topk_faiss(m, batch->n, hv, batch->excl_offsets, batch->excl_items, k,
+                                    out_idx, out_score, err);
+    }
+    size_t bytes = sizeof(float) * (size_t)batch->n * m->d;
+    float *hq = sr__model_host(m, SR__HB_RS_Q, bytes, err);
+    if (!hq)
+        return SR_ENOMEM;
+    if ((rc = m->bi->download(m->bctx, hq, dv, bytes, err)) != SR_OK)
+        return rc;
+    return topk_dev(m, batch->n, dv, hq, batch->excl_offsets, batch->excl_items, k, out_idx,
                     out_score, err);
 }
 

@@ -25,7 +25,10 @@ enum sr__mbuf {
 /* Host scratch slots (int32 unless said). */
 enum sr__hbuf {
     SR__HB_ITEMS, SR__HB_POS, SR__HB_OFF, SR__HB_LAST, SR__HB_IOTA, SR__HB_ORDER, SR__HB_LEN,
-    SR__HB_TSTART, SR__HB_ZERO /* floats, all zero */, SR__HB_COUNT
+    SR__HB_TSTART, SR__HB_ZERO /* floats, all zero */,
+    SR__HB_RS_IDX, SR__HB_RS_SCORE, SR__HB_RS_Q /* re-scoring: candidates, their scores, queries */,
+    SR__HB_FQ, SR__HB_FID, SR__HB_FSC, SR__HB_FVEC, /* FAISS retrieval (retrieval.c) */
+    SR__HB_COUNT
 };
 
 struct sr__buf {
@@ -46,12 +49,21 @@ struct sr_model {
     int n_owned, cap_owned;
     const float *emb, *out_bias;           /* [V×d], [V] or NULL */
     const float *filt_bias;                /* output.bias + item rules (-INF: excluded), or NULL */
+    const float *host_emb, *host_bias;     /* the bundle's host copies, for re-scoring */
     void *filt_buf;                        /* backend allocation behind filt_bias */
     /* gpt2 */
     const float *wpe, *lnf_g, *lnf_b;
     struct sr__gpt2_layer *gl;
     /* gru4rec */
     struct sr__gru_layer *rl;
+    /* retrieval (retrieval.c): FAISS when use_faiss, else exact */
+    bool use_faiss;
+    const struct sr_faiss *faiss;          /* the bundle's index or a borrowed override */
+    int nprobe, ef_search;
+    const float *hemb, *hbias;             /* host views of the item table and output.bias */
+    uint8_t *allowed;                      /* host copy of the item filter [V], or NULL */
+    int32_t n_allowed;                     /* allowed items in first..V-1 */
+    char rname[96];                        /* sr_model_retrieval_name */
     struct sr__buf mb[SR__MB_COUNT];
     struct sr__buf hb[SR__HB_COUNT];
 };
@@ -62,6 +74,15 @@ void *sr__model_buf(sr_model_t *m, enum sr__mbuf slot, size_t bytes, struct sr_e
 void *sr__model_host(sr_model_t *m, enum sr__hbuf slot, size_t bytes, struct sr_error *err);
 /* A weight tensor in backend memory, checked against the expected shape (ndim dims). */
 const float *sr__model_weight(sr_model_t *m, const char *name, int ndim, const int64_t *shape,
+                              struct sr_error *err);
+
+/* Exact top-k of host queries (sr_model_topk's contract), whatever the retrieval mode. */
+sr_err_t sr__model_topk_exact(sr_model_t *m, int32_t n, const float *vecs, const int32_t *eo,
+                              const int32_t *ei, int k, int32_t *out_idx, float *out_score,
+                              struct sr_error *err);
+/* retrieval.c: top-k through the FAISS index, same contract (host queries). */
+sr_err_t sr__model_topk_faiss(sr_model_t *m, int32_t n, const float *vecs, const int32_t *eo,
+                              const int32_t *ei, int k, int32_t *out_idx, float *out_score,
                               struct sr_error *err);
 
 sr_err_t sr__gpt2_bind(sr_model_t *m, struct sr_error *err);

@@ -42,6 +42,7 @@ struct sr_bundle_info {
     const char *weights_dtype;/* "F32", "F16", "BF16" or "mixed" */
     const char *tensor_prefix;
     const char *index_path;   /* absolute path of retrieval.index, or NULL */
+    const char *index_type;   /* loaded index, e.g. "IDMap,HNSW32"; NULL when none is loaded */
 };
 
 /* Loads and checks a bundle directory (every check of DESIGN §3). On failure *out is NULL and
@@ -133,6 +134,50 @@ sr_err_t sr_model_recommend(sr_model_t *m, const struct sr_session_batch *batch,
 /* Static item rules: allowed[j] == 0 means item j is never returned by topk/recommend (for
  * every session). allowed has V entries (copied); NULL removes the filter. */
 sr_err_t sr_model_set_item_filter(sr_model_t *m, const uint8_t *allowed, struct sr_error *err);
+
+/* ---- retrieval: exact or through the bundle's FAISS index (issue 6) -------------------- */
+
+typedef enum sr_retrieval_mode {
+    SR_RETRIEVAL_AUTO = 0,  /* FAISS when the bundle has an index (and the build has FAISS) */
+    SR_RETRIEVAL_EXACT = 1,
+    SR_RETRIEVAL_FAISS = 2  /* an error when there is no index to use */
+} sr_retrieval_mode_t;
+
+struct sr_faiss; /* kernels/faiss/sr_faiss.h */
+
+struct sr_retrieval_params {
+    sr_retrieval_mode_t mode;
+    int nprobe;               /* IVF lists probed per query; 0: the index's own */
+    int ef_search;            /* HNSW search depth; 0: the index's own */
+    const struct sr_faiss *index; /* borrowed override of the bundle's index (benchmarks), or
+                                   * NULL; must outlive its use by the model */
+};
+
+/* "auto" | "exact" | "faiss" */
+sr_err_t sr_retrieval_mode_parse(const char *s, sr_retrieval_mode_t *out, struct sr_error *err);
+/* True when this build can use FAISS indexes. */
+bool sr_faiss_available(void);
+
+/* Chooses how sr_model_topk / sr_model_recommend retrieve (p == NULL: auto, index defaults).
+ * FAISS retrieval keeps the exact contract: B×k, descending exact scores (q·E[j] + bias[j],
+ * recomputed for every candidate), ties to the lower index, exclusions and the item filter
+ * honoured. It over-fetches candidates (2k + exclusions, scaled by the share of items the filter
+ * allows), grows the fetch geometrically for a row left short and falls back to exact top-k for
+ * that row, so a row has fewer than k items only when the catalogue has fewer eligible.
+ * mode=faiss without an index, or in a build without FAISS, is SR_EUNSUPPORTED. */
+sr_err_t sr_model_set_retrieval(sr_model_t *m, const struct sr_retrieval_params *p,
+                                struct sr_error *err);
+/* "exact" or "faiss <index type>" (owned by the model or the index). */
+const char *sr_model_retrieval_name(const sr_model_t *m);
+
+/* Builds a FAISS index (inner product) over the bundle's items first..V-1 with ids = bundle
+ * indices, from an index-factory string ("HNSW32", "IVF1024,Flat", "IVF1024,PQ16"). With
+ * output.bias the indexed vectors are [E_j, b_j] (zero-padded when the factory needs a
+ * dimension multiple; queries are [q, 1, 0...]), so inner product is the exact model score.
+ * Trains on at most train_sample rows (0: all, else a seeded random subset). The caller owns
+ * *out (sr_faiss_destroy). SR_EUNSUPPORTED in a build without FAISS. */
+sr_err_t sr_bundle_index_build(const sr_bundle_t *b, const char *factory, int64_t train_sample,
+                               uint64_t seed, struct sr_faiss **out, struct sr_error *err);
 
 /* Floating-point operations of one encode of `tokens` total items in `n` sessions (for GFLOP/s). */
 double sr_model_encode_flops(const sr_model_t *m, int64_t tokens, int32_t n);

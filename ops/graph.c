@@ -49,7 +49,7 @@ static sr_err_t add_node(sr_graph_t *g, const char *type, const char *inst, bool
 
 /* Walks the ops in order with the set of columns available so far: every required input must
  * have been produced earlier with the same type. */
-static sr_err_t validate(const sr_graph_t *g, struct sr_error *err)
+sr_err_t sr__graph_validate(const struct sr__graph_node_ports *nodes, int n, struct sr_error *err)
 {
     struct sr_op_port avail[SR_BATCH_MAX_COLS];
     int n_avail = 0;
@@ -60,10 +60,11 @@ static sr_err_t validate(const sr_graph_t *g, struct sr_error *err)
     };
     for (size_t i = 0; i < sizeof source / sizeof *source; i++)
         avail[n_avail++] = source[i];
-    for (int i = 0; i < g->n; i++) {
-        const struct sr_graph_node *nd = &g->nodes[i];
-        for (int j = 0; j < nd->ports.n_in; j++) {
-            const struct sr_op_port *in = &nd->ports.in[j];
+    for (int i = 0; i < n; i++) {
+        const struct sr__graph_node_ports *nd = &nodes[i];
+        const struct sr_op_ports *ports = nd->ports;
+        for (int j = 0; j < ports->n_in; j++) {
+            const struct sr_op_port *in = &ports->in[j];
             const struct sr_op_port *found = NULL;
             for (int a = 0; a < n_avail; a++)
                 if (strcmp(avail[a].name, in->name) == 0)
@@ -72,26 +73,36 @@ static sr_err_t validate(const sr_graph_t *g, struct sr_error *err)
                 return sr_error_set(err, SR_ECONFIG,
                                     "graph: op '%s' (%s): missing input column '%s' (%s): no earlier "
                                     "op produces it",
-                                    nd->name, nd->desc->name, in->name, sr_col_type_name(in->type));
+                                    nd->name, nd->type, in->name, sr_col_type_name(in->type));
             if (found && found->type != in->type)
                 return sr_error_set(err, SR_ECONFIG,
                                     "graph: op '%s' (%s): input column '%s' has type %s, expected %s",
-                                    nd->name, nd->desc->name, in->name,
+                                    nd->name, nd->type, in->name,
                                     sr_col_type_name(found->type), sr_col_type_name(in->type));
         }
-        for (int j = 0; j < nd->ports.n_out; j++) {
+        for (int j = 0; j < ports->n_out; j++) {
             int a = 0;
-            while (a < n_avail && strcmp(avail[a].name, nd->ports.out[j].name) != 0)
+            while (a < n_avail && strcmp(avail[a].name, ports->out[j].name) != 0)
                 a++;
             if (a == n_avail) {
                 if (n_avail == SR_BATCH_MAX_COLS)
-                    return sr_error_set(err, SR_ECONFIG, "graph: too many columns");
+                    return sr_error_set(err, SR_ECONFIG, "graph: op '%s' (%s): more than %d columns",
+                                        nd->name, nd->type, SR_BATCH_MAX_COLS);
                 n_avail++;
             }
-            avail[a] = nd->ports.out[j];
+            avail[a] = ports->out[j];
         }
     }
     return SR_OK;
+}
+
+static sr_err_t validate(const sr_graph_t *g, struct sr_error *err)
+{
+    struct sr__graph_node_ports nodes[SR_GRAPH_MAX_NODES];
+    for (int i = 0; i < g->n; i++)
+        nodes[i] = (struct sr__graph_node_ports){
+            .name = g->nodes[i].name, .type = g->nodes[i].desc->name, .ports = &g->nodes[i].ports};
+    return sr__graph_validate(nodes, g->n, err);
 }
 
 static sr_err_t load_model(sr_graph_t *g, struct sr_error *err)
@@ -117,6 +128,20 @@ static sr_err_t load_model(sr_graph_t *g, struct sr_error *err)
         return rc;
     rc = sr_model_new(g->env.bundle, g->backend, &g->env.model, err);
     if (rc != SR_OK)
+        return rc;
+    /* retrieval.mode/nprobe/ef_search: FAISS when the bundle has an index (auto) */
+    struct sr_retrieval_params rp = {0};
+    int64_t nprobe = 0, ef = 0;
+    if ((rc = sr_retrieval_mode_parse(sr_config_get(cfg, "retrieval.mode"), &rp.mode, err)) != SR_OK ||
+        (rc = sr_config_get_int(cfg, "retrieval.nprobe", &nprobe, err)) != SR_OK ||
+        (rc = sr_config_get_int(cfg, "retrieval.ef_search", &ef, err)) != SR_OK)
+        return rc;
+    if (nprobe < 1 || nprobe > (1 << 20) || ef < 1 || ef > (1 << 20))
+        return sr_error_set(err, SR_ECONFIG, "retrieval.nprobe / retrieval.ef_search: %lld / %lld "
+                            "out of range (1..1048576)", (long long)nprobe, (long long)ef);
+    rp.nprobe = (int)nprobe;
+    rp.ef_search = (int)ef;
+    if ((rc = sr_model_set_retrieval(g->env.model, &rp, err)) != SR_OK)
         return rc;
     int64_t k;
     rc = sr_config_get_int(cfg, "recs.k", &k, err);

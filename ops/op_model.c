@@ -2,8 +2,10 @@
  *   `categorify`  session item keys (hashes of raw ids, as state stores them) → bundle indices,
  *                 unknown → items.oov_index;
  *   `encode`      the sequence model over every trigger row's session, one batched call;
- *   `retrieve`    exact top-k over the catalogue for those rows (B×k), honouring the per-row
- *                 `exclude` lists and the static item rules (env->item_allowed).
+ *   `retrieve`    top-k over the catalogue for those rows (B×k), honouring the per-row
+ *                 `exclude` lists and the static item rules (env->item_allowed): exact, or
+ *                 through the bundle's FAISS index as the model's retrieval mode says
+ *                 (retrieval.mode, set at graph load; kernels/retrieval.c keeps the contract).
  * The model is the graph's (env->model); these ops own only their contexts. */
 #include "ops_int.h"
 #include "sr_kernels.h"
@@ -189,7 +191,8 @@ static void retrieve_fini(void *ctx) { free(ctx); }
 
 const struct sr_op_desc sr__op_retrieve = {
     .name = "retrieve",
-    .help = "exact top-k over the catalogue (B x k), honouring exclusions and item rules",
+    .help = "top-k over the catalogue (B x k; exact or FAISS per retrieval.mode), honouring "
+            "exclusions and item rules",
     .init = retrieve_init,
     .run = retrieve_run,
     .fini = retrieve_fini,

@@ -76,6 +76,18 @@ struct sr_op_desc {
     void (*fini)(void *ctx);
 };
 
+/* The column-flow check of graph load, exposed for tests and for a future graph built from a
+ * description rather than the built-in chain: nodes in execution order, each with its instance
+ * name, op type and declared ports. The source columns (raw, src_partition, src_offset) are
+ * available first; every required input must have been produced earlier with the same type.
+ * Returns SR_ECONFIG naming the op and the column, else SR_OK. */
+struct sr__graph_node_ports {
+    const char *name; /* instance name ("decode", or the user's declared name) */
+    const char *type; /* op type name */
+    const struct sr_op_ports *ports;
+};
+sr_err_t sr__graph_validate(const struct sr__graph_node_ports *nodes, int n, struct sr_error *err);
+
 /* The registry (ops_builtin.c): every op type, looked up by name. */
 const struct sr_op_desc *sr__op_find(const char *name);
 void sr__op_list(FILE *f);

@@ -3,6 +3,7 @@
  * formatting of doubles. Stateless apart from the caller's buffers; thread-safe. */
 #include "schemas_int.h"
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -197,10 +198,22 @@ size_t sr_json_format_double(double v, char buf[32])
     /* Shortest precision that reads back exactly: %.{p-1}e gives the correctly rounded p-digit
      * decimal, which is what a shortest round-trip algorithm (Python repr) picks. */
     char e[40];
-    for (int p = 1; p <= 17; p++) {
-        snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v)
-            break;
+    /* For a normal double whose shortest form has n <= 15 digits, the correctly rounded
+     * 15-digit decimal is that form padded with zeros (|v - shortest| <= half an ulp, which is
+     * below half the 15-digit spacing), and trailing zeros are stripped below: starting at 15
+     * gives the same text with at most 3 conversions instead of up to 17 (scores, which come
+     * from floats, need 17 nearly always). Subnormals have fewer significant bits: start at 1. */
+    float f = (float)v;
+    if ((double)f == v && fabsf(f) >= FLT_MIN) {
+        /* A float32 value (every model score is one): 9 significant digits always read back as
+         * the same float, in one conversion instead of three searching the double's 17. */
+        snprintf(e, sizeof e, "%.8e", v);
+    } else {
+        for (int p = fabs(v) >= DBL_MIN ? 15 : 1; p <= 17; p++) {
+            snprintf(e, sizeof e, "%.*e", p - 1, v);
+            if (strtod(e, NULL) == v)
+                break;
+        }
     }
     /* e = [-]d[.ddd]e[+-]XX : split into sign, digits and exponent */
     const char *q = e;

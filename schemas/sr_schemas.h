@@ -179,8 +179,10 @@ void sr_rec_encoder_destroy(sr_rec_encoder_t *e);
  *   {"session_id": "s1", "user_id": null, "event_timestamp_ms": 1700000000000,
  *    "model_version": "v", "items": [{"item_id": "i42", "score": 3.17}],
  *    "source": {"topic": "events", "partition": 0, "offset": 17}}
- * on one line, no newline; strings escaped (non-ASCII stays raw UTF-8), scores in the shortest
- * text that reads back to the same double, laid out like Python's repr (sr_json_format_double).
+ * on one line, no newline; strings escaped (non-ASCII stays raw UTF-8), scores laid out like
+ * Python's repr (sr_json_format_double): a score that is a float32 value (model scores are) with
+ * 9 significant digits, which read back as the same float; any other double in the shortest
+ * text that reads back as the same double.
  * Strings must be valid UTF-8 (else SR_EINVAL). */
 sr_err_t sr_rec_encode(sr_rec_encoder_t *e, const struct sr_rec *rec, struct sr_buf *out,
                        struct sr_error *err);
@@ -190,9 +192,10 @@ sr_err_t sr_rec_encode(sr_rec_encoder_t *e, const struct sr_rec *rec, struct sr_
 sr_err_t sr_rec_decode_json(const void *buf, size_t len, sr_arena_t *arena, struct sr_rec *out,
                             struct sr_error *err);
 
-/* Writes the shortest decimal that strtod reads back as exactly v, in Python repr layout
- * (fixed for 1e-4 <= |v| < 1e16 with ".0" when integral, else d.ddde+XX); non-finite values
- * write "null". buf needs 32 bytes. Returns the length. */
+/* Writes v in Python repr layout (fixed for 1e-4 <= |v| < 1e16 with ".0" when integral, else
+ * d.ddde+XX): a normal float32 value with 9 significant digits (trailing zeros dropped; strtof
+ * reads back the same float), any other double as the shortest decimal strtod reads back as
+ * exactly v; non-finite values write "null". buf needs 32 bytes. Returns the length. */
 size_t sr_json_format_double(double v, char buf[32]);
 
 /* ---- Avro object container files ------------------------------------------------------ */

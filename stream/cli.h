@@ -29,5 +29,7 @@ int sr__cmd_replay(int argc, char **argv);
 int sr__cmd_run(int argc, char **argv);
 /* `bench e2e` (bench_e2e.c), dispatched by cmd_bench.c; argv[0] is "e2e". */
 int sr__bench_e2e(int argc, char **argv);
+int sr__cmd_gen(int argc, char **argv);
+int sr__cmd_broker(int argc, char **argv);
 
 #endif /* SR_CLI_H */

@@ -1,12 +1,17 @@
 /* cmd_bench.c — `streamrec bench retrieval|model`: reproducible micro-benchmarks of exact top-k
  * and of the sequence encoders (issue 2, Performance). Inputs are random from a seed; every
- * figure is the median over --reps timed runs after one warm-up. Human lines first, then ONE
+ * figure is the median over --reps timed runs after at least 0.5 s of warm-up. Human lines, then ONE
  * final JSON line that bench/compare.sh parses. Retrieval drives the backend's function table
  * directly (kernels_int.h) on a synthetic table, so no bundle is needed; the table is generated
  * and uploaded in chunks, so host memory stays O(chunk) besides the backend's copy. */
 #include "cli.h"
 #include "kernels_int.h"
 #include "sr_kernels.h"
+
+#define WARMUP_NS 500000000ULL /* warm-up before the timed runs: pool threads, caches, clocks */
+#ifdef SR_HAVE_FAISS
+#include "sr_faiss.h"
+#endif
 
 #include <errno.h>
 #include <math.h>
@@ -25,6 +30,9 @@ struct bench_opts {
     /* retrieval */
     int64_t items;
     int dim;
+    const char *mode, *factory; /* --mode exact|faiss, --factory F */
+    int nprobe, ef_search, clusters;
+    int64_t train_sample;
     /* model */
     const char *bundle, *arch, *act;
     int d, layers, heads, d_ff, len;
@@ -184,7 +192,13 @@ static int bench_retrieval(const struct bench_opts *o)
     }
     printf("retrieval: %lld items x %d dims, batch %d, k %d on %s\n", (long long)N, D, B, k,
            sr_backend_describe(be));
-    for (int rep = -1; rep < o->reps; rep++) { /* rep -1: warm-up */
+    for (uint64_t w0 = sr_now_ns(), wn = 0; wn < 1 || sr_now_ns() - w0 < WARMUP_NS; wn++) {
+        if (ifc->topk(ctx, q, B, table, NULL, D, 0, (int)N, NULL, NULL, k, idx, score, &err) != SR_OK) {
+            sr__cli_fail(CMD, "topk: %s", err.msg);
+            goto done;
+        }
+    }
+    for (int rep = 0; rep < o->reps; rep++) {
         uint64_t t0 = sr_now_ns();
         if (ifc->topk(ctx, q, B, table, NULL, D, 0, (int)N, NULL, NULL, k, idx, score, &err) != SR_OK) {
             sr__cli_fail(CMD, "topk: %s", err.msg);
@@ -233,6 +247,256 @@ done:
     sr_backend_unref(be);
     fflush(stdout);
     return rc;
+}
+
+/* ---- retrieval through FAISS -------------------------------------------------------------- */
+
+#ifdef SR_HAVE_FAISS
+/* Recall@k of got against want (B×k each; -1 entries of want are not counted). */
+static double recall_at(const int64_t *got, const int32_t *want, int B, int k)
+{
+    long hit = 0, tot = 0;
+    for (int b = 0; b < B; b++)
+        for (int a = 0; a < k; a++) {
+            if (want[b * k + a] < 0)
+                continue;
+            tot++;
+            for (int c = 0; c < k; c++)
+                hit += got[b * k + c] == want[b * k + a];
+        }
+    return tot ? (double)hit / (double)tot : 1.0;
+}
+
+static void print_faiss_json(const struct bench_opts *o, const char *data, int64_t N, int D,
+                             double build_s, double recall, double eq, double fq)
+{
+    printf("{\"bench\":\"retrieval\",\"mode\":\"faiss\",\"data\":");
+    json_str(data);
+    printf(",\"factory\":");
+    json_str(o->factory);
+    printf(",\"items\":%lld,\"dim\":%d,\"batch\":%d,\"k\":%d,\"nprobe\":%d,\"ef_search\":%d,"
+           "\"build_s\":%.2f,\"recall\":%.4f,\"exact_queries_per_s\":%.1f,"
+           "\"faiss_queries_per_s\":%.1f,\"speedup\":%.2f}\n", (long long)N, D, o->batch, o->k,
+           o->nprobe, o->ef_search, build_s, recall, eq, fq, fq / eq);
+}
+
+/* Synthetic: a mixture of Gaussians (clusters centres, unit spread around each, scaled like the
+ * random table of the exact bench); queries are catalogue items plus noise, like sessions that
+ * sit near items they saw. Exact = the backend's top-k; FAISS = sr_faiss_search of the raw
+ * index (no re-ranking), recall@k against exact. */
+static int bench_faiss_synth(const struct bench_opts *o)
+{
+    const int64_t N = o->items;
+    const int D = o->dim, B = o->batch, k = o->k, C = o->clusters;
+    sr_backend_t *be = NULL;
+    if (make_backend(o, &be))
+        return 1;
+    const struct sr_backend_iface *ifc = be->iface;
+    void *ctx = be->ctx;
+    struct sr_error err = {0};
+    int rc = 1;
+    size_t tb = (size_t)N * (size_t)D * sizeof(float);
+    float *X = malloc(tb), *cent = malloc(sizeof(float) * (size_t)C * D);
+    float *hq = malloc(sizeof(float) * (size_t)B * D), *sc = malloc(sizeof(float) * (size_t)B * k);
+    int32_t *ei = malloc(sizeof(int32_t) * (size_t)B * k);
+    int64_t *fi = malloc(sizeof(int64_t) * (size_t)B * k), *ids = malloc(sizeof(int64_t) * (size_t)N);
+    double *et = calloc((size_t)o->reps, sizeof(double)), *ft = calloc((size_t)o->reps, sizeof(double));
+    float *table = NULL, *q = NULL;
+    sr_faiss_t *ix = NULL;
+    if (!X || !cent || !hq || !sc || !ei || !fi || !ids || !et || !ft) {
+        sr__cli_fail(CMD, "out of memory for a %lld x %d table", (long long)N, D);
+        goto done;
+    }
+    for (int64_t i = 0; i < (int64_t)C * D; i++)
+        cent[i] = rand_at(o->seed ^ 0xce47, (uint64_t)i);
+    for (int64_t j = 0; j < N; j++) {
+        int64_t c = (int64_t)(mix64(o->seed ^ 0xc1u ^ mix64((uint64_t)j)) % (uint64_t)C);
+        for (int t = 0; t < D; t++)
+            X[j * D + t] = cent[c * D + t] + 0.5f * rand_at(o->seed, (uint64_t)(j * D + t));
+        ids[j] = j;
+    }
+    for (int b = 0; b < B; b++) {
+        int64_t j = (int64_t)(mix64(o->seed ^ 0x9e11u ^ (uint64_t)b) % (uint64_t)N);
+        for (int t = 0; t < D; t++)
+            hq[b * D + t] = X[j * D + t] + 0.5f * rand_at(o->seed ^ 0x7175657279ull, (uint64_t)(b * D + t));
+    }
+    table = ifc->alloc(ctx, tb);
+    q = ifc->alloc(ctx, sizeof(float) * (size_t)B * D);
+    if (!table || !q || ifc->upload(ctx, table, X, tb, &err) != SR_OK ||
+        ifc->upload(ctx, q, hq, sizeof(float) * (size_t)B * D, &err) != SR_OK) {
+        sr__cli_fail(CMD, "backend table: %s", err.msg[0] ? err.msg : "out of memory");
+        goto done;
+    }
+    printf("retrieval faiss: %s over %lld clustered items (%d Gaussians) x %d dims, batch %d, "
+           "k %d, nprobe %d, ef_search %d; exact on %s\n", o->factory, (long long)N, C, D, B, k,
+           o->nprobe, o->ef_search, sr_backend_describe(be));
+    fflush(stdout);
+    uint64_t t0 = sr_now_ns();
+    if (sr_faiss_new(o->factory, D, &ix, &err) != SR_OK)
+        goto ferr;
+    if (!sr_faiss_is_trained(ix)) {
+        int64_t ns = o->train_sample > 0 && o->train_sample < N ? o->train_sample : N;
+        /* a strided subset: items are i.i.d., so any subset is a random one */
+        float *tx = malloc(sizeof(float) * (size_t)ns * D);
+        if (!tx) {
+            sr__cli_fail(CMD, "out of memory for the training sample");
+            goto done;
+        }
+        for (int64_t i = 0; i < ns; i++)
+            memcpy(tx + i * D, X + (i * (N / ns)) * D, sizeof(float) * (size_t)D);
+        sr_err_t trc = sr_faiss_train(ix, ns, tx, &err);
+        free(tx);
+        if (trc != SR_OK)
+            goto ferr;
+    }
+    if (sr_faiss_add(ix, N, X, ids, &err) != SR_OK)
+        goto ferr;
+    double build_s = (double)(sr_now_ns() - t0) * 1e-9;
+    struct sr_faiss_search_params sp = {.nprobe = o->nprobe, .ef_search = o->ef_search};
+    for (int rep = -1; rep < o->reps; rep++) {
+        uint64_t a = sr_now_ns();
+        if (ifc->topk(ctx, q, B, table, NULL, D, 0, (int)N, NULL, NULL, k, ei, sc, &err) != SR_OK) {
+            sr__cli_fail(CMD, "topk: %s", err.msg);
+            goto done;
+        }
+        uint64_t m = sr_now_ns();
+        if (sr_faiss_search(ix, B, hq, k, &sp, sc, fi, &err) != SR_OK)
+            goto ferr;
+        if (rep >= 0) {
+            et[rep] = (double)(m - a) * 1e-9;
+            ft[rep] = (double)(sr_now_ns() - m) * 1e-9;
+        }
+    }
+    double recall = recall_at(fi, ei, B, k);
+    double eq = B / median(et, o->reps), fq = B / median(ft, o->reps);
+    printf("build %.2f s; recall@%d %.4f; exact %.0f queries/s, faiss %.0f queries/s (%.1fx)\n",
+           build_s, k, recall, eq, fq, fq / eq);
+    print_faiss_json(o, "clustered", N, D, build_s, recall, eq, fq);
+    rc = 0;
+    goto done;
+ferr:
+    sr__cli_fail(CMD, "%s", err.msg);
+done:
+    if (table)
+        ifc->free(ctx, table);
+    if (q)
+        ifc->free(ctx, q);
+    sr_faiss_destroy(ix);
+    free(X), free(cent), free(hq), free(sc), free(ei), free(fi), free(ids), free(et), free(ft);
+    sr_backend_unref(be);
+    fflush(stdout);
+    return rc;
+}
+
+/* A trained bundle: queries are B random sessions (1..10 items) encoded by the model; exact and
+ * FAISS are the model's two retrieval modes (FAISS with its exact re-scoring), over the
+ * bundle's own index or, with --factory, one built here in memory. */
+static int bench_faiss_bundle(const struct bench_opts *o)
+{
+    struct sr_error err = {0};
+    sr_bundle_t *b = NULL;
+    sr_backend_t *be = NULL;
+    sr_model_t *m = NULL;
+    sr_faiss_t *ix = NULL;
+    int rc = 1;
+    const int B = o->batch, k = o->k;
+    int32_t *off = malloc(sizeof(int32_t) * ((size_t)B + 1)), *items = malloc(sizeof(int32_t) * (size_t)B * 10);
+    int32_t *ei = malloc(sizeof(int32_t) * (size_t)B * k), *fi32 = malloc(sizeof(int32_t) * (size_t)B * k);
+    int64_t *fi = malloc(sizeof(int64_t) * (size_t)B * k);
+    float *sc = malloc(sizeof(float) * (size_t)B * k), *vecs = NULL;
+    double *et = calloc((size_t)o->reps, sizeof(double)), *ft = calloc((size_t)o->reps, sizeof(double));
+    double build_s = 0;
+    if (!off || !items || !ei || !fi32 || !fi || !sc || !et || !ft) {
+        sr__cli_fail(CMD, "out of memory");
+        goto done;
+    }
+    if ((o->factory ? sr__bundle_load_noindex(o->bundle, &b, &err)
+                    : sr_bundle_load(o->bundle, &b, &err)) != SR_OK)
+        goto ferr;
+    const struct sr_bundle_info *in = sr_bundle_info(b);
+    if (!(vecs = malloc(sizeof(float) * (size_t)B * (size_t)in->d_model))) {
+        sr__cli_fail(CMD, "out of memory");
+        goto done;
+    }
+    if (o->factory) {
+        uint64_t t0 = sr_now_ns();
+        if (sr_bundle_index_build(b, o->factory, o->train_sample, o->seed, &ix, &err) != SR_OK)
+            goto ferr;
+        build_s = (double)(sr_now_ns() - t0) * 1e-9;
+    }
+    if (make_backend(o, &be))
+        goto done;
+    if (sr_model_new(b, be, &m, &err) != SR_OK)
+        goto ferr;
+    const uint64_t span = (uint64_t)(in->n_items - in->first_index);
+    off[0] = 0;
+    for (int s = 0, t = 0; s < B; s++) {
+        int len = 1 + (int)(mix64(o->seed ^ (uint64_t)s * 7919u) % 10);
+        for (int i = 0; i < len; i++, t++)
+            items[t] = in->first_index + (int32_t)(mix64(o->seed + (uint64_t)t * 131u + 1) % span);
+        off[s + 1] = t;
+    }
+    struct sr_session_batch sb = {.n = B, .offsets = off, .items = items};
+    if (sr_model_encode(m, &sb, vecs, &err) != SR_OK)
+        goto ferr;
+    struct sr_retrieval_params xp = {.mode = SR_RETRIEVAL_EXACT};
+    struct sr_retrieval_params fp = {.mode = SR_RETRIEVAL_FAISS, .nprobe = o->nprobe,
+                                     .ef_search = o->ef_search, .index = ix};
+    for (int rep = -1; rep < o->reps; rep++) {
+        uint64_t a = sr_now_ns();
+        if (sr_model_set_retrieval(m, &xp, &err) != SR_OK ||
+            sr_model_topk(m, B, vecs, NULL, NULL, k, ei, sc, &err) != SR_OK)
+            goto ferr;
+        uint64_t mid = sr_now_ns();
+        if (sr_model_set_retrieval(m, &fp, &err) != SR_OK ||
+            sr_model_topk(m, B, vecs, NULL, NULL, k, fi32, sc, &err) != SR_OK)
+            goto ferr;
+        if (rep >= 0) {
+            et[rep] = (double)(mid - a) * 1e-9;
+            ft[rep] = (double)(sr_now_ns() - mid) * 1e-9;
+        }
+    }
+    for (int i = 0; i < B * k; i++)
+        fi[i] = fi32[i];
+    double recall = recall_at(fi, ei, B, k);
+    double eq = B / median(et, o->reps), fq = B / median(ft, o->reps);
+    printf("retrieval faiss: bundle %s (%d items x %d dims), %s, batch %d, k %d, nprobe %d, "
+           "ef_search %d on %s\n", o->bundle, in->n_items - in->first_index, in->d_model,
+           sr_model_retrieval_name(m), B, k, o->nprobe, o->ef_search, sr_backend_describe(be));
+    printf("build %.2f s; recall@%d %.4f; exact %.0f queries/s, faiss %.0f queries/s (%.1fx)\n",
+           build_s, k, recall, eq, fq, fq / eq);
+    struct bench_opts o2 = *o;
+    o2.factory = ix ? o->factory : (in->index_type ? in->index_type : "");
+    print_faiss_json(&o2, "bundle", in->n_items - in->first_index, in->d_model, build_s, recall,
+                     eq, fq);
+    rc = 0;
+    goto done;
+ferr:
+    sr__cli_fail(CMD, "%s", err.msg);
+done:
+    sr_model_unref(m);
+    sr_backend_unref(be);
+    sr_faiss_destroy(ix);
+    sr_bundle_unref(b);
+    free(off), free(items), free(ei), free(fi32), free(fi), free(sc), free(vecs), free(et), free(ft);
+    fflush(stdout);
+    return rc;
+}
+#endif /* SR_HAVE_FAISS */
+
+static int bench_retrieval_faiss(const struct bench_opts *o)
+{
+#ifdef SR_HAVE_FAISS
+    if (o->bundle)
+        return bench_faiss_bundle(o);
+    if (!o->factory)
+        return sr__cli_fail(CMD, "retrieval --mode faiss needs --factory (or --bundle DIR with "
+                            "an index)");
+    return bench_faiss_synth(o);
+#else
+    (void)o;
+    return sr__cli_fail(CMD, "retrieval --mode faiss: this build has no FAISS");
+#endif
 }
 
 /* ---- model ------------------------------------------------------------------------------- */
@@ -312,7 +576,15 @@ static int bench_model(const struct bench_opts *o)
         printf(" heads=%d d_ff=%d", in->n_heads, in->d_ff);
     printf(" V=%d, batch %d x %d items (%d used, max_len %d) on %s\n", (int)in->n_items, B, len,
            eff, in->max_len, sr_backend_describe(be));
-    for (int rep = -1; rep < o->reps; rep++) {
+    /* Warm up for at least WARMUP_NS (thread pool, caches, clocks), then time --reps runs. */
+    for (uint64_t w0 = sr_now_ns(), wn = 0; wn < 1 || sr_now_ns() - w0 < WARMUP_NS; wn++) {
+        if (sr_model_encode(m, &batch, vecs, &err) != SR_OK ||
+            sr_model_recommend(m, &batch, k, idx, score, &err) != SR_OK) {
+            sr__cli_fail(CMD, "warm-up: %s", err.msg);
+            goto done;
+        }
+    }
+    for (int rep = 0; rep < o->reps; rep++) {
         uint64_t t0 = sr_now_ns();
         if (sr_model_encode(m, &batch, vecs, &err) != SR_OK) {
             sr__cli_fail(CMD, "encode: %s", err.msg);
@@ -376,6 +648,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: streamrec bench retrieval --items N --dim D --batch B -k K [common]\n"
             "       streamrec bench e2e --bundle DIR ...   (online runtime end to end; e2e --help)\n"
+            "       streamrec bench retrieval --mode faiss --factory F [--nprobe N] [--ef-search N]\n"
+            "                             [--clusters C] [--train-sample N] (--items N --dim D |\n"
+            "                             --bundle DIR) [--batch B] [-k K] [common]\n"
             "       streamrec bench model (--bundle DIR | --arch gpt2|gru4rec --d 64 --layers 2\n"
             "                             --heads 2 --len 50 [--d-ff F] [--items V]\n"
             "                             [--activation gelu_tanh|gelu|relu] [--output-bias])\n"
@@ -389,7 +664,12 @@ static void usage(FILE *f)
             "       (bundle: its max_len), --device cpu, --threads 0 (all cores), --reps 5.\n"
             "Prints human lines, then one JSON line with queries_per_s or sessions_per_s,\n"
             "gflops and ms_per_batch (medians after one warm-up). retrieval checks queries 0-1\n"
-            "against a naive scan unless --no-check.\n");
+            "against a naive scan unless --no-check.\n"
+            "retrieval --mode faiss: recall@k against exact and queries/s of both, on a mixture of\n"
+            "       --clusters Gaussians (default 1000; queries are items plus noise) or on a\n"
+            "       bundle (queries: random sessions encoded by the model; its own index, or one\n"
+            "       built with --factory). Defaults --nprobe 16, --ef-search 64, --train-sample\n"
+            "       100000.\n");
 }
 
 int sr__cmd_bench(int argc, char **argv)
@@ -408,7 +688,9 @@ int sr__cmd_bench(int argc, char **argv)
         return sr__cli_fail(CMD, "unknown benchmark '%s' (retrieval, model or e2e)", what);
     struct bench_opts o = {.device = "cpu", .threads = 0, .reps = 5, .batch = 256, .k = 10,
                            .seed = 42, .check = true, .items = retrieval ? 100000 : 10000,
-                           .dim = 64, .d = 64, .layers = 2, .heads = 2, .len = 0};
+                           .dim = 64, .d = 64, .layers = 2, .heads = 2, .len = 0,
+                           .mode = "exact", .nprobe = 16, .ef_search = 64, .clusters = 1000,
+                           .train_sample = 100000};
     bool items_set = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -449,7 +731,25 @@ int sr__cmd_bench(int argc, char **argv)
         } else if (retrieval && !strcmp(a, "--dim")) {
             NEEDV();
             bad = parse_int(a, v, 1, 65536, &o.dim);
-        } else if (!retrieval && !strcmp(a, "--bundle")) {
+        } else if (retrieval && !strcmp(a, "--mode")) {
+            NEEDV();
+            o.mode = v;
+        } else if (retrieval && !strcmp(a, "--factory")) {
+            NEEDV();
+            o.factory = v;
+        } else if (retrieval && !strcmp(a, "--nprobe")) {
+            NEEDV();
+            bad = parse_int(a, v, 1, 1 << 20, &o.nprobe);
+        } else if (retrieval && !strcmp(a, "--ef-search")) {
+            NEEDV();
+            bad = parse_int(a, v, 1, 1 << 20, &o.ef_search);
+        } else if (retrieval && !strcmp(a, "--clusters")) {
+            NEEDV();
+            bad = parse_int(a, v, 1, 1 << 24, &o.clusters);
+        } else if (retrieval && !strcmp(a, "--train-sample")) {
+            NEEDV();
+            bad = parse_int64(a, v, 0, INT32_MAX, &o.train_sample);
+        } else if (!strcmp(a, "--bundle")) {
             NEEDV();
             o.bundle = v;
         } else if (!retrieval && !strcmp(a, "--arch")) {
@@ -482,6 +782,12 @@ int sr__cmd_bench(int argc, char **argv)
         if (bad)
             return 1;
     }
+    if (retrieval && !strcmp(o.mode, "faiss"))
+        return bench_retrieval_faiss(&o);
+    if (retrieval && strcmp(o.mode, "exact"))
+        return sr__cli_fail(CMD, "--mode: '%s' is not exact or faiss", o.mode);
+    if (retrieval && (o.bundle || o.factory))
+        return sr__cli_fail(CMD, "--bundle / --factory need --mode faiss");
     if (retrieval)
         return bench_retrieval(&o);
     if (o.bundle && (o.arch || items_set))

@@ -1,4 +1,5 @@
-/* cmd_score.c — `streamrec score BUNDLE [-k K] [--batch N] [--device D] [--threads N]`:
+/* cmd_score.c — `streamrec score BUNDLE [-k K] [--batch N] [--device D] [--threads N]
+ * [--retrieval auto|exact|faiss] [--nprobe N] [--ef-search N]`:
  * JSON lines {"items": [...]} (oldest first) on stdin, one {"items": [...], "scores": [...]}
  * per line on stdout, the raw model top-k (nothing excluded), in input order. Sessions are
  * scored in micro-batches of N; unknown item ids map to the bundle's oov_index. A bad line
@@ -22,7 +23,11 @@ static int usage(FILE *f)
             "  -k K             items per session (default 10)\n"
             "  --batch N        sessions per micro-batch (default 256)\n"
             "  --device D       auto (CUDA when present), cpu or cuda (default auto)\n"
-            "  --threads N      cpu worker threads (default: all cores)\n");
+            "  --threads N      cpu worker threads (default: all cores)\n"
+            "  --retrieval M    auto (the bundle's FAISS index when it has one), exact or faiss\n"
+            "                   (default auto)\n"
+            "  --nprobe N       FAISS IVF lists probed per query (default 16)\n"
+            "  --ef-search N    FAISS HNSW search depth (default 64)\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -161,12 +166,14 @@ int sr__cmd_score(int argc, char **argv)
     if (sr__cli_wants_help(argc, argv))
         return usage(stdout);
     const char *dir = NULL, *device = "auto";
-    long k = 10, batch = 256, threads = 0;
+    const char *retrieval = "auto";
+    long k = 10, batch = 256, threads = 0, nprobe = 16, ef_search = 64;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-k") || !strcmp(a, "--batch") || !strcmp(a, "--device") ||
-            !strcmp(a, "--threads")) {
+            !strcmp(a, "--threads") || !strcmp(a, "--retrieval") || !strcmp(a, "--nprobe") ||
+            !strcmp(a, "--ef-search")) {
             if (!v)
                 return sr__cli_fail("score", "%s needs a value", a);
             i++;
@@ -176,8 +183,14 @@ int sr__cmd_score(int argc, char **argv)
                 return sr__cli_fail("score", "--batch: '%s' is not an integer in 1..1000000", v);
             if (!strcmp(a, "--threads") && !parse_int(v, 0, 256, &threads))
                 return sr__cli_fail("score", "--threads: '%s' is not an integer in 0..256", v);
+            if (!strcmp(a, "--nprobe") && !parse_int(v, 1, 1 << 20, &nprobe))
+                return sr__cli_fail("score", "--nprobe: '%s' is not an integer in 1..1048576", v);
+            if (!strcmp(a, "--ef-search") && !parse_int(v, 1, 1 << 20, &ef_search))
+                return sr__cli_fail("score", "--ef-search: '%s' is not an integer in 1..1048576", v);
             if (!strcmp(a, "--device"))
                 device = v;
+            if (!strcmp(a, "--retrieval"))
+                retrieval = v;
         } else if (a[0] == '-' && a[1]) {
             return sr__cli_fail("score", "unknown option '%s' (see streamrec score --help)", a);
         } else if (!dir) {
@@ -193,18 +206,22 @@ int sr__cmd_score(int argc, char **argv)
     struct sr_backend_params bp = {.threads = (int)threads};
     if (sr_device_parse(device, &bp.device, &err) != SR_OK)
         return sr__cli_fail("score", "%s", err.msg);
+    struct sr_retrieval_params rp = {.nprobe = (int)nprobe, .ef_search = (int)ef_search};
+    if (sr_retrieval_mode_parse(retrieval, &rp.mode, &err) != SR_OK)
+        return sr__cli_fail("score", "--retrieval: %s", err.msg);
     sr_bundle_t *b = NULL;
     sr_backend_t *be = NULL;
     sr_model_t *m = NULL;
     if (sr_bundle_load(dir, &b, &err) != SR_OK)
         return sr__cli_fail("score", "%s", err.msg);
     int rc = 0;
-    if (sr_backend_new(&bp, &be, &err) != SR_OK || sr_model_new(b, be, &m, &err) != SR_OK) {
+    if (sr_backend_new(&bp, &be, &err) != SR_OK || sr_model_new(b, be, &m, &err) != SR_OK ||
+        sr_model_set_retrieval(m, &rp, &err) != SR_OK) {
         rc = sr__cli_fail("score", "%s", err.msg);
         goto out;
     }
-    sr_log(SR_LOG_INFO, "score", "model loaded", "bundle=%s version=%s backend=\"%s\"", dir,
-           sr_bundle_info(b)->version, sr_backend_describe(be));
+    sr_log(SR_LOG_INFO, "score", "model loaded", "bundle=%s version=%s backend=\"%s\" retrieval=\"%s\"",
+           dir, sr_bundle_info(b)->version, sr_backend_describe(be), sr_model_retrieval_name(m));
 
     struct score_buf sb = {0};
     sb.idx = malloc(sizeof(int32_t) * (size_t)batch * k);

@@ -23,6 +23,8 @@ struct sr_file_source {
     uint64_t size;
     char name[256];
     bool is_stdin;
+    bool eof;                    /* Avro C's reader must not be read again after its EOF: a
+                                  * second read past the end fails ("Cannot read 16 bytes") */
 };
 
 sr_err_t sr_file_source_open(const char *path, sr_file_source_t **out, struct sr_error *err)
@@ -118,7 +120,7 @@ sr_err_t sr_file_source_read(sr_file_source_t *s, int32_t max, sr_arena_t *arena
     const char **rp = raw->data;
     int64_t *op = off->data;
     int32_t n = 0;
-    while (n < max) {
+    while (n < max && !s->eof) {
         if (s->f) {
             ssize_t len = getline(&s->line, &s->line_cap, s->f);
             if (len < 0) {
@@ -138,8 +140,10 @@ sr_err_t sr_file_source_read(sr_file_source_t *s, int32_t max, sr_arena_t *arena
             struct sr_error e;
             sr_arena_reset(s->scratch);
             rc = sr_avro_file_reader_next(s->avro, s->scratch, &ev, &why, &e);
-            if (rc == SR_ENOENT)
+            if (rc == SR_ENOENT) {
+                s->eof = true;
                 break;
+            }
             if (rc == SR_EFORMAT) {
                 sr_stats_invalid(stats, sr_event_invalid_name(why));
                 __atomic_fetch_add(&stats->events, 1, __ATOMIC_RELAXED);

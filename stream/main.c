@@ -13,6 +13,8 @@ static const struct sr__command commands[] = {
     {"score", sr__cmd_score, "score sessions (JSON lines on stdin) with a bundle: raw model top-k"},
     {"replay", sr__cmd_replay, "offline runtime: replay an event file through the graph (--eval)"},
     {"run", sr__cmd_run, "online runtime: consumer group in, recommendations to a topic"},
+    {"gen", sr__cmd_gen, "synthetic sessions (or a YooChoose/Diginetica log) to a file or topic"},
+    {"broker", sr__cmd_broker, "a local Kafka-protocol broker (librdkafka mock cluster)"},
     {"bench", sr__cmd_bench, "micro-benchmarks: exact top-k retrieval, sequence encoders"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

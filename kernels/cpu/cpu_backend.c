@@ -1,8 +1,11 @@
-/* cpu_backend.c — the `cpu` backend: fills struct sr_backend_iface with host-memory kernels on
- * OpenBLAS sgemm. Owns a small thread pool (the caller plus threads-1 workers) used by the
- * row-parallel element-wise ops, attention (one task per session) and top-k (cpu_topk.c);
- * OpenBLAS's own threads serve large GEMMs. Backend memory is ordinary host memory, so
- * upload/download are copies and every call completes before it returns.
+/* cpu_backend.c — the `cpu` backend: fills struct sr_backend_iface with host-memory kernels.
+ * Owns a small thread pool (the caller plus threads-1 workers) used by the GEMMs (cpu_gemm.c,
+ * blocks of rows), the row-parallel element-wise ops, attention (one task per session) and
+ * top-k (cpu_topk.c, OpenBLAS sgemm tiles). Every op computes a row of a session the same way
+ * wherever the row sits in the batch, so encodings do not depend on the batch (DESIGN §8).
+ * OpenBLAS is set to one thread (a process-wide setting) and runs inside the pool's tasks, so
+ * no second set of spinning threads competes for cores. Backend memory is ordinary host
+ * memory, so upload/download are copies and every call completes before it returns.
  * Thread: one caller at a time (the compute worker); workers run only tasks it hands out. */
 #include "cpu_int.h"
 
@@ -92,14 +95,6 @@ float *sr__cpu_scratch(struct sr__cpu *c, int w, size_t bytes)
     return p;
 }
 
-int sr__cpu_blas_threads(int n)
-{
-    int prev = openblas_get_num_threads();
-    if (n != prev)
-        openblas_set_num_threads(n);
-    return prev;
-}
-
 /* ---- memory ----------------------------------------------------------------------------- */
 
 static void cpu_destroy(void *ctx)
@@ -124,6 +119,8 @@ static void cpu_destroy(void *ctx)
     free(c->wscratch);
     free(c->wscratch_cap);
     free(c->topk_buf);
+    free(c->gru_panels);
+    free(c->gemm_pack);
     free(c->wargs);
     free(c);
 }
@@ -149,22 +146,6 @@ static sr_err_t cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, st
     (void)err;
     if (bytes)
         memmove(dst, src, bytes);
-    return SR_OK;
-}
-
-/* ---- gemm ------------------------------------------------------------------------------- */
-
-static sr_err_t cpu_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                         int ldc, struct sr_error *err)
-{
-    (void)ctx;
-    if (M < 0 || N < 0 || K < 0)
-        return sr_error_set(err, SR_EINVAL, "cpu gemm: negative size %dx%dx%d", M, N, K);
-    if (M == 0 || N == 0)
-        return SR_OK;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return SR_OK;
 }
 
@@ -233,24 +214,37 @@ static sr_err_t cpu_embed(void *ctx, const float *table, const float *pos_table,
     return SR_OK;
 }
 
+static inline float v4_hsum(v4f v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
 static void ln_rows(struct rows_job *j, int r0, int r1)
 {
-    int d = j->d;
+    int d = j->d, d4 = d & ~3;
+    const float *g = j->b, *be = j->c;
     for (int i = r0; i < r1; i++) {
         const float *x = j->a + (size_t)i * d;
         float *o = j->out + (size_t)i * d;
-        float s = 0.f;
-        for (int k = 0; k < d; k++)
+        v4f acc = v4_splat(0.f);
+        for (int k = 0; k < d4; k += 4)
+            acc += v4_load(x + k);
+        float s = v4_hsum(acc);
+        for (int k = d4; k < d; k++)
             s += x[k];
         float mean = s / (float)d;
-        float v = 0.f;
-        for (int k = 0; k < d; k++) {
-            float t = x[k] - mean;
-            v += t * t;
+        v4f vm = v4_splat(mean);
+        acc = v4_splat(0.f);
+        for (int k = 0; k < d4; k += 4) {
+            v4f t = v4_load(x + k) - vm;
+            acc += t * t;
         }
+        float v = v4_hsum(acc);
+        for (int k = d4; k < d; k++)
+            v += (x[k] - mean) * (x[k] - mean);
         float rstd = 1.0f / sqrtf(v / (float)d + j->eps);
-        for (int k = 0; k < d; k++)
-            o[k] = (x[k] - mean) * rstd * j->b[k] + j->c[k];
+        v4f vr = v4_splat(rstd);
+        for (int k = 0; k < d4; k += 4)
+            v4_store(o + k, (v4_load(x + k) - vm) * vr * v4_load(g + k) + v4_load(be + k));
+        for (int k = d4; k < d; k++)
+            o[k] = (x[k] - mean) * rstd * g[k] + be[k];
     }
 }
 
@@ -264,37 +258,94 @@ static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, co
     return SR_OK;
 }
 
-/* tanh through exp: exact enough (abs error ~1e-7) and several times faster than tanhf. */
-static inline float fast_tanh(float u)
+/* Transcendental row kernels: a portable 4-wide build, an AVX2+FMA 8-wide and an AVX-512
+ * 16-wide build of the same template, chosen once at backend creation (same machine, same path,
+ * same bytes; the element-wise kernels give the same bits at every width). */
+#define VM_W 4
+#define VM_R 2
+#define VM_SUF sse
+#define VM_ATTR
+#include "cpu_vecmath.h"
+#undef VM_R
+#undef VM_W
+#undef VM_SUF
+#undef VM_ATTR
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SR_CPU_HAVE_AVX2 1
+#define VM_W 8
+#define VM_R 2
+#define VM_SUF avx2
+#define VM_ATTR __attribute__((target("avx2,fma")))
+#include "cpu_vecmath.h"
+#undef VM_R
+#undef VM_W
+#undef VM_SUF
+#undef VM_ATTR
+#define VM_W 16
+#define VM_R 4 /* 16 accumulators of the 32 registers */
+#define VM_SUF avx512
+#define VM_ATTR __attribute__((target("avx512f,avx2,fma")))
+#include "cpu_vecmath.h"
+#undef VM_R
+#undef VM_W
+#undef VM_SUF
+#undef VM_ATTR
+#endif
+
+/* Set once (pthread_once) before any backend runs: */
+static bool cpu_wide;    /* AVX2+FMA present */
+static bool cpu_wide512; /* and AVX-512F */
+static pthread_once_t cpu_wide_once = PTHREAD_ONCE_INIT;
+
+static void cpu_detect(void)
 {
-    if (u > 9.0f)
-        return 1.0f;
-    if (u < -9.0f)
-        return -1.0f;
-    float e = expf(2.0f * u);
-    return (e - 1.0f) / (e + 1.0f);
+#ifdef SR_CPU_HAVE_AVX2
+    __builtin_cpu_init();
+    cpu_wide = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    cpu_wide512 = cpu_wide && __builtin_cpu_supports("avx512f");
+#endif
 }
 
-static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* Scalar tails go through one padded portable vector: the same formulas as the bodies. */
+static inline float s_tanh(float u) { return tanh_sse(splat_sse(u))[0]; }
+static inline float s_exp(float x) { return exp_sse(splat_sse(x))[0]; }
+static inline float s_sigmoid(float x) { return sigmoid_sse(splat_sse(x))[0]; }
+
+static void gelu_tanh_row(float *x, int d)
+{
+    int k = 0;
+#ifdef SR_CPU_HAVE_AVX2
+    if (cpu_wide512)
+        k = gelu_tanh_row_avx512(x, d, k);
+    if (cpu_wide)
+        k = gelu_tanh_row_avx2(x, d, k);
+#endif
+    k = gelu_tanh_row_sse(x, d, k);
+    const float k0 = 0.7978845608028654f;
+    for (; k < d; k++) {
+        float v = x[k];
+        x[k] = 0.5f * v * (1.0f + s_tanh(k0 * (v + 0.044715f * v * v * v)));
+    }
+}
 
 static void bias_act_rows(struct rows_job *j, int r0, int r1)
 {
     int d = j->d;
     const float *bias = j->a;
-    const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
     for (int i = r0; i < r1; i++) {
         float *x = j->out + (size_t)i * d;
-        if (bias)
-            for (int k = 0; k < d; k++)
+        if (bias) {
+            int k = 0;
+            for (; k + 4 <= d; k += 4)
+                v4_store(x + k, v4_load(x + k) + v4_load(bias + k));
+            for (; k < d; k++)
                 x[k] += bias[k];
+        }
         switch (j->act) {
         case SR_ACT_NONE:
             break;
         case SR_ACT_GELU_TANH:
-            for (int k = 0; k < d; k++) {
-                float v = x[k];
-                x[k] = 0.5f * v * (1.0f + fast_tanh(k0 * (v + 0.044715f * v * v * v)));
-            }
+            gelu_tanh_row(x, d);
             break;
         case SR_ACT_GELU_ERF:
             for (int k = 0; k < d; k++) {
@@ -302,10 +353,14 @@ static void bias_act_rows(struct rows_job *j, int r0, int r1)
                 x[k] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
             }
             break;
-        case SR_ACT_RELU:
-            for (int k = 0; k < d; k++)
+        case SR_ACT_RELU: {
+            int k = 0;
+            for (; k + 4 <= d; k += 4)
+                v4_store(x + k, v4_max(v4_load(x + k), v4_splat(0.f)));
+            for (; k < d; k++)
                 x[k] = x[k] > 0.f ? x[k] : 0.f;
             break;
+        }
         }
     }
 }
@@ -369,10 +424,18 @@ static void gru_rows(struct rows_job *j, int r0, int r1)
     for (int i = r0; i < r1; i++) {
         const float *gi = j->a + (size_t)i * 3 * H, *gh = j->b + (size_t)i * 3 * H;
         float *h = j->out + (size_t)i * H;
-        for (int k = 0; k < H; k++) {
-            float r = sigmoid(gi[k] + gh[k]);
-            float z = sigmoid(gi[H + k] + gh[H + k]);
-            float c = fast_tanh(gi[2 * H + k] + r * gh[2 * H + k]);
+        int k = 0;
+#ifdef SR_CPU_HAVE_AVX2
+        if (cpu_wide512)
+            k = gru_row_avx512(gi, gh, h, H, k);
+        if (cpu_wide)
+            k = gru_row_avx2(gi, gh, h, H, k);
+#endif
+        k = gru_row_sse(gi, gh, h, H, k);
+        for (; k < H; k++) {
+            float r = s_sigmoid(gi[k] + gh[k]);
+            float z = s_sigmoid(gi[H + k] + gh[H + k]);
+            float c = s_tanh(gi[2 * H + k] + r * gh[2 * H + k]);
             h[k] = (1.0f - z) * c + z * h[k];
         }
     }
@@ -384,6 +447,163 @@ static sr_err_t cpu_gru_gates(void *ctx, const float *gi, const float *gh, float
     (void)err;
     struct rows_job j = {.fn = gru_rows, .n = n, .a = gi, .b = gh, .out = h, .d = H};
     rows_run(ctx, &j, (size_t)n * H * 8);
+    return SR_OK;
+}
+
+/* ---- GRU layer ---------------------------------------------------------------------------- */
+
+/* The sessions are split across the pool once: task j takes the blocks of 4 rows j, j + tasks,
+ * ... of every step (the sessions of a block keep their rank, so a task's rows stay its own
+ * for the whole recurrence) and runs all L steps without synchronising with the others. A few
+ * tasks per thread let a worker that the OS runs late leave its share to the others. W_ih and
+ * W_hh are packed once per call (for units u.., input k: the r, z, n weights of the unit block
+ * side by side) for the fused step kernel (cpu_vecmath.h: both GEMMs, gates and update), run
+ * per block of rows and units: 16 units with AVX-512, 8 with AVX2+FMA, then 4, then scalar
+ * tails. Neither x·W_ihᵀ nor h·W_hhᵀ leaves the registers. */
+struct gru_job {
+    const float *x, *wi, *wh, *b_ih, *b_hh; /* wi, wh: packed panels */
+    const int32_t *x_rows, *tstart;
+    int L, H, tasks;
+    float *out;
+};
+
+/* The width of the unit block the step kernels take next, with `left` units to go. */
+static int gru_width(int left)
+{
+    return left >= 16 && cpu_wide512 ? 16 : left >= 8 && cpu_wide ? 8 : left >= 4 ? 4 : 1;
+}
+
+/* Panel layout: units [u, u+w) start at u·3H; inside, element [k][g][j] is W[g·H+u+j][k]. */
+static void gru_pack(const float *w, int H, float *wp)
+{
+    for (int u = 0, n; u < H; u += n) {
+        n = gru_width(H - u);
+        float *p = wp + (size_t)u * 3 * H;
+        for (int k = 0; k < H; k++)
+            for (int g = 0; g < 3; g++)
+                for (int j = 0; j < n; j++)
+                    *p++ = w[((size_t)g * H + u + j) * H + k];
+    }
+}
+
+/* gru_step for one unit u (panels of width 1), rows one at a time. */
+static void gru_step_unit(const float *const *xp, const float *const *hp, float *const *hn,
+                          int nr, const float *wi, const float *wh, const float *b_ih,
+                          const float *b_hh, int H, int u)
+{
+    for (int i = 0; i < nr; i++) {
+        float ar = 0.f, az = 0.f, ai = 0.f, ah = 0.f;
+        for (int k = 0; k < H; k++) {
+            float a = xp[i][k];
+            ar += a * wi[3 * k], az += a * wi[3 * k + 1], ai += a * wi[3 * k + 2];
+        }
+        if (hp[0])
+            for (int k = 0; k < H; k++) {
+                float a = hp[i][k];
+                ar += a * wh[3 * k], az += a * wh[3 * k + 1], ah += a * wh[3 * k + 2];
+            }
+        float r = s_sigmoid(ar + (b_ih[u] + b_hh[u]));
+        float z = s_sigmoid(az + (b_ih[H + u] + b_hh[H + u]));
+        float c = s_tanh((ai + b_ih[2 * H + u]) + r * (ah + b_hh[2 * H + u]));
+        float h = hp[0] ? hp[i][u] : 0.f;
+        hn[i][u] = (1.0f - z) * c + z * h;
+    }
+}
+
+static void gru_task(void *arg, int task, int w)
+{
+    (void)w;
+    struct gru_job *j = arg;
+    int H = j->H;
+    const float *wi = j->wi, *wh = j->wh, *bi = j->b_ih, *bh = j->b_hh;
+    for (int t = 0; t < j->L; t++) {
+        int t0 = j->tstart[t], n = j->tstart[t + 1] - t0;
+        const float *prev = t ? j->out + (size_t)j->tstart[t - 1] * H : NULL;
+        float *cur = j->out + (size_t)t0 * H;
+        for (int i0 = task * 4; i0 < n; i0 += j->tasks * 4) {
+            int nr = n - i0 < 4 ? n - i0 : 4;
+            const float *xp[4], *hp[4];
+            float *hn[4];
+            for (int i = 0; i < 4; i++) {
+                int row = i0 + (i < nr ? i : 0), tok = t0 + row;
+                xp[i] = j->x + (size_t)(j->x_rows ? j->x_rows[tok] : tok) * H;
+                hp[i] = prev ? prev + (size_t)row * H : NULL;
+                hn[i] = cur + (size_t)row * H;
+            }
+            /* gathered inputs (embedding rows) miss the caches: fetch this block's rows of
+             * the next step, a step of this task's blocks ahead */
+            if (j->x_rows && t + 1 < j->L) {
+                int t1 = j->tstart[t + 1], n1 = j->tstart[t + 2] - t1;
+                for (int i = 0; i < nr && i0 + i < n1; i++) {
+                    const char *nx = (const char *)(j->x + (size_t)j->x_rows[t1 + i0 + i] * H);
+                    for (size_t b = 0; b < sizeof(float) * (size_t)H; b += 64)
+                        __builtin_prefetch(nx + b);
+                }
+            }
+            int nr2 = nr > 2 ? nr - 2 : 0; /* the 2-row kernels take rows 0-1, then 2-3 */
+            for (int u = 0, wu; u < H; u += wu) {
+                size_t o = (size_t)u * 3 * H;
+                switch ((wu = gru_width(H - u))) {
+#ifdef SR_CPU_HAVE_AVX2
+                case 16:
+                    gru_step_avx512(xp, hp, hn, nr, wi + o, wh + o, bi, bh, H, u);
+                    break;
+                case 8:
+                    gru_step_avx2(xp, hp, hn, nr, wi + o, wh + o, bi, bh, H, u);
+                    if (nr2)
+                        gru_step_avx2(xp + 2, hp + 2, hn + 2, nr2, wi + o, wh + o,
+                                      bi, bh, H, u);
+                    break;
+#endif
+                case 4:
+                    gru_step_sse(xp, hp, hn, nr, wi + o, wh + o, bi, bh, H, u);
+                    if (nr2)
+                        gru_step_sse(xp + 2, hp + 2, hn + 2, nr2, wi + o, wh + o, bi,
+                                     bh, H, u);
+                    break;
+                default:
+                    gru_step_unit(xp, hp, hn, nr, wi + o, wh + o, bi, bh, H, u);
+                }
+            }
+        }
+    }
+}
+
+static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
+                              const float *w_hh, const float *b_ih, const float *b_hh,
+                              const int32_t *tstart, int L, int H, float *out, struct sr_error *err)
+{
+    struct sr__cpu *c = ctx;
+    if (L < 0 || H <= 0)
+        return sr_error_set(err, SR_EINVAL, "cpu gru_layer: bad shape L=%d H=%d", L, H);
+    if (L == 0)
+        return SR_OK;
+    for (int t = 0; t < L; t++) {
+        int n = tstart[t + 1] - tstart[t];
+        if (n < 0 || (t && n > tstart[t] - tstart[t - 1]))
+            return sr_error_set(err, SR_EINVAL,
+                                "cpu gru_layer: step %d has %d rows (previous step %d)", t, n,
+                                t ? tstart[t] - tstart[t - 1] : 0);
+    }
+    size_t panel = (size_t)3 * H * H, bytes = sizeof(float) * 2 * panel;
+    if (bytes > c->gru_cap) {
+        float *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!p)
+            return sr_error_set(err, SR_ENOMEM, "cpu gru_layer: out of memory for %d×%d panels",
+                                3 * H, H);
+        free(c->gru_panels);
+    free(c->gemm_pack);
+        c->gru_panels = p;
+        c->gru_cap = bytes;
+    }
+    gru_pack(w_ih, H, c->gru_panels);
+    gru_pack(w_hh, H, c->gru_panels + panel);
+    int blocks = (tstart[1] - tstart[0] + 3) / 4, tasks = c->threads > 1 ? 4 * c->threads : 1;
+    struct gru_job j = {.x = x, .x_rows = x_rows, .wi = c->gru_panels,
+                        .wh = c->gru_panels + panel, .b_ih = b_ih, .b_hh = b_hh,
+                        .tstart = tstart, .L = L, .H = H, .out = out};
+    j.tasks = blocks < tasks ? blocks : tasks;
+    sr__cpu_parallel(c, j.tasks, gru_task, &j);
     return SR_OK;
 }
 
@@ -428,8 +648,16 @@ static void attn_task(void *arg, int s, int w)
             for (int t = 1; t <= i; t++)
                 mx = row[t] > mx ? row[t] : mx;
             float sum = 0.f;
-            for (int t = 0; t <= i; t++) {
-                row[t] = expf(row[t] - mx);
+            int t = 0;
+            v4f vmx = v4_splat(mx), acc = v4_splat(0.f);
+            for (; t + 4 <= i + 1; t += 4) {
+                v4f e = exp_sse(v4_load(row + t) - vmx);
+                v4_store(row + t, e);
+                acc += e;
+            }
+            sum = v4_hsum(acc);
+            for (; t <= i; t++) {
+                row[t] = s_exp(row[t] - mx);
                 sum += row[t];
             }
             float inv = 1.0f / sum;
@@ -475,7 +703,7 @@ static const struct sr_backend_iface cpu_iface = {
     .free = cpu_free,
     .upload = cpu_copy,
     .download = cpu_copy,
-    .gemm = cpu_gemm,
+    .gemm = sr__cpu_gemm,
     .embed = cpu_embed,
     .layer_norm = cpu_layer_norm,
     .bias_act = cpu_bias_act,
@@ -484,6 +712,7 @@ static const struct sr_backend_iface cpu_iface = {
     .gru_gates = cpu_gru_gates,
     .gather_rows = cpu_gather_rows,
     .topk = sr__cpu_topk,
+    .gru_layer = cpu_gru_layer,
 };
 
 sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface, void **ctx,
@@ -525,7 +754,10 @@ sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface,
             }
         }
     }
-    openblas_set_num_threads(threads);
+    pthread_once(&cpu_wide_once, cpu_detect);
+    c->gemm_isa = sr__cpu_gemm_isa_best();
+    /* the pool does the threading; OpenBLAS runs single-threaded inside each task */
+    openblas_set_num_threads(1);
     snprintf(c->desc, sizeof c->desc, "cpu (OpenBLAS %s, %d thread%s)", openblas_get_corename(),
              threads, threads == 1 ? "" : "s");
     c->wargs = wargs; /* the workers point into it: released at destroy */

@@ -7,6 +7,28 @@
 #include "kernels_int.h"
 
 #include <pthread.h>
+#include <string.h>
+
+/* 4-float GCC vectors (one SSE register; portable C) for the cpu kernels' inner loops. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f v4_splat(float x) { return (v4f){x, x, x, x}; }
+static inline v4f v4_select(v4i m, v4f a, v4f b)
+{
+    return (v4f)(((v4i)a & m) | ((v4i)b & ~m));
+}
+static inline v4f v4_min(v4f a, v4f b) { return v4_select(a < b, a, b); }
+static inline v4f v4_max(v4f a, v4f b) { return v4_select(a > b, a, b); }
+
+static inline v4f v4_load(const float *p)
+{
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
+
 
 /* A task runs fn(arg, task, worker) with worker in 0..threads-1 (0 is the calling thread). */
 typedef void (*sr__cpu_task_fn)(void *arg, int task, int worker);
@@ -29,6 +51,13 @@ struct sr__cpu {
     /* per-worker scratch, grown as needed (attention S matrices, top-k tiles and heaps) */
     float **wscratch;          /* [threads] */
     size_t *wscratch_cap;      /* bytes */
+    /* GRU layer: W_ih and W_hh packed into the step kernels' panels, shared by the tasks */
+    float *gru_panels;
+    size_t gru_cap;            /* bytes */
+    /* gemm: instruction set of the kernels (SR__CPU_ISA_*), op(B) packed per call */
+    int gemm_isa;
+    float *gemm_pack;
+    size_t gemm_cap;           /* bytes */
     /* top-k host scratch: per-worker running top-k lists, sorted exclusion pairs */
     void *topk_buf;
     size_t topk_cap;
@@ -39,8 +68,18 @@ void sr__cpu_parallel(struct sr__cpu *c, int n_tasks, sr__cpu_task_fn fn, void *
 /* Worker w's scratch of at least `bytes`, 64-byte aligned; NULL on OOM. Valid until the next
  * call for the same worker with a larger size. */
 float *sr__cpu_scratch(struct sr__cpu *c, int w, size_t bytes);
-/* Sets OpenBLAS to `n` threads and returns the previous count. */
-int sr__cpu_blas_threads(int n);
+
+/* GEMM variants, all giving the same bits (cpu_gemm.c). */
+enum { SR__CPU_ISA_GENERIC = 0, SR__CPU_ISA_AVX2 = 1, SR__CPU_ISA_AVX512 = 2 };
+/* The widest variant this CPU runs. */
+int sr__cpu_gemm_isa_best(void);
+/* The `gemm` slot (struct sr_backend_iface): row-deterministic, see cpu_gemm.c. */
+sr_err_t sr__cpu_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc, struct sr_error *err);
+/* Tests: makes a cpu backend context's gemm use variant isa when this CPU has it; returns the
+ * variant used before. */
+int sr__cpu_gemm_set_isa(void *ctx, int isa);
 
 sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, const float *bias,
                       int d, int first, int V, const int32_t *excl_offsets,

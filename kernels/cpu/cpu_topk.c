@@ -5,7 +5,7 @@
  * into a sorted list. The B×V matrix never exists. Workers take tiles in increasing order,
  * each keeping its own lists (equal scores keep the lower index because a worker sees indices
  * in increasing order); the lists are merged by (score desc, index asc) at the end.
- * Thread: the caller drives; the pool runs tiles. OpenBLAS is held at 1 thread meanwhile. */
+ * Thread: the caller drives; the pool runs tiles (OpenBLAS is single-threaded in each). */
 #include "cpu_int.h"
 
 #include <cblas.h>
@@ -85,16 +85,13 @@ static void topk_tile(void *arg, int t, int w)
     int pstart = J->n_pairs ? pair_lower(J->pairs, J->n_pairs, (int32_t)j0) : 0;
     for (int b0 = 0; b0 < J->B; b0 += J->qblock) {
         int bn = J->B - b0 < J->qblock ? J->B - b0 : J->qblock;
+        /* with a bias, S starts as the bias rows and the GEMM accumulates onto them */
+        if (J->bias)
+            for (int r = 0; r < bn; r++)
+                memcpy(S + (size_t)r * tn, J->bias + j0, sizeof(float) * tn);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, tn, d, 1.0f,
-                    J->q + (size_t)b0 * d, d, J->table + (size_t)j0 * d, d, 0.0f, S, tn);
-        if (J->bias) {
-            const float *bias = J->bias + j0;
-            for (int r = 0; r < bn; r++) {
-                float *row = S + (size_t)r * tn;
-                for (int x = 0; x < tn; x++)
-                    row[x] += bias[x];
-            }
-        }
+                    J->q + (size_t)b0 * d, d, J->table + (size_t)j0 * d, d,
+                    J->bias ? 1.0f : 0.0f, S, tn);
         for (int p = pstart; p < J->n_pairs && J->pairs[p].item < j1; p++) {
             int qq = J->pairs[p].query;
             if (qq >= b0 && qq < b0 + bn)
@@ -107,10 +104,10 @@ static void topk_tile(void *arg, int t, int w)
             float thr = sc[k - 1];
             int x = 0;
             for (; x + SR_TOPK_CHUNK <= tn; x += SR_TOPK_CHUNK) {
-                float m = row[x];
-                for (int u = 1; u < SR_TOPK_CHUNK; u++)
-                    m = row[x + u] > m ? row[x + u] : m;
-                if (!(m > thr))
+                v4f m = v4_max(v4_max(v4_load(row + x), v4_load(row + x + 4)),
+                               v4_max(v4_load(row + x + 8), v4_load(row + x + 12)));
+                v4i gt = m > v4_splat(thr);
+                if (!(gt[0] | gt[1] | gt[2] | gt[3]))
                     continue;
                 for (int u = 0; u < SR_TOPK_CHUNK; u++)
                     if (row[x + u] > thr) {
@@ -215,9 +212,7 @@ sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, cons
     J.tile = tile;
     int n_tiles = (int)((n + tile - 1) / tile);
 
-    int prev = sr__cpu_blas_threads(1);
     sr__cpu_parallel(c, n_tiles, topk_tile, &J);
-    sr__cpu_blas_threads(prev);
     if (J.oom)
         return sr_error_set(err, SR_ENOMEM, "cpu topk: out of memory for a %d×%d tile",
                             J.qblock, tile);

@@ -211,6 +211,7 @@ static const struct sr_backend_iface sr__cuda_iface = {
     .gru_gates = sr__cuda_gru_gates,
     .gather_rows = sr__cuda_gather_rows,
     .topk = sr__cuda_topk,
+    .gru_layer = NULL, /* optional: gru4rec steps through gemm + gru_gates */
 };
 
 /* ---- constructors --------------------------------------------------------------------- */

@@ -61,7 +61,8 @@ __device__ __forceinline__ u64 make_key(float s, int j)
     return ((u64)f2ord(s) << 32) | (u64)(0xffffffffu - (uint32_t)j);
 }
 
-/* Key of tile element t, or 0 when excluded (NaN mark). */
+/* Key of tile element t, or 0 when not eligible: excluded (NaN mark) or scoring -INF (the
+ * item filter's mark, sr_model_set_item_filter; the cpu backend never returns -INF either). */
 __device__ __forceinline__ u64 tile_key(const float *srow, const float *bias, int j0, int t)
 {
     float s = srow[t];
@@ -69,6 +70,8 @@ __device__ __forceinline__ u64 tile_key(const float *srow, const float *bias, in
         return 0;
     if (bias)
         s += bias[j0 + t];
+    if (s == -INFINITY || isnan(s))
+        return 0;
     return make_key(s, j0 + t);
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """compare_recs.py — compares recommendation files (JSON Lines of DESIGN §4) line by line
-(stdlib only; CTest runs it, see tests/ops/CMakeLists.txt).
+(stdlib only; CTest runs it, see tests/integration/replay_test.py).
 
   compare_recs.py EXPECTED ACTUAL [--exact]
 

@@ -24,13 +24,10 @@ index; raw top-k (nothing excluded). Unknown ids map to oov_index. Deterministic
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 K = 10
 N_SESSIONS = 50
@@ -60,90 +57,11 @@ CASES = [
          max_len=10, act="gelu_tanh", dtype="F32", first=3, oov=2, seed=108),
 ]
 
-# ---- safetensors (by hand) ---------------------------------------------------------------
+# ---- bundle files and float64 references: shared with deploy/model/ (srbundle.py) ---------
 
-
-def round_to(dtype, a):
-    """Rounds float64 array a to dtype; returns (float64 widened values, raw LE bytes)."""
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    if dtype == "F32":
-        r = a.astype("<f4")
-        return r.astype(np.float64), r.tobytes()
-    if dtype == "F16":
-        r = a.astype("<f2")
-        return r.astype(np.float64), r.tobytes()
-    if dtype == "BF16":
-        t = torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
-        raw = t.view(torch.int16).numpy().astype("<i2").tobytes()
-        return t.to(torch.float64).numpy(), raw
-    raise ValueError(dtype)
-
-
-def write_safetensors(path, tensors):
-    """tensors: list of (name, dtype, shape, raw bytes), written in order."""
-    header, off = {}, 0
-    for name, dtype, shape, raw in tensors:
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        off += len(raw)
-    header["__metadata__"] = {"format": "pt", "generator": "streamrec make_reference.py"}
-    hj = json.dumps(header, separators=(",", ":")).encode()
-    hj += b" " * ((8 - len(hj) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hj)))
-        f.write(hj)
-        for _, _, _, raw in tensors:
-            f.write(raw)
-
-
-def read_safetensors(path):
-    """Reads a safetensors file back: name -> float64 torch tensor (F32/F16/BF16)."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    base = 8 + n
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = t["data_offsets"]
-        raw = blob[base + b:base + e]
-        if t["dtype"] == "F32":
-            a = np.frombuffer(raw, "<f4").astype(np.float64)
-        elif t["dtype"] == "F16":
-            a = np.frombuffer(raw, "<f2").astype(np.float64)
-        elif t["dtype"] == "BF16":
-            a = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-        else:
-            raise ValueError("%s: dtype %s" % (name, t["dtype"]))
-        out[name] = torch.from_numpy(a.reshape(t["shape"]).copy())
-    return out
-
-
-def load_bundle(bdir):
-    """Reads a bundle directory into (case dict, weights without prefix, ids by index)."""
-    with open(os.path.join(bdir, "bundle.json")) as f:
-        bj = json.load(f)
-    m, it = bj["model"], bj.get("items", {})
-    c = dict(name=os.path.basename(os.path.normpath(bdir)), arch=m["arch"], d=m["d_model"],
-             layers=m["n_layers"], max_len=m["max_len"], first=it.get("first_index", 2),
-             oov=it.get("oov_index", 1))
-    if c["arch"] == "gpt2":
-        c.update(heads=m["n_heads"], d_ff=m["d_ff"], act=m.get("activation", "gelu_tanh"),
-                 eps=m.get("layer_norm_eps", 1e-5))
-    prefix = m.get("tensor_prefix", "")
-    raw = read_safetensors(os.path.join(bdir, m.get("weights", "model.safetensors")))
-    W = {n[len(prefix):]: t for n, t in raw.items() if n.startswith(prefix)}
-    E = W["wte.weight"] if c["arch"] == "gpt2" else W["item_embedding.weight"]
-    c["V"] = E.shape[0]
-    ids = [None] * c["V"]
-    with open(os.path.join(bdir, it.get("vocab", "items.tsv"))) as f:
-        cols = f.readline().rstrip("\n").split("\t")
-        ci, cid = cols.index("index"), cols.index("item_id")
-        for line in f:
-            row = line.rstrip("\n").split("\t")
-            ids[int(row[ci])] = row[cid]
-    return c, W, ids
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "model"))
+from srbundle import (gpt2_explicit, gpt2_torch, gpt2_torch_layers, gru_explicit,  # noqa: E402
+                      gru_torch, load_bundle, round_to, write_safetensors)
 
 
 # ---- random weights ----------------------------------------------------------------------
@@ -191,123 +109,6 @@ def dtype_of(c, name):
     if c["dtype"] == "F16_TABLE":
         return "F16" if name in ("item_embedding.weight", "wte.weight") else "F32"
     return c["dtype"]
-
-
-# ---- gpt2 reference (float64) ------------------------------------------------------------
-
-
-def act_fn(name):
-    if name == "gelu_tanh":  # HF gelu_new
-        return lambda x: 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
-    if name == "gelu":
-        return lambda x: 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
-    if name == "relu":
-        return torch.relu
-    raise ValueError(name)
-
-
-def layer_norm(x, g, b, eps):
-    mu = x.mean(-1, keepdim=True)
-    var = ((x - mu) ** 2).mean(-1, keepdim=True)
-    return (x - mu) / torch.sqrt(var + eps) * g + b
-
-
-def gpt2_explicit(c, W, idx):
-    """HF GPT2Model semantics, one session (list of indices, already cut to max_len)."""
-    d, nh, eps = c["d"], c["heads"], c.get("eps", 1e-5)
-    dh = d // nh
-    act = act_fn(c["act"])
-    L = len(idx)
-    x = W["wte.weight"][idx] + W["wpe.weight"][:L]
-    causal = torch.ones(L, L, dtype=torch.bool).tril()
-    for i in range(c["layers"]):
-        p = "h.%d." % i
-        h = layer_norm(x, W[p + "ln_1.weight"], W[p + "ln_1.bias"], eps)
-        qkv = h @ W[p + "attn.c_attn.weight"] + W[p + "attn.c_attn.bias"]
-        q, k, v = qkv.split(d, dim=-1)
-        q = q.view(L, nh, dh).transpose(0, 1)
-        k = k.view(L, nh, dh).transpose(0, 1)
-        v = v.view(L, nh, dh).transpose(0, 1)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
-        att = att.masked_fill(~causal, float("-inf")).softmax(-1)
-        a = (att @ v).transpose(0, 1).reshape(L, d)
-        x = x + a @ W[p + "attn.c_proj.weight"] + W[p + "attn.c_proj.bias"]
-        h = layer_norm(x, W[p + "ln_2.weight"], W[p + "ln_2.bias"], eps)
-        m = act(h @ W[p + "mlp.c_fc.weight"] + W[p + "mlp.c_fc.bias"])
-        x = x + m @ W[p + "mlp.c_proj.weight"] + W[p + "mlp.c_proj.bias"]
-    x = layer_norm(x, W["ln_f.weight"], W["ln_f.bias"], eps)
-    return x[L - 1]
-
-
-def gpt2_torch_layers(c, W):
-    """The same blocks as PyTorch's nn.TransformerEncoderLayer (pre-norm), float64."""
-    d, eps = c["d"], c.get("eps", 1e-5)
-    act = {"gelu": "gelu", "relu": "relu"}.get(c["act"]) or (lambda x: F.gelu(x, approximate="tanh"))
-    layers = []
-    for i in range(c["layers"]):
-        p = "h.%d." % i
-        m = nn.TransformerEncoderLayer(d, c["heads"], dim_feedforward=c["d_ff"], dropout=0.0,
-                                       activation=act, layer_norm_eps=eps, batch_first=True,
-                                       norm_first=True).double()
-        with torch.no_grad():
-            m.self_attn.in_proj_weight.copy_(W[p + "attn.c_attn.weight"].T)
-            m.self_attn.in_proj_bias.copy_(W[p + "attn.c_attn.bias"])
-            m.self_attn.out_proj.weight.copy_(W[p + "attn.c_proj.weight"].T)
-            m.self_attn.out_proj.bias.copy_(W[p + "attn.c_proj.bias"])
-            m.linear1.weight.copy_(W[p + "mlp.c_fc.weight"].T)
-            m.linear1.bias.copy_(W[p + "mlp.c_fc.bias"])
-            m.linear2.weight.copy_(W[p + "mlp.c_proj.weight"].T)
-            m.linear2.bias.copy_(W[p + "mlp.c_proj.bias"])
-            m.norm1.weight.copy_(W[p + "ln_1.weight"])
-            m.norm1.bias.copy_(W[p + "ln_1.bias"])
-            m.norm2.weight.copy_(W[p + "ln_2.weight"])
-            m.norm2.bias.copy_(W[p + "ln_2.bias"])
-        m.train()  # dropout is 0; train() keeps the reference path (no fused fast path)
-        layers.append(m)
-    return layers
-
-
-def gpt2_torch(c, W, layers, idx):
-    L = len(idx)
-    x = (W["wte.weight"][idx] + W["wpe.weight"][:L]).unsqueeze(0)
-    mask = torch.triu(torch.full((L, L), float("-inf"), dtype=torch.float64), diagonal=1)
-    for m in layers:
-        x = m(x, src_mask=mask)
-    x = F.layer_norm(x, (c["d"],), W["ln_f.weight"], W["ln_f.bias"], c.get("eps", 1e-5))
-    return x[0, L - 1]
-
-
-# ---- gru4rec reference (float64) ---------------------------------------------------------
-
-
-def gru_torch(c, W):
-    H = c["d"]
-    g = nn.GRU(H, H, num_layers=c["layers"], batch_first=True, bias=True).double()
-    with torch.no_grad():
-        for k in range(c["layers"]):
-            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                getattr(g, "%s_l%d" % (n, k)).copy_(W["gru.%s_l%d" % (n, k)])
-    return g
-
-
-def gru_explicit(c, W, idx):
-    H = c["d"]
-    x = W["item_embedding.weight"][idx]
-    for k in range(c["layers"]):
-        Wih, Whh = W["gru.weight_ih_l%d" % k], W["gru.weight_hh_l%d" % k]
-        bih, bhh = W["gru.bias_ih_l%d" % k], W["gru.bias_hh_l%d" % k]
-        h = torch.zeros(H, dtype=torch.float64)
-        outs = []
-        for t in range(x.shape[0]):
-            gi = Wih @ x[t] + bih
-            gh = Whh @ h + bhh
-            r = torch.sigmoid(gi[:H] + gh[:H])
-            z = torch.sigmoid(gi[H:2 * H] + gh[H:2 * H])
-            n = torch.tanh(gi[2 * H:] + r * gh[2 * H:])
-            h = (1 - z) * n + z * h
-            outs.append(h)
-        x = torch.stack(outs)
-    return x[-1]
 
 
 # ---- vocabulary and sessions -------------------------------------------------------------

@@ -1,8 +1,9 @@
 /* test_cpu_ops.c — every cpu backend op against a naive double-precision reference on fresh
  * random inputs (ggml test-backend-ops habit): gemm in all transpose/alpha/beta/stride
  * variants, embed, layer norm, each activation, add, causal attention with several heads and
- * variable lengths (length 1 included), GRU gates, gather, and exact top-k with ties, bias,
- * exclusions, first_index 3, k above the eligible count and tile/query-block boundaries.
+ * variable lengths (length 1 included), GRU gates, the whole GRU layer (inputs gathered by
+ * row index or read in order), gather, and exact top-k with ties, bias, exclusions,
+ * first_index 3, k above the eligible count and tile/query-block boundaries.
  * Each test runs the backend with 1, 2 and 3 threads. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "kernels_int.h"
+#include "cpu/cpu_int.h" /* sr__cpu_gemm_set_isa */
 
 #include <math.h>
 #include <stdio.h>
@@ -98,6 +100,90 @@ static void test_gemm(void **state)
             }
         sr_backend_unref(be);
     }
+}
+
+/* Row determinism (DESIGN §8): a row of C has the same bits whatever the other rows of the
+ * call, its position, M, the thread count and the gemm variant (AVX-512, AVX2, fmaf). Each
+ * row of a reference call is recomputed inside calls of other sizes at other positions (rows
+ * shifted and reversed, sharing the call with random rows), in every transpose mode, with
+ * beta 0 and 1 and N on and off the tile edges. The double reference of test_gemm also runs
+ * here on every variant. */
+static void test_gemm_row_determinism(void **state)
+{
+    (void)state;
+    const int shapes[][3] = {{37, 72, 24}, {50, 192, 64}, {29, 40, 256}, {13, 17, 5}, {64, 33, 1}};
+    for (size_t s = 0; s < 5; s++)
+        for (int v = 0; v < 8; v++) {
+            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            bool ta = v & 1, tb = v & 2;
+            float beta = (v & 4) ? 1.0f : 0.0f;
+            int MM = 3 * M + 5; /* the largest call below */
+            int lda = ta ? MM : K, ldb = tb ? K : N;
+            float *Bm = randv((size_t)(tb ? N : K) * ldb, 1);
+            float *A0 = randv((size_t)M * K, 1), *C0 = randv((size_t)M * N, 1);
+            float *A = malloc(sizeof(float) * (size_t)MM * K), *C = malloc(sizeof(float) * (size_t)MM * N);
+            float *want = malloc(sizeof(float) * (size_t)M * N);
+            double *ref = malloc(sizeof(double) * (size_t)M * N);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++)
+                        acc += (double)A0[(size_t)i * K + k] *
+                               (tb ? Bm[(size_t)j * ldb + k] : Bm[(size_t)k * ldb + j]);
+                    ref[(size_t)i * N + j] = acc + beta * C0[(size_t)i * N + j];
+                }
+            bool have_want = false;
+            for (int isa = SR__CPU_ISA_AVX512; isa >= SR__CPU_ISA_GENERIC; isa--) {
+                if (isa > sr__cpu_gemm_isa_best())
+                    continue;
+                FOR_THREADS
+                {
+                    sr_backend_t *be = mk(TH);
+                    sr__cpu_gemm_set_isa(be->ctx, isa);
+                    /* calls of n rows holding row i of the reference at position pos(i) */
+                    for (int layout = 0; layout < 4; layout++) {
+                        int n = layout == 0 ? M : layout == 1 ? M + 5 : layout == 2 ? MM : M;
+                        for (size_t x = 0; x < (size_t)n * K; x++)
+                            A[x] = frand();
+                        for (size_t x = 0; x < (size_t)n * N; x++)
+                            C[x] = frand();
+                        int pos[512];
+                        for (int i = 0; i < M; i++) {
+                            pos[i] = layout == 0 ? i : layout == 1 ? i + 5 : layout == 2 ? 3 * i + 2
+                                                                                         : M - 1 - i;
+                            for (int k = 0; k < K; k++) {
+                                float a = A0[(size_t)i * K + k];
+                                if (ta)
+                                    A[(size_t)k * lda + pos[i]] = a;
+                                else
+                                    A[(size_t)pos[i] * lda + k] = a;
+                            }
+                            memcpy(C + (size_t)pos[i] * N, C0 + (size_t)i * N, sizeof(float) * N);
+                        }
+                        struct sr_error err;
+                        assert_int_equal(be->iface->gemm(be->ctx, ta, tb, n, N, K, 1.0f, A, lda, Bm,
+                                                         ldb, beta, C, N, &err),
+                                         SR_OK);
+                        for (int i = 0; i < M; i++) {
+                            const float *row = C + (size_t)pos[i] * N;
+                            if (!have_want) {
+                                memcpy(want + (size_t)i * N, row, sizeof(float) * N);
+                                continue;
+                            }
+                            if (memcmp(row, want + (size_t)i * N, sizeof(float) * N) != 0)
+                                fail_msg("gemm %dx%dx%d ta %d tb %d beta %g: row %d differs "
+                                         "(variant %d, %d threads, %d rows, at %d)",
+                                         M, N, K, ta, tb, beta, i, isa, TH, n, pos[i]);
+                        }
+                        if (!have_want)
+                            close_to(want, ref, (size_t)M * N, 1e-5 * (1 + K / 16.0), "gemm");
+                        have_want = true;
+                    }
+                    sr_backend_unref(be);
+                }
+            }
+            free(Bm), free(A0), free(C0), free(A), free(C), free(want), free(ref);
+        }
 }
 
 /* ---- embed, layer norm, activations, add, gather ---- */
@@ -190,15 +276,15 @@ static void test_bias_act(void **state)
     {
         sr_backend_t *be = mk(TH);
         for (int a = SR_ACT_NONE; a <= SR_ACT_RELU; a++)
-            for (int with_bias = 0; with_bias < 2; with_bias++) {
-                int n = 700, d = 96;
+            for (int with_bias = 0; with_bias < 4; with_bias++) {
+                int n = 700, d = with_bias < 2 ? 96 : 13;
                 float *x = randv((size_t)n * d, 6), *b = randv(d, 1);
                 x[0] = 0.0f, x[1] = -12.0f, x[2] = 12.0f, x[3] = 1e-4f; /* tails and zero */
                 double *want = malloc(sizeof(double) * n * d);
                 for (int i = 0; i < n; i++)
                     for (int k = 0; k < d; k++)
-                        want[(size_t)i * d + k] = ref_act((double)x[(size_t)i * d + k] + (with_bias ? b[k] : 0), a);
-                assert_int_equal(be->iface->bias_act(be->ctx, x, with_bias ? b : NULL, n, d, a, NULL), SR_OK);
+                        want[(size_t)i * d + k] = ref_act((double)x[(size_t)i * d + k] + (with_bias & 1 ? b[k] : 0), a);
+                assert_int_equal(be->iface->bias_act(be->ctx, x, with_bias & 1 ? b : NULL, n, d, a, NULL), SR_OK);
                 close_to(x, want, (size_t)n * d, 2e-6, "bias_act");
                 free(x), free(b), free(want);
             }
@@ -286,7 +372,8 @@ static void test_gru_gates(void **state)
     FOR_THREADS
     {
         sr_backend_t *be = mk(TH);
-        int n = 300, H = 40;
+        for (int H = 13; H <= 40; H += 27) { /* 13: wide, narrow and scalar tails */
+        int n = 300;
         float *gi = randv((size_t)n * 3 * H, 4), *gh = randv((size_t)n * 3 * H, 4), *h = randv((size_t)n * H, 1);
         double *want = malloc(sizeof(double) * n * H);
         for (int i = 0; i < n; i++)
@@ -300,6 +387,80 @@ static void test_gru_gates(void **state)
         assert_int_equal(be->iface->gru_gates(be->ctx, gi, gh, h, n, H, NULL), SR_OK);
         close_to(h, want, (size_t)n * H, 2e-6, "gru_gates");
         free(gi), free(gh), free(h), free(want);
+        }
+        sr_backend_unref(be);
+    }
+}
+
+/* ---- GRU layer: the recurrence over time-major rows of sessions sorted longest first ---- */
+static void test_gru_layer(void **state)
+{
+    (void)state;
+    FOR_THREADS
+    {
+        sr_backend_t *be = mk(TH);
+        assert_non_null(be->iface->gru_layer);
+        /* 29: 16-, 8-, 4- and 1-wide unit blocks; 64: the benchmark's width. B = 23 sessions leave
+         * a partial block of rows; lengths run from L down to 1, with ties. H = 29 reads its
+         * inputs through x_rows (as from an embedding table), H = 64 row by row. */
+        for (int H = 29; H <= 64; H += 35) {
+            enum { B = 23, L = 9, NX = 37 };
+            int len[B], tstart[L + 1];
+            for (int s = 0; s < B; s++)
+                len[s] = s < 3 ? L : L - (s * (L - 1)) / (B - 1);
+            tstart[0] = 0;
+            for (int t = 0; t < L; t++) {
+                int n = 0;
+                while (n < B && len[n] > t)
+                    n++;
+                tstart[t + 1] = tstart[t] + n;
+            }
+            int T = tstart[L];
+            bool indexed = H == 29;
+            int32_t *xr = malloc(sizeof(int32_t) * T);
+            for (int i = 0; i < T; i++)
+                xr[i] = indexed ? (int32_t)(rnd() % NX) : i;
+            float *x = randv((size_t)(indexed ? NX : T) * H, 1);
+            float *wi = randv((size_t)3 * H * H, 0.3f), *w = randv((size_t)3 * H * H, 0.3f);
+            float *bi = randv((size_t)3 * H, 0.5f), *bh = randv((size_t)3 * H, 0.5f);
+            float *out = randv((size_t)T * H, 1);
+            double *want = malloc(sizeof(double) * T * H), *hs = calloc((size_t)H, sizeof(double));
+            for (int s = 0; s < B; s++) {
+                memset(hs, 0, sizeof(double) * H);
+                for (int t = 0; t < len[s]; t++) {
+                    const float *xt = x + (size_t)xr[tstart[t] + s] * H;
+                    double *o = want + (size_t)(tstart[t] + s) * H;
+                    for (int k = 0; k < H; k++) {
+                        double gi[3], gh[3];
+                        for (int q = 0; q < 3; q++) {
+                            gi[q] = bi[q * H + k];
+                            gh[q] = bh[q * H + k];
+                            for (int c = 0; c < H; c++) {
+                                gi[q] += xt[c] * (double)wi[(size_t)(q * H + k) * H + c];
+                                gh[q] += hs[c] * w[(size_t)(q * H + k) * H + c];
+                            }
+                        }
+                        double r = 1 / (1 + exp(-(gi[0] + gh[0])));
+                        double z = 1 / (1 + exp(-(gi[1] + gh[1])));
+                        double c = tanh(gi[2] + r * gh[2]);
+                        o[k] = (1 - z) * c + z * hs[k];
+                    }
+                    memcpy(hs, o, sizeof(double) * H);
+                }
+            }
+            assert_int_equal(be->iface->gru_layer(be->ctx, x, indexed ? xr : NULL, wi, w, bi, bh,
+                                                  tstart, L, H, out, NULL),
+                             SR_OK);
+            close_to(out, want, (size_t)T * H, 1e-5, "gru_layer");
+            /* a step with more rows than the one before is refused */
+            int bad[3] = {0, 2, 5};
+            struct sr_error err;
+            assert_int_equal(be->iface->gru_layer(be->ctx, x, NULL, wi, w, bi, bh, bad, 2, H, out,
+                                                  &err),
+                             SR_EINVAL);
+            free(xr), free(x), free(wi), free(w), free(bi), free(bh), free(out);
+            free(want), free(hs);
+        }
         sr_backend_unref(be);
     }
 }
@@ -449,10 +610,12 @@ static void test_device_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_embed_gather),
+        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_gemm_row_determinism),
+        cmocka_unit_test(test_embed_gather),
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_bias_act),
         cmocka_unit_test(test_add),         cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_gru_gates),   cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_gru_gates),   cmocka_unit_test(test_gru_layer),
+        cmocka_unit_test(test_topk),
         cmocka_unit_test(test_device_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -409,6 +409,7 @@ static void test_attention(void **state)
 struct topk_case {
     int B, d, V, first, k, tile;
     bool bias, excl, ties;
+    bool filter; /* every 7th item's bias is -INF (sr_model_set_item_filter): never returned */
 };
 
 /* Contract checks on one result: descending, ties by index, no reserved/excluded items, pads
@@ -447,6 +448,8 @@ static void check_topk_contract(const char *who, const struct topk_case *tc, con
                     fail_msg("%s: row %d pos %d out of order: (%d,%g) after (%d,%g)", who, b, i, j,
                              s, pj, ps);
             }
+            if (bias && isinf(bias[j]))
+                fail_msg("%s: row %d returns filtered item %d", who, b, j);
             double want = bias ? bias[j] : 0.0, mag = fabs(want);
             for (int c = 0; c < tc->d; c++) {
                 want += (double)Q[(size_t)b * tc->d + c] * E[(size_t)j * tc->d + c];
@@ -480,6 +483,9 @@ static void one_topk(const struct topk_case *tc)
         for (int i = 0; i < tc->V; i++)
             Bs[i] = (float)rnd_int(2);
     }
+    if (tc->filter)
+        for (int i = 0; i < tc->V; i += 7)
+            Bs[i] = -INFINITY;
     /* Exclusions: most rows exclude their own 5 best items (so exclusion changes the answer),
      * a few random ones, a duplicate and a reserved index; every third row excludes nothing. */
     int32_t *eoff = NULL, *eitems = NULL;
@@ -591,16 +597,18 @@ static void test_topk(void **state)
 {
     (void)state;
     const struct topk_case cases[] = {
-        /* B   d     V  first  k  tile bias  excl   ties */
-        {9, 32, 10007, 3, 10, 0, true, true, false},       /* auto tile, radix-select path */
-        {9, 32, 10007, 3, 300, 256, true, true, false},    /* k > tile, V % tile != 0 */
-        {4, 64, 5000, 2, 1024, 700, false, true, false},   /* k = 1024 across tiles */
-        {3, 16, 6001, 3, 2000, 0, true, false, false},     /* k = 2000: > 48 KiB shared */
-        {5, 8, 20, 3, 30, 0, true, true, false},           /* fewer eligible than k: pads */
-        {7, 12, 3001, 3, 50, 512, true, true, true},       /* exact ties across tiles */
-        {6, 12, 70001, 3, 20, 0, false, false, true},      /* ties inside a radix bucket */
-        {256, 64, 100000, 2, 10, 0, true, false, false},   /* serving shape */
-        {1, 1, 4, 3, 2, 0, false, false, false},           /* one eligible item */
+        /* B   d     V  first  k  tile bias  excl   ties  filter */
+        {9, 32, 10007, 3, 10, 0, true, true, false, false}, /* auto tile, radix-select path */
+        {9, 32, 10007, 3, 300, 256, true, true, false, false}, /* k > tile, V % tile != 0 */
+        {4, 64, 5000, 2, 1024, 700, false, true, false, false}, /* k = 1024 across tiles */
+        {3, 16, 6001, 3, 2000, 0, true, false, false, false}, /* k = 2000: > 48 KiB shared */
+        {5, 8, 20, 3, 30, 0, true, true, false, false},    /* fewer eligible than k: pads */
+        {7, 12, 3001, 3, 50, 512, true, true, true, false}, /* exact ties across tiles */
+        {6, 12, 70001, 3, 20, 0, false, false, true, false}, /* ties inside a radix bucket */
+        {256, 64, 100000, 2, 10, 0, true, false, false, false}, /* serving shape */
+        {1, 1, 4, 3, 2, 0, false, false, false, false},    /* one eligible item */
+        {9, 32, 10007, 3, 10, 0, true, true, false, true}, /* item filter (-INF bias) */
+        {5, 8, 30, 3, 40, 0, true, false, false, true},    /* filter leaves fewer than k */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         one_topk(&cases[i]);

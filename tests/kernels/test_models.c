@@ -3,15 +3,17 @@
  * bundle (bundle.json, items.tsv, model.safetensors) to a temporary directory and loads it
  * through the real loader. Covers several heads and layers, relu / erf-gelu / tanh-gelu,
  * output.bias, first_index 3, sessions longer than max_len, one-item sessions, multi-layer
- * GRUs; checks that encoding and top-k of a batch equal those of one session at a time, and
- * that exclusions passed to recommend are honoured. */
+ * GRUs (through the cpu backend's gru_layer and through the generic per-step path that
+ * backends without it take); checks that encoding and top-k of a batch equal those of one
+ * session at a time (vectors bit for bit, in batches of varying sizes and orders, with 1, 2
+ * and 3 threads: check_bitwise), and that exclusions passed to recommend are honoured. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "sr_kernels.h"
+#include "kernels_int.h" /* the backend table, to hide the optional gru_layer slot */
 
 #include <math.h>
 #include <stdbool.h>
@@ -123,6 +125,7 @@ static void free_store(struct tstore *s)
 
 struct cfg {
     bool gru;
+    bool stepwise; /* gru4rec through the generic per-step path (backends without gru_layer) */
     int V, first, d, layers, heads, ff, max_len;
     const char *act; /* gpt2 */
     bool bias;
@@ -314,6 +317,67 @@ static void build(const struct cfg *c, struct tstore *s, char *model_json, size_
         add_tensor(s, "output.bias", c->V, 0, 1.0, 0);
 }
 
+/* Bitwise batch invariance (DESIGN §8: the same bytes whatever the batch size): with 1, 2 and
+ * 3 threads, each session's vector encoded alone equals, bit for bit, the one it gets inside
+ * the whole batch, the batch reversed, and random batches of 2..B+8 sessions (repeats
+ * included) in random order, so its rows sit at other positions among other sessions. */
+static void check_bitwise(const struct cfg *c, sr_bundle_t *b, const int32_t *off,
+                          const int32_t *items, int B)
+{
+    int d = c->d, cap = B + 8;
+    float *alone = malloc(sizeof(float) * (size_t)B * d), *got = malloc(sizeof(float) * (size_t)cap * d);
+    int32_t *bo = malloc(sizeof(int32_t) * (size_t)(cap + 1)), *pick = malloc(sizeof(int32_t) * (size_t)cap);
+    int32_t *bi = malloc(sizeof(int32_t) * (size_t)cap * (off[B] + 1));
+    struct sr_error err;
+    for (int th = 1; th <= 3; th++) {
+        struct sr_backend_params bp = {.device = SR_DEVICE_CPU, .threads = th};
+        sr_backend_t *be = NULL;
+        assert_int_equal(sr_backend_new(&bp, &be, &err), SR_OK);
+        static struct sr_backend_iface stepwise;
+        if (c->stepwise) {
+            stepwise = *be->iface;
+            stepwise.gru_layer = NULL;
+            be->iface = &stepwise;
+        }
+        sr_model_t *m = NULL;
+        if (sr_model_new(b, be, &m, &err) != SR_OK)
+            fail_msg("model: %s", err.msg);
+        sr_backend_unref(be);
+        for (int i = 0; i < B; i++) {
+            int32_t o1[2] = {0, off[i + 1] - off[i]};
+            struct sr_session_batch one = {.n = 1, .offsets = o1, .items = items + off[i]};
+            assert_int_equal(sr_model_encode(m, &one, got, &err), SR_OK);
+            if (th == 1)
+                memcpy(alone + (size_t)i * d, got, sizeof(float) * d);
+            else if (memcmp(alone + (size_t)i * d, got, sizeof(float) * d) != 0)
+                fail_msg("session %d alone: %d threads differ from 1 thread", i, th);
+        }
+        for (int trial = 0; trial < 8; trial++) {
+            int n = trial < 2 ? B : 2 + (int)(urand() * (cap - 1));
+            bo[0] = 0;
+            for (int j = 0; j < n; j++) {
+                pick[j] = trial == 0 ? j : trial == 1 ? B - 1 - j : (int)(urand() * B);
+                int len = off[pick[j] + 1] - off[pick[j]];
+                memcpy(bi + bo[j], items + off[pick[j]], sizeof(int32_t) * len);
+                bo[j + 1] = bo[j] + len;
+            }
+            struct sr_session_batch batch = {.n = n, .offsets = bo, .items = bi};
+            assert_int_equal(sr_model_encode(m, &batch, got, &err), SR_OK);
+            for (int j = 0; j < n; j++)
+                if (memcmp(alone + (size_t)pick[j] * d, got + (size_t)j * d, sizeof(float) * d)) {
+                    int k = 0;
+                    while (alone[(size_t)pick[j] * d + k] == got[(size_t)j * d + k])
+                        k++;
+                    fail_msg("session %d (len %d) at %d of a batch of %d, %d threads: dim %d "
+                             "%.9g vs %.9g alone", pick[j], off[pick[j] + 1] - off[pick[j]], j, n,
+                             th, k, got[(size_t)j * d + k], alone[(size_t)pick[j] * d + k]);
+                }
+        }
+        sr_model_unref(m);
+    }
+    free(alone), free(got), free(bo), free(pick), free(bi);
+}
+
 static void run_case(const struct cfg *c)
 {
     struct tstore s = {.n = 0};
@@ -330,11 +394,16 @@ static void run_case(const struct cfg *c)
     struct sr_backend_params bp = {.device = SR_DEVICE_CPU, .threads = 2};
     sr_backend_t *be = NULL;
     assert_int_equal(sr_backend_new(&bp, &be, &err), SR_OK);
+    static struct sr_backend_iface stepwise; /* the cpu table without gru_layer */
+    if (c->stepwise) {
+        stepwise = *be->iface;
+        stepwise.gru_layer = NULL;
+        be->iface = &stepwise;
+    }
     sr_model_t *m = NULL;
     if (sr_model_new(b, be, &m, &err) != SR_OK)
         fail_msg("model: %s", err.msg);
-    sr_bundle_unref(b); /* the model holds its own references */
-    sr_backend_unref(be);
+    sr_backend_unref(be); /* the model holds its own reference */
     assert_ptr_equal(sr_model_bundle(m), b);
     assert_ptr_equal(sr_model_backend(m), be);
 
@@ -414,6 +483,8 @@ static void run_case(const struct cfg *c)
     bad.offsets = eo0;
     assert_int_equal(sr_model_encode(m, &bad, v1, &err), SR_EINVAL);
     assert_true(sr_model_encode_flops(m, off[B], B) > 0);
+    check_bitwise(c, b, off, items, B);
+    sr_bundle_unref(b); /* the models held their own references */
 
     assert_ptr_equal(sr_model_ref(m), m);
     sr_model_unref(m);
@@ -457,6 +528,14 @@ static void test_gru4rec_2layers_bias_first3(void **st)
     run_case(&c);
 }
 
+static void test_gru4rec_2layers_stepwise(void **st)
+{
+    (void)st;
+    struct cfg c = {.gru = true, .V = 700, .first = 2, .d = 20, .layers = 2, .max_len = 12,
+                    .stepwise = true};
+    run_case(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -465,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_gpt2_erf_one_layer),
         cmocka_unit_test(test_gru4rec),
         cmocka_unit_test(test_gru4rec_2layers_bias_first3),
+        cmocka_unit_test(test_gru4rec_2layers_stepwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,573 @@
+/* test_graph.c — the operator graph and its ops (issue 3): load-time validation (missing
+ * column, type mismatch, unknown op type, graph.ops naming an undeclared op), the static item
+ * rules driven from config (drop_items by category, require_available) over the golden events,
+ * session_update semantics (TTL per event in event time, other event types refreshing the
+ * clock, max_len truncation, skipping offsets at or below the committed applied offset) and
+ * the evaluator's metrics on a hand-computed case. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops_int.h"
+#include "sr_kernels.h"
+#include "sr_schemas.h"
+#include "sr_state.h"
+
+#define BUNDLE SR_TEST_DATA "/gpt2-small"
+#define EVENTS SR_TEST_DATA "/gpt2-small.events.jsonl"
+
+/* ---- validation entry point --------------------------------------------------------------- */
+
+static void test_validate_missing_column(void **state)
+{
+    (void)state;
+    struct sr_op_ports a = {0}, b = {0};
+    sr__port_in(&a, SR_C_RAW, SR_COL_STR, false);
+    sr__port_out(&a, "x", SR_COL_I64);
+    sr__port_in(&b, "x", SR_COL_I64, false);
+    sr__port_in(&b, "y", SR_COL_LIST_I32, false);
+    struct sr__graph_node_ports nodes[] = {{"first", "decode", &a}, {"my_rule", "drop_items", &b}};
+    struct sr_error err = {0};
+    assert_int_equal(sr__graph_validate(nodes, 2, &err), SR_ECONFIG);
+    assert_non_null(strstr(err.msg, "op 'my_rule' (drop_items)"));
+    assert_non_null(strstr(err.msg, "missing input column 'y'"));
+    /* the same input declared optional is fine */
+    b.in[1].optional = true;
+    assert_int_equal(sr__graph_validate(nodes, 2, &err), SR_OK);
+    /* ... and so is a column the source provides */
+    b.in[1] = (struct sr_op_port){SR_C_SRC_OFFSET, SR_COL_I64, false};
+    assert_int_equal(sr__graph_validate(nodes, 2, &err), SR_OK);
+}
+
+static void test_validate_type_mismatch(void **state)
+{
+    (void)state;
+    struct sr_op_ports a = {0}, b = {0};
+    sr__port_out(&a, SR_C_SESSION_ITEMS, SR_COL_LIST_U64);
+    sr__port_in(&b, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, false);
+    struct sr__graph_node_ports nodes[] = {{"producer", "categorify", &a}, {"enc", "encode", &b}};
+    struct sr_error err = {0};
+    assert_int_equal(sr__graph_validate(nodes, 2, &err), SR_ECONFIG);
+    assert_non_null(strstr(err.msg, "op 'enc' (encode)"));
+    assert_non_null(strstr(err.msg, "'session_items' has type list<u64>, expected list<i32>"));
+    /* a source column re-read with the wrong type is a mismatch too */
+    struct sr_op_ports c = {0};
+    sr__port_in(&c, SR_C_SRC_PARTITION, SR_COL_I64, false);
+    struct sr__graph_node_ports one[] = {{"p", "filter", &c}};
+    assert_int_equal(sr__graph_validate(one, 1, &err), SR_ECONFIG);
+    assert_non_null(strstr(err.msg, "'src_partition' has type i32, expected i64"));
+    /* a later producer replaces the column's type */
+    struct sr_op_ports d = {0};
+    sr__port_out(&d, SR_C_SESSION_ITEMS, SR_COL_LIST_I32);
+    struct sr__graph_node_ports three[] = {{"producer", "categorify", &a}, {"fix", "x", &d},
+                                           {"enc", "encode", &b}};
+    assert_int_equal(sr__graph_validate(three, 3, &err), SR_OK);
+}
+
+/* ---- graphs from config ------------------------------------------------------------------- */
+
+struct capture {
+    sr_bundle_t *bundle;
+    int attr_col;       /* column checked in every recommended item, -1: none */
+    const char *bad;    /* value that must never be recommended */
+    uint64_t recs, items, bad_items;
+};
+
+static sr_err_t capture_emit(void *opaque, const struct sr_rec *rec, struct sr_error *err)
+{
+    (void)err;
+    struct capture *c = opaque;
+    c->recs++;
+    for (size_t i = 0; i < rec->n_items; i++) {
+        c->items++;
+        int32_t j = sr_bundle_item_index(c->bundle, rec->items[i].item_id, rec->items[i].item_id_len);
+        if (c->attr_col >= 0 && strcmp(sr_bundle_attr(c->bundle, c->attr_col, j), c->bad) == 0)
+            c->bad_items++;
+    }
+    return SR_OK;
+}
+
+static sr_config_t *base_config(void)
+{
+    sr_config_t *cfg = sr_config_new();
+    struct sr_error err;
+    assert_int_equal(sr_config_set(cfg, "model.bundle", BUNDLE, &err), SR_OK);
+    assert_int_equal(sr_config_set(cfg, "state.backend", "memory", &err), SR_OK);
+    assert_int_equal(sr_config_set(cfg, "device", "cpu", &err), SR_OK);
+    assert_int_equal(sr_config_set(cfg, "device.threads", "1", &err), SR_OK);
+    assert_int_equal(sr_config_set(cfg, "log.level", "error", &err), SR_OK);
+    return cfg;
+}
+
+static void set(sr_config_t *cfg, const char *k, const char *v)
+{
+    struct sr_error err;
+    assert_int_equal(sr_config_set(cfg, k, v, &err), SR_OK);
+}
+
+/* Feeds the golden events file through g in batches of `batch` lines, committing each. */
+static void run_events(sr_graph_t *g, int batch)
+{
+    FILE *f = fopen(EVENTS, "rb");
+    assert_non_null(f);
+    sr_arena_t *A = sr_arena_new(1 << 20);
+    char *line = NULL;
+    size_t cap = 0;
+    int64_t offset = 0;
+    bool eof = false;
+    while (!eof) {
+        sr_arena_reset(A);
+        struct sr_batch b;
+        struct sr_error err = {0};
+        struct sr_col *raw, *part, *off;
+        assert_int_equal(sr_batch_init(&b, A, batch, &err), SR_OK);
+        assert_int_equal(sr_batch_add(&b, SR_C_RAW, SR_COL_STR, 0, &raw, &err), SR_OK);
+        assert_int_equal(sr_batch_add(&b, SR_C_SRC_PARTITION, SR_COL_I32, 0, &part, &err), SR_OK);
+        assert_int_equal(sr_batch_add(&b, SR_C_SRC_OFFSET, SR_COL_I64, 0, &off, &err), SR_OK);
+        int32_t n = 0;
+        while (n < batch) {
+            ssize_t len = getline(&line, &cap, f);
+            if (len < 0) {
+                eof = true;
+                break;
+            }
+            while (len > 0 && line[len - 1] == '\n')
+                len--;
+            ((const char **)raw->data)[n] = sr_arena_strndup(A, line, (size_t)len);
+            raw->lens[n] = (uint32_t)len;
+            ((int64_t *)off->data)[n] = offset++;
+            n++;
+        }
+        b.n = b.n_sel = n;
+        if (n == 0)
+            break;
+        if (sr_graph_run(g, &b, &err) != SR_OK)
+            fail_msg("graph run: %s", err.msg);
+        if (b.has_state)
+            assert_int_equal(sr_graph_commit(g, b.state_id, &err), SR_OK);
+    }
+    free(line);
+    sr_arena_destroy(A);
+    fclose(f);
+}
+
+/* Builds a graph from cfg with a capturing sink; returns the build's result. */
+static sr_err_t build(sr_config_t *cfg, struct capture *cap, struct sr_stats *stats,
+                      struct sr_sink *sink, sr_graph_t **g, struct sr_error *err)
+{
+    *sink = (struct sr_sink){.emit = capture_emit, .opaque = cap};
+    struct sr_graph_params p = {.cfg = cfg, .runtime = "offline", .stats = stats, .sink = sink,
+                                .source_topic = "test"};
+    return sr_graph_new(&p, g, err);
+}
+
+static void test_unknown_op_type(void **state)
+{
+    (void)state;
+    sr_config_t *cfg = base_config();
+    set(cfg, "graph.ops", "mystery");
+    set(cfg, "graph.op.mystery.type", "no_such_op");
+    struct capture cap = {.attr_col = -1};
+    struct sr_stats stats = {0};
+    struct sr_sink sink;
+    sr_graph_t *g = NULL;
+    struct sr_error err = {0};
+    assert_int_equal(build(cfg, &cap, &stats, &sink, &g, &err), SR_ECONFIG);
+    assert_null(g);
+    assert_non_null(strstr(err.msg, "'mystery'"));
+    assert_non_null(strstr(err.msg, "unknown op type 'no_such_op'"));
+    sr_config_destroy(cfg);
+}
+
+static void test_graph_ops_undeclared(void **state)
+{
+    (void)state;
+    sr_config_t *cfg = base_config();
+    set(cfg, "graph.ops", "ghost");
+    struct capture cap = {.attr_col = -1};
+    struct sr_stats stats = {0};
+    struct sr_sink sink;
+    sr_graph_t *g = NULL;
+    struct sr_error err = {0};
+    assert_int_equal(build(cfg, &cap, &stats, &sink, &g, &err), SR_ECONFIG);
+    assert_null(g);
+    assert_non_null(strstr(err.msg, "'ghost'"));
+    assert_non_null(strstr(err.msg, "graph.op.ghost.type"));
+    sr_config_destroy(cfg);
+}
+
+static void test_drop_items_bad_config(void **state)
+{
+    (void)state;
+    struct { const char *attr, *values, *expect; } cases[] = {
+        {"colour", "red", "no column 'colour'"},
+        {NULL, "c3", "graph.op.r.attribute is required"},
+        {"category", NULL, "graph.op.r.values"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sr_config_t *cfg = base_config();
+        set(cfg, "graph.ops", "r");
+        set(cfg, "graph.op.r.type", "drop_items");
+        if (cases[i].attr)
+            set(cfg, "graph.op.r.attribute", cases[i].attr);
+        if (cases[i].values)
+            set(cfg, "graph.op.r.values", cases[i].values);
+        struct capture cap = {.attr_col = -1};
+        struct sr_stats stats = {0};
+        struct sr_sink sink;
+        sr_graph_t *g = NULL;
+        struct sr_error err = {0};
+        assert_int_equal(build(cfg, &cap, &stats, &sink, &g, &err), SR_ECONFIG);
+        assert_null(g);
+        if (!strstr(err.msg, cases[i].expect) || !strstr(err.msg, "'r'"))
+            fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].expect);
+        sr_config_destroy(cfg);
+    }
+}
+
+/* Replays the golden events with rule config `kv` (pairs, NULL-terminated) and counts the
+ * recommended items whose `attr` is `bad`. */
+static struct capture run_rule(const char *attr, const char *bad, const char *const *kv)
+{
+    sr_config_t *cfg = base_config();
+    for (int i = 0; kv && kv[i]; i += 2)
+        set(cfg, kv[i], kv[i + 1]);
+    struct capture cap = {0};
+    struct sr_error err = {0};
+    assert_int_equal(sr_bundle_load(BUNDLE, &cap.bundle, &err), SR_OK);
+    cap.attr_col = sr_bundle_attr_column(cap.bundle, attr);
+    assert_true(cap.attr_col >= 0);
+    cap.bad = bad;
+    struct sr_stats stats = {0};
+    struct sr_sink sink;
+    sr_graph_t *g = NULL;
+    if (build(cfg, &cap, &stats, &sink, &g, &err) != SR_OK)
+        fail_msg("graph: %s", err.msg);
+    run_events(g, 64);
+    assert_int_equal(stats.events, 1000);
+    assert_int_equal(stats.recommendations, cap.recs);
+    sr_graph_destroy(g);
+    sr_bundle_unref(cap.bundle);
+    cap.bundle = NULL;
+    sr_config_destroy(cfg);
+    return cap;
+}
+
+static void test_drop_items_category(void **state)
+{
+    (void)state;
+    /* Without the rule, category c3 is recommended: the check below can fail. */
+    struct capture plain = run_rule("category", "c3", NULL);
+    assert_int_equal(plain.recs, 781);
+    assert_true(plain.bad_items > 100);
+    static const char *const kv[] = {"graph.ops", "no_c3",
+                                     "graph.op.no_c3.type", "drop_items",
+                                     "graph.op.no_c3.attribute", "category",
+                                     "graph.op.no_c3.values", "c3", NULL};
+    struct capture ruled = run_rule("category", "c3", kv);
+    assert_int_equal(ruled.recs, plain.recs);
+    assert_int_equal(ruled.items, plain.items); /* still k items each: top-k over allowed ones */
+    assert_int_equal(ruled.bad_items, 0);
+    /* keep=true inverts: only c3 stays recommendable */
+    static const char *const kv_keep[] = {"graph.ops", "only_c3",
+                                          "graph.op.only_c3.type", "drop_items",
+                                          "graph.op.only_c3.attribute", "category",
+                                          "graph.op.only_c3.values", "c3",
+                                          "graph.op.only_c3.keep", "true", NULL};
+    struct capture kept = run_rule("category", "c3", kv_keep);
+    assert_int_equal(kept.bad_items, kept.items);
+}
+
+static void test_require_available(void **state)
+{
+    (void)state;
+    struct capture plain = run_rule("available", "0", NULL);
+    assert_true(plain.bad_items > 0);
+    static const char *const kv[] = {"recs.require_available", "true", NULL};
+    struct capture ruled = run_rule("available", "0", kv);
+    assert_int_equal(ruled.recs, plain.recs);
+    assert_int_equal(ruled.items, plain.items);
+    assert_int_equal(ruled.bad_items, 0);
+}
+
+/* ---- session_update ----------------------------------------------------------------------- */
+
+struct sess_fx {
+    sr_config_t *cfg;
+    struct sr_stats stats;
+    struct sr_op_env env;
+    const struct sr_op_desc *d;
+    void *ctx;
+    struct sr_op_ports ports;
+    sr_arena_t *A;
+};
+
+struct ev {
+    const char *sid;
+    const char *item;
+    int64_t ts;
+    int append, trigger;
+    int64_t offset;
+};
+
+static struct sess_fx *sess_new(const char *max_len, const char *ttl)
+{
+    struct sess_fx *fx = calloc(1, sizeof *fx);
+    fx->cfg = sr_config_new();
+    set(fx->cfg, "state.backend", "memory");
+    set(fx->cfg, "session.max_len", max_len);
+    set(fx->cfg, "session.ttl.ms", ttl);
+    fx->env.cfg = fx->cfg;
+    fx->env.stats = &fx->stats;
+    fx->d = sr__op_find("session_update");
+    assert_non_null(fx->d);
+    struct sr_error err = {0};
+    if (fx->d->init(&fx->env, NULL, &fx->ctx, &fx->ports, &err) != SR_OK)
+        fail_msg("init: %s", err.msg);
+    fx->A = sr_arena_new(1 << 16);
+    return fx;
+}
+
+static void sess_free(struct sess_fx *fx)
+{
+    fx->d->fini(fx->ctx);
+    sr__env_release(&fx->env);
+    sr_arena_destroy(fx->A);
+    sr_config_destroy(fx->cfg);
+    free(fx);
+}
+
+/* Runs one batch of events, checks each row's snapshot against want[i] ("a,b,c" item ids, ""
+ * for an empty session, NULL for a row without snapshot: skipped or not a trigger) and commits
+ * the batch when `commit`. */
+static void sess_run(struct sess_fx *fx, const struct ev *evs, int n, const char *const *want,
+                     bool commit)
+{
+    sr_arena_reset(fx->A);
+    struct sr_batch b;
+    struct sr_error err = {0};
+    struct sr_col *c[7];
+    assert_int_equal(sr_batch_init(&b, fx->A, n, &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_SRC_PARTITION, SR_COL_I32, 0, &c[0], &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_SRC_OFFSET, SR_COL_I64, 0, &c[1], &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_SESSION, SR_COL_STR, 0, &c[2], &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_ITEM_KEY, SR_COL_U64, 0, &c[3], &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_TS, SR_COL_I64, 0, &c[4], &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_APPEND, SR_COL_I32, 0, &c[5], &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_TRIGGER, SR_COL_I32, 0, &c[6], &err), SR_OK);
+    for (int i = 0; i < n; i++) {
+        ((int64_t *)c[1]->data)[i] = evs[i].offset;
+        ((const char **)c[2]->data)[i] = evs[i].sid;
+        c[2]->lens[i] = (uint32_t)strlen(evs[i].sid);
+        ((uint64_t *)c[3]->data)[i] = sr_hash64_str(evs[i].item);
+        ((int64_t *)c[4]->data)[i] = evs[i].ts;
+        ((int32_t *)c[5]->data)[i] = evs[i].append;
+        ((int32_t *)c[6]->data)[i] = evs[i].trigger;
+    }
+    if (fx->d->run(fx->ctx, &fx->env, &b, &err) != SR_OK)
+        fail_msg("run: %s", err.msg);
+    struct sr_col *keys = sr_batch_col(&b, SR_C_SESSION_KEYS);
+    assert_non_null(keys);
+    for (int i = 0; i < n; i++) {
+        int32_t lo = keys->offsets[i], hi = keys->offsets[i + 1];
+        bool live = false;
+        for (int32_t s = 0; s < b.n_sel; s++)
+            live |= b.sel[s] == i;
+        if (!want[i]) {
+            if (hi != lo)
+                fail_msg("row %d: expected no snapshot, got %d items", i, hi - lo);
+            continue;
+        }
+        assert_true(live);
+        char buf[256], *save = NULL;
+        snprintf(buf, sizeof buf, "%s", want[i]);
+        int32_t j = lo;
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save), j++) {
+            if (j >= hi)
+                fail_msg("row %d: snapshot has %d items, expected '%s'", i, hi - lo, want[i]);
+            if (((uint64_t *)keys->data)[j] != sr_hash64_str(t))
+                fail_msg("row %d: item %d is not %s (expected '%s')", i, j - lo, t, want[i]);
+        }
+        if (j != hi)
+            fail_msg("row %d: snapshot has %d items, expected '%s'", i, hi - lo, want[i]);
+    }
+    assert_true(fx->env.has_staged);
+    if (commit)
+        assert_int_equal(sr_state_commit(fx->env.state, fx->env.staged_id, &err), SR_OK);
+}
+
+static void test_session_ttl_event_time(void **state)
+{
+    (void)state;
+    struct sess_fx *fx = sess_new("10", "1000");
+    /* s1: a wishlist event (neither stored nor triggering) keeps the session alive;
+     * s2: the same items without it expires; s3: exactly ttl later is not expired. */
+    const struct ev evs[] = {
+        {"s1", "a", 0, 1, 1, 0},      {"s2", "a", 0, 1, 1, 1},      {"s3", "a", 0, 1, 1, 2},
+        {"s1", "w", 900, 0, 0, 3},    {"s1", "b", 1800, 1, 1, 4},   {"s2", "b", 1800, 1, 1, 5},
+        {"s3", "b", 1000, 1, 1, 6},   {"s1", "c", 2801, 1, 1, 7},   {"s3", "c", 1500, 1, 0, 8},
+    };
+    const char *const want[] = {"a", "a", "a", NULL, "a,b", "b", "a,b", "c", NULL};
+    sess_run(fx, evs, 9, want, true);
+    /* The same decisions across batch boundaries: one event per batch, fresh session ids. */
+    const struct ev one[] = {
+        {"t1", "a", 0, 1, 1, 10}, {"t1", "w", 900, 0, 0, 11}, {"t1", "b", 1800, 1, 1, 12},
+        {"t2", "a", 0, 1, 1, 13}, {"t2", "b", 1800, 1, 1, 14}, {"t1", "c", 2801, 1, 1, 15},
+    };
+    const char *const want1[] = {"a", NULL, "a,b", "a", "b", "c"};
+    for (int i = 0; i < 6; i++)
+        sess_run(fx, &one[i], 1, &want1[i], i % 2 == 0); /* odd batches stay pending */
+    sess_free(fx);
+}
+
+static void test_session_ttl_off(void **state)
+{
+    (void)state;
+    struct sess_fx *fx = sess_new("10", "0");
+    const struct ev evs[] = {{"s", "a", 0, 1, 1, 0}, {"s", "b", 100000000, 1, 1, 1}};
+    const char *const want[] = {"a", "a,b"};
+    sess_run(fx, evs, 2, want, true);
+    sess_free(fx);
+}
+
+static void test_session_max_len(void **state)
+{
+    (void)state;
+    struct sess_fx *fx = sess_new("3", "1800000");
+    const struct ev evs[] = {
+        {"s", "a", 1, 1, 1, 0}, {"s", "b", 2, 1, 1, 1}, {"s", "c", 3, 1, 1, 2},
+        {"s", "d", 4, 1, 1, 3}, {"s", "x", 5, 0, 1, 4}, {"s", "e", 6, 1, 0, 5},
+    };
+    /* x triggers without being stored (e.g. a type only in recs.trigger_types) */
+    const char *const want[] = {"a", "a,b", "a,b,c", "b,c,d", "b,c,d", NULL};
+    sess_run(fx, evs, 6, want, true);
+    const struct ev more[] = {{"s", "f", 7, 1, 1, 6}};
+    const char *const want2[] = {"d,e,f"};
+    sess_run(fx, more, 1, want2, true);
+    sess_free(fx);
+}
+
+static void test_session_skip_applied(void **state)
+{
+    (void)state;
+    struct sess_fx *fx = sess_new("10", "1800000");
+    const struct ev first[] = {{"s", "a", 1, 1, 1, 0}, {"s", "b", 2, 1, 1, 1},
+                               {"s", "c", 3, 1, 1, 2}};
+    const char *const w1[] = {"a", "a,b", "a,b,c"};
+    sess_run(fx, first, 3, w1, true);
+    assert_int_equal(sr_state_applied_offset(fx->env.state, 0), 2);
+    /* Redelivery after a restart: 1 and 2 were applied, 3 and 4 are new. */
+    const struct ev again[] = {{"s", "b", 2, 1, 1, 1}, {"s", "c", 3, 1, 1, 2},
+                               {"s", "d", 4, 1, 1, 3}, {"s", "e", 5, 1, 1, 4}};
+    const char *const w2[] = {NULL, NULL, "a,b,c,d", "a,b,c,d,e"};
+    sess_run(fx, again, 4, w2, false);
+    /* Not committed yet: the committed offset still says 2, so a retry of the same records
+     * (after sr_state_discard) applies them once more from the committed state. */
+    assert_int_equal(sr_state_applied_offset(fx->env.state, 0), 2);
+    sr_state_discard(fx->env.state, fx->env.staged_id);
+    sess_run(fx, again, 4, w2, true);
+    assert_int_equal(sr_state_applied_offset(fx->env.state, 0), 4);
+    /* Everything at or below 4 is now skipped, whatever its content. */
+    const struct ev old[] = {{"s", "zz", 9, 1, 1, 4}, {"s", "f", 10, 1, 1, 5}};
+    const char *const w3[] = {NULL, "a,b,c,d,e,f"};
+    sess_run(fx, old, 2, w3, true);
+    sess_free(fx);
+}
+
+/* ---- eval --------------------------------------------------------------------------------- */
+
+static void test_eval_metrics(void **state)
+{
+    (void)state;
+    struct sr_op_env env = {0};
+    struct sr_error err = {0};
+    assert_int_equal(sr_bundle_load(BUNDLE, &env.bundle, &err), SR_OK);
+    env.k = 3;
+    const struct sr_op_desc *d = sr__op_find("eval");
+    void *ctx = NULL;
+    struct sr_op_ports ports = {0};
+    assert_int_equal(d->init(&env, NULL, &ctx, &ports, &err), SR_OK);
+    assert_non_null(env.eval);
+    /* rows: session, stored item (bundle index; 0 = none), appended?, recommendation (indices) */
+    struct row {
+        const char *sid;
+        int32_t item;
+        int append;
+        int32_t rec[3];
+    } rows[] = {
+        {"a", 0, 0, {5, 6, 7}},      /* a: waits */
+        {"a", 5, 1, {0}},            /* target 5 at rank 1 */
+        {"b", 0, 0, {10, 11, 12}},
+        {"b", 12, 1, {0}},           /* rank 3 */
+        {"c", 0, 0, {20, 21, 22}},
+        {"c", 99, 1, {0}},           /* miss */
+        {"d", 0, 0, {30, 31, 32}},
+        {"d", 0, 0, {33, 34, 35}},   /* replaces the first before a target: unresolved */
+        {"d", 40, 0, {0}},           /* not stored (append 0): not a target */
+        {"e", 7, 1, {5, 8, 9}},      /* a target with nothing waiting, then a new rec: pending */
+    };
+    const int n = (int)(sizeof rows / sizeof *rows);
+    sr_arena_t *A = sr_arena_new(1 << 16);
+    struct sr_batch b;
+    struct sr_col *sess, *key, *app, *rec;
+    assert_int_equal(sr_batch_init(&b, A, n, &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_SESSION, SR_COL_STR, 0, &sess, &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_ITEM_KEY, SR_COL_U64, 0, &key, &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_APPEND, SR_COL_I32, 0, &app, &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_REC_ITEMS, SR_COL_LIST_I32, 3 * n, &rec, &err), SR_OK);
+    for (int i = 0; i < n; i++) {
+        ((const char **)sess->data)[i] = rows[i].sid;
+        sess->lens[i] = (uint32_t)strlen(rows[i].sid);
+        size_t len;
+        const char *id = rows[i].item ? sr_bundle_item_id(env.bundle, rows[i].item, &len) : "none";
+        ((uint64_t *)key->data)[i] = sr_hash64(id, rows[i].item ? len : 4);
+        ((int32_t *)app->data)[i] = rows[i].append;
+        int32_t o = rec->offsets[i];
+        for (int j = 0; j < 3 && rows[i].rec[j]; j++)
+            ((int32_t *)rec->data)[o++] = rows[i].rec[j];
+        rec->offsets[i + 1] = o;
+    }
+    assert_int_equal(d->run(ctx, &env, &b, &err), SR_OK);
+    const struct sr_eval_report *r = env.eval;
+    assert_int_equal(r->k, 3);
+    assert_int_equal(r->evaluated, 3);
+    assert_int_equal(r->hits, 2);
+    assert_int_equal(r->unresolved, 1);
+    assert_int_equal(r->pending, 2); /* d's second rec and e's */
+    assert_int_equal(r->distinct_items, 17); /* 5-7, 10-12, 20-22, 30-35, 8, 9 */
+    assert_int_equal(r->catalogue, 1000);
+    /* HitRate@3 = 2/3, MRR@3 = (1 + 1/3)/3, NDCG@3 = (1 + 1/log2(4))/3 = 0.5 */
+    assert_true(fabs((double)r->hits / (double)r->evaluated - 2.0 / 3.0) < 1e-12);
+    assert_true(fabs(r->mrr_sum / (double)r->evaluated - 4.0 / 9.0) < 1e-12);
+    assert_true(fabs(r->ndcg_sum / (double)r->evaluated - 0.5) < 1e-12);
+    d->fini(ctx);
+    sr_arena_destroy(A);
+    sr_bundle_unref(env.bundle);
+}
+
+int main(void)
+{
+    sr_log_set_level(SR_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validate_missing_column),
+        cmocka_unit_test(test_validate_type_mismatch),
+        cmocka_unit_test(test_unknown_op_type),
+        cmocka_unit_test(test_graph_ops_undeclared),
+        cmocka_unit_test(test_drop_items_bad_config),
+        cmocka_unit_test(test_drop_items_category),
+        cmocka_unit_test(test_require_available),
+        cmocka_unit_test(test_session_ttl_event_time),
+        cmocka_unit_test(test_session_ttl_off),
+        cmocka_unit_test(test_session_max_len),
+        cmocka_unit_test(test_session_skip_applied),
+        cmocka_unit_test(test_eval_metrics),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
