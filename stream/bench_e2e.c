@@ -21,7 +21,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +37,8 @@ struct e2e {
     int n_rates;
     bool ingest_only;
     const char *device;
+    const char *sets[32];     /* --set KEY=VALUE: runtime configuration over the bench's own */
+    int n_sets;
     char **items;
     int n_items;
     char bootstraps[256];
@@ -79,6 +83,69 @@ static double proc_cpu_seconds(pid_t pid)
     if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The runtime's CPU by thread group: librdkafka's threads (named rdk:*), the loop thread, the
+ * bench's own main thread, and the rest (the graph worker and the compute pool). Linux /proc;
+ * zeros elsewhere. */
+enum { TG_KAFKA, TG_LOOP, TG_BENCH, TG_COMPUTE, TG_N };
+static const char *const tg_name[TG_N] = {"librdkafka", "loop", "bench", "compute"};
+
+struct thread_cpu {
+    int n;
+    int tid[256];
+    int group[256];
+    double cpu[256];
+};
+
+static void threads_cpu(struct thread_cpu *tc, int loop_tid)
+{
+    tc->n = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL && tc->n < 256) {
+        int tid = atoi(de->d_name);
+        if (tid <= 0)
+            continue;
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        unsigned long long ut = 0, st = 0;
+        if (!open || !close ||
+            sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+            continue;
+        int g = !strncmp(open + 1, "rdk:", 4) ? TG_KAFKA
+              : tid == loop_tid              ? TG_LOOP
+              : tid == (int)getpid()         ? TG_BENCH
+                                             : TG_COMPUTE;
+        tc->tid[tc->n] = tid;
+        tc->group[tc->n] = g;
+        tc->cpu[tc->n] = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+        tc->n++;
+    }
+    if (d)
+        closedir(d);
+}
+
+/* CPU seconds per group between two snapshots (threads born in between count from zero). */
+static void threads_cpu_diff(const struct thread_cpu *a, const struct thread_cpu *b,
+                             double out[TG_N])
+{
+    for (int g = 0; g < TG_N; g++)
+        out[g] = 0;
+    for (int i = 0; i < b->n; i++) {
+        double before = 0;
+        for (int j = 0; j < a->n; j++)
+            if (a->tid[j] == b->tid[i])
+                before = a->cpu[j];
+        out[b->group[i]] += b->cpu[i] - before;
+    }
 }
 
 static int read_full(int fd, void *p, size_t n)
@@ -196,11 +263,13 @@ struct rt_thread {
     sr_runtime_t *rt;
     sr_err_t rc;
     struct sr_error err;
+    int tid;
 };
 
 static void *rt_main(void *arg)
 {
     struct rt_thread *t = arg;
+    __atomic_store_n(&t->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
     t->rc = sr_runtime_run(t->rt, false, &t->err);
     return NULL;
 }
@@ -292,6 +361,21 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
             sr_config_destroy(cfg);
             return sr__cli_fail(CMD, "%s", err.msg);
         }
+    for (int i = 0; i < b->n_sets; i++) {
+        char key[256];
+        const char *eq = strchr(b->sets[i], '=');
+        size_t kl = eq ? (size_t)(eq - b->sets[i]) : 0;
+        if (!eq || kl == 0 || kl >= sizeof key) {
+            sr_config_destroy(cfg);
+            return sr__cli_fail(CMD, "--set %s: expected KEY=VALUE", b->sets[i]);
+        }
+        memcpy(key, b->sets[i], kl);
+        key[kl] = 0;
+        if (sr_config_set(cfg, key, eq + 1, &err) != SR_OK) {
+            sr_config_destroy(cfg);
+            return sr__cli_fail(CMD, "--set %s: %s", b->sets[i], err.msg);
+        }
+    }
     b->topic = ingest ? "events-ingest" : "events";
     b->next_event = 0;
     /* 1. Saturation: a backlog first. */
@@ -309,29 +393,41 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
     uint64_t consumed = 0, committed = 0, published = 0, t_first = 0;
     uint64_t target = b->next_event;
     double cpu0 = 0, bcpu0 = 0;
+    static struct thread_cpu tc0, tc1;
     while (committed < target) { /* the whole backlog delivered and committed */
         sr_runtime_counters(t.rt, &consumed, &committed, &published, NULL);
         if (!t_first && consumed) {
             t_first = sr_now_ns();
             cpu0 = cpu_seconds();
             bcpu0 = proc_cpu_seconds(b->child);
+            threads_cpu(&tc0, __atomic_load_n(&t.tid, __ATOMIC_ACQUIRE));
         }
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
     double secs = (double)(sr_now_ns() - t_first) / 1e9;
-    double cpu = cpu_seconds() - cpu0, bcpu = proc_cpu_seconds(b->child) - bcpu0;
+    double cpu = cpu_seconds() - cpu0, bcpu = proc_cpu_seconds(b->child) - bcpu0, tg[TG_N];
+    threads_cpu(&tc1, __atomic_load_n(&t.tid, __ATOMIC_ACQUIRE));
+    threads_cpu_diff(&tc0, &tc1, tg);
     double sat = (double)target / (secs > 0 ? secs : 1e-9);
     printf("%s saturation: %llu events in %.2f s = %.0f events/s (%llu recommendations, %.0f/s); "
            "runtime CPU %.2f s (%.0f events/cpu-s), broker CPU %.2f s\n",
            ingest ? "ingest-only" : "model", (unsigned long long)target, secs, sat,
            (unsigned long long)published, (double)published / (secs > 0 ? secs : 1e-9), cpu,
            (double)target / (cpu > 0 ? cpu : 1e-9), bcpu);
+    printf("  runtime CPU by thread group:");
+    for (int g = 0; g < TG_N; g++)
+        printf(" %s %.2f s", tg_name[g], tg[g]);
+    printf("\n");
     fflush(stdout);
     fprintf(json, "%s\"%s\": {\"saturation_events_per_s\": %.1f, \"recommendations\": %llu, "
                   "\"recommendations_per_s\": %.1f, \"runtime_cpu_s\": %.3f, \"broker_cpu_s\": %.3f",
             b->json_sep ? ", " : "", ingest ? "ingest" : "model", sat, (unsigned long long)published,
             (double)published / (secs > 0 ? secs : 1e-9), cpu, bcpu);
+    fprintf(json, ", \"runtime_cpu_by_group_s\": {");
+    for (int g = 0; g < TG_N; g++)
+        fprintf(json, "%s\"%s\": %.3f", g ? ", " : "", tg_name[g], tg[g]);
+    fprintf(json, "}");
     /* 2. Offered rates. */
     double rates[16];
     int nr = b->n_rates;
@@ -387,12 +483,15 @@ static void usage(void)
 {
     printf("usage: streamrec bench e2e --bundle DIR [--events N] [--seconds S] [--rates R,R,..]\n"
            "                           [--partitions P] [--sessions S] [--batch B] [--device D]\n"
-           "                           [--ingest-only | --both]\n"
-           "  In one process: librdkafka's mock cluster, a producer of synthetic events over the\n"
-           "  bundle's catalogue, and the online runtime. Saturation: N events (default 200000)\n"
-           "  backlogged, then consumed → delivered. Rates (default 25/50/75%% of saturation)\n"
-           "  offered for S seconds (default 5): achieved rate and consumed→delivered latency\n"
-           "  p50/p99/p999. --ingest-only skips the model (no trigger types). Last line: JSON.\n");
+           "                           [--set KEY=VALUE]... [--ingest-only | --both]\n"
+           "  A child process hosts librdkafka's mock cluster and a producer of synthetic events\n"
+           "  over the bundle's catalogue; this process runs the online runtime, so its CPU time\n"
+           "  is the runtime's. Saturation: N events (default 50000; the mock keeps about 5 MiB\n"
+           "  per partition, ~170 bytes an event) backlogged, then consumed -> committed. Rates\n"
+           "  (default 25/50/75%% of saturation) offered for S seconds (default 5): achieved rate\n"
+           "  and consumed->delivered latency p50/p99/p999. --ingest-only skips the model (no\n"
+           "  trigger types). --set overrides the runtime's configuration (e.g.\n"
+           "  kafka.producer.linger.ms=5). Last line: JSON.\n");
 }
 
 int sr__bench_e2e(int argc, char **argv)
@@ -401,7 +500,7 @@ int sr__bench_e2e(int argc, char **argv)
         usage();
         return 0;
     }
-    struct e2e b = {.partitions = 4, .events = 200000, .seconds = 5, .sessions = 20000,
+    struct e2e b = {.partitions = 4, .events = 50000, .seconds = 5, .sessions = 20000,
                     .batch = 256, .device = "cpu"};
     bool both = false;
     for (int i = 1; i < argc; i++) {
@@ -419,6 +518,8 @@ int sr__bench_e2e(int argc, char **argv)
             b.sessions = atoi(argv[++i]);
         else if (!strcmp(a, "--batch") && more)
             b.batch = atoi(argv[++i]);
+        else if (!strcmp(a, "--set") && more && b.n_sets < 32)
+            b.sets[b.n_sets++] = argv[++i];
         else if (!strcmp(a, "--device") && more)
             b.device = argv[++i];
         else if (!strcmp(a, "--ingest-only"))
