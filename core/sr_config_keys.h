@@ -34,5 +34,6 @@ SR_CONFIG_KEY("graph.ops",               "",          "extra ops appended before
 SR_CONFIG_KEY("processing.guarantee",    "at_least_once", "at_least_once or exactly_once (Kafka transactions)")
 SR_CONFIG_KEY("metrics.listen",          "127.0.0.1:9464", "Prometheus endpoint host:port; empty turns it off")
 SR_CONFIG_KEY("log.level",               "info",      "debug, info, warn, error, off")
-SR_CONFIG_KEY("runtime.max.inflight.events", "16384", "run: events in flight (gathering, computing, awaiting acks) above which input partitions pause; resume below half")
-SR_CONFIG_KEY("runtime.max.producer.queue",  "50000", "run: producer queue length (messages) above which input partitions pause; resume below half")
+SR_CONFIG_KEY("runtime.max.inflight.events", "16384", "run: events in flight (gathering, computing, awaiting acks) above which input is held back; taken again below half")
+SR_CONFIG_KEY("runtime.max.producer.queue",  "50000", "run: producer queue length (messages) above which input is held back; taken again below half")
+SR_CONFIG_KEY("runtime.max.recoveries",      "10",    "run: failed deliveries in a row (no commit between) recovered by reprocessing before the runtime stops")

@@ -18,10 +18,13 @@
  * go unchanged to dlq.topic. Batches complete in consumption order: once every message a batch
  * produced is acknowledged and every earlier batch is complete, the worker commits its staged
  * state (sr_graph_commit: sessions + applied offsets in one RocksDB write), and only then are
- * its consumer offsets stored (enable.auto.offset.store=false) for auto-commit. A failed
- * delivery stops the pipeline: batches before it commit, it and later ones never do, and the
- * process exits non-zero; a restart resumes from the committed offsets and the applied offsets
- * make session_update skip what was applied, so nothing is lost and nothing is applied twice.
+ * its consumer offsets stored (enable.auto.offset.store=false) for auto-commit. A message that
+ * finally fails delivery is recovered in-process (recover_begin below): its batch and every
+ * later one are dropped with their staged state, their partitions sought back, their events
+ * processed again (duplicates byte-identical); after runtime.max.recoveries failures in a row
+ * the runtime stops non-zero instead, and a restart resumes from the committed offsets, the
+ * applied offsets making session_update skip what was applied: nothing is lost, nothing is
+ * applied twice either way.
  *
  * Backpressure: above runtime.max.inflight.events events in flight (gathering, computing or
  * awaiting acks) or runtime.max.producer.queue messages in the producer queue, the loop stops
@@ -50,13 +53,14 @@ struct out_ref {
     int32_t row;
 };
 
-enum job_type { JOB_RUN = 1, JOB_COMMIT, JOB_EVICT, JOB_QUIT };
+enum job_type { JOB_RUN = 1, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_QUIT };
 
 struct job {
     struct job *next;
     enum job_type type;
     struct rt_batch *b;
     int32_t partition;
+    uint64_t state_id;       /* JOB_DISCARD: drop staged state from this id on */
 };
 
 struct rt_batch {
@@ -73,10 +77,19 @@ struct rt_batch {
     char errmsg[SR_ERROR_MSG_MAX];
     bool has_state;
     uint64_t state_id;
+    uint64_t discard_from;   /* the first state id this batch or a later one can stage */
     uint64_t produced;
     /* loop only */
+    uint64_t seq;            /* dispatch order */
     bool computed, commit_sent, committed;
     uint64_t acked, failed;
+};
+
+/* Where to consume a partition again after a recovery: the lowest dropped offset. */
+struct rewind {
+    char topic[256];
+    int32_t partition;
+    int64_t offset;
 };
 
 struct part_lag {
@@ -128,11 +141,21 @@ struct sr_runtime {
     bool signals;
     bool draining, finishing, fatal;
     char fatal_msg[SR_ERROR_MSG_MAX];
+    /* recovery from a failed delivery (loop thread; see recover_begin) */
+    bool recovering;
+    struct rt_batch *rfirst; /* the earliest batch with a failed delivery */
+    int discards;            /* JOB_DISCARDs not completed */
+    uint64_t next_seq;
+    int64_t recoveries, max_recoveries; /* in a row, without a commit in between */
+    struct rewind *rewinds;
+    int n_rewinds, cap_rewinds;
+    uint64_t w_last_state;   /* worker: the last state id staged */
     int assigned;
     /* metrics (loop thread) */
     sr_http_t *http;
     pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */
-    uint64_t consumed, committed_events, published, dlq_published, delivery_failures, rebalances;
+    uint64_t consumed, committed_events, published, dlq_published, delivery_failures, rebalances,
+        recovered_batches;
     struct sr_hist batch_hist, lat_hist;
     struct part_lag *lags;
     int n_lags;
@@ -147,6 +170,9 @@ static void fail(sr_runtime_t *rt, const char *fmt, ...) __attribute__((format(p
 static void begin_drain(sr_runtime_t *rt);
 static void advance(sr_runtime_t *rt);
 static void handle_completions(sr_runtime_t *rt);
+static void rewind_note(sr_runtime_t *rt, const rd_kafka_message_t *m);
+static void recover_check(sr_runtime_t *rt);
+static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *l);
 
 static int set_nonblock_pipe(int fds[2])
 {
@@ -316,6 +342,7 @@ static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
             b->refs[i].row = i;
         }
         uint64_t before = sr_topic_sink_produced(rt->sink);
+        b->discard_from = rt->w_last_state + 1;
         b->cursor = 0;
         rt->cur = b;
         rc = sr_graph_run(rt->g, &sb, &err);
@@ -333,6 +360,8 @@ static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
         }
         b->has_state = sb.has_state;
         b->state_id = sb.state_id;
+        if (sb.has_state)
+            rt->w_last_state = sb.state_id;
     }
     b->rc = rc;
     if (rc != SR_OK)
@@ -387,6 +416,12 @@ static void *worker_main(void *arg)
         case JOB_EVICT:
             sr_graph_partition_evict(rt->g, j->partition);
             free(j);
+            break;
+        case JOB_DISCARD:
+            pthread_mutex_lock(&rt->g_mu);
+            sr_graph_discard(rt->g, j->state_id);
+            pthread_mutex_unlock(&rt->g_mu);
+            completion_push(rt, j);
             break;
         case JOB_QUIT:
             free(j);
@@ -450,6 +485,7 @@ static void dispatch(sr_runtime_t *rt)
     rt->gather = NULL;
     rt->due = false;
     rt->computing++;
+    b->seq = ++rt->next_seq;
     if (rt->itail)
         rt->itail->next = b;
     else
@@ -484,6 +520,11 @@ static bool take_message(sr_runtime_t *rt, rd_kafka_message_t *m, uint64_t now)
     if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             sr_log(SR_LOG_WARN, CMP, "consumer error", "error=\"%s\"", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return false;
+    }
+    if (rt->recovering) {
+        rewind_note(rt, m);
         rd_kafka_message_destroy(m);
         return false;
     }
@@ -535,7 +576,7 @@ static void serve_consumer(sr_runtime_t *rt)
 static void serve_messages(sr_runtime_t *rt)
 {
     uint64_t total = 0;
-    while (rt->mq && !rt->held && !rt->draining && !rt->fatal) {
+    while (rt->mq && !rt->held && !rt->draining && !rt->fatal && !rt->recovering) {
         int32_t room = rt->gather ? rt->max_events - rt->gather->n : rt->max_events;
         ssize_t n = rd_kafka_consume_batch_queue(rt->mq, 0, rt->take, (size_t)room);
         if (n <= 0)
@@ -588,6 +629,137 @@ static void on_ppoll(uv_poll_t *h, int status, int events)
 
 /* ---- loop side: delivery, commits, completion ---------------------------------------- */
 
+/* ---- loop side: recovery from a failed delivery (DESIGN §8) ---------------------------
+ * A message that finally fails delivery makes its batch F incomplete: F and every later batch
+ * (their state was read from F's) must not commit. The loop stops taking input and drops the
+ * gathering batch; the worker discards the staged state from F on (JOB_DISCARD, queued behind
+ * the runs already handed over, so it runs after the last of them); once those batches are
+ * computed and every message they produced has its delivery report, they are dropped and each
+ * partition they (or the dropped input) held is sought back to its lowest dropped offset. Their
+ * events are then processed again from the same state, so a recommendation delivered by the
+ * failed attempt is delivered again byte-identical (at-least-once, with its source offset).
+ * Batches before F commit as usual. A failure in an earlier batch while recovering moves F
+ * back. runtime.max.recoveries failures in a row (no commit in between) stop the runtime as a
+ * fatal error, leaving the state and offsets of the last committed batch. */
+
+static void rewind_note(sr_runtime_t *rt, const rd_kafka_message_t *m)
+{
+    const char *t = rd_kafka_topic_name(m->rkt);
+    for (int i = 0; i < rt->n_rewinds; i++) {
+        struct rewind *r = &rt->rewinds[i];
+        if (r->partition == m->partition && !strcmp(r->topic, t)) {
+            if (m->offset < r->offset)
+                r->offset = m->offset;
+            return;
+        }
+    }
+    if (rt->n_rewinds == rt->cap_rewinds) {
+        int cap = rt->cap_rewinds ? rt->cap_rewinds * 2 : 16;
+        struct rewind *nr = realloc(rt->rewinds, sizeof *nr * (size_t)cap);
+        if (!nr) {
+            fail(rt, "out of memory while recovering from a failed delivery");
+            return;
+        }
+        rt->rewinds = nr;
+        rt->cap_rewinds = cap;
+    }
+    struct rewind *r = &rt->rewinds[rt->n_rewinds++];
+    snprintf(r->topic, sizeof r->topic, "%s", t);
+    r->partition = m->partition;
+    r->offset = m->offset;
+}
+
+static void recover_begin(sr_runtime_t *rt, struct rt_batch *b)
+{
+    if (rt->fatal || (rt->recovering && rt->rfirst->seq <= b->seq))
+        return; /* already dropped with an earlier batch */
+    if (!rt->recovering) {
+        if (++rt->recoveries > rt->max_recoveries) {
+            fail(rt, "%lld deliveries in a row failed (runtime.max.recoveries)",
+                 (long long)rt->recoveries);
+            return;
+        }
+        rt->recovering = true;
+        rt->n_rewinds = 0;
+        if (rt->gather) { /* input after F: consumed again after the rewind */
+            for (int32_t i = 0; i < rt->gather->n; i++)
+                rewind_note(rt, rt->gather->msgs[i]);
+            rt->inflight_events -= rt->gather->n;
+            batch_put(rt, rt->gather);
+            rt->gather = NULL;
+            rt->due = false;
+            uv_timer_stop(&rt->batch_timer);
+        }
+    }
+    rt->rfirst = b;
+    struct job *j = calloc(1, sizeof *j);
+    if (!j) {
+        fail(rt, "out of memory while recovering from a failed delivery");
+        return;
+    }
+    j->type = JOB_DISCARD;
+    j->state_id = b->discard_from;
+    rt->discards++;
+    sr_log(SR_LOG_WARN, CMP, "recovering: dropping a batch and the later ones, their events "
+           "will be processed again", "batch_events=%d discard_from_state=%llu attempt=%lld",
+           (int)b->n, (unsigned long long)b->discard_from, (long long)rt->recoveries);
+    job_push(rt, j);
+}
+
+/* Finishes a recovery once the worker discarded the state and the dropped batches settled. */
+static void recover_check(sr_runtime_t *rt)
+{
+    if (!rt->recovering || rt->discards > 0)
+        return;
+    struct rt_batch *prev = NULL, *b;
+    for (b = rt->ihead; b && b != rt->rfirst; b = b->next)
+        prev = b;
+    for (struct rt_batch *x = b; x; x = x->next)
+        if (!x->computed || x->acked + x->failed < x->produced)
+            return; /* still computing, or delivery reports to come (they point into x) */
+    uint64_t dropped = 0;
+    while (b) {
+        struct rt_batch *next = b->next;
+        for (int32_t i = 0; i < b->n; i++)
+            rewind_note(rt, b->msgs[i]);
+        rt->inflight_events -= b->n;
+        dropped += (uint64_t)b->n;
+        batch_put(rt, b);
+        b = next;
+    }
+    if (prev)
+        prev->next = NULL;
+    else
+        rt->ihead = NULL;
+    rt->itail = prev;
+    rt->recovering = false;
+    rt->rfirst = NULL;
+    pthread_mutex_lock(&rt->mmu);
+    rt->recovered_batches++;
+    pthread_mutex_unlock(&rt->mmu);
+    if (rt->n_rewinds > 0 && rt->consumer && !rt->fatal) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(rt->n_rewinds);
+        for (int i = 0; i < rt->n_rewinds; i++)
+            rd_kafka_topic_partition_list_add(l, rt->rewinds[i].topic,
+                                              rt->rewinds[i].partition)->offset = rt->rewinds[i].offset;
+        log_parts("recovering: rewinding", l);
+        /* Asynchronous: the version barrier is set now, so messages already fetched past these
+         * offsets are not handed out; a partition revoked meanwhile fails here, harmlessly
+         * (its next owner starts from the committed offset). */
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, l, 0);
+        if (e) {
+            fail(rt, "seek after a failed delivery: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    sr_log(SR_LOG_INFO, CMP, "recovered: processing again from the rewound offsets",
+           "dropped_events=%llu", (unsigned long long)dropped);
+    rt->n_rewinds = 0;
+    check_backpressure(rt);
+    serve_messages(rt);
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -602,9 +774,12 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         pthread_mutex_lock(&rt->mmu);
         rt->delivery_failures++;
         pthread_mutex_unlock(&rt->mmu);
-        fail(rt, "delivery to %s failed (partition %d of %s, offset %lld): %s",
-             rd_kafka_topic_name(m->rkt), (int)b->msgs[ref->row]->partition, rt->input_topic,
-             (long long)b->msgs[ref->row]->offset, rd_kafka_err2str(m->err));
+        if (b->failed == 1)
+            sr_log(SR_LOG_WARN, CMP, "delivery failed", "topic=%s source_partition=%d "
+                   "source_offset=%lld error=\"%s\"", rd_kafka_topic_name(m->rkt),
+                   (int)b->msgs[ref->row]->partition, (long long)b->msgs[ref->row]->offset,
+                   rd_kafka_err2str(m->err));
+        recover_begin(rt, b);
         return;
     }
     b->acked++;
@@ -653,6 +828,7 @@ static void advance(sr_runtime_t *rt)
         b->job.b = b;
         job_push(rt, &b->job);
     }
+    recover_check(rt);
     check_backpressure(rt);
     if ((rt->draining || rt->fatal) && !rt->finishing) {
         bool idle = !rt->gather || rt->fatal;
@@ -685,10 +861,15 @@ static void handle_completions(sr_runtime_t *rt)
             if (b->rc != SR_OK)
                 fail(rt, "batch of %d events failed: %s", (int)b->n, b->errmsg);
         } else if (j->type == JOB_COMMIT) {
-            if (b->rc != SR_OK)
+            if (b->rc != SR_OK) {
                 fail(rt, "state commit failed: %s", b->errmsg);
-            else
+            } else {
                 b->committed = true;
+                rt->recoveries = 0;
+            }
+        } else if (j->type == JOB_DISCARD) {
+            rt->discards--;
+            free(j);
         }
         j = next;
     }
@@ -981,6 +1162,9 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
             rt->delivery_failures);
     counter(b, "streamrec_rebalances_total", "consumer group rebalances (assign and revoke)",
             rt->rebalances);
+    counter(b, "streamrec_delivery_recoveries_total",
+            "failed deliveries recovered by dropping the batches from the failed one on and "
+            "processing their events again", rt->recovered_batches);
     counter(b, "streamrec_batches_total", "micro-batches run",
             __atomic_load_n(&st->batches, __ATOMIC_RELAXED));
     sr_hist_write(&rt->batch_hist, b, "streamrec_batch_size", "events per micro-batch");
@@ -1136,6 +1320,8 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
         rc = get_int(cfg, "runtime.max.inflight.events", 1, INT32_MAX, &rt->max_inflight, err);
     if (rc == SR_OK)
         rc = get_int(cfg, "runtime.max.producer.queue", 1, INT32_MAX, &rt->max_outq, err);
+    if (rc == SR_OK)
+        rc = get_int(cfg, "runtime.max.recoveries", 0, INT32_MAX, &rt->max_recoveries, err);
     if (rc == SR_OK && rt->max_inflight < rt->max_events)
         rt->max_inflight = rt->max_events; /* one full batch must always fit */
     if (rc == SR_OK && !(rt->take = calloc((size_t)rt->max_events, sizeof *rt->take)))
@@ -1320,7 +1506,7 @@ void sr_runtime_destroy(sr_runtime_t *rt)
         rd_kafka_destroy(rt->producer);
     for (struct job *j = rt->jhead; j;) {
         struct job *n = j->next;
-        if (j->type == JOB_EVICT || j->type == JOB_QUIT)
+        if (j->type == JOB_EVICT || j->type == JOB_QUIT || j->type == JOB_DISCARD)
             free(j);
         j = n;
     }
@@ -1355,6 +1541,7 @@ void sr_runtime_destroy(sr_runtime_t *rt)
         uv_loop_close(&rt->loop);
     free(rt->lags);
     free(rt->take);
+    free(rt->rewinds);
     pthread_mutex_destroy(&rt->g_mu);
     pthread_mutex_destroy(&rt->jmu);
     pthread_cond_destroy(&rt->jcond);

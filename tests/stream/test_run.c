@@ -257,6 +257,80 @@ static void test_broker_faults(void **state)
     assert_int_equal(wait_child(pid, 30), 0);
 }
 
+/* Final delivery failures (DESIGN §8): non-retriable Produce errors fail some recommendations
+ * for good. The runtime drops the failed batch and the later ones (their staged state too),
+ * rewinds and processes their events again: every valid event ends with exactly replay's
+ * recommendation (so no event was applied twice to its session: a second application would
+ * change the session's later recommendations), duplicates are byte-identical, none is missing,
+ * and the runtime keeps running and drains cleanly. */
+static void test_delivery_failure_recovery(void **state)
+{
+    struct env *e = *state;
+    topics(e, 4);
+    /* Inputs and the DLQ led by broker 1, recommendations by broker 2: the errors pushed to
+     * broker 2 hit the runtime's recommendations only, never the test's own producer. */
+    for (int p = 0; p < 4; p++) {
+        rd_kafka_mock_partition_set_leader(e->mock.mc, "events", p, 1);
+        rd_kafka_mock_partition_set_leader(e->mock.mc, "recs", p, 2);
+    }
+    rd_kafka_mock_partition_set_leader(e->mock.mc, "dlq", 0, 1);
+    char cfg[300];
+    write_config(e, "a", "kafka.producer.max.in.flight.requests.per.connection=1\n"
+                         "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n", cfg, sizeof cfg);
+    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 0, 400, 0), 400);
+    pid_t pid = start_run(e, cfg, "a");
+    assert_true(wait_log(e, "a", "partitions assigned", 1, 30));
+    /* Permanent errors: librdkafka fails the messages of each such request at once. */
+    rd_kafka_mock_broker_push_request_error_rtts(e->mock.mc, 2, 0 /* Produce */, 4,
+                                                 RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0,
+                                                 RD_KAFKA_RESP_ERR_INVALID_RECORD, 0,
+                                                 RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0,
+                                                 RD_KAFKA_RESP_ERR_INVALID_RECORD, 0);
+    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 400, e->fx.n, 0), 600);
+    struct msgs ms = {0};
+    int unmatched = 0, mismatched = 0, dups = 0, missing = N_VALID_RECS;
+    for (double t0 = now_s(); missing > 0 && now_s() - t0 < 90;) {
+        msgs_free(&ms);
+        consume_topic(e->mock.bootstraps, "recs", 4, N_VALID_RECS, 30, 1500, &ms);
+        check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
+    }
+    fprintf(stderr, "recs %d: unmatched %d mismatched %d duplicates %d missing %d\n", ms.n,
+            unmatched, mismatched, dups, missing);
+    assert_int_equal(unmatched + mismatched + missing, 0);
+    /* A duplicate is the same bytes as the first delivery (key, value, source headers). */
+    int *first = malloc(sizeof *first * (size_t)e->ex.n), differ = 0;
+    for (int k = 0; k < e->ex.n; k++)
+        first[k] = -1;
+    for (int i = 0; i < ms.n; i++) {
+        json_t *j = json_loads(ms.m[i].value, 0, NULL);
+        const char *sid = json_string_value(json_object_get(j, "session_id"));
+        int k = expect_find(&e->ex, sid, json_integer_value(json_object_get(j, "event_timestamp_ms")));
+        json_decref(j);
+        if (k < 0)
+            continue;
+        if (first[k] < 0) {
+            first[k] = i;
+            continue;
+        }
+        const struct msg *a = &ms.m[first[k]], *b = &ms.m[i];
+        if (a->value_len != b->value_len || memcmp(a->value, b->value, a->value_len) != 0 ||
+            !a->key || !b->key || strcmp(a->key, b->key) != 0 || strcmp(a->hdr[2], b->hdr[2]) != 0 ||
+            strcmp(a->hdr[3], b->hdr[3]) != 0)
+            differ++;
+    }
+    free(first);
+    assert_int_equal(differ, 0);
+    msgs_free(&ms);
+    char log[300];
+    snprintf(log, sizeof log, "%s/a.log", e->dir);
+    fprintf(stderr, "delivery failures logged %d, recoveries %d\n", grep_count(log, "delivery failed"),
+            grep_count(log, "recovered: processing again"));
+    assert_true(grep_count(log, "delivery failed") >= 1);
+    assert_true(grep_count(log, "recovered: processing again") >= 1);
+    kill(pid, SIGTERM);
+    assert_int_equal(wait_child(pid, 30), 0);
+}
+
 /* Two runtimes in one group on 8 partitions: both get partitions; one is SIGKILLed; the other
  * takes its partitions over; every valid event has a recommendation at the end (items may
  * differ for sessions that moved: their state stayed with the dead process). */
@@ -385,6 +459,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_run_matches_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_then_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_failure_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_sigkill, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
