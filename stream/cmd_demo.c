@@ -474,16 +474,16 @@ static void status_clear(struct demo *d)
 
 static void print_sample(struct demo *d, int64_t sn, const struct dsess *s, const struct trig *t)
 {
-    char line[512];
-    int n = snprintf(line, sizeof line, "  s%-7lld", (long long)sn);
+    char last[128], top[160];
+    int n = 0, m = 0;
     int32_t from = t->n_seen_at > 3 ? t->n_seen_at - 3 : 0;
+    last[0] = top[0] = 0;
     if (from > 0)
-        n += snprintf(line + n, sizeof line - (size_t)n, " ...");
-    for (int32_t i = from; i < t->n_seen_at && n < 200; i++)
-        n += snprintf(line + n, sizeof line - (size_t)n, " i%d", (int)s->seen[i]);
-    n += snprintf(line + n, sizeof line - (size_t)n, "  ->  top-5");
-    for (int32_t j = 0; j < t->nm && j < 5 && n < 400; j++)
-        n += snprintf(line + n, sizeof line - (size_t)n, " i%d", (int)t->model[j]);
+        n += snprintf(last + n, sizeof last - (size_t)n, "... ");
+    for (int32_t i = from; i < t->n_seen_at; i++)
+        n += snprintf(last + n, sizeof last - (size_t)n, "i%d ", (int)s->seen[i]);
+    for (int32_t j = 0; j < t->nm && j < 5; j++)
+        m += snprintf(top + m, sizeof top - (size_t)m, "i%d ", (int)t->model[j]);
     int32_t r = rank_of(t->model, t->nm, t->target), rb = rank_of(t->base, t->nb, t->target);
     char rs[32] = "miss", rbs[32] = "miss";
     if (r)
@@ -491,7 +491,8 @@ static void print_sample(struct demo *d, int64_t sn, const struct dsess *s, cons
     if (rb)
         snprintf(rbs, sizeof rbs, "hit at %d", (int)rb);
     status_clear(d);
-    fprintf(stderr, "%s   next i%d: %s (most-popular: %s)\n", line, (int)t->target, rs, rbs);
+    fprintf(stderr, "  s%-6lld %-20s->  top-5 %-24s next i%d: %s (most-popular: %s)\n",
+            (long long)sn, last, top, (int)t->target, rs, rbs);
 }
 
 /* Scores t (rec and target known) and releases it; prev is its predecessor in s's list. */
