@@ -86,7 +86,11 @@ sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_k
         for (size_t i = 0; rc == SR_OK && i < sizeof defaults / sizeof *defaults; i++)
             rc = sr_kafka_conf_set(conf, defaults[i][0], defaults[i][1], err);
     } else {
+        /* The sink produces a micro-batch's recommendations at once: a long linger only adds
+         * latency (librdkafka's default is 5 ms); 0 wakes the broker thread per message. */
         rc = sr_kafka_conf_set(conf, "enable.idempotence", "true", err);
+        if (rc == SR_OK)
+            rc = sr_kafka_conf_set(conf, "linger.ms", "1", err);
     }
     struct conf_walk w = {conf, side, err, SR_OK};
     if (rc == SR_OK) {

@@ -2,7 +2,9 @@
  * the operator graph in the middle, recommendations out to a topic.
  *
  * Threads. The libuv loop thread owns all I/O: the consumer queue (rd_kafka_queue_io_event_enable
- * writes to a pipe watched by uv_poll; rebalances, statistics and messages are served there),
+ * writes to a pipe watched by uv_poll; rebalances, statistics and errors are served there), the
+ * message queue (every assigned partition's fetch queue is forwarded to it before the partition
+ * is assigned; drained with rd_kafka_consume_batch_queue, same pipe mechanism),
  * the producer's delivery reports (same mechanism), the batch deadline and housekeeping timers,
  * SIGTERM/SIGINT and the metrics listener. ONE worker thread runs the graph (it is
  * single-threaded), so batch n+1 gathers on the loop while batch n computes. Loop → worker: a
@@ -22,8 +24,12 @@
  * make session_update skip what was applied, so nothing is lost and nothing is applied twice.
  *
  * Backpressure: above runtime.max.inflight.events events in flight (gathering, computing or
- * awaiting acks) or runtime.max.producer.queue messages in the producer queue, every assigned
- * partition is paused; they resume below half of both. Nothing is dropped. */
+ * awaiting acks) or runtime.max.producer.queue messages in the producer queue, the loop stops
+ * taking messages from the message queue (it keeps serving the consumer queue: rebalances and
+ * the poll interval); it takes them again below half of both. librdkafka's own prefetch bounds
+ * (queued.min.messages, queued.max.messages.kbytes) then stop the fetcher. Partitions are not
+ * paused for this: in librdkafka 2.0 a resumed partition waits up to a second for its broker
+ * thread to notice, and pausing drops the prefetched messages. Nothing is dropped. */
 #include "sr_stream.h"
 
 #include <errno.h>
@@ -84,9 +90,10 @@ struct sr_runtime {
     bool loop_init;
     /* kafka */
     rd_kafka_t *consumer, *producer;
-    rd_kafka_queue_t *cq, *pq;
-    int cpipe[2], ppipe[2];
-    uv_poll_t cpoll, ppoll;
+    rd_kafka_queue_t *cq, *pq, *mq;  /* consumer events, producer events, input messages */
+    int cpipe[2], ppipe[2], mpipe[2];
+    uv_poll_t cpoll, ppoll, mpoll;
+    rd_kafka_message_t **take;       /* rd_kafka_consume_batch_queue's array (max_events) */
     rd_kafka_topic_t *dlq_rkt;
     sr_topic_sink_t *sink;
     const char *input_topic, *dlq_topic;
@@ -99,7 +106,8 @@ struct sr_runtime {
     struct rt_batch *cur;    /* worker only: the batch the graph is running */
     pthread_mutex_t jmu;
     pthread_cond_t jcond;
-    struct job *jhead, *jtail;
+    struct job *jhead, *jtail;   /* runs, evictions, quit: in order */
+    struct job *khead, *ktail;   /* commits: ahead of runs (they free in-flight room) */
     pthread_mutex_t cmu;
     struct job *chead, *ctail;
     uv_async_t async;        /* completions, stop requests */
@@ -109,10 +117,12 @@ struct sr_runtime {
     int32_t max_events;
     int64_t max_wait_ms;
     struct rt_batch *gather, *free_list, *ihead, *itail;
+    int computing;           /* batches handed to the worker and not computed yet */
+    bool due;                /* the gathering batch passed its deadline while the worker ran */
     uv_timer_t batch_timer, house_timer;
     int64_t inflight_events;
     int64_t max_inflight, max_outq;
-    bool paused;
+    bool held;               /* backpressure: messages are left in mq */
     /* lifecycle */
     uv_signal_t sigint, sigterm;
     bool signals;
@@ -215,15 +225,19 @@ static void batch_free(struct rt_batch *b)
 
 /* ---- worker ------------------------------------------------------------------------- */
 
+/* Loop → worker. Commits go to their own queue, served before runs: a commit waiting behind
+ * every queued run would hold the in-flight room (and the input) until the worker is idle. */
 static void job_push(sr_runtime_t *rt, struct job *j)
 {
     j->next = NULL;
     pthread_mutex_lock(&rt->jmu);
-    if (rt->jtail)
-        rt->jtail->next = j;
+    struct job **head = j->type == JOB_COMMIT ? &rt->khead : &rt->jhead;
+    struct job **tail = j->type == JOB_COMMIT ? &rt->ktail : &rt->jtail;
+    if (*tail)
+        (*tail)->next = j;
     else
-        rt->jhead = j;
-    rt->jtail = j;
+        *head = j;
+    *tail = j;
     pthread_cond_signal(&rt->jcond);
     pthread_mutex_unlock(&rt->jmu);
 }
@@ -331,12 +345,20 @@ static void *worker_main(void *arg)
     uint64_t sessions_ns = 0;
     for (;;) {
         pthread_mutex_lock(&rt->jmu);
-        while (!rt->jhead)
+        while (!rt->jhead && !rt->khead)
             pthread_cond_wait(&rt->jcond, &rt->jmu);
-        struct job *j = rt->jhead;
-        rt->jhead = j->next;
-        if (!rt->jhead)
-            rt->jtail = NULL;
+        struct job *j;
+        if (rt->khead) {
+            j = rt->khead;
+            rt->khead = j->next;
+            if (!rt->khead)
+                rt->ktail = NULL;
+        } else {
+            j = rt->jhead;
+            rt->jhead = j->next;
+            if (!rt->jhead)
+                rt->jtail = NULL;
+        }
         pthread_mutex_unlock(&rt->jmu);
         switch (j->type) {
         case JOB_RUN:
@@ -401,20 +423,21 @@ static void pause_resume_all(sr_runtime_t *rt, bool pause)
     rd_kafka_topic_partition_list_destroy(a);
 }
 
+static void serve_messages(sr_runtime_t *rt);
+
 static void check_backpressure(sr_runtime_t *rt)
 {
     if (rt->draining || rt->fatal)
         return; /* paused for good */
-    if (!rt->paused && over_high_water(rt)) {
-        rt->paused = true;
-        pause_resume_all(rt, true);
-        sr_log(SR_LOG_DEBUG, CMP, "backpressure: partitions paused", "inflight_events=%lld outq=%d",
+    if (!rt->held && over_high_water(rt)) {
+        rt->held = true;
+        sr_log(SR_LOG_DEBUG, CMP, "backpressure: input held", "inflight_events=%lld outq=%d",
                (long long)rt->inflight_events, rd_kafka_outq_len(rt->producer));
-    } else if (rt->paused && under_low_water(rt)) {
-        rt->paused = false;
-        pause_resume_all(rt, false);
-        sr_log(SR_LOG_DEBUG, CMP, "backpressure: partitions resumed", "inflight_events=%lld",
+    } else if (rt->held && under_low_water(rt)) {
+        rt->held = false;
+        sr_log(SR_LOG_DEBUG, CMP, "backpressure: input taken again", "inflight_events=%lld",
                (long long)rt->inflight_events);
+        serve_messages(rt); /* no wake-up comes for messages that waited */
     }
 }
 
@@ -425,6 +448,8 @@ static void dispatch(sr_runtime_t *rt)
     if (!b || b->n == 0)
         return;
     rt->gather = NULL;
+    rt->due = false;
+    rt->computing++;
     if (rt->itail)
         rt->itail->next = b;
     else
@@ -439,51 +464,92 @@ static void dispatch(sr_runtime_t *rt)
     job_push(rt, &b->job);
 }
 
+/* The deadline hands the batch over only when the worker is free; while it computes, the batch
+ * keeps gathering (up to batch.max.events) and goes when the computation completes. Waiting in
+ * the job queue would cost the same time, and a bigger batch costs less per event (Triton's
+ * dynamic batcher). Outputs do not depend on the batch (DESIGN §8). */
 static void on_batch_timer(uv_timer_t *t)
 {
     sr_runtime_t *rt = t->data;
-    dispatch(rt);
+    if (rt->computing > 0)
+        rt->due = true;
+    else
+        dispatch(rt);
 }
 
-static void take_message(sr_runtime_t *rt, rd_kafka_message_t *m)
+/* Adds a consumed message to the gathering batch; false when it is not taken (an error event,
+ * or input after a drain or failure began: not committed, so delivered again after a restart). */
+static bool take_message(sr_runtime_t *rt, rd_kafka_message_t *m, uint64_t now)
 {
     if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             sr_log(SR_LOG_WARN, CMP, "consumer error", "error=\"%s\"", rd_kafka_message_errstr(m));
         rd_kafka_message_destroy(m);
-        return;
+        return false;
     }
     if (rt->draining || rt->fatal) {
-        /* Not processed and not committed: it is delivered again after a restart. */
         rd_kafka_message_destroy(m);
-        return;
+        return false;
     }
     if (!rt->gather) {
         rt->gather = batch_get(rt);
         if (!rt->gather) {
             rd_kafka_message_destroy(m);
             fail(rt, "out of memory for a batch");
-            return;
+            return false;
         }
         uv_timer_start(&rt->batch_timer, on_batch_timer, (uint64_t)rt->max_wait_ms, 0);
     }
     struct rt_batch *b = rt->gather;
-    b->t_consumed[b->n] = sr_now_ns();
+    b->t_consumed[b->n] = now;
     b->msgs[b->n++] = m;
     rt->inflight_events++;
-    pthread_mutex_lock(&rt->mmu);
-    rt->consumed++;
-    pthread_mutex_unlock(&rt->mmu);
     if (b->n >= rt->max_events)
         dispatch(rt);
+    return true;
 }
 
+static void count_consumed(sr_runtime_t *rt, uint64_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&rt->mmu);
+    rt->consumed += n;
+    pthread_mutex_unlock(&rt->mmu);
+}
+
+/* Consumer queue: rebalances, errors, statistics (and a message only where a partition's
+ * queue was not forwarded). */
 static void serve_consumer(sr_runtime_t *rt)
 {
     rd_kafka_message_t *m;
-    while (rt->consumer && (m = rd_kafka_consumer_poll(rt->consumer, 0)) != NULL)
-        take_message(rt, m);
+    uint64_t n = 0;
+    while (rt->consumer && (m = rd_kafka_consumer_poll(rt->consumer, 0)) != NULL) {
+        n += take_message(rt, m, sr_now_ns());
+    }
+    count_consumed(rt, n);
     check_backpressure(rt);
+}
+
+/* Message queue: takes what is there, a batch's room at a time, unless held back. */
+static void serve_messages(sr_runtime_t *rt)
+{
+    uint64_t total = 0;
+    while (rt->mq && !rt->held && !rt->draining && !rt->fatal) {
+        int32_t room = rt->gather ? rt->max_events - rt->gather->n : rt->max_events;
+        ssize_t n = rd_kafka_consume_batch_queue(rt->mq, 0, rt->take, (size_t)room);
+        if (n <= 0)
+            break;
+        uint64_t now = sr_now_ns();
+        for (ssize_t i = 0; i < n; i++) {
+            total += take_message(rt, rt->take[i], now);
+        }
+        if (over_high_water(rt))
+            check_backpressure(rt);
+        if (n < room)
+            break;
+    }
+    count_consumed(rt, total);
 }
 
 static void serve_producer(sr_runtime_t *rt)
@@ -500,6 +566,15 @@ static void on_cpoll(uv_poll_t *h, int status, int events)
     sr_runtime_t *rt = h->data;
     drain_pipe(rt->cpipe[0]);
     serve_consumer(rt);
+}
+
+static void on_mpoll(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    sr_runtime_t *rt = h->data;
+    drain_pipe(rt->mpipe[0]);
+    serve_messages(rt);
 }
 
 static void on_ppoll(uv_poll_t *h, int status, int events)
@@ -606,6 +681,7 @@ static void handle_completions(sr_runtime_t *rt)
         struct rt_batch *b = j->b;
         if (j->type == JOB_RUN) {
             b->computed = true;
+            rt->computing--;
             if (b->rc != SR_OK)
                 fail(rt, "batch of %d events failed: %s", (int)b->n, b->errmsg);
         } else if (j->type == JOB_COMMIT) {
@@ -629,6 +705,8 @@ static void handle_completions(sr_runtime_t *rt)
         pthread_mutex_unlock(&rt->mmu);
         batch_put(rt, b);
     }
+    if (rt->due && rt->computing == 0)
+        dispatch(rt);
     advance(rt);
 }
 
@@ -731,6 +809,16 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
         p->err = 0;
     }
     log_parts("partitions assigned", l);
+    /* Before the fetchers start: their messages go to the message queue, not the consumer
+     * queue (an application forward is kept by librdkafka's fetch start). */
+    for (int i = 0; rt->mq && i < l->cnt; i++) {
+        rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(rk, l->elems[i].topic,
+                                                            l->elems[i].partition);
+        if (pq) {
+            rd_kafka_queue_forward(pq, rt->mq);
+            rd_kafka_queue_destroy(pq);
+        }
+    }
     if (cooperative) {
         rd_kafka_error_t *err = rd_kafka_incremental_assign(rk, l);
         if (err) {
@@ -741,7 +829,7 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
         rd_kafka_assign(rk, l);
     }
     rt->assigned += l->cnt;
-    if (rt->paused || rt->draining || rt->fatal)
+    if (rt->draining || rt->fatal)
         rd_kafka_pause_partitions(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
 }
@@ -914,8 +1002,8 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
           (double)__atomic_load_n(&rt->sessions, __ATOMIC_RELAXED));
     gauge(b, "streamrec_inflight_events", "events consumed and not yet committed",
           (double)rt->inflight_events);
-    gauge(b, "streamrec_paused", "1 while the input partitions are paused (backpressure)",
-          rt->paused ? 1 : 0);
+    gauge(b, "streamrec_paused", "1 while input is held back (backpressure, drain or failure)",
+          rt->held || rt->draining || rt->fatal ? 1 : 0);
     gauge(b, "streamrec_assigned_partitions", "input partitions assigned to this process",
           rt->assigned);
     bput(b, "# HELP streamrec_model_info the loaded model bundle\n# TYPE streamrec_model_info gauge\n"
@@ -959,6 +1047,7 @@ static void on_house(uv_timer_t *t)
     sr_runtime_t *rt = t->data;
     /* A safety net under the queue wake-ups (they fire once until the queue is served). */
     serve_consumer(rt);
+    serve_messages(rt);
     serve_producer(rt);
     handle_completions(rt);
 }
@@ -1025,7 +1114,7 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
     if (!rt)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
     rt->cfg = cfg;
-    rt->cpipe[0] = rt->cpipe[1] = rt->ppipe[0] = rt->ppipe[1] = -1;
+    rt->cpipe[0] = rt->cpipe[1] = rt->ppipe[0] = rt->ppipe[1] = rt->mpipe[0] = rt->mpipe[1] = -1;
     pthread_mutex_init(&rt->g_mu, NULL);
     pthread_mutex_init(&rt->jmu, NULL);
     pthread_cond_init(&rt->jcond, NULL);
@@ -1049,6 +1138,8 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
         rc = get_int(cfg, "runtime.max.producer.queue", 1, INT32_MAX, &rt->max_outq, err);
     if (rc == SR_OK && rt->max_inflight < rt->max_events)
         rt->max_inflight = rt->max_events; /* one full batch must always fit */
+    if (rc == SR_OK && !(rt->take = calloc((size_t)rt->max_events, sizeof *rt->take)))
+        rc = sr_error_set(err, SR_ENOMEM, "out of memory");
     enum sr_format ofmt = SR_FORMAT_JSON;
     int64_t schema_id = 1;
     if (rc == SR_OK)
@@ -1120,20 +1211,26 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
     uv_timer_init(&rt->loop, &rt->house_timer);
     rt->house_timer.data = rt;
     sr_err_t rc = SR_OK;
-    if (set_nonblock_pipe(rt->cpipe) != 0 || set_nonblock_pipe(rt->ppipe) != 0)
+    if (set_nonblock_pipe(rt->cpipe) != 0 || set_nonblock_pipe(rt->ppipe) != 0 ||
+        set_nonblock_pipe(rt->mpipe) != 0)
         rc = sr_error_set(err, SR_EIO, "pipe: %s", strerror(errno));
     if (rc == SR_OK) {
         rd_kafka_poll_set_consumer(rt->consumer);
         rt->cq = rd_kafka_queue_get_consumer(rt->consumer);
         rt->pq = rd_kafka_queue_get_main(rt->producer);
+        rt->mq = rd_kafka_queue_new(rt->consumer);
         rd_kafka_queue_io_event_enable(rt->cq, rt->cpipe[1], "1", 1);
         rd_kafka_queue_io_event_enable(rt->pq, rt->ppipe[1], "1", 1);
+        rd_kafka_queue_io_event_enable(rt->mq, rt->mpipe[1], "1", 1);
         uv_poll_init(&rt->loop, &rt->cpoll, rt->cpipe[0]);
         rt->cpoll.data = rt;
         uv_poll_start(&rt->cpoll, UV_READABLE, on_cpoll);
         uv_poll_init(&rt->loop, &rt->ppoll, rt->ppipe[0]);
         rt->ppoll.data = rt;
         uv_poll_start(&rt->ppoll, UV_READABLE, on_ppoll);
+        uv_poll_init(&rt->loop, &rt->mpoll, rt->mpipe[0]);
+        rt->mpoll.data = rt;
+        uv_poll_start(&rt->mpoll, UV_READABLE, on_mpoll);
     }
     const char *ml = sr_config_get(rt->cfg, "metrics.listen");
     if (rc == SR_OK && ml && *ml)
@@ -1183,6 +1280,8 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
         rd_kafka_queue_io_event_enable(rt->cq, -1, NULL, 0);
     if (rt->pq)
         rd_kafka_queue_io_event_enable(rt->pq, -1, NULL, 0);
+    if (rt->mq)
+        rd_kafka_queue_io_event_enable(rt->mq, -1, NULL, 0);
     sr_http_close(rt->http);
     rt->http = NULL;
     pthread_mutex_lock(&rt->cmu);
@@ -1239,6 +1338,8 @@ void sr_runtime_destroy(sr_runtime_t *rt)
     }
     if (rt->cq)
         rd_kafka_queue_destroy(rt->cq);
+    if (rt->mq)
+        rd_kafka_queue_destroy(rt->mq);
     if (rt->consumer)
         rd_kafka_destroy(rt->consumer);
     sr_graph_destroy(rt->g);
@@ -1247,10 +1348,13 @@ void sr_runtime_destroy(sr_runtime_t *rt)
             close(rt->cpipe[i]);
         if (rt->ppipe[i] >= 0)
             close(rt->ppipe[i]);
+        if (rt->mpipe[i] >= 0)
+            close(rt->mpipe[i]);
     }
     if (rt->loop_init)
         uv_loop_close(&rt->loop);
     free(rt->lags);
+    free(rt->take);
     pthread_mutex_destroy(&rt->g_mu);
     pthread_mutex_destroy(&rt->jmu);
     pthread_cond_destroy(&rt->jcond);

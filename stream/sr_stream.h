@@ -49,7 +49,7 @@ enum sr_kafka_side { SR_KAFKA_CONSUMER = 0, SR_KAFKA_PRODUCER = 1 };
 
 /* Builds a librdkafka configuration: streamrec's defaults for that side (consumer: group.id
  * from kafka.group.id, cooperative-sticky, enable.auto.offset.store=false, earliest reset;
- * producer: enable.idempotence=true), then every explicitly set `kafka.*` key with the prefix
+ * producer: enable.idempotence=true, linger.ms=1), then every explicitly set `kafka.*` key with the prefix
  * stripped, `kafka.consumer.*` / `kafka.producer.*` to that side only. Errors name the key,
  * never the value (secrets). Log lines of the client go to sr_log. Caller owns *out. */
 sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_kafka_conf_t **out,
