@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds streamrec and runs the demo. Until the online runtime lands,
-# the demo is the model engine: `streamrec score` on the example bundle in tests/data.
+# Installs dependencies, builds streamrec and runs `streamrec demo`: an embedded broker,
+# generated sessions at 2000 events/s, the online runtime with the demo bundle
+# (deploy/demo-bundle) and a live status line with the hit rate beside a most-popular
+# baseline, then a summary after 20 s (Ctrl-C stops earlier). Arguments go to the demo, e.g.
+# `./deploy/run-demo.sh --duration 60 --rate 5000`; `streamrec demo --help` lists them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/install-deps.sh
 cmake -S . -B build
 cmake --build build -j "$(nproc 2>/dev/null || echo 2)"
-if ./build/stream/streamrec demo --help >/dev/null 2>&1; then
-  exec ./build/stream/streamrec demo "$@"
-fi
-./build/stream/streamrec bundle check tests/data/gpt2-small
-echo "--- top-5 recommendations for the first 5 example sessions (streamrec score):"
-head -5 tests/data/gpt2-small.sessions.jsonl | ./build/stream/streamrec score tests/data/gpt2-small -k 5
+exec ./build/stream/streamrec demo "$@"

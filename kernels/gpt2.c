@@ -61,13 +61,6 @@ sr_err_t sr__gpt2_bind(sr_model_t *m, struct sr_error *err)
     return SR_OK;
 }
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        sr_err_t rc_ = (x);                                                                        \
-        if (rc_ != SR_OK)                                                                          \
-            return rc_;                                                                            \
-    } while (0)
-
 sr_err_t sr__gpt2_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
                          struct sr_error *err)
 {

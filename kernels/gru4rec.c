@@ -45,13 +45,6 @@ sr_err_t sr__gru4rec_bind(sr_model_t *m, struct sr_error *err)
     return SR_OK;
 }
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        sr_err_t rc_ = (x);                                                                        \
-        if (rc_ != SR_OK)                                                                          \
-            return rc_;                                                                            \
-    } while (0)
-
 /* The generic recurrence for backends without gru_layer: per step one GEMM h·W_hhᵀ over the
  * running sessions and the gate kernel. GI (T×3H) holds x·W_ihᵀ; Y's rows of step t receive
  * the hidden states after step t. iota[B0] (host) is 0..B0-1 with B0 = tstart[1]. */

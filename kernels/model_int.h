@@ -85,6 +85,14 @@ sr_err_t sr__model_topk_faiss(sr_model_t *m, int32_t n, const float *vecs, const
                               const int32_t *ei, int k, int32_t *out_idx, float *out_score,
                               struct sr_error *err);
 
+/* Returns from the enclosing function when x is not SR_OK (the forward passes chain many ops). */
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        sr_err_t rc_ = (x);                                                                        \
+        if (rc_ != SR_OK)                                                                          \
+            return rc_;                                                                            \
+    } while (0)
+
 sr_err_t sr__gpt2_bind(sr_model_t *m, struct sr_error *err);
 /* Session vectors into backend memory vecs (B×d). */
 sr_err_t sr__gpt2_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,

@@ -37,6 +37,24 @@ sr_err_t sr_batch_init(struct sr_batch *b, sr_arena_t *arena, int32_t n, struct 
     return SR_OK;
 }
 
+sr_err_t sr_batch_init_source(struct sr_batch *b, sr_arena_t *arena, int32_t n,
+                              struct sr_source_cols *out, struct sr_error *err)
+{
+    struct sr_col *raw, *part, *off;
+    sr_err_t rc = sr_batch_init(b, arena, n, err);
+    if (rc == SR_OK)
+        rc = sr_batch_add(b, SR_C_RAW, SR_COL_STR, 0, &raw, err);
+    if (rc == SR_OK)
+        rc = sr_batch_add(b, SR_C_SRC_PARTITION, SR_COL_I32, 0, &part, err);
+    if (rc == SR_OK)
+        rc = sr_batch_add(b, SR_C_SRC_OFFSET, SR_COL_I64, 0, &off, err);
+    if (rc != SR_OK)
+        return rc;
+    *out = (struct sr_source_cols){.raw = (const char **)raw->data, .raw_len = raw->lens,
+                                   .partition = part->data, .offset = off->data};
+    return SR_OK;
+}
+
 struct sr_col *sr_batch_col(struct sr_batch *b, const char *name)
 {
     for (int i = 0; i < b->n_cols; i++)

@@ -60,6 +60,17 @@ struct sr_batch {
 
 /* Prepares an empty batch of n rows with all rows selected, in arena memory. */
 sr_err_t sr_batch_init(struct sr_batch *b, sr_arena_t *arena, int32_t n, struct sr_error *err);
+/* The source columns every runtime fills before sr_graph_run: raw record bytes (with lengths),
+ * input partition and offset. Arena memory of the batch. */
+struct sr_source_cols {
+    const char **raw;
+    uint32_t *raw_len;
+    int32_t *partition;
+    int64_t *offset;
+};
+/* sr_batch_init plus the three source columns, zeroed. */
+sr_err_t sr_batch_init_source(struct sr_batch *b, sr_arena_t *arena, int32_t n,
+                              struct sr_source_cols *out, struct sr_error *err);
 /* The column of that name, or NULL. */
 struct sr_col *sr_batch_col(struct sr_batch *b, const char *name);
 /* Adds (or replaces) a column; fixed and STR columns get n zeroed slots, lists get n+1 zeroed

@@ -293,18 +293,24 @@ sr_err_t sr_event_encoder_new(enum sr_format format, int32_t schema_id, sr_event
     return SR_OK;
 }
 
+void sr__avro_encoder_fini(avro_schema_t schema, avro_value_iface_t *iface, avro_value_t *value,
+                           avro_writer_t writer)
+{
+    if (value->iface)
+        avro_value_decref(value);
+    if (iface)
+        avro_value_iface_decref(iface);
+    if (schema)
+        avro_schema_decref(schema);
+    if (writer)
+        avro_writer_free(writer);
+}
+
 void sr_event_encoder_destroy(sr_event_encoder_t *e)
 {
     if (!e)
         return;
-    if (e->value.iface)
-        avro_value_decref(&e->value);
-    if (e->iface)
-        avro_value_iface_decref(e->iface);
-    if (e->schema)
-        avro_schema_decref(e->schema);
-    if (e->writer)
-        avro_writer_free(e->writer);
+    sr__avro_encoder_fini(e->schema, e->iface, &e->value, e->writer);
     sr_buf_free(&e->scratch);
     free(e);
 }

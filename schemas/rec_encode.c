@@ -46,14 +46,7 @@ void sr_rec_encoder_destroy(sr_rec_encoder_t *e)
 {
     if (!e)
         return;
-    if (e->value.iface)
-        avro_value_decref(&e->value);
-    if (e->iface)
-        avro_value_iface_decref(e->iface);
-    if (e->schema)
-        avro_schema_decref(e->schema);
-    if (e->writer)
-        avro_writer_free(e->writer);
+    sr__avro_encoder_fini(e->schema, e->iface, &e->value, e->writer);
     sr_buf_free(&e->scratch);
     free(e);
 }

@@ -85,6 +85,9 @@ sr_err_t sr__rec_validate(const struct sr_rec *rec, struct sr_error *err);
  * On failure the caller releases whatever was set (NULL/zero fields are skipped). */
 sr_err_t sr__avro_encoder_init(const char *json, avro_schema_t *schema, avro_value_iface_t **iface,
                                avro_value_t *value, avro_writer_t *writer, struct sr_error *err);
+/* Releases what sr__avro_encoder_init made (each may be NULL / unset). */
+void sr__avro_encoder_fini(avro_schema_t schema, avro_value_iface_t *iface, avro_value_t *value,
+                           avro_writer_t writer);
 
 /* Appends the 5-byte Confluent header (magic 0, big-endian id). */
 sr_err_t sr__confluent_header(struct sr_buf *out, int32_t schema_id);

@@ -31,5 +31,6 @@ int sr__cmd_run(int argc, char **argv);
 int sr__bench_e2e(int argc, char **argv);
 int sr__cmd_gen(int argc, char **argv);
 int sr__cmd_broker(int argc, char **argv);
+int sr__cmd_demo(int argc, char **argv);
 
 #endif /* SR_CLI_H */

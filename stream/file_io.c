@@ -107,18 +107,12 @@ sr_err_t sr_file_source_read(sr_file_source_t *s, int32_t max, sr_arena_t *arena
                              struct sr_batch *b, struct sr_stats *stats, struct sr_error *err)
 {
     /* Rows are filled first into a batch of `max` rows, then n is cut to what was read. */
-    sr_err_t rc = sr_batch_init(b, arena, max, err);
-    struct sr_col *raw, *part, *off;
-    if (rc == SR_OK)
-        rc = sr_batch_add(b, "raw", SR_COL_STR, 0, &raw, err);
-    if (rc == SR_OK)
-        rc = sr_batch_add(b, "src_partition", SR_COL_I32, 0, &part, err);
-    if (rc == SR_OK)
-        rc = sr_batch_add(b, "src_offset", SR_COL_I64, 0, &off, err);
+    struct sr_source_cols src;
+    sr_err_t rc = sr_batch_init_source(b, arena, max, &src, err);
     if (rc != SR_OK)
         return rc;
-    const char **rp = raw->data;
-    int64_t *op = off->data;
+    const char **rp = src.raw;
+    int64_t *op = src.offset;
     int32_t n = 0;
     while (n < max && !s->eof) {
         if (s->f) {
@@ -133,7 +127,7 @@ sr_err_t sr_file_source_read(sr_file_source_t *s, int32_t max, sr_arena_t *arena
             rp[n] = sr_arena_strndup(arena, s->line, (size_t)len);
             if (!rp[n])
                 return sr_error_set(err, SR_ENOMEM, "out of memory");
-            raw->lens[n] = (uint32_t)len;
+            src.raw_len[n] = (uint32_t)len;
         } else {
             struct sr_event ev;
             enum sr_event_invalid why = SR_EVENT_INVALID_NONE;
@@ -160,12 +154,12 @@ sr_err_t sr_file_source_read(sr_file_source_t *s, int32_t max, sr_arena_t *arena
             rp[n] = sr_arena_strndup(arena, s->buf.data, s->buf.len);
             if (!rp[n])
                 return sr_error_set(err, SR_ENOMEM, "out of memory");
-            raw->lens[n] = (uint32_t)s->buf.len;
+            src.raw_len[n] = (uint32_t)s->buf.len;
         }
         op[n] = s->next_offset++;
         n++;
     }
-    (void)part; /* zeroed: partition 0 */
+    /* partitions stay zeroed: a file is partition 0 */
     b->n = n;
     b->n_sel = n;
     return SR_OK;

@@ -15,6 +15,7 @@ static const struct sr__command commands[] = {
     {"run", sr__cmd_run, "online runtime: consumer group in, recommendations to a topic"},
     {"gen", sr__cmd_gen, "synthetic sessions (or a YooChoose/Diginetica log) to a file or topic"},
     {"broker", sr__cmd_broker, "a local Kafka-protocol broker (librdkafka mock cluster)"},
+    {"demo", sr__cmd_demo, "everything embedded, zero set-up: broker, events, runtime, live hit rate"},
     {"bench", sr__cmd_bench, "micro-benchmarks: exact top-k retrieval, sequence encoders"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -1565,3 +1565,11 @@ void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *committ
         *latency = rt->lat_hist;
     pthread_mutex_unlock(&rt->mmu);
 }
+
+/* Input partitions assigned now (the /readyz condition without the drain check), for tools
+ * that embed the runtime and wait for the group join before offering events (demo). Any
+ * thread: a relaxed atomic read of the loop thread's count. */
+int sr_runtime_assigned(sr_runtime_t *rt)
+{
+    return __atomic_load_n(&rt->assigned, __ATOMIC_RELAXED);
+}

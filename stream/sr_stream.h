@@ -134,6 +134,8 @@ void sr_runtime_destroy(sr_runtime_t *rt);
 struct sr_hist;
 void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *committed,
                          uint64_t *published, struct sr_hist *latency);
+/* Input partitions assigned to the runtime now (0 until its group join completes). Any thread. */
+int sr_runtime_assigned(sr_runtime_t *rt);
 
 /* ---- metrics (metrics.c) ---------------------------------------------------------------- */
 

@@ -248,19 +248,13 @@ static void mark_done(sr_topic_source_t *s, struct tpart *tp)
 sr_err_t sr_topic_source_read(sr_topic_source_t *s, int32_t max, sr_arena_t *arena,
                               struct sr_batch *b, struct sr_error *err)
 {
-    sr_err_t rc = sr_batch_init(b, arena, max, err);
-    struct sr_col *raw, *part, *off;
-    if (rc == SR_OK)
-        rc = sr_batch_add(b, "raw", SR_COL_STR, 0, &raw, err);
-    if (rc == SR_OK)
-        rc = sr_batch_add(b, "src_partition", SR_COL_I32, 0, &part, err);
-    if (rc == SR_OK)
-        rc = sr_batch_add(b, "src_offset", SR_COL_I64, 0, &off, err);
+    struct sr_source_cols src;
+    sr_err_t rc = sr_batch_init_source(b, arena, max, &src, err);
     if (rc != SR_OK)
         return rc;
-    const char **rp = raw->data;
-    int32_t *pp = part->data;
-    int64_t *op = off->data;
+    const char **rp = src.raw;
+    int32_t *pp = src.partition;
+    int64_t *op = src.offset;
     int32_t n = 0;
     while (n < max && s->n_done < s->n) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, n ? 0 : 1000);
@@ -299,7 +293,7 @@ sr_err_t sr_topic_source_read(sr_topic_source_t *s, int32_t max, sr_arena_t *are
                 rd_kafka_message_destroy(m);
                 return sr_error_set(err, SR_ENOMEM, "out of memory");
             }
-            raw->lens[n] = (uint32_t)m->len;
+            src.raw_len[n] = (uint32_t)m->len;
             pp[n] = m->partition;
             op[n] = m->offset;
             n++;
