@@ -319,25 +319,16 @@ static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
 {
     struct sr_error err = {0};
     struct sr_batch sb;
-    struct sr_col *raw, *part, *off;
+    struct sr_source_cols src;
     sr_arena_reset(b->arena);
-    sr_err_t rc = sr_batch_init(&sb, b->arena, b->n, &err);
-    if (rc == SR_OK)
-        rc = sr_batch_add(&sb, "raw", SR_COL_STR, 0, &raw, &err);
-    if (rc == SR_OK)
-        rc = sr_batch_add(&sb, "src_partition", SR_COL_I32, 0, &part, &err);
-    if (rc == SR_OK)
-        rc = sr_batch_add(&sb, "src_offset", SR_COL_I64, 0, &off, &err);
+    sr_err_t rc = sr_batch_init_source(&sb, b->arena, b->n, &src, &err);
     if (rc == SR_OK) {
-        const char **rp = raw->data;
-        int32_t *pp = part->data;
-        int64_t *op = off->data;
         for (int32_t i = 0; i < b->n; i++) {
             const rd_kafka_message_t *m = b->msgs[i];
-            rp[i] = m->payload ? m->payload : "";
-            raw->lens[i] = (uint32_t)m->len;
-            pp[i] = m->partition;
-            op[i] = m->offset;
+            src.raw[i] = m->payload ? m->payload : "";
+            src.raw_len[i] = (uint32_t)m->len;
+            src.partition[i] = m->partition;
+            src.offset[i] = m->offset;
             b->refs[i].b = b;
             b->refs[i].row = i;
         }
