@@ -102,6 +102,21 @@ sr_err_t sr_buf_append(struct sr_buf *b, const void *p, size_t n)
     return SR_OK;
 }
 
+sr_err_t sr_buf_appendf(struct sr_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || sr_buf_reserve(b, (size_t)n + 1) != SR_OK)
+        return SR_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return SR_OK;
+}
+
 void sr_buf_free(struct sr_buf *b)
 {
     if (!b)

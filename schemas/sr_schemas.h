@@ -45,6 +45,8 @@ struct sr_buf {
 
 sr_err_t sr_buf_reserve(struct sr_buf *b, size_t extra);
 sr_err_t sr_buf_append(struct sr_buf *b, const void *p, size_t n);
+/* Appends printf-style text (no NUL kept in len); SR_ENOMEM when it cannot grow. */
+sr_err_t sr_buf_appendf(struct sr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline void sr_buf_reset(struct sr_buf *b) { b->len = 0; }
 void sr_buf_free(struct sr_buf *b);
 

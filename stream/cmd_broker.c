@@ -20,6 +20,7 @@
  * a client gets 4 partitions and replication min(3, brokers); offsets_for_times answers -1;
  * transactions are accepted but not enforced. */
 #include "cli.h"
+#include "sr_stream.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -58,17 +59,6 @@ static int usage(FILE *f)
             "127.0.0.1, a topic auto-created by a client gets 4 partitions, offsets_for_times\n"
             "answers -1, transactions are accepted but not enforced.\n");
     return f == stdout ? 0 : 2;
-}
-
-/* librdkafka's log lines through sr_log ("ts level kafka msg fac=..."), syslog levels mapped. */
-static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    if (level >= 5 && !SR_LOG_DEBUG_ON())
-        return; /* notices (e.g. the broker's own "no bootstrap.servers") only when debugging */
-    sr_log_level_t l = level <= 3 ? SR_LOG_ERROR : level == 4 ? SR_LOG_WARN
-                       : level <= 6 ? SR_LOG_INFO : SR_LOG_DEBUG;
-    sr_log(l, "kafka", buf, "fac=%s", fac);
 }
 
 static int stop_pipe[2] = {-1, -1};
@@ -316,7 +306,7 @@ int sr__cmd_broker(int argc, char **argv)
 
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+    rd_kafka_conf_set_log_cb(conf, sr_kafka_log_cb);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!rk) {
         rd_kafka_conf_destroy(conf);

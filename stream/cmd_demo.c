@@ -155,15 +155,6 @@ static void on_interrupt(int sig)
     g_interrupted = 1;
 }
 
-static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    if (level <= 3)
-        sr_log(SR_LOG_ERROR, "kafka", buf, "facility=%s", fac);
-    else if (level <= 4)
-        sr_log(SR_LOG_WARN, "kafka", buf, "facility=%s", fac);
-}
-
 static void usage(void)
 {
     printf("usage: streamrec demo [--duration S] [--events N] [--rate R] [--bundle DIR]\n"
@@ -777,7 +768,7 @@ static void summary(struct demo *d, const char *why, uint64_t t_end)
 static rd_kafka_t *client_new(struct demo *d, rd_kafka_type_t type, char *errstr, size_t cap)
 {
     rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(c, kafka_log);
+    rd_kafka_conf_set_log_cb(c, sr_kafka_log_cb);
     static const char *const prod_kv[][2] = {{"linger.ms", "1"}, {"enable.idempotence", "true"}};
     /* The viewer assigns partitions (no group join); librdkafka still wants a group.id. */
     static const char *const cons_kv[][2] = {{"group.id", "streamrec-demo-viewer"},
@@ -918,7 +909,7 @@ static int run_demo(struct demo *d, int argc, char **argv)
 
     /* The embedded broker, its topics created before any client touches them. */
     rd_kafka_conf_t *mc_conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(mc_conf, kafka_log);
+    rd_kafka_conf_set_log_cb(mc_conf, sr_kafka_log_cb);
     d->mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mc_conf, errstr, sizeof errstr);
     if (!d->mrk) {
         rd_kafka_conf_destroy(mc_conf);

@@ -5,6 +5,7 @@
  * log: its distinct items in order of first appearance).
  * Owns the output handle and the producer; single-threaded (librdkafka runs its own threads). */
 #include "cli.h"
+#include "sr_stream.h"
 #include "sr_gen.h"
 
 #include <errno.h>
@@ -216,17 +217,6 @@ static int catalog_write(const struct catalog *c, const char *path, int64_t firs
 
 /* ---- Kafka producer --------------------------------------------------------------------- */
 
-/* librdkafka's log lines through sr_log ("ts level kafka msg fac=..."), syslog levels mapped. */
-static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    if (level >= 5 && !SR_LOG_DEBUG_ON())
-        return; /* notices (e.g. the broker's own "no bootstrap.servers") only when debugging */
-    sr_log_level_t l = level <= 3 ? SR_LOG_ERROR : level == 4 ? SR_LOG_WARN
-                       : level <= 6 ? SR_LOG_INFO : SR_LOG_DEBUG;
-    sr_log(l, "kafka", buf, "fac=%s", fac);
-}
-
 struct producer {
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
@@ -275,7 +265,7 @@ static int producer_open(struct producer *p, const char *brokers, const char *to
             return sr__cli_fail("gen", "-X %s: %s", xprops[i], errstr);
         }
     }
-    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+    rd_kafka_conf_set_log_cb(conf, sr_kafka_log_cb);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);

@@ -9,14 +9,17 @@
 #include <string.h>
 #include <time.h>
 
-static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+void sr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    sr_log_level_t l = level <= 3 ? SR_LOG_ERROR : level <= 4 ? SR_LOG_WARN
-                     : level <= 6 ? SR_LOG_INFO : SR_LOG_DEBUG;
-    /* kafka.* keys go to both clients, so side-specific ones warn on the other: not news. */
+    /* syslog levels: errors and warnings always; notices and info only when debugging (e.g.
+     * the mock broker's own "no bootstrap.servers"). kafka.* keys go to both clients, so a
+     * side-specific one warns on the other (CONFWARN): not news either. */
+    sr_log_level_t l = level <= 3 ? SR_LOG_ERROR : level <= 4 ? SR_LOG_WARN : SR_LOG_DEBUG;
     if (!strcmp(fac, "CONFWARN"))
         l = SR_LOG_DEBUG;
+    if (l == SR_LOG_DEBUG && !SR_LOG_DEBUG_ON())
+        return;
     sr_log(l, "kafka", buf, "facility=%s", fac);
 }
 
@@ -71,7 +74,7 @@ sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_k
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (!conf)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
-    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+    rd_kafka_conf_set_log_cb(conf, sr_kafka_log_cb);
     sr_err_t rc = SR_OK;
     if (side == SR_KAFKA_CONSUMER) {
         const char *group = sr_config_get(cfg, "kafka.group.id");

@@ -45,27 +45,15 @@ double sr_hist_quantile(const struct sr_hist *h, double q)
     return h->n ? h->le[h->n - 1] : 0.0;
 }
 
-static void bprintf(struct sr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(struct sr_buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        sr_buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 void sr_hist_write(const struct sr_hist *h, struct sr_buf *out, const char *name, const char *help)
 {
-    bprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    sr_buf_appendf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < h->n; i++) {
         cum += h->count[i];
-        bprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, h->le[i], (unsigned long long)cum);
+        sr_buf_appendf(out, "%s_bucket{le=\"%g\"} %llu\n", name, h->le[i], (unsigned long long)cum);
     }
-    bprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
+    sr_buf_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name,
             (unsigned long long)h->total, name, h->sum, name, (unsigned long long)h->total);
 }
 

@@ -1105,27 +1105,15 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 /* ---- metrics ------------------------------------------------------------------------- */
 
-static void bput(struct sr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bput(struct sr_buf *b, const char *fmt, ...)
-{
-    char tmp[768];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        sr_buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 static void counter(struct sr_buf *b, const char *name, const char *help, uint64_t v)
 {
-    bput(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+    sr_buf_appendf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
          (unsigned long long)v);
 }
 
 static void gauge(struct sr_buf *b, const char *name, const char *help, double v)
 {
-    bput(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+    sr_buf_appendf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
 }
 
 static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
@@ -1137,11 +1125,11 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
     counter(b, "streamrec_events_committed_total",
             "consumed messages whose batch is fully delivered and committed (state + offsets stored)",
             rt->committed_events);
-    bput(b, "# HELP streamrec_events_invalid_total events refused by the decoder, by reason\n"
+    sr_buf_appendf(b, "# HELP streamrec_events_invalid_total events refused by the decoder, by reason\n"
             "# TYPE streamrec_events_invalid_total counter\n");
     int nr = __atomic_load_n(&st->n_reasons, __ATOMIC_ACQUIRE);
     for (int i = 0; i < nr; i++)
-        bput(b, "streamrec_events_invalid_total{reason=\"%s\"} %llu\n", st->reason[i],
+        sr_buf_appendf(b, "streamrec_events_invalid_total{reason=\"%s\"} %llu\n", st->reason[i],
              (unsigned long long)__atomic_load_n(&st->reason_count[i], __ATOMIC_RELAXED));
     counter(b, "streamrec_events_filtered_total", "valid events of types neither stored nor triggering",
             __atomic_load_n(&st->filtered, __ATOMIC_RELAXED));
@@ -1161,16 +1149,16 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
     sr_hist_write(&rt->batch_hist, b, "streamrec_batch_size", "events per micro-batch");
     sr_hist_write(&rt->lat_hist, b, "streamrec_latency_seconds",
                   "event consumed to recommendation delivered (seconds)");
-    bput(b, "# HELP streamrec_stage_seconds_total time spent per graph stage\n"
+    sr_buf_appendf(b, "# HELP streamrec_stage_seconds_total time spent per graph stage\n"
             "# TYPE streamrec_stage_seconds_total counter\n");
     int ns = __atomic_load_n(&st->n_stages, __ATOMIC_ACQUIRE);
     for (int i = 0; i < ns; i++)
-        bput(b, "streamrec_stage_seconds_total{stage=\"%s\"} %.9f\n", st->stage[i],
+        sr_buf_appendf(b, "streamrec_stage_seconds_total{stage=\"%s\"} %.9f\n", st->stage[i],
              (double)__atomic_load_n(&st->stage_ns[i], __ATOMIC_RELAXED) / 1e9);
-    bput(b, "# HELP streamrec_consumer_lag messages behind the high watermark, per partition\n"
+    sr_buf_appendf(b, "# HELP streamrec_consumer_lag messages behind the high watermark, per partition\n"
             "# TYPE streamrec_consumer_lag gauge\n");
     for (int i = 0; i < rt->n_lags; i++)
-        bput(b, "streamrec_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n", rt->input_topic,
+        sr_buf_appendf(b, "streamrec_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n", rt->input_topic,
              (int)rt->lags[i].partition, (long long)rt->lags[i].lag);
     pthread_mutex_unlock(&rt->mmu);
     gauge(b, "streamrec_sessions", "sessions held in state",
@@ -1181,7 +1169,7 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
           rt->held || rt->draining || rt->fatal ? 1 : 0);
     gauge(b, "streamrec_assigned_partitions", "input partitions assigned to this process",
           rt->assigned);
-    bput(b, "# HELP streamrec_model_info the loaded model bundle\n# TYPE streamrec_model_info gauge\n"
+    sr_buf_appendf(b, "# HELP streamrec_model_info the loaded model bundle\n# TYPE streamrec_model_info gauge\n"
             "streamrec_model_info{version=\"%s\"} 1\n", rt->version);
 }
 
@@ -1194,14 +1182,14 @@ static void http_handler(void *ctx, const char *path, int *status, const char **
         render_metrics(rt, body);
     } else if (!strcmp(path, "/healthz")) {
         *status = rt->fatal ? 503 : 200;
-        bput(body, "%s\n", rt->fatal ? "failed" : "ok");
+        sr_buf_appendf(body, "%s\n", rt->fatal ? "failed" : "ok");
     } else if (!strcmp(path, "/readyz")) {
         bool ready = !rt->fatal && !rt->draining && rt->assigned > 0;
         *status = ready ? 200 : 503;
-        bput(body, "%s\n", ready ? "ready" : rt->draining ? "draining" : "not assigned");
+        sr_buf_appendf(body, "%s\n", ready ? "ready" : rt->draining ? "draining" : "not assigned");
     } else {
         *status = 404;
-        bput(body, "not found\n");
+        sr_buf_appendf(body, "not found\n");
     }
 }
 

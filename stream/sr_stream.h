@@ -55,6 +55,9 @@ enum sr_kafka_side { SR_KAFKA_CONSUMER = 0, SR_KAFKA_PRODUCER = 1 };
 sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_kafka_conf_t **out,
                            struct sr_error *err);
 /* Sets one librdkafka property (SR_ECONFIG naming the key on failure). */
+/* librdkafka's log lines through sr_log ("ts level kafka msg facility=..."): errors and
+ * warnings; the rest only at log level debug. For rd_kafka_conf_set_log_cb. */
+void sr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 sr_err_t sr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                            struct sr_error *err);
 /* True when kafka.bootstrap.servers is set. */
