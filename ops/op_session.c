@@ -191,10 +191,26 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
         struct sr_session v = {.items = w[i].items, .len = w[i].len, .last_ts = w[i].last_ts, .found = true};
         rc = sr_state_batch_put(sb, &keys[i], &v, err);
     }
+    /* Highest offset per partition of the batch (a batch spans few partitions). */
+    int32_t *pp = sr_arena_alloc(A, sizeof(int32_t) * (size_t)(b->n > 0 ? b->n : 1), 16);
+    int64_t *po = sr_arena_alloc(A, sizeof(int64_t) * (size_t)(b->n > 0 ? b->n : 1), 16);
+    int32_t np = 0;
+    if (!pp || !po)
+        rc = sr_error_set(err, SR_ENOMEM, "out of memory");
     for (int32_t r = 0; r < b->n && rc == SR_OK; r++) {
-        if (off[r] > sr_state_applied_offset(env->state, part[r]))
-            rc = sr_state_batch_set_offset(sb, part[r], off[r], err);
+        int32_t i = 0;
+        while (i < np && pp[i] != part[r])
+            i++;
+        if (i == np) {
+            pp[np] = part[r];
+            po[np++] = off[r];
+        } else if (off[r] > po[i]) {
+            po[i] = off[r];
+        }
     }
+    for (int32_t i = 0; i < np && rc == SR_OK; i++)
+        if (po[i] > sr_state_applied_offset(env->state, pp[i]))
+            rc = sr_state_batch_set_offset(sb, pp[i], po[i], err);
     if (rc == SR_OK)
         rc = sr_state_stage(env->state, sb, &env->staged_id, err);
     if (rc != SR_OK) {

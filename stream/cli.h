@@ -5,6 +5,8 @@
 
 #include "sr_core.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct sr__command {
@@ -19,6 +21,11 @@ int sr__cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(pr
 int sr__cli_wants_help(int argc, char **argv);
 /* True when stderr is a terminal (progress lines are shown only then). */
 int sr__cli_tty(void);
+
+/* Number options: the whole string must parse and lie in [lo, hi]. Integers also accept an
+ * exact scientific form ("1e6"). Return false otherwise (the caller names the option). */
+bool sr__cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool sr__cli_parse_double(const char *s, double lo, double hi, double *out);
 
 /* Commands. */
 int sr__cmd_config(int argc, char **argv);

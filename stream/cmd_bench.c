@@ -73,13 +73,9 @@ static double median(double *v, int n)
 /* "100000", "1e6", "1000000" -> integer in [lo, hi] */
 static int parse_int64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || v != floor(v) || v < (double)lo || v > (double)hi)
+    if (!sr__cli_parse_i64(s, lo, hi, out))
         return sr__cli_fail(CMD, "%s: '%s' is not an integer in %lld..%lld", opt, s, (long long)lo,
                             (long long)hi);
-    *out = (int64_t)v;
     return 0;
 }
 

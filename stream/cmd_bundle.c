@@ -86,10 +86,8 @@ static uint64_t mix64(uint64_t z)
 
 static bool parse_long(const char *s, long lo, long hi, long *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end); /* accepts 1e5 */
-    if (errno || end == s || *end || v != (double)(long)v || v < lo || v > hi)
+    int64_t v;
+    if (!sr__cli_parse_i64(s, lo, hi, &v)) /* accepts 1e5 */
         return false;
     *out = (long)v;
     return true;

@@ -261,17 +261,6 @@ static bool in_list(const char *const *list, int n, const char *s, size_t len)
     return false;
 }
 
-static bool parse_num(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return false;
-    *out = v;
-    return true;
-}
-
 /* ---- producer thread --------------------------------------------------------------------- */
 
 static void queue_push(struct demo *d, const struct ev_rec *e)
@@ -1139,26 +1128,26 @@ int sr__cmd_demo(int argc, char **argv)
         const char *a = argv[i];
         bool more = i + 1 < argc;
         if (!strcmp(a, "--duration") && more) {
-            if (!parse_num(argv[++i], 0, 86400, &d.duration))
+            if (!sr__cli_parse_double(argv[++i], 0, 86400, &d.duration))
                 return sr__cli_fail(CMD, "--duration: expected seconds (0..86400), got '%s'", argv[i]);
             have_duration = true;
         } else if (!strcmp(a, "--events") && more) {
-            if (!parse_num(argv[++i], 1, 1e9, &v))
+            if (!sr__cli_parse_double(argv[++i], 1, 1e9, &v))
                 return sr__cli_fail(CMD, "--events: expected 1..1000000000, got '%s'", argv[i]);
             d.events = (int64_t)v;
         } else if (!strcmp(a, "--rate") && more) {
-            if (!parse_num(argv[++i], 1, 1e6, &d.rate))
+            if (!sr__cli_parse_double(argv[++i], 1, 1e6, &d.rate))
                 return sr__cli_fail(CMD, "--rate: expected events/s (1..1000000), got '%s'", argv[i]);
         } else if (!strcmp(a, "--seed") && more) {
-            if (!parse_num(argv[++i], 0, 1e18, &v))
+            if (!sr__cli_parse_double(argv[++i], 0, 1e18, &v))
                 return sr__cli_fail(CMD, "--seed: expected a number, got '%s'", argv[i]);
             d.seed = (uint64_t)v;
         } else if (!strcmp(a, "--concurrency") && more) {
-            if (!parse_num(argv[++i], 1, 1e6, &v))
+            if (!sr__cli_parse_double(argv[++i], 1, 1e6, &v))
                 return sr__cli_fail(CMD, "--concurrency: expected 1..1000000, got '%s'", argv[i]);
             d.concurrency = (int32_t)v;
         } else if (!strcmp(a, "--partitions") && more) {
-            if (!parse_num(argv[++i], 1, 1000, &v))
+            if (!sr__cli_parse_double(argv[++i], 1, 1000, &v))
                 return sr__cli_fail(CMD, "--partitions: expected 1..1000, got '%s'", argv[i]);
             d.partitions = (int)v;
         } else if (!strcmp(a, "--bundle") && more) {

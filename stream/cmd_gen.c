@@ -58,17 +58,6 @@ static int usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
-static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool parse_u64(const char *s, uint64_t *out)
 {
     char *end;
@@ -77,17 +66,6 @@ static bool parse_u64(const char *s, uint64_t *out)
         return false;
     unsigned long long v = strtoull(s, &end, 0);
     if (errno || end == s || *end)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_dbl(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
         return false;
     *out = v;
     return true;
@@ -357,42 +335,42 @@ int sr__cmd_gen(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--sessions")) {
             NEED_ARG(); i++;
-            if (!parse_i64(argv[i], 1, INT64_C(1000000000), &gp.n_sessions)) BAD("expected 1..1e9");
+            if (!sr__cli_parse_i64(argv[i], 1, INT64_C(1000000000), &gp.n_sessions)) BAD("expected 1..1e9");
         } else if (!strcmp(a, "--items")) {
             NEED_ARG(); i++;
-            if (!parse_i64(argv[i], 2, INT64_C(100000000), &gp.n_items)) BAD("expected 2..1e8");
+            if (!sr__cli_parse_i64(argv[i], 2, INT64_C(100000000), &gp.n_items)) BAD("expected 2..1e8");
         } else if (!strcmp(a, "--events")) {
             NEED_ARG(); i++;
-            if (!parse_i64(argv[i], 1, INT64_MAX, &gp.n_events)) BAD("expected a positive count");
+            if (!sr__cli_parse_i64(argv[i], 1, INT64_MAX, &gp.n_events)) BAD("expected a positive count");
         } else if (!strcmp(a, "--seed")) {
             NEED_ARG(); i++;
             if (!parse_u64(argv[i], &gp.seed)) BAD("expected an unsigned integer");
         } else if (!strcmp(a, "--successors")) {
             NEED_ARG(); i++;
-            if (!parse_i64(argv[i], 1, 64, &v)) BAD("expected 1..64");
+            if (!sr__cli_parse_i64(argv[i], 1, 64, &v)) BAD("expected 1..64");
             gp.successors = (int32_t)v;
         } else if (!strcmp(a, "--categories")) {
             NEED_ARG(); i++;
-            if (!parse_i64(argv[i], 1, INT32_MAX, &v)) BAD("expected a positive count");
+            if (!sr__cli_parse_i64(argv[i], 1, INT32_MAX, &v)) BAD("expected a positive count");
             gp.n_categories = (int32_t)v;
         } else if (!strcmp(a, "--concurrency")) {
             NEED_ARG(); i++;
-            if (!parse_i64(argv[i], 1, INT32_MAX, &v)) BAD("expected a positive count");
+            if (!sr__cli_parse_i64(argv[i], 1, INT32_MAX, &v)) BAD("expected a positive count");
             gp.concurrency = (int32_t)v;
         } else if (!strcmp(a, "--zipf")) {
             NEED_ARG(); i++;
-            if (!parse_dbl(argv[i], 0, 5, &gp.zipf_s)) BAD("expected 0..5");
+            if (!sr__cli_parse_double(argv[i], 0, 5, &gp.zipf_s)) BAD("expected 0..5");
         } else if (!strcmp(a, "--restart")) {
             NEED_ARG(); i++;
-            if (!parse_dbl(argv[i], 0, 1, &gp.p_restart)) BAD("expected a probability");
+            if (!sr__cli_parse_double(argv[i], 0, 1, &gp.p_restart)) BAD("expected a probability");
         } else if (!strcmp(a, "--gap-ms")) {
             NEED_ARG(); i++;
-            if (!parse_dbl(argv[i], 1, 3.6e6, &gp.gap_mean_ms)) BAD("expected 1..3600000");
+            if (!sr__cli_parse_double(argv[i], 1, 3.6e6, &gp.gap_mean_ms)) BAD("expected 1..3600000");
         } else if (!strcmp(a, "--start-ms")) {
             NEED_ARG(); i++;
             if (!strcmp(argv[i], "now"))
                 gp.start_ms = sr_wall_ms();
-            else if (!parse_i64(argv[i], 0, INT64_C(253402300799999), &gp.start_ms))
+            else if (!sr__cli_parse_i64(argv[i], 0, INT64_C(253402300799999), &gp.start_ms))
                 BAD("expected epoch ms or 'now'");
         } else if (!strcmp(a, "--session-prefix")) {
             NEED_ARG(); gp.session_prefix = argv[++i];
@@ -408,15 +386,15 @@ int sr__cmd_gen(int argc, char **argv)
             NEED_ARG(); fmt_name = argv[++i];
         } else if (!strcmp(a, "--schema-id")) {
             NEED_ARG(); i++;
-            if (!parse_i64(argv[i], 0, INT32_MAX, &schema_id)) BAD("expected 0..2147483647");
+            if (!sr__cli_parse_i64(argv[i], 0, INT32_MAX, &schema_id)) BAD("expected 0..2147483647");
         } else if (!strcmp(a, "--rate")) {
             NEED_ARG(); i++;
-            if (!parse_dbl(argv[i], 0, 1e9, &rate)) BAD("expected events per second (0: unlimited)");
+            if (!sr__cli_parse_double(argv[i], 0, 1e9, &rate)) BAD("expected events per second (0: unlimited)");
         } else if (!strcmp(a, "--items-out")) {
             NEED_ARG(); items_out = argv[++i];
         } else if (!strcmp(a, "--first-index")) {
             NEED_ARG(); i++;
-            if (!parse_i64(argv[i], 0, 1000000, &first_index)) BAD("expected 0..1000000");
+            if (!sr__cli_parse_i64(argv[i], 0, 1000000, &first_index)) BAD("expected 0..1000000");
         } else if (!strcmp(a, "--from-csv")) {
             NEED_ARG(); csv = argv[++i];
         } else {

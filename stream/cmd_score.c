@@ -33,12 +33,10 @@ static int usage(FILE *f)
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
+    int64_t v;
+    if (!sr__cli_parse_i64(s, lo, hi, &v))
         return false;
-    *out = v;
+    *out = (long)v;
     return true;
 }
 

@@ -2,6 +2,8 @@
  * --help and exits non-zero with a one-line reason on bad input. */
 #include "cli.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,34 @@ int sr__cli_wants_help(int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
             return 1;
     return 0;
+}
+
+bool sr__cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end != s && *end && !errno) { /* "1e6": exact integers in scientific form */
+        double d = strtod(s, &end);
+        if (errno || *end || d != floor(d) || d < -9.2e18 || d > 9.2e18)
+            return false;
+        v = (long long)d;
+    }
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool sr__cli_parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        return false;
+    *out = v;
+    return true;
 }
 
 int sr__cli_tty(void) { return isatty(STDERR_FILENO); }
