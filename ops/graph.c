@@ -168,6 +168,8 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     g->env.source_topic = p->source_topic ? p->source_topic : "";
     g->env.input_format = p->input_format;
     g->env.input_writer_schema_json = p->input_writer_schema_json;
+    g->env.state_identity = p->state_identity;
+    g->env.state_must_be_new = p->state_must_be_new;
     sr_err_t rc = load_model(g, err);
 
     bool exclude_seen = true, require_available = false;

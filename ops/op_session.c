@@ -38,6 +38,8 @@ static sr_err_t session_init(struct sr_op_env *env, const char *prefix, void **c
     sr_err_t rc = sr_state_params_from_config(&sp, env->cfg, err);
     if (rc != SR_OK)
         return rc;
+    sp.identity = env->state_identity;
+    sp.must_be_new = env->state_must_be_new;
     if (!sr_config_get(env->cfg, "session.max_len"))
         sp.max_len = (uint32_t)sr_bundle_info(env->bundle)->max_len;
     struct session_ctx *c = calloc(1, sizeof *c);

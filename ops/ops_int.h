@@ -59,6 +59,8 @@ struct sr_op_env {
     const char *source_topic;
     const char *input_format;  /* overrides input.format when non-NULL */
     const char *input_writer_schema_json;
+    const char *state_identity;  /* sr_graph_params: for the session store's open */
+    bool state_must_be_new;
 };
 
 /* Releases what ops attached to the env (the session store); called by the graph after every

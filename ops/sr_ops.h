@@ -121,6 +121,10 @@ struct sr_graph_params {
      * Replay of an Avro container file passes "avro" and the file's writer schema. */
     const char *input_format;
     const char *input_writer_schema_json;
+    /* The session store's identity (sr_state_params.identity: what its state belongs to) and
+     * whether it must hold no applied offsets yet (a replay that does not resume). */
+    const char *state_identity;
+    bool state_must_be_new;
 };
 
 /* Next-item evaluation (replay --eval): a recommendation's target is the item of the same

@@ -3,7 +3,9 @@
  *            partition's sessions are one contiguous key range (iterate, delete_range);
  *            value = the codec.c session value;
  *   meta     "v" = store format (1 byte), "o" + partition (4 bytes BE) = applied offset
- *            (8 bytes LE), "w" = watermark (8 bytes LE).
+ *            (8 bytes LE), "w" = watermark (8 bytes LE), "i" = identity (what the state
+ *            belongs to: run group + input topic, or a replay source), stamped at the first
+ *            open and checked at every later one.
  * A commit is one WriteBatch over both families with the WAL on, so the offsets always describe
  * exactly the sessions written with them (DESIGN §8). Reads go cache first (cache.c), then one
  * rocksdb_multi_get for all misses. Every RocksDB error string is translated to SR_ESTATE with
@@ -305,6 +307,8 @@ static sr_err_t rdb_load_meta(void *ctx, void (*fn)(void *, int32_t, int64_t), v
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
         if (kl == 5 && k[0] == 'o' && vl == 8) {
             fn(opaque, (int32_t)rd_be32(k + 1), rd_le64(v));
+        } else if (kl == 1 && k[0] == 'i') {
+            /* identity: checked by rdb_identity */
         } else if (kl == 1 && k[0] == 'w' && vl == 8) {
             *watermark = rd_le64(v);
         } else if (kl == 1 && k[0] == 'v' && vl == 1) {
@@ -329,6 +333,28 @@ static sr_err_t rdb_load_meta(void *ctx, void (*fn)(void *, int32_t, int64_t), v
     rocksdb_iter_destroy(it);
     if (rc == SR_OK && *watermark != INT64_MIN)
         atomic_store(&r->fstate.watermark, *watermark);
+    return rc;
+}
+
+static sr_err_t rdb_identity(void *ctx, const char *identity, struct sr_error *err)
+{
+    struct rdb_ctx *r = ctx;
+    char *e = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(r->db, r->ropts, r->cf[CF_META], "i", 1, &vl, &e);
+    if (e)
+        return rdb_err(err, e, "read identity", r->dir);
+    sr_err_t rc = SR_OK;
+    if (!v) {
+        rocksdb_put_cf(r->db, r->wopts, r->cf[CF_META], "i", 1, identity, strlen(identity), &e);
+        if (e)
+            rc = rdb_err(err, e, "write identity", r->dir);
+    } else if (vl != strlen(identity) || memcmp(v, identity, vl) != 0) {
+        rc = sr_error_set(err, SR_ESTATE, "state.dir %s holds the state of \"%.*s\", not of \"%s\": "
+                          "name another state.dir (or remove this one to start over)", r->dir,
+                          (int)(vl > 200 ? 200 : vl), v, identity);
+    }
+    rocksdb_free(v);
     return rc;
 }
 
@@ -458,6 +484,7 @@ static const struct sr__state_iface rdb_iface = {
     .get = rdb_get,
     .write = rdb_write,
     .load_meta = rdb_load_meta,
+    .identity = rdb_identity,
     .evict = rdb_evict,
     .foreach = rdb_foreach,
     .drop = rdb_drop,

@@ -78,6 +78,13 @@ struct sr_state_params {
     size_t cache_sessions;      /* state.cache.sessions; 0 disables the cache (default 100000) */
     bool sync;                  /* fsync the WAL on each commit (default false: a commit
                                    survives a process crash, not a power loss) */
+    const char *identity;       /* what the store holds state of, e.g. "run group=G
+                                   input.topic=T" (borrowed): a rocksdb store remembers the
+                                   first one and refuses to open for another (SR_ESTATE), so
+                                   applied offsets of one input are never read for another;
+                                   NULL: not checked */
+    bool must_be_new;           /* refuse (SR_ESTATE) a store that already holds applied
+                                   offsets: a replay that does not resume starts fresh */
 };
 
 /* Fills defaults (see field comments). */

@@ -113,6 +113,12 @@ sr_err_t sr_state_open(const struct sr_state_params *p, sr_state_t **out, struct
                       : sr__state_memory_open(&st->p, &st->ctx, &st->iface, err);
     if (rc == SR_OK)
         rc = st->iface->load_meta(st->ctx, offset_set, st, &st->watermark, err);
+    if (rc == SR_OK && p->identity && st->iface->identity)
+        rc = st->iface->identity(st->ctx, p->identity, err);
+    if (rc == SR_OK && p->must_be_new && st->noffs > 0)
+        rc = sr_error_set(err, SR_ESTATE, "state.dir %s already holds applied offsets of an earlier "
+                          "run (%zu partitions): resume it, or name a new state.dir to start fresh",
+                          p->dir ? p->dir : "(memory)", st->noffs);
     if (rc) {
         sr_state_close(st);
         return rc;

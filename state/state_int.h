@@ -86,6 +86,9 @@ struct sr__state_iface {
     sr_err_t (*drop)(void *ctx, int32_t partition, struct sr_error *err);
     sr_err_t (*expire)(void *ctx, int64_t cutoff, int64_t watermark, struct sr_error *err);
     sr_err_t (*compact)(void *ctx, struct sr_error *err);          /* optional */
+    /* Stamps `identity` on a store that has none, or checks it against the stamped one
+     * (SR_ESTATE naming both). Optional: a memory store outlives no process. */
+    sr_err_t (*identity)(void *ctx, const char *identity, struct sr_error *err);
     uint64_t (*count)(void *ctx);
     void (*close)(void *ctx);
 };

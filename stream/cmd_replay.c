@@ -1,21 +1,27 @@
 /* cmd_replay.c — `streamrec replay`: the offline runtime. Feeds a file (JSON Lines or Avro
  * container) or a topic range (topic_io.c) through the same operator graph the online runtime
  * runs, in micro-batches of batch.max.events, writes recommendations to a file or a topic, and with --eval scores them against each
- * session's next stored item. State (state.backend) is committed after each batch's output is
- * flushed, so a replay killed half-way and restarted on its state.dir resumes after the last
- * committed record: a re-emitted recommendation is byte-identical to the first. */
+ * session's next stored item. A replay is reproducible: it starts from empty state (a
+ * temporary RocksDB directory, removed at the end, unless state.dir or state.backend=memory is
+ * named), and a named state.dir that already holds applied offsets is refused unless --resume.
+ * State is committed after each batch's output is flushed, so a replay killed half-way and
+ * restarted with --resume on its state.dir resumes after the last committed record: a
+ * re-emitted recommendation is byte-identical to the first. */
 #include "cli.h"
+#include "sr_state.h"
 #include "sr_stream.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(void)
 {
     printf("usage: streamrec replay -c FILE --input FILE --output FILE [--set key=value]...\n"
-           "                        [--eval] [--report FILE]\n"
+           "                        [--eval] [--report FILE] [--resume]\n"
            "  -c FILE        properties file (model.bundle, session.*, recs.*, state.*, ...)\n"
            "  --set k=v      override a key (after the file and STREAMREC_* variables)\n"
            "  --input FILE   events: JSON Lines or an Avro object container file (detected);\n"
@@ -24,6 +30,10 @@ static void usage(void)
            "                 '-' writes to stdout\n"
            "  --eval         next-item evaluation: HitRate@K (= Recall@K), MRR@K, NDCG@K, coverage\n"
            "  --report FILE  also write the summary (and evaluation) as JSON\n"
+           "  --resume       continue the replay whose state is in state.dir (after a crash or\n"
+           "                 an interrupt): events it applied are skipped. Without it a replay\n"
+           "                 starts from empty state: a temporary directory, removed at the end,\n"
+           "                 unless state.dir is set (then it must hold no earlier replay)\n"
            "  --input topic:NAME[@START[..END]]   a topic range (needs kafka.bootstrap.servers):\n"
            "                 every partition, assign() and no group; START/END are offsets, epoch\n"
            "                 ms or ISO-8601 times (START <= x < END; END defaults to the high\n"
@@ -183,7 +193,8 @@ int sr__cmd_replay(int argc, char **argv)
         return 0;
     }
     const char *input = NULL, *output = NULL, *report = NULL;
-    bool eval = false;
+    bool eval = false, resume = false;
+    char tmp_state[PATH_MAX] = "";
     struct sr_error err = {0};
     sr_config_t *cfg = sr_config_new();
     int rc = 0;
@@ -203,6 +214,8 @@ int sr__cmd_replay(int argc, char **argv)
             report = argv[++i];
         else if (!strcmp(a, "--eval"))
             eval = true;
+        else if (!strcmp(a, "--resume"))
+            resume = true;
         else
             rc = sr__cli_fail("replay", "unexpected argument '%s' (see --help)", a);
     }
@@ -221,6 +234,19 @@ int sr__cmd_replay(int argc, char **argv)
     if (!rc && (max_events < 1 || max_events > 1000000))
         rc = sr__cli_fail("replay", "batch.max.events: %lld is out of range (1..1000000)",
                           (long long)max_events);
+    /* Fresh state unless resuming: a temporary RocksDB directory when none is named. */
+    bool rocksdb_state = !strcmp(sr_config_get(cfg, "state.backend"), "rocksdb");
+    if (!rc && resume && (!rocksdb_state || !sr_config_is_set(cfg, "state.dir")))
+        rc = sr__cli_fail("replay", "--resume needs state.backend=rocksdb and the state.dir of "
+                          "the replay to continue");
+    if (!rc && rocksdb_state && !sr_config_is_set(cfg, "state.dir")) {
+        const char *t = getenv("TMPDIR");
+        snprintf(tmp_state, sizeof tmp_state, "%s/streamrec-replay-XXXXXX", t && *t ? t : "/tmp");
+        if (!mkdtemp(tmp_state) || sr_config_set(cfg, "state.dir", tmp_state, &err) != SR_OK) {
+            rc = sr__cli_fail("replay", "cannot create a temporary state directory %s", tmp_state);
+            tmp_state[0] = 0;
+        }
+    }
     const char *lvl = sr_config_get(cfg, "log.level");
     sr_log_level_t level;
     if (!rc && sr_log_level_parse(lvl, &level) == SR_OK && !getenv("STREAMREC_LOG_LEVEL"))
@@ -252,6 +278,8 @@ int sr__cmd_replay(int argc, char **argv)
     if (!rc && !topic_out && sr_file_sink_open(output, &sink, &err) != SR_OK)
         rc = sr__cli_fail("replay", "%s", err.msg);
     if (!rc) {
+        char identity[600];
+        snprintf(identity, sizeof identity, "replay input=%s", input);
         struct sr_graph_params gp = {
             .cfg = cfg,
             .runtime = "offline",
@@ -261,6 +289,8 @@ int sr__cmd_replay(int argc, char **argv)
             .eval = eval,
             .input_format = src && strcmp(sr_file_source_format(src), "json") ? sr_file_source_format(src) : NULL,
             .input_writer_schema_json = src ? sr_file_source_writer_schema(src) : NULL,
+            .state_identity = identity,
+            .state_must_be_new = !resume,
         };
         if (sr_graph_new(&gp, &g, &err) != SR_OK)
             rc = sr__cli_fail("replay", "%s", err.msg);
@@ -321,6 +351,11 @@ int sr__cmd_replay(int argc, char **argv)
         }
     }
     sr_graph_destroy(g);
+    if (tmp_state[0]) {
+        struct sr_error e2 = {0};
+        if (sr_state_destroy_db(tmp_state, &e2) != SR_OK || rmdir(tmp_state) != 0)
+            sr_log(SR_LOG_WARN, "replay", "temporary state directory not removed", "dir=%s", tmp_state);
+    }
     topic_out_close(&tout);
     sr_file_source_close(src);
     sr_topic_source_close(tsrc);

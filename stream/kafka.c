@@ -23,6 +23,14 @@ void sr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
     sr_log(l, "kafka", buf, "facility=%s", fac);
 }
 
+bool sr__kafka_err_is_access(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+           e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+           e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+           e == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+}
+
 sr_err_t sr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                            struct sr_error *err)
 {

@@ -509,7 +509,11 @@ static void on_batch_timer(uv_timer_t *t)
 static bool take_message(sr_runtime_t *rt, rd_kafka_message_t *m, uint64_t now)
 {
     if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (sr__kafka_err_is_access(m->err))
+            fail(rt, "kafka authorization failed (%s): %s; check the ACLs of kafka.sasl.username "
+                 "for the input topic and kafka.group.id", rd_kafka_err2name(m->err),
+                 rd_kafka_message_errstr(m));
+        else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             sr_log(SR_LOG_WARN, CMP, "consumer error", "error=\"%s\"", rd_kafka_message_errstr(m));
         rd_kafka_message_destroy(m);
         return false;
@@ -1099,6 +1103,19 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         fail(rt, "fatal kafka error: %s", buf);
         return;
     }
+    /* A wrong password or a missing ACL does not heal by retrying: librdkafka would retry
+     * forever, so stop with the reason (nothing uncommitted is lost; a corrected restart
+     * resumes from the committed offsets). */
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        fail(rt, "kafka authentication failed: %s; check kafka.sasl.* and kafka.security.protocol",
+             reason);
+        return;
+    }
+    if (sr__kafka_err_is_access((rd_kafka_resp_err_t)err)) {
+        fail(rt, "kafka authorization failed (%s): %s; check the ACLs of kafka.sasl.username",
+             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+        return;
+    }
     sr_log(SR_LOG_WARN, CMP, "kafka error", "client=%s error=\"%s\" reason=\"%s\"",
            rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
@@ -1330,9 +1347,16 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
                               rd_kafka_err2str(rd_kafka_last_error()));
     }
     if (rc == SR_OK) {
+        /* The state's applied offsets are per partition of this group's input: a state.dir
+         * used by another group or topic is refused, never silently skipped against. */
+        char identity[600];
+        const char *group = sr_config_get(cfg, "kafka.group.id");
+        snprintf(identity, sizeof identity, "run kafka.group.id=%s input.topic=%s",
+                 group ? group : "streamrec", rt->input_topic);
         struct sr_graph_params gp = {
             .cfg = cfg, .runtime = "online", .stats = &rt->stats,
             .sink = sr_topic_sink_iface(rt->sink), .source_topic = rt->input_topic,
+            .state_identity = identity,
         };
         rc = sr_graph_new(&gp, &rt->g, err);
     }

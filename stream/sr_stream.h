@@ -62,6 +62,9 @@ sr_err_t sr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *v
                            struct sr_error *err);
 /* True when kafka.bootstrap.servers is set. */
 bool sr_kafka_configured(const sr_config_t *cfg);
+/* True for the broker's authorization refusals (topic, group, transactional id, cluster):
+ * errors that retrying does not heal. */
+bool sr__kafka_err_is_access(rd_kafka_resp_err_t e);
 
 /* ---- topic sink: the online variant of the graph's sr_sink (kafka.c) -------------------- */
 

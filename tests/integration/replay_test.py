@@ -5,15 +5,18 @@ one case per test (tests/integration/CMakeLists.txt):
   replay_test.py CASE --streamrec BIN --tool AVRO_TOOL --data TESTS_DATA_DIR
 
 CASE is one of
-  golden       defaults (rocksdb state in a fresh directory) reproduce the golden file (items;
-               scores within 1e-4 relative, compare_recs.py) and the --report JSON counts 1000
+  golden       defaults (fresh temporary rocksdb state, no ./streamrec-state left behind)
+               reproduce the golden file (items; scores within 1e-4 relative, compare_recs.py),
+               the same run twice gives the same bytes, and the --report JSON counts 1000
                events, 50 invalid by reason, 781 recommendations;
+  state_dir    a named state.dir holding an earlier replay is refused without --resume, a
+               finished one resumed emits nothing, another input on it is refused;
   batch_size   batch.max.events=1 and 512 give identical bytes (DESIGN §8): the CPU backend
                computes a session's rows the same way whichever sessions share its batch and
                wherever its rows sit (row-deterministic GEMM, per-row element-wise ops,
                per-session attention), and top-k scores are re-scored on the host;
   backend      state.backend=memory and rocksdb give identical bytes;
-  restart      a replay SIGKILLed half-way and restarted on its state.dir, against one clean
+  restart      a replay SIGKILLed half-way and restarted with --resume on its state.dir, against one clean
                run: the killed run's complete lines plus the restarted run's lines hold every
                clean-run line, and every line (duplicates included) is byte-identical to the
                clean line of the same source offset; the restart resumed after the committed
@@ -32,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,9 +106,12 @@ def events_path(args):
 
 def case_golden(args, tmp):
     out, rep = os.path.join(tmp, "recs.jsonl"), os.path.join(tmp, "report.json")
-    replay(args, tmp, events_path(args), out, report=rep)  # defaults: rocksdb in tmp
-    if not os.path.isdir(os.path.join(tmp, "streamrec-state")):
-        raise Fail("default state.dir ./streamrec-state was not created")
+    replay(args, tmp, events_path(args), out, report=rep)  # defaults: fresh temporary rocksdb
+    if os.path.exists(os.path.join(tmp, "streamrec-state")):
+        raise Fail("a replay without state.dir wrote ./streamrec-state (it must start fresh)")
+    again = os.path.join(tmp, "again.jsonl")
+    replay(args, tmp, events_path(args), again)
+    same_bytes(out, again, "the same replay run twice")
     p = subprocess.run([sys.executable, COMPARE,
                         os.path.join(args.data, "gpt2-small.events.expected.jsonl"), out])
     if p.returncode != 0:
@@ -198,7 +205,7 @@ def case_restart(args, tmp):
     torn = part.pop()  # b"" when the file ends with a newline, else a torn last line
     if len(part) >= len(clean_lines):
         raise Fail("the kill landed after the end (%d lines)" % len(part))
-    replay(args, tmp, ev, resumed, sets + [db])
+    replay(args, tmp, ev, resumed, sets + [db], extra=["--resume"])
     resumed_lines = read_lines(resumed)
     if not resumed_lines or len(resumed_lines) >= len(clean_lines):
         raise Fail("the restarted run did not resume: %d lines of %d" %
@@ -221,6 +228,36 @@ def case_restart(args, tmp):
     print("restart: killed after %d lines (torn tail %d bytes), restarted at offset %d, "
           "%d duplicates (byte-identical), %d lines in all" %
           (len(part), len(torn), first, dups, len(clean_lines)))
+
+
+def case_state_dir(args, tmp):
+    """A named state.dir that holds an earlier replay is refused without --resume (one line
+    naming it), with --resume the finished replay has nothing left to emit, and another input
+    on the same state.dir is refused whatever the flags."""
+    db = ["state.backend=rocksdb", "state.dir=" + os.path.join(tmp, "db")]
+    first = os.path.join(tmp, "first.jsonl")
+    replay(args, tmp, events_path(args), first, db)
+    if len(read_lines(first)) != 781:
+        raise Fail("first replay: %d recommendations" % len(read_lines(first)))
+    cmd = [args.streamrec, "replay", "--set", "model.bundle=" + os.path.join(args.data, "gpt2-small"),
+           "--set", "device=cpu", "--input", events_path(args), "--output", os.path.join(tmp, "x.jsonl")]
+    for s in db:
+        cmd += ["--set", s]
+    p = subprocess.run(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = p.stderr.decode()
+    if p.returncode == 0 or "already holds applied offsets" not in err or "state.dir" not in err:
+        raise Fail("second replay on the same state.dir: rc %d, stderr %r" % (p.returncode, err[-500:]))
+    resumed = os.path.join(tmp, "resumed.jsonl")
+    replay(args, tmp, events_path(args), resumed, db, extra=["--resume"])
+    if read_lines(resumed):
+        raise Fail("--resume of a finished replay emitted %d lines" % len(read_lines(resumed)))
+    other = os.path.join(tmp, "other.jsonl")
+    shutil.copy(events_path(args), other)
+    cmd[cmd.index("--input") + 1] = other
+    p = subprocess.run(cmd + ["--resume"], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = p.stderr.decode()
+    if p.returncode == 0 or "holds the state of" not in err:
+        raise Fail("another input on the same state.dir: rc %d, stderr %r" % (p.returncode, err[-500:]))
 
 
 def case_avro_input(args, tmp):
@@ -269,7 +306,7 @@ def case_avro_output(args, tmp):
     same_bytes(js, back, "--output .jsonl vs .avro read back")
 
 
-CASES = {"golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
+CASES = {"state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
          "restart": case_restart, "avro_input": case_avro_input, "avro_output": case_avro_output}
 
 

@@ -1,9 +1,17 @@
-/* kafka_test_util.h — helpers shared by the stream/ integration tests: an in-process librdkafka
- * mock cluster, producing the fixture events keyed by session id, consuming a whole topic,
- * spawning `streamrec` children and matching recommendations against the replay golden file.
- * Header-only (static functions) to keep each test one executable. */
+/* kafka_test_util.h — helpers shared by the stream/ integration tests: the cluster a test runs
+ * on (a real Kafka or librdkafka's in-process mock, with the test's own topics), producing the
+ * fixture events keyed by session id, consuming a whole topic, spawning `streamrec` children,
+ * a runtime test's environment (setup/teardown, configs) and matching recommendations against
+ * the replay golden file. Header-only (static inline functions) to keep each test one
+ * executable. */
 #ifndef KAFKA_TEST_UTIL_H
 #define KAFKA_TEST_UTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -11,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -28,14 +37,14 @@
 #define BUNDLE SR_TEST_DATA "/gpt2-small"
 #define STREAMREC SR_BINARY_DIR "/stream/streamrec"
 
-static double now_s(void)
+static inline double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sleep_ms(int ms)
+static inline void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -49,14 +58,14 @@ struct mock {
     char bootstraps[256];
 };
 
-static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+static inline void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
     if (level <= 3)
         fprintf(stderr, "mock: %s %s\n", fac, buf);
 }
 
-static int mock_start(struct mock *m, int brokers)
+static inline int mock_start(struct mock *m, int brokers)
 {
     char errstr[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -71,7 +80,7 @@ static int mock_start(struct mock *m, int brokers)
     return 0;
 }
 
-static void mock_stop(struct mock *m)
+static inline void mock_stop(struct mock *m)
 {
     if (m->mc)
         rd_kafka_mock_cluster_destroy(m->mc);
@@ -80,7 +89,7 @@ static void mock_stop(struct mock *m)
     memset(m, 0, sizeof *m);
 }
 
-static rd_kafka_t *client(const char *bootstraps, rd_kafka_type_t type, const char *extra[][2])
+static inline rd_kafka_t *client(const char *bootstraps, rd_kafka_type_t type, const char *extra[][2])
 {
     char errstr[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -92,6 +101,147 @@ static rd_kafka_t *client(const char *bootstraps, rd_kafka_type_t type, const ch
     return rd_kafka_new(type, conf, errstr, sizeof errstr);
 }
 
+/* ---- the cluster a test runs on: a real Kafka or the mock ------------------------------
+ *
+ * SR_TEST_KAFKA=real|mock|auto (default auto) picks it. A real cluster is the one named by
+ * SR_TEST_BOOTSTRAP (and SR_TEST_BOOTSTRAP_SASL for SCRAM-SHA-512 tests), else the suite's own
+ * broker that the CTest fixture kafka_broker_start (kafka_fixture.sh) started and described in
+ * SR_KAFKA_ENV_FILE. auto takes a real one when there is one, else the mock; real fails without
+ * one. Tests that inject faults only the mock can inject ask for it (CLUSTER_MOCK), tests only
+ * a real broker can pass ask for that (CLUSTER_REAL: skipped, with a message, on the mock).
+ * On a real cluster every topic and group name gets a suffix unique to this test, so tests
+ * share one broker without seeing each other's data; names keep the prefixes the broker's
+ * ACLs grant to the streamrec user (events*, recommendations*, dlq*, streamrec*). */
+enum cluster_need { CLUSTER_ANY, CLUSTER_MOCK, CLUSTER_REAL };
+
+struct cluster {
+    bool real;
+    struct mock mock;
+    char bootstraps[512];
+    char sasl[512];          /* SASL_PLAINTEXT SCRAM-SHA-512 listener, "" when unknown */
+    char suffix[48];         /* "" on the mock */
+};
+
+#ifndef SR_KAFKA_ENV_FILE
+#define SR_KAFKA_ENV_FILE ""
+#endif
+
+/* Reads bootstrap.servers[.sasl]=... lines written by kafka_fixture.sh; 0 when found. */
+static inline int cluster_env_file(struct cluster *c)
+{
+    FILE *f = SR_KAFKA_ENV_FILE[0] ? fopen(SR_KAFKA_ENV_FILE, "r") : NULL;
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!strncmp(line, "bootstrap.servers.sasl=", 23))
+            snprintf(c->sasl, sizeof c->sasl, "%s", line + 23);
+        else if (!strncmp(line, "bootstrap.servers=", 18))
+            snprintf(c->bootstraps, sizeof c->bootstraps, "%s", line + 18);
+    }
+    if (f)
+        fclose(f);
+    return c->bootstraps[0] ? 0 : -1;
+}
+
+/* Starts (mock) or finds (real) the cluster for one test. Returns 0, -1 on failure (message
+ * on stderr), 77 when the test needs what this run does not have (the caller skips). */
+static inline int cluster_start(struct cluster *c, int mock_brokers, enum cluster_need need)
+{
+    static int seq;
+    const char *mode = getenv("SR_TEST_KAFKA");
+    mode = mode && *mode ? mode : "auto";
+    memset(c, 0, sizeof *c);
+    bool want_real = strcmp(mode, "mock") != 0 && need != CLUSTER_MOCK;
+    if (want_real) {
+        const char *bs = getenv("SR_TEST_BOOTSTRAP"), *sasl = getenv("SR_TEST_BOOTSTRAP_SASL");
+        if (bs && *bs) {
+            snprintf(c->bootstraps, sizeof c->bootstraps, "%s", bs);
+            snprintf(c->sasl, sizeof c->sasl, "%s", sasl ? sasl : "");
+        } else if (cluster_env_file(c) != 0 && !strcmp(mode, "real")) {
+            fprintf(stderr, "SR_TEST_KAFKA=real but no broker: set SR_TEST_BOOTSTRAP or run the "
+                            "kafka_broker_start fixture (%s is missing)\n", SR_KAFKA_ENV_FILE);
+            return -1;
+        }
+        c->real = c->bootstraps[0] != 0;
+    }
+    if (need == CLUSTER_REAL && !c->real) {
+        fprintf(stderr, "broker: none real in this run (SR_TEST_KAFKA=%s): skipped, this test "
+                        "needs a real Kafka\n", mode);
+        return 77;
+    }
+    if (c->real) {
+        snprintf(c->suffix, sizeof c->suffix, "-%ld-%d-%d", (long)time(NULL) % 100000,
+                 (int)getpid(), ++seq);
+        fprintf(stderr, "broker: real Kafka at %s\n", c->bootstraps);
+        return 0;
+    }
+    if (mock_start(&c->mock, mock_brokers) != 0)
+        return -1;
+    snprintf(c->bootstraps, sizeof c->bootstraps, "%s", c->mock.bootstraps);
+    fprintf(stderr, "broker: librdkafka mock cluster (%d brokers)%s\n", mock_brokers,
+            need == CLUSTER_MOCK ? ", for its fault injection" : "");
+    return 0;
+}
+
+static inline void cluster_stop(struct cluster *c)
+{
+    mock_stop(&c->mock);
+    c->real = false;
+}
+
+/* The cluster's name for a test's topic or group: base + the test's suffix. */
+static inline const char *cluster_name(const struct cluster *c, const char *base, char *out, size_t n)
+{
+    snprintf(out, n, "%s%s", base, c->suffix);
+    return out;
+}
+
+/* Creates topic `name` (already suffixed) with `partitions` partitions and waits until every
+ * partition has a leader. 0 on success. */
+static inline int cluster_topic_create(struct cluster *c, const char *name, int partitions)
+{
+    if (!c->real)
+        return rd_kafka_mock_topic_create(c->mock.mc, name, partitions, 1) ? -1 : 0;
+    rd_kafka_t *rk = client(c->bootstraps, RD_KAFKA_PRODUCER, NULL);
+    char errstr[256];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, errstr, sizeof errstr);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    int rc = -1;
+    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+    if (res) {
+        size_t cnt;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+        rd_kafka_resp_err_t e = cnt == 1 ? rd_kafka_topic_result_error(tr[0]) : rd_kafka_event_error(ev);
+        rc = e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS ? -1 : 0;
+        if (rc)
+            fprintf(stderr, "create topic %s: %s\n", name, rd_kafka_err2str(e));
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    for (double t0 = now_s(); rc == 0 && now_s() - t0 < 30; sleep_ms(100)) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, name, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        int ready = 0;
+        if (!rd_kafka_metadata(rk, 0, rkt, &md, 5000) && md->topic_cnt == 1 && !md->topics[0].err &&
+            md->topics[0].partition_cnt == partitions) {
+            ready = 1;
+            for (int p = 0; p < partitions; p++)
+                ready &= md->topics[0].partitions[p].leader >= 0 && !md->topics[0].partitions[p].err;
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        if (ready)
+            break;
+    }
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 /* ---- fixture events -------------------------------------------------------------------- */
 
 struct fixture {
@@ -101,7 +251,7 @@ struct fixture {
     char **key; /* session_id or NULL */
 };
 
-static void fixture_load(struct fixture *f)
+static inline void fixture_load(struct fixture *f)
 {
     FILE *fp = fopen(FIXTURE, "rb");
     char *line = NULL;
@@ -130,7 +280,7 @@ static void fixture_load(struct fixture *f)
         fclose(fp);
 }
 
-static void fixture_free(struct fixture *f)
+static inline void fixture_free(struct fixture *f)
 {
     for (int i = 0; i < f->n; i++) {
         free(f->line[i]);
@@ -143,7 +293,7 @@ static void fixture_free(struct fixture *f)
 
 /* Produces lines [from, to) keyed by session id (NULL key for lines without one); message
  * timestamps are ts0 + i * 1000 when ts0 > 0. Returns the number acknowledged. */
-static int produce_fixture(const char *bootstraps, const char *topic, const struct fixture *f,
+static inline int produce_fixture(const char *bootstraps, const char *topic, const struct fixture *f,
                            int from, int to, int64_t ts0)
 {
     const char *extra[][2] = {{"linger.ms", "5"}, {NULL, NULL}};
@@ -187,7 +337,7 @@ struct msgs {
     struct msg *m;
 };
 
-static void msgs_free(struct msgs *ms)
+static inline void msgs_free(struct msgs *ms)
 {
     for (int i = 0; i < ms->n; i++) {
         free(ms->m[i].key);
@@ -197,7 +347,7 @@ static void msgs_free(struct msgs *ms)
     memset(ms, 0, sizeof *ms);
 }
 
-static void header_copy(const rd_kafka_message_t *rm, const char *name, char out[128])
+static inline void header_copy(const rd_kafka_message_t *rm, const char *name, char out[128])
 {
     rd_kafka_headers_t *h = NULL;
     const void *v;
@@ -213,7 +363,7 @@ static void header_copy(const rd_kafka_message_t *rm, const char *name, char out
 
 /* Reads every partition of topic from the beginning until `want` messages arrived (then
  * `settle_ms` more, to catch duplicates) or timeout_s passed. The caller frees ms. */
-static void consume_topic(const char *bootstraps, const char *topic, int partitions, int want,
+static inline void consume_topic(const char *bootstraps, const char *topic, int partitions, int want,
                           double timeout_s, int settle_ms, struct msgs *ms)
 {
     const char *extra[][2] = {{"fetch.wait.max.ms", "10"}, {"enable.partition.eof", "false"},
@@ -272,7 +422,7 @@ struct expect {
     int *seen;
 };
 
-static void expect_load(struct expect *e, const char *path)
+static inline void expect_load(struct expect *e, const char *path)
 {
     FILE *fp = fopen(path, "rb");
     char *line = NULL;
@@ -296,7 +446,7 @@ static void expect_load(struct expect *e, const char *path)
         fclose(fp);
 }
 
-static void expect_free(struct expect *e)
+static inline void expect_free(struct expect *e)
 {
     for (int i = 0; i < e->n; i++) {
         free(e->sid[i]);
@@ -308,7 +458,7 @@ static void expect_free(struct expect *e)
     free(e->seen);
 }
 
-static int expect_find(const struct expect *e, const char *sid, int64_t ts)
+static inline int expect_find(const struct expect *e, const char *sid, int64_t ts)
 {
     for (int i = 0; i < e->n; i++)
         if (e->ts[i] == ts && !strcmp(e->sid[i], sid))
@@ -316,7 +466,7 @@ static int expect_find(const struct expect *e, const char *sid, int64_t ts)
     return -1;
 }
 
-static int close_enough(double a, double b)
+static inline int close_enough(double a, double b)
 {
     double m = fabs(a) > fabs(b) ? fabs(a) : fabs(b);
     return fabs(a - b) <= 1e-4 * (m > 1 ? m : 1);
@@ -324,7 +474,7 @@ static int close_enough(double a, double b)
 
 /* Items and scores as tests/gen/compare_recs.py compares them (a differing item is accepted
  * where the expected score at that rank ties another expected item's). 0 when they match. */
-static int rec_items_differ(json_t *exp, json_t *act, char *why, size_t wn)
+static inline int rec_items_differ(json_t *exp, json_t *act, char *why, size_t wn)
 {
     json_t *ei = json_object_get(exp, "items"), *ai = json_object_get(act, "items");
     if (json_array_size(ei) != json_array_size(ai)) {
@@ -361,7 +511,7 @@ static int rec_items_differ(json_t *exp, json_t *act, char *why, size_t wn)
 /* Checks recommendations against the golden file: every message matches an expected one
  * (session_id + event_timestamp_ms) with the same items; counts go to the out-params.
  * exact_items = 0 skips the item comparison (state moved between processes). */
-static void check_recs(struct expect *e, const struct msgs *ms, int exact_items, int *unmatched,
+static inline void check_recs(struct expect *e, const struct msgs *ms, int exact_items, int *unmatched,
                        int *mismatched, int *duplicates, int *missing)
 {
     *unmatched = *mismatched = *duplicates = *missing = 0;
@@ -396,7 +546,7 @@ static void check_recs(struct expect *e, const struct msgs *ms, int exact_items,
 
 /* ---- child processes -------------------------------------------------------------------- */
 
-static pid_t spawn(const char *const argv[], const char *log_path)
+static inline pid_t spawn(const char *const argv[], const char *log_path)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -411,7 +561,7 @@ static pid_t spawn(const char *const argv[], const char *log_path)
 }
 
 /* Waits for a child; returns its exit code, 128 + signal, or -1 on timeout (then kills it). */
-static int wait_child(pid_t pid, double timeout_s)
+static inline int wait_child(pid_t pid, double timeout_s)
 {
     double t0 = now_s();
     int st;
@@ -426,7 +576,7 @@ static int wait_child(pid_t pid, double timeout_s)
     return -1;
 }
 
-static int free_port(void)
+static inline int free_port(void)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -440,7 +590,7 @@ static int free_port(void)
 }
 
 /* GET path from 127.0.0.1:port; returns the status code (body in buf), or -1. */
-static int http_get(int port, const char *path, char *buf, size_t cap)
+static inline int http_get(int port, const char *path, char *buf, size_t cap)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -481,6 +631,201 @@ static inline int grep_count(const char *path, const char *needle)
     if (f)
         fclose(f);
     return n;
+}
+
+#ifdef SR_SOURCE_DIR
+#define SR_SOURCE_DIR_OR_EMPTY SR_SOURCE_DIR
+#else
+#define SR_SOURCE_DIR_OR_EMPTY "."
+#endif
+/* kafka-local.sh CMD DIR; for start, the PLAINTEXT bootstrap goes to out. 0 on success. */
+static inline int kafka_local(const char *cmd, const char *dir, char *out, size_t n)
+{
+    char line[1200];
+    snprintf(line, sizeof line, "bash %s/deploy/kafka/kafka-local.sh %s %s 2>%s/%s.err", SR_SOURCE_DIR_OR_EMPTY,
+             cmd, dir, dir, cmd);
+    FILE *p = popen(line, "r");
+    if (!p)
+        return -1;
+    char buf[512];
+    while (fgets(buf, sizeof buf, p))
+        if (out && !strncmp(buf, "bootstrap.servers=", 18)) {
+            buf[strcspn(buf, "\r\n")] = 0;
+            snprintf(out, n, "%s", buf + 18);
+        }
+    return pclose(p) == 0 ? 0 : -1;
+}
+
+/* ---- a runtime test's environment (CMocka setup/teardown) ------------------------------
+ * The fixture events and the golden recommendations, a temp directory for configs, logs and
+ * state, the cluster with the test's topics and group, and the `streamrec run` children
+ * (SIGKILLed at teardown if still running). SR_TEST_KEEP=1 keeps the directory. */
+#define N_VALID_RECS 781
+#define N_INVALID 50
+
+struct env {
+    pid_t pids[8];
+    int n_pids;
+    struct cluster c;
+    char t_events[96], t_recs[96], t_dlq[96], group[96];
+    struct fixture fx;
+    struct expect ex;
+    char dir[256];
+    char broker_dir[300];    /* a broker of the test's own (kafka-local.sh), stopped at teardown */
+};
+
+static inline int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof *e);
+    snprintf(e->dir, sizeof e->dir, "/tmp/sr_test_run.XXXXXX");
+    if (!mkdtemp(e->dir))
+        return -1;
+    fixture_load(&e->fx);
+    expect_load(&e->ex, EXPECTED);
+    if (e->fx.n != 1000 || e->ex.n != N_VALID_RECS)
+        return -1;
+    *state = e;
+    return 0;
+}
+
+static inline int teardown(void **state)
+{
+    struct env *e = *state;
+    for (int i = 0; i < e->n_pids; i++)
+        if (e->pids[i] > 0 && kill(e->pids[i], SIGKILL) == 0)
+            waitpid(e->pids[i], NULL, 0);
+    cluster_stop(&e->c);
+    if (e->broker_dir[0])
+        kafka_local("stop", e->broker_dir, NULL, 0);
+    fixture_free(&e->fx);
+    expect_free(&e->ex);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
+    if (getenv("SR_TEST_KEEP"))
+        fprintf(stderr, "kept %s\n", e->dir);
+    else if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", e->dir);
+    free(e);
+    return 0;
+}
+
+/* Writes DIR/NAME.properties for a runtime with its own state dir; extra lines appended. */
+static inline void write_config(struct env *e, const char *name, const char *extra, char *path, size_t n)
+{
+    snprintf(path, n, "%s/%s.properties", e->dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "model.bundle=%s\n"
+            "state.dir=%s/state-%s\n"
+            "kafka.bootstrap.servers=%s\n"
+            "input.topic=%s\noutput.topic=%s\ndlq.topic=%s\n"
+            "kafka.group.id=%s\n"
+            "kafka.session.timeout.ms=6000\nkafka.heartbeat.interval.ms=500\n"
+            "kafka.fetch.wait.max.ms=10\nkafka.auto.commit.interval.ms=100\n"
+            "kafka.reconnect.backoff.ms=10\nkafka.reconnect.backoff.max.ms=200\n"
+            "kafka.topic.metadata.refresh.interval.ms=1000\n"
+            "batch.max.wait.ms=5\n"
+            "metrics.listen=\nlog.level=info\n%s",
+            BUNDLE, e->dir, name, e->c.bootstraps, e->t_events, e->t_recs, e->t_dlq, e->group,
+            extra ? extra : "");
+    fclose(f);
+}
+
+static inline pid_t start_run(struct env *e, const char *cfg, const char *name)
+{
+    char log[300];
+    snprintf(log, sizeof log, "%s/%s.log", e->dir, name);
+    const char *argv[] = {STREAMREC, "run", "-c", cfg, NULL};
+    pid_t pid = spawn(argv, log);
+    assert_true(pid > 0);
+    e->pids[e->n_pids++] = pid;
+    return pid;
+}
+
+/* The test's cluster (see cluster_start) and its topics events, recommendations (same
+ * partition count) and dlq (1 partition). Skips the test when it needs what the run lacks. */
+static inline void topics(struct env *e, int partitions, enum cluster_need need)
+{
+    int rc = cluster_start(&e->c, 3, need);
+    if (rc == 77)
+        skip();
+    assert_int_equal(rc, 0);
+    cluster_name(&e->c, "events", e->t_events, sizeof e->t_events);
+    cluster_name(&e->c, "recommendations", e->t_recs, sizeof e->t_recs);
+    cluster_name(&e->c, "dlq", e->t_dlq, sizeof e->t_dlq);
+    cluster_name(&e->c, "streamrec-test", e->group, sizeof e->group);
+    assert_int_equal(cluster_topic_create(&e->c, e->t_events, partitions), 0);
+    assert_int_equal(cluster_topic_create(&e->c, e->t_recs, partitions), 0);
+    assert_int_equal(cluster_topic_create(&e->c, e->t_dlq, 1), 0);
+}
+
+static inline int wait_log(struct env *e, const char *name, const char *needle, int count, double timeout_s)
+{
+    char log[300];
+    snprintf(log, sizeof log, "%s/%s.log", e->dir, name);
+    double t0 = now_s();
+    while (now_s() - t0 < timeout_s) {
+        if (grep_count(log, needle) >= count)
+            return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+/* Counts recommendations that repeat an earlier one for the same event (session_id +
+ * event_timestamp_ms) with other bytes (key, value or source headers): 0 when every duplicate
+ * is byte-identical to the first delivery. */
+static inline int duplicates_differing(struct env *e, const struct msgs *ms)
+{
+    int *first = malloc(sizeof *first * (size_t)e->ex.n), differ = 0;
+    for (int k = 0; k < e->ex.n; k++)
+        first[k] = -1;
+    for (int i = 0; i < ms->n; i++) {
+        json_t *j = json_loads(ms->m[i].value, 0, NULL);
+        const char *sid = json_string_value(json_object_get(j, "session_id"));
+        int k = sid ? expect_find(&e->ex, sid, json_integer_value(json_object_get(j, "event_timestamp_ms"))) : -1;
+        json_decref(j);
+        if (k < 0)
+            continue;
+        if (first[k] < 0) {
+            first[k] = i;
+            continue;
+        }
+        const struct msg *a = &ms->m[first[k]], *b = &ms->m[i];
+        if (a->value_len != b->value_len || memcmp(a->value, b->value, a->value_len) != 0 ||
+            !a->key || !b->key || strcmp(a->key, b->key) != 0 || strcmp(a->hdr[2], b->hdr[2]) != 0 ||
+            strcmp(a->hdr[3], b->hdr[3]) != 0) {
+            if (differ < 3)
+                fprintf(stderr, "duplicate differs:\n  %.300s\n  %.300s\n", a->value, b->value);
+            differ++;
+        }
+    }
+    free(first);
+    return differ;
+}
+
+/* The committed offsets of `group` for topic's partitions [0, partitions) summed, counting
+ * each uncommitted partition as 0; *n_committed gets how many have a commit. */
+static inline int64_t group_committed(const char *bootstraps, const char *group, const char *topic,
+                               int partitions, int *n_committed)
+{
+    const char *extra[][2] = {{"group.id", group}, {NULL, NULL}};
+    rd_kafka_t *c = client(bootstraps, RD_KAFKA_CONSUMER, extra);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p);
+    int64_t sum = 0;
+    *n_committed = 0;
+    if (rd_kafka_committed(c, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < l->cnt; i++)
+            if (l->elems[i].offset >= 0) {
+                sum += l->elems[i].offset;
+                (*n_committed)++;
+            }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(c);
+    return sum;
 }
 
 #endif /* KAFKA_TEST_UTIL_H */

@@ -1,7 +1,17 @@
-# tests/stream/run.cmake — the online runtime and topic replay against librdkafka's in-process
-# mock cluster; the runtimes under test are `streamrec` child processes.
+# tests/stream/run.cmake — the online runtime and topic replay on the suite's broker (a real
+# Kafka, or librdkafka's in-process mock: kafka.cmake); the runtimes under test are `streamrec`
+# child processes. test_run: the runtime's contract; test_cluster: what only a real broker can
+# show (a consumer group of three, SASL/SCRAM and ACLs, a broker restart).
 if(TARGET sr_stream)
   sr_add_test(test_run SOURCES test_run.c LIBS PkgConfig::RDKAFKA PkgConfig::JANSSON m)
   add_dependencies(test_run streamrec)
-  set_tests_properties(test_run PROPERTIES TIMEOUT 600)
+  set_tests_properties(test_run PROPERTIES TIMEOUT 900)
+  sr_kafka_test(test_run)
+endif()
+if(TARGET sr_stream)
+  sr_add_test(test_cluster SOURCES test_cluster.c LIBS PkgConfig::RDKAFKA PkgConfig::JANSSON m
+              Threads::Threads)
+  add_dependencies(test_cluster streamrec)
+  set_tests_properties(test_cluster PROPERTIES TIMEOUT 900)
+  sr_kafka_test(test_cluster)
 endif()

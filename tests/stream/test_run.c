@@ -1,8 +1,10 @@
-/* test_run.c — `streamrec run` against librdkafka's mock cluster (hosted in this process; the
- * runtimes are child processes): recommendations equal `replay`'s for the same events (golden
- * file), bad events in the DLQ with their headers, metrics endpoints, SIGTERM drain + restart
- * without loss or duplicate, broker faults without loss, and two processes in one group where
- * one is SIGKILLed. Each test builds its own cluster, topics, config and state directory. */
+/* test_run.c — `streamrec run` and topic replay on a real Kafka where the run has one, else on
+ * librdkafka's mock cluster hosted in this process (kafka_test_util.h: cluster_start; the
+ * fault-injection tests always use the mock). The runtimes are child processes:
+ * recommendations equal `replay`'s for the same events (golden file), bad events in the DLQ
+ * with their headers, metrics endpoints, SIGTERM drain + restart without loss or duplicate,
+ * broker faults without loss, two processes in one group where one is SIGKILLed, and topic
+ * replay by offsets and times. Each test has its own topics, group, config and state dir. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,101 +13,15 @@
 
 #include "kafka_test_util.h"
 
-#define N_VALID_RECS 781
-#define N_INVALID 50
-
-struct env {
-    pid_t pids[4];
-    int n_pids;
-    struct mock mock;
-    struct fixture fx;
-    struct expect ex;
-    char dir[256];
-};
-
-static int setup(void **state)
-{
-    struct env *e = calloc(1, sizeof *e);
-    snprintf(e->dir, sizeof e->dir, "/tmp/sr_test_run.XXXXXX");
-    if (!mkdtemp(e->dir))
-        return -1;
-    fixture_load(&e->fx);
-    expect_load(&e->ex, EXPECTED);
-    if (e->fx.n != 1000 || e->ex.n != N_VALID_RECS)
-        return -1;
-    *state = e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct env *e = *state;
-    for (int i = 0; i < e->n_pids; i++)
-        if (e->pids[i] > 0 && kill(e->pids[i], SIGKILL) == 0)
-            waitpid(e->pids[i], NULL, 0);
-    mock_stop(&e->mock);
-    fixture_free(&e->fx);
-    expect_free(&e->ex);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    if (getenv("SR_TEST_KEEP"))
-        fprintf(stderr, "kept %s\n", e->dir);
-    else if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", e->dir);
-    free(e);
-    return 0;
-}
-
-/* Writes DIR/NAME.properties for a runtime with its own state dir; extra lines appended. */
-static void write_config(struct env *e, const char *name, const char *extra, char *path, size_t n)
-{
-    snprintf(path, n, "%s/%s.properties", e->dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "model.bundle=%s\n"
-            "state.dir=%s/state-%s\n"
-            "kafka.bootstrap.servers=%s\n"
-            "input.topic=events\noutput.topic=recs\ndlq.topic=dlq\n"
-            "kafka.group.id=streamrec-test\n"
-            "kafka.session.timeout.ms=6000\nkafka.heartbeat.interval.ms=500\n"
-            "kafka.fetch.wait.max.ms=10\nkafka.auto.commit.interval.ms=100\n"
-            "kafka.reconnect.backoff.ms=10\nkafka.reconnect.backoff.max.ms=200\n"
-            "kafka.topic.metadata.refresh.interval.ms=1000\n"
-            "batch.max.wait.ms=5\n"
-            "metrics.listen=\nlog.level=info\n%s",
-            BUNDLE, e->dir, name, e->mock.bootstraps, extra ? extra : "");
-    fclose(f);
-}
-
-static pid_t start_run(struct env *e, const char *cfg, const char *name)
-{
-    char log[300];
-    snprintf(log, sizeof log, "%s/%s.log", e->dir, name);
-    const char *argv[] = {STREAMREC, "run", "-c", cfg, NULL};
-    pid_t pid = spawn(argv, log);
-    assert_true(pid > 0);
-    e->pids[e->n_pids++] = pid;
-    return pid;
-}
-
-static void topics(struct env *e, int partitions)
-{
-    assert_int_equal(mock_start(&e->mock, 3), 0);
-    assert_int_equal(rd_kafka_mock_topic_create(e->mock.mc, "events", partitions, 1), 0);
-    assert_int_equal(rd_kafka_mock_topic_create(e->mock.mc, "recs", partitions, 1), 0);
-    assert_int_equal(rd_kafka_mock_topic_create(e->mock.mc, "dlq", 1, 1), 0);
-}
-
 static void check_dlq(struct env *e)
 {
     struct msgs dl = {0};
-    consume_topic(e->mock.bootstraps, "dlq", 1, N_INVALID, 30, 300, &dl);
+    consume_topic(e->c.bootstraps, e->t_dlq, 1, N_INVALID, 30, 300, &dl);
     assert_int_equal(dl.n, N_INVALID);
     for (int i = 0; i < dl.n; i++) {
         const struct msg *m = &dl.m[i];
         assert_true(m->hdr[0][0] != 0);                 /* streamrec.error = reason */
-        assert_string_equal(m->hdr[1], "events");       /* source topic */
+        assert_string_equal(m->hdr[1], e->t_events);    /* source topic */
         assert_true(m->hdr[2][0] && m->hdr[3][0]);      /* partition, offset */
         /* The value is one of the fixture lines, unchanged. */
         int found = 0;
@@ -123,15 +39,15 @@ static void check_dlq(struct env *e)
 static void test_run_matches_replay(void **state)
 {
     struct env *e = *state;
-    topics(e, 4);
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 0, e->fx.n, 0), e->fx.n);
+    topics(e, 4, CLUSTER_ANY);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
     int port = free_port();
     char extra[128], cfg[300];
     snprintf(extra, sizeof extra, "metrics.listen=127.0.0.1:%d\nkafka.statistics.interval.ms=200\n", port);
     write_config(e, "a", extra, cfg, sizeof cfg);
     pid_t pid = start_run(e, cfg, "a");
     struct msgs ms = {0};
-    consume_topic(e->mock.bootstraps, "recs", 4, N_VALID_RECS, 60, 1000, &ms);
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 60, 1000, &ms);
     int unmatched, mismatched, dups, missing;
     check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
     fprintf(stderr, "recs %d: unmatched %d mismatched %d duplicates %d missing %d\n", ms.n,
@@ -140,18 +56,20 @@ static void test_run_matches_replay(void **state)
     assert_int_equal(unmatched + mismatched + dups + missing, 0);
     for (int i = 0; i < ms.n; i++) { /* provenance headers */
         assert_string_equal(ms.m[i].hdr[0], "gpt2-small-v1");
-        assert_string_equal(ms.m[i].hdr[1], "events");
+        assert_string_equal(ms.m[i].hdr[1], e->t_events);
     }
     msgs_free(&ms);
     check_dlq(e);
 
     /* Metrics: wait for the counters to settle (acks are counted as they arrive). */
     static char body[1 << 16];
+    char lag0[160];
+    snprintf(lag0, sizeof lag0, "streamrec_consumer_lag{topic=\"%s\",partition=\"0\"} 0", e->t_events);
     int status = -1;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 200; i++) {
         status = http_get(port, "/metrics", body, sizeof body);
         if (status == 200 && strstr(body, "streamrec_recommendations_published_total 781") &&
-            strstr(body, "streamrec_consumer_lag{"))
+            strstr(body, lag0))
             break;
         sleep_ms(50);
     }
@@ -164,7 +82,7 @@ static void test_run_matches_replay(void **state)
     assert_non_null(strstr(body, "streamrec_batch_size_bucket"));
     assert_non_null(strstr(body, "streamrec_stage_seconds_total{stage=\"encode\"}"));
     assert_non_null(strstr(body, "streamrec_model_info{version=\"gpt2-small-v1\"} 1"));
-    assert_non_null(strstr(body, "streamrec_consumer_lag{topic=\"events\",partition=\"0\"} 0"));
+    assert_non_null(strstr(body, lag0));
     assert_int_equal(http_get(port, "/healthz", body, sizeof body), 200);
     assert_int_equal(http_get(port, "/readyz", body, sizeof body), 200);
     assert_int_equal(http_get(port, "/nope", body, sizeof body), 404);
@@ -173,39 +91,26 @@ static void test_run_matches_replay(void **state)
     assert_int_equal(wait_child(pid, 30), 0);
 }
 
-static int wait_log(struct env *e, const char *name, const char *needle, int count, double timeout_s)
-{
-    char log[300];
-    snprintf(log, sizeof log, "%s/%s.log", e->dir, name);
-    double t0 = now_s();
-    while (now_s() - t0 < timeout_s) {
-        if (grep_count(log, needle) >= count)
-            return 1;
-        sleep_ms(50);
-    }
-    return 0;
-}
-
 /* SIGTERM while events flow: the drain commits; a restart on the same state continues the
  * sessions: exactly replay's recommendations, none lost, none twice. */
 static void test_drain_then_restart(void **state)
 {
     struct env *e = *state;
-    topics(e, 4);
+    topics(e, 4, CLUSTER_ANY);
     char cfg[300];
     write_config(e, "a", "batch.max.events=8\n", cfg, sizeof cfg);
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 0, 600, 0), 600);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, 600, 0), 600);
     pid_t pid = start_run(e, cfg, "a");
     struct msgs ms = {0};
-    consume_topic(e->mock.bootstraps, "recs", 4, 1, 60, 0, &ms);
+    consume_topic(e->c.bootstraps, e->t_recs, 4, 1, 60, 0, &ms);
     assert_true(ms.n >= 1);
     kill(pid, SIGTERM);
     assert_int_equal(wait_child(pid, 30), 0);
     e->pids[--e->n_pids] = 0;
     msgs_free(&ms);
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 600, e->fx.n, 0), 400);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 600, e->fx.n, 0), 400);
     pid = start_run(e, cfg, "a");
-    consume_topic(e->mock.bootstraps, "recs", 4, N_VALID_RECS, 60, 1500, &ms);
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 60, 1500, &ms);
     int unmatched, mismatched, dups, missing;
     check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
     fprintf(stderr, "recs %d: unmatched %d mismatched %d duplicates %d missing %d\n", ms.n,
@@ -224,12 +129,12 @@ static void test_drain_then_restart(void **state)
 static void test_broker_faults(void **state)
 {
     struct env *e = *state;
-    topics(e, 4);
+    topics(e, 4, CLUSTER_MOCK);
     char cfg[300];
     write_config(e, "a", "kafka.producer.max.in.flight.requests.per.connection=1\n"
                          "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n", cfg, sizeof cfg);
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 0, 500, 0), 500);
-    rd_kafka_mock_push_request_errors(e->mock.mc, 0 /* Produce */, 6,
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, 500, 0), 500);
+    rd_kafka_mock_push_request_errors(e->c.mock.mc, 0 /* Produce */, 6,
                                       RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                                       RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
                                       RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
@@ -238,15 +143,15 @@ static void test_broker_faults(void **state)
                                       RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
     pid_t pid = start_run(e, cfg, "a");
     assert_true(wait_log(e, "a", "partitions assigned", 1, 30));
-    rd_kafka_mock_broker_set_down(e->mock.mc, 2);
+    rd_kafka_mock_broker_set_down(e->c.mock.mc, 2);
     sleep_ms(2000);
-    rd_kafka_mock_broker_set_up(e->mock.mc, 2);
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 500, e->fx.n, 0), 500);
-    rd_kafka_mock_push_request_errors(e->mock.mc, 0, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+    rd_kafka_mock_broker_set_up(e->c.mock.mc, 2);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 500, e->fx.n, 0), 500);
+    rd_kafka_mock_push_request_errors(e->c.mock.mc, 0, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                                       RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
                                       RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
     struct msgs ms = {0};
-    consume_topic(e->mock.bootstraps, "recs", 4, N_VALID_RECS, 90, 1500, &ms);
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 90, 1500, &ms);
     int unmatched, mismatched, dups, missing;
     check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
     fprintf(stderr, "recs %d: unmatched %d mismatched %d duplicates %d missing %d\n", ms.n,
@@ -266,59 +171,38 @@ static void test_broker_faults(void **state)
 static void test_delivery_failure_recovery(void **state)
 {
     struct env *e = *state;
-    topics(e, 4);
+    topics(e, 4, CLUSTER_MOCK);
     /* Inputs and the DLQ led by broker 1, recommendations by broker 2: the errors pushed to
      * broker 2 hit the runtime's recommendations only, never the test's own producer. */
     for (int p = 0; p < 4; p++) {
-        rd_kafka_mock_partition_set_leader(e->mock.mc, "events", p, 1);
-        rd_kafka_mock_partition_set_leader(e->mock.mc, "recs", p, 2);
+        rd_kafka_mock_partition_set_leader(e->c.mock.mc, e->t_events, p, 1);
+        rd_kafka_mock_partition_set_leader(e->c.mock.mc, e->t_recs, p, 2);
     }
-    rd_kafka_mock_partition_set_leader(e->mock.mc, "dlq", 0, 1);
+    rd_kafka_mock_partition_set_leader(e->c.mock.mc, e->t_dlq, 0, 1);
     char cfg[300];
     write_config(e, "a", "kafka.producer.max.in.flight.requests.per.connection=1\n"
                          "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n", cfg, sizeof cfg);
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 0, 400, 0), 400);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, 400, 0), 400);
     pid_t pid = start_run(e, cfg, "a");
     assert_true(wait_log(e, "a", "partitions assigned", 1, 30));
     /* Permanent errors: librdkafka fails the messages of each such request at once. */
-    rd_kafka_mock_broker_push_request_error_rtts(e->mock.mc, 2, 0 /* Produce */, 4,
+    rd_kafka_mock_broker_push_request_error_rtts(e->c.mock.mc, 2, 0 /* Produce */, 4,
                                                  RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0,
                                                  RD_KAFKA_RESP_ERR_INVALID_RECORD, 0,
                                                  RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0,
                                                  RD_KAFKA_RESP_ERR_INVALID_RECORD, 0);
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 400, e->fx.n, 0), 600);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 400, e->fx.n, 0), 600);
     struct msgs ms = {0};
     int unmatched = 0, mismatched = 0, dups = 0, missing = N_VALID_RECS;
     for (double t0 = now_s(); missing > 0 && now_s() - t0 < 90;) {
         msgs_free(&ms);
-        consume_topic(e->mock.bootstraps, "recs", 4, N_VALID_RECS, 30, 1500, &ms);
+        consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 30, 1500, &ms);
         check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
     }
     fprintf(stderr, "recs %d: unmatched %d mismatched %d duplicates %d missing %d\n", ms.n,
             unmatched, mismatched, dups, missing);
     assert_int_equal(unmatched + mismatched + missing, 0);
-    /* A duplicate is the same bytes as the first delivery (key, value, source headers). */
-    int *first = malloc(sizeof *first * (size_t)e->ex.n), differ = 0;
-    for (int k = 0; k < e->ex.n; k++)
-        first[k] = -1;
-    for (int i = 0; i < ms.n; i++) {
-        json_t *j = json_loads(ms.m[i].value, 0, NULL);
-        const char *sid = json_string_value(json_object_get(j, "session_id"));
-        int k = expect_find(&e->ex, sid, json_integer_value(json_object_get(j, "event_timestamp_ms")));
-        json_decref(j);
-        if (k < 0)
-            continue;
-        if (first[k] < 0) {
-            first[k] = i;
-            continue;
-        }
-        const struct msg *a = &ms.m[first[k]], *b = &ms.m[i];
-        if (a->value_len != b->value_len || memcmp(a->value, b->value, a->value_len) != 0 ||
-            !a->key || !b->key || strcmp(a->key, b->key) != 0 || strcmp(a->hdr[2], b->hdr[2]) != 0 ||
-            strcmp(a->hdr[3], b->hdr[3]) != 0)
-            differ++;
-    }
-    free(first);
+    int differ = duplicates_differing(e, &ms);
     assert_int_equal(differ, 0);
     msgs_free(&ms);
     char log[300];
@@ -337,7 +221,7 @@ static void test_delivery_failure_recovery(void **state)
 static void test_two_processes_sigkill(void **state)
 {
     struct env *e = *state;
-    topics(e, 8);
+    topics(e, 8, CLUSTER_ANY);
     char cfa[300], cfb[300];
     write_config(e, "a", "batch.max.events=8\n", cfa, sizeof cfa);
     write_config(e, "b", "batch.max.events=8\n", cfb, sizeof cfb);
@@ -346,17 +230,17 @@ static void test_two_processes_sigkill(void **state)
     pid_t b = start_run(e, cfb, "b");
     assert_true(wait_log(e, "b", "partitions assigned count=", 1, 60));
     assert_true(wait_log(e, "a", "partitions revoked", 1, 30));
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 0, 500, 0), 500);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, 500, 0), 500);
     struct msgs ms = {0};
-    consume_topic(e->mock.bootstraps, "recs", 8, 50, 60, 0, &ms);
+    consume_topic(e->c.bootstraps, e->t_recs, 8, 50, 60, 0, &ms);
     assert_true(ms.n >= 50);
     msgs_free(&ms);
     kill(a, SIGKILL);
     assert_int_equal(wait_child(a, 10), 128 + SIGKILL);
     e->pids[0] = 0;
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 500, e->fx.n, 0), 500);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 500, e->fx.n, 0), 500);
     assert_true(wait_log(e, "b", "partitions assigned count=", 2, 60));
-    consume_topic(e->mock.bootstraps, "recs", 8, N_VALID_RECS, 90, 3000, &ms);
+    consume_topic(e->c.bootstraps, e->t_recs, 8, N_VALID_RECS, 90, 3000, &ms);
     int unmatched, mismatched, dups, missing;
     check_recs(&e->ex, &ms, 0, &unmatched, &mismatched, &dups, &missing);
     fprintf(stderr, "recs %d: unmatched %d mismatched %d duplicates %d missing %d\n", ms.n,
@@ -365,6 +249,40 @@ static void test_two_processes_sigkill(void **state)
     msgs_free(&ms);
     kill(b, SIGTERM);
     assert_int_equal(wait_child(b, 30), 0);
+}
+
+/* A state directory keeps applied offsets per partition of one group's input: `run` on
+ * another input topic with the same state.dir is refused with one line naming both, instead
+ * of skipping every event as "already applied"; a fresh state.dir then answers every event. */
+static void test_state_dir_identity(void **state)
+{
+    struct env *e = *state;
+    topics(e, 4, CLUSTER_ANY);
+    char other[96], cfg[300], extra[200], log[300];
+    cluster_name(&e->c, "events-other", other, sizeof other);
+    assert_int_equal(cluster_topic_create(&e->c, other, 4), 0);
+    assert_int_equal(produce_fixture(e->c.bootstraps, other, &e->fx, 0, 100, 0), 100);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
+    snprintf(extra, sizeof extra, "input.topic=%s\n", other);
+    write_config(e, "a", extra, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "a");
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, 4, 1, 60, 0, &ms);
+    assert_true(ms.n >= 1);
+    msgs_free(&ms);
+    kill(pid, SIGTERM);
+    assert_int_equal(wait_child(pid, 30), 0);
+    e->pids[0] = 0;
+    /* Same state.dir (config "a" again, now on the events topic). */
+    write_config(e, "a", NULL, cfg, sizeof cfg);
+    pid = start_run(e, cfg, "a");
+    int rc = wait_child(pid, 30);
+    e->pids[1] = 0;
+    snprintf(log, sizeof log, "%s/a.log", e->dir);
+    fprintf(stderr, "run on another topic with the same state.dir: exit %d, %d refusal line(s)\n", rc,
+            grep_count(log, "holds the state of"));
+    assert_true(rc > 0 && rc < 128);
+    assert_int_equal(grep_count(log, "holds the state of"), 1);
 }
 
 static int run_replay(struct env *e, const char *cfg, const char *input, const char *output)
@@ -392,7 +310,7 @@ static int check_rec_file(struct env *e, const char *path, int64_t lo, int64_t h
         int k = sid ? expect_find(&e->ex, sid, json_integer_value(json_object_get(j, "event_timestamp_ms"))) : -1;
         char why[256];
         if (k < 0 || off < lo || off >= hi ||
-            strcmp(json_string_value(json_object_get(src, "topic")), "events") != 0)
+            strcmp(json_string_value(json_object_get(src, "topic")), e->t_events) != 0)
             (*bad)++;
         else if (lo == 0 && rec_items_differ(e->ex.rec[k], j, why, sizeof why)) /* full range only */
             (*bad)++;
@@ -410,25 +328,33 @@ static int check_rec_file(struct env *e, const char *path, int64_t lo, int64_t h
 static void test_replay_topic(void **state)
 {
     struct env *e = *state;
-    topics(e, 1);
+    topics(e, 1, CLUSTER_ANY);
     const int64_t ts0 = 1700000000000LL;
-    assert_int_equal(produce_fixture(e->mock.bootstraps, "events", &e->fx, 0, e->fx.n, ts0), e->fx.n);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, ts0), e->fx.n);
     char cfg[300], out[300], in[300];
     write_config(e, "r", "state.backend=memory\n", cfg, sizeof cfg);
     snprintf(out, sizeof out, "%s/all.jsonl", e->dir);
-    assert_int_equal(run_replay(e, cfg, "topic:events", out), 0);
+    snprintf(in, sizeof in, "topic:%s", e->t_events);
+    assert_int_equal(run_replay(e, cfg, in, out), 0);
     int bad, n = check_rec_file(e, out, 0, 1000, &bad);
     assert_int_equal(n, N_VALID_RECS);
     assert_int_equal(bad, 0);
 
     snprintf(out, sizeof out, "%s/offsets.jsonl", e->dir);
-    assert_int_equal(run_replay(e, cfg, "topic:events@100..300", out), 0);
+    snprintf(in, sizeof in, "topic:%s@100..300", e->t_events);
+    assert_int_equal(run_replay(e, cfg, in, out), 0);
     n = check_rec_file(e, out, 100, 300, &bad);
     assert_true(n > 50);
     assert_int_equal(bad, 0);
 
-    /* Message i has timestamp ts0 + i s: lines [200, 400) by epoch ms, [500, end) by ISO time. */
-    snprintf(in, sizeof in, "topic:events@%lld..%lld", (long long)(ts0 + 200000), (long long)(ts0 + 400000));
+    /* Message i has timestamp ts0 + i s: lines [200, 400) by epoch ms, [500, end) by ISO time.
+     * A real broker answers offsets_for_times from its time index, so no partition is scanned
+     * from its beginning; the mock has no time index and the scan fallback is taken. */
+    char log[300];
+    snprintf(log, sizeof log, "%s/replay.log", e->dir);
+    int scans0 = grep_count(log, "scanning the partition");
+    snprintf(in, sizeof in, "topic:%s@%lld..%lld", e->t_events, (long long)(ts0 + 200000),
+             (long long)(ts0 + 400000));
     snprintf(out, sizeof out, "%s/times.jsonl", e->dir);
     assert_int_equal(run_replay(e, cfg, in, out), 0);
     n = check_rec_file(e, out, 200, 400, &bad);
@@ -436,15 +362,21 @@ static void test_replay_topic(void **state)
     assert_int_equal(bad, 0);
     /* 1700000000000 ms = 2023-11-14T22:13:20Z; + 500 s = 22:21:40 */
     snprintf(out, sizeof out, "%s/iso.jsonl", e->dir);
-    assert_int_equal(run_replay(e, cfg, "topic:events@2023-11-14T22:21:40Z", out), 0);
+    snprintf(in, sizeof in, "topic:%s@2023-11-14T22:21:40Z", e->t_events);
+    assert_int_equal(run_replay(e, cfg, in, out), 0);
     n = check_rec_file(e, out, 500, 1000, &bad);
     assert_true(n > 100);
     assert_int_equal(bad, 0);
+    int scans = grep_count(log, "scanning the partition") - scans0;
+    fprintf(stderr, "time-range replays: %d partition scans (%s)\n", scans,
+            e->c.real ? "real broker: expected 0" : "mock: fallback expected");
+    assert_true(e->c.real ? scans == 0 : scans > 0);
 
     /* File in, topic out. */
-    assert_int_equal(run_replay(e, cfg, FIXTURE, "topic:recs"), 0);
+    snprintf(out, sizeof out, "topic:%s", e->t_recs);
+    assert_int_equal(run_replay(e, cfg, FIXTURE, out), 0);
     struct msgs ms = {0};
-    consume_topic(e->mock.bootstraps, "recs", 1, N_VALID_RECS, 30, 500, &ms);
+    consume_topic(e->c.bootstraps, e->t_recs, 1, N_VALID_RECS, 30, 500, &ms);
     int unmatched, mismatched, dups, missing;
     check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
     assert_int_equal(ms.n, N_VALID_RECS);
@@ -458,6 +390,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_matches_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_then_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_dir_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_failure_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_sigkill, setup, teardown),
