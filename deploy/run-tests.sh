@@ -2,7 +2,9 @@
 # Installs dependencies, builds streamrec and runs the whole test suite (CTest).
 #   deploy/run-tests.sh                  normal build in build/
 #   SR_SANITIZE=1 deploy/run-tests.sh    ASan + UBSan build in build-asan/ (CPU backend only)
-# Extra CMake arguments can be passed in SR_CMAKE_ARGS.
+# Extra CMake arguments can be passed in SR_CMAKE_ARGS. The online tests run on a real Apache
+# Kafka started for the run (SR_TEST_KAFKA=real; `auto` or `mock` to allow or force librdkafka's
+# mock cluster instead, SR_TEST_BOOTSTRAP=host:port for a cluster of your own: README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/install-deps.sh
@@ -19,5 +21,6 @@ fi
 # shellcheck disable=SC2086
 cmake -S . -B "$dir" "${args[@]}" ${SR_CMAKE_ARGS:-}
 cmake --build "$dir" -j "$jobs"
+export SR_TEST_KAFKA=${SR_TEST_KAFKA:-real}
 cd "$dir"
 ctest --output-on-failure -j "$jobs" --timeout 900

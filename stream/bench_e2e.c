@@ -1,5 +1,7 @@
 /* bench_e2e.c — `streamrec bench e2e`: the online runtime end to end. Two processes: a child
- * (forked first, before any client exists) hosts librdkafka's mock cluster and the load
+ * (forked first, before any client exists) hosts librdkafka's mock cluster (--brokers mock,
+ * the default) or creates the bench's topics on a real cluster (--brokers real --bootstrap
+ * SERVERS; bench/e2e-real.sh starts deploy/kafka/kafka-local.sh for it), and runs the load
  * generator (synthetic events over the bundle's catalogue, keyed by session id) and does what
  * the parent asks over a pipe; the parent runs the runtime (runtime.c) on a thread. So the
  * parent's CPU time is the runtime's alone; the child's (broker + generator) is reported
@@ -42,6 +44,8 @@ struct e2e {
     char **items;
     int n_items;
     char bootstraps[256];
+    bool real;                /* --brokers real: topics with a per-run suffix on that cluster */
+    char t_events[96], t_ingest[96], t_recs[96], g_model[96], g_ingest[96];
     uint64_t next_event;      /* events produced to the current mode's topic */
     const char *topic;        /* each mode has its own input topic (the mock keeps ~5 MiB per
                                * partition, so a second group could not reread the first's) */
@@ -54,7 +58,7 @@ struct e2e {
 /* Parent → child: produce n events first..first+n-1 to topic at rate (0: as fast as possible).
  * Child → parent: one int32 status per command (0: all acknowledged). */
 struct gen_cmd {
-    char topic[32];
+    char topic[96];
     uint64_t first, n;
     double rate;
 };
@@ -291,23 +295,65 @@ static rd_kafka_t *make_producer(const char *bootstraps)
     return rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof errstr);
 }
 
-/* The child: the mock cluster with the bench's topics, then one generator command at a time
+/* Creates the bench's topics on a real cluster (Admin API) and waits for the answer; 0 when
+ * every one exists. */
+static int create_topics(rd_kafka_t *rk, const char *const *names, int n, int partitions)
+{
+    rd_kafka_NewTopic_t *nt[4];
+    char errstr[256];
+    for (int i = 0; i < n; i++)
+        nt[i] = rd_kafka_NewTopic_new(names[i], partitions, -1, errstr, sizeof errstr);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, nt, (size_t)n, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+    int rc = res ? 0 : -1;
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
+    for (size_t i = 0; i < cnt; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            fprintf(stderr, "bench e2e: create topic %s: %s\n", rd_kafka_topic_result_name(tr[i]),
+                    rd_kafka_err2str(e));
+            rc = -1;
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    for (int i = 0; i < n; i++)
+        rd_kafka_NewTopic_destroy(nt[i]);
+    return rc;
+}
+
+/* The child: the mock cluster (or a real one's new topics) with the bench's topics, then one generator command at a time
  * until the parent closes the pipe. Never returns. */
 static void child_main(struct e2e *b, int cmd_fd, int reply_fd)
 {
     char boot[256] = {0};
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    char errstr[256];
-    rd_kafka_conf_set(c, "log_level", "3", errstr, sizeof errstr);
-    rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof errstr);
-    rd_kafka_mock_cluster_t *mc = mrk ? rd_kafka_mock_cluster_new(mrk, 1) : NULL;
-    if (mc) {
-        snprintf(boot, sizeof boot, "%s", rd_kafka_mock_cluster_bootstraps(mc));
-        rd_kafka_mock_topic_create(mc, "events", b->partitions, 1);
-        rd_kafka_mock_topic_create(mc, "events-ingest", b->partitions, 1);
-        rd_kafka_mock_topic_create(mc, "recommendations", b->partitions, 1);
+    rd_kafka_t *mrk = NULL;
+    rd_kafka_mock_cluster_t *mc = NULL;
+    const char *topics[3] = {b->t_events, b->t_ingest, b->t_recs};
+    if (b->real) {
+        snprintf(boot, sizeof boot, "%s", b->bootstraps);
+        rd_kafka_t *p = make_producer(boot);
+        if (!p || create_topics(p, topics, 3, b->partitions) != 0)
+            boot[0] = 0;
+        if (p)
+            rd_kafka_destroy(p);
+    } else {
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        char errstr[256];
+        rd_kafka_conf_set(c, "log_level", "3", errstr, sizeof errstr);
+        mrk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof errstr);
+        mc = mrk ? rd_kafka_mock_cluster_new(mrk, 1) : NULL;
+        if (mc) {
+            snprintf(boot, sizeof boot, "%s", rd_kafka_mock_cluster_bootstraps(mc));
+            for (int i = 0; i < 3; i++)
+                rd_kafka_mock_topic_create(mc, topics[i], b->partitions, 1);
+        }
     }
-    if (write_full(reply_fd, boot, sizeof boot) != 0 || !mc)
+    if (write_full(reply_fd, boot, sizeof boot) != 0 || !boot[0])
         _exit(1);
     rd_kafka_t *p = make_producer(boot);
     struct gen_cmd cmd;
@@ -319,8 +365,10 @@ static void child_main(struct e2e *b, int cmd_fd, int reply_fd)
     }
     if (p)
         rd_kafka_destroy(p);
-    rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(mrk);
+    if (mc)
+        rd_kafka_mock_cluster_destroy(mc);
+    if (mrk)
+        rd_kafka_destroy(mrk);
     _exit(0); /* no atexit handlers: they belong to the parent (OpenBLAS's pool) */
 }
 
@@ -348,13 +396,13 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
     snprintf(batch, sizeof batch, "%d", b->batch);
     const char *kv[][2] = {
         {"model.bundle", b->bundle}, {"kafka.bootstrap.servers", b->bootstraps},
-        {"output.topic", "recommendations"}, {"input.topic", ingest ? "events-ingest" : "events"},
+        {"output.topic", b->t_recs}, {"input.topic", ingest ? b->t_ingest : b->t_events},
         {"state.dir", dir}, {"metrics.listen", ""},
         {"device", b->device}, {"batch.max.events", batch}, {"batch.max.wait.ms", "2"},
         {"kafka.fetch.wait.max.ms", "5"}, {"kafka.session.timeout.ms", "6000"},
         {"kafka.heartbeat.interval.ms", "500"}, {"kafka.linger.ms", "1"},
         {"recs.trigger_types", ingest ? "" : "view,click,add_to_cart"},
-        {"kafka.group.id", ingest ? "bench-ingest" : "bench-model"},
+        {"kafka.group.id", ingest ? b->g_ingest : b->g_model},
     };
     for (size_t i = 0; i < sizeof kv / sizeof *kv; i++)
         if (sr_config_set(cfg, kv[i][0], kv[i][1], &err) != SR_OK) {
@@ -376,7 +424,7 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
             return sr__cli_fail(CMD, "--set %s: %s", b->sets[i], err.msg);
         }
     }
-    b->topic = ingest ? "events-ingest" : "events";
+    b->topic = ingest ? b->t_ingest : b->t_events;
     b->next_event = 0;
     /* 1. Saturation: a backlog first. */
     if (gen(b, (uint64_t)b->events, 0) != 0) {
@@ -484,7 +532,11 @@ static void usage(void)
     printf("usage: streamrec bench e2e --bundle DIR [--events N] [--seconds S] [--rates R,R,..]\n"
            "                           [--partitions P] [--sessions S] [--batch B] [--device D]\n"
            "                           [--set KEY=VALUE]... [--ingest-only | --both]\n"
-           "  A child process hosts librdkafka's mock cluster and a producer of synthetic events\n"
+           "                           [--brokers mock | --brokers real --bootstrap SERVERS]\n"
+           "  A child process hosts librdkafka's mock cluster (--brokers mock, the default) or,\n"
+           "  with --brokers real, creates the bench's topics (names with a per-run suffix) on\n"
+           "  the cluster at SERVERS (bench/e2e-real.sh starts a local Apache Kafka for it), and\n"
+           "  runs a producer of synthetic events\n"
            "  over the bundle's catalogue; this process runs the online runtime, so its CPU time\n"
            "  is the runtime's. Saturation: N events (default 50000; the mock keeps about 5 MiB\n"
            "  per partition, ~170 bytes an event) backlogged, then consumed -> committed. Rates\n"
@@ -526,6 +578,13 @@ int sr__bench_e2e(int argc, char **argv)
             b.ingest_only = true;
         else if (!strcmp(a, "--both"))
             both = true;
+        else if (!strcmp(a, "--brokers") && more) {
+            const char *m = argv[++i];
+            if (strcmp(m, "real") && strcmp(m, "mock"))
+                return sr__cli_fail(CMD, "--brokers %s: expected real or mock", m);
+            b.real = !strcmp(m, "real");
+        } else if (!strcmp(a, "--bootstrap") && more)
+            snprintf(b.bootstraps, sizeof b.bootstraps, "%s", argv[++i]);
         else if (!strcmp(a, "--rates") && more) {
             char *s = argv[++i], *save = NULL;
             for (char *t = strtok_r(s, ",", &save); t && b.n_rates < 16; t = strtok_r(NULL, ",", &save))
@@ -537,6 +596,17 @@ int sr__bench_e2e(int argc, char **argv)
         return sr__cli_fail(CMD, "--bundle is required (e.g. tests/data/ref/gru4rec_100k)");
     if (b.events < 1000 || b.seconds < 1 || b.partitions < 1 || b.sessions < 1 || b.batch < 1)
         return sr__cli_fail(CMD, "--events >= 1000, --seconds, --partitions, --sessions, --batch >= 1");
+    if (b.real && !b.bootstraps[0])
+        return sr__cli_fail(CMD, "--brokers real needs --bootstrap SERVERS");
+    /* A real cluster keeps earlier runs' topics and groups: this run's names are its own. */
+    char sfx[32] = "";
+    if (b.real)
+        snprintf(sfx, sizeof sfx, "-bench-%ld-%d", (long)time(NULL), (int)getpid());
+    snprintf(b.t_events, sizeof b.t_events, "events%s", sfx);
+    snprintf(b.t_ingest, sizeof b.t_ingest, "events-ingest%s", sfx);
+    snprintf(b.t_recs, sizeof b.t_recs, "recommendations%s", sfx);
+    snprintf(b.g_model, sizeof b.g_model, "streamrec-bench-model%s", sfx);
+    snprintf(b.g_ingest, sizeof b.g_ingest, "streamrec-bench-ingest%s", sfx);
     struct sr_error err = {0};
     if (load_items(&b, &err) != SR_OK)
         return sr__cli_fail(CMD, "%s", err.msg);
@@ -561,16 +631,18 @@ int sr__bench_e2e(int argc, char **argv)
     if (read_full(b.from_child, b.bootstraps, sizeof b.bootstraps) != 0 || !b.bootstraps[0]) {
         close(b.to_child);
         waitpid(b.child, NULL, 0);
-        return sr__cli_fail(CMD, "cannot start the mock cluster");
+        return sr__cli_fail(CMD, b.real ? "cannot create the bench's topics on %s" :
+                                          "cannot start the mock cluster", b.bootstraps);
     }
     b.bootstraps[sizeof b.bootstraps - 1] = 0;
-    printf("bench e2e: bundle %s (%d items), %d partitions, batch %d, device %s, %d sessions\n",
-           b.bundle, b.n_items, b.partitions, b.batch, b.device, b.sessions);
+    printf("bench e2e: bundle %s (%d items), %d partitions, batch %d, device %s, %d sessions, "
+           "broker %s\n", b.bundle, b.n_items, b.partitions, b.batch, b.device, b.sessions,
+           b.real ? b.bootstraps : "mock");
     char *jtext = NULL;
     size_t jlen = 0;
     FILE *json = open_memstream(&jtext, &jlen);
-    fprintf(json, "{\"bench\": \"e2e\", \"items\": %d, \"partitions\": %d, \"batch\": %d, \"runs\": {",
-            b.n_items, b.partitions, b.batch);
+    fprintf(json, "{\"bench\": \"e2e\", \"brokers\": \"%s\", \"items\": %d, \"partitions\": %d, "
+            "\"batch\": %d, \"runs\": {", b.real ? "real" : "mock", b.n_items, b.partitions, b.batch);
     int rc = 0;
     if (!b.ingest_only || both)
         rc = run_mode(&b, false, json);

@@ -17,5 +17,7 @@ function(sr_kafka_test name)
       SR_KAFKA_ENV_FILE="${SR_KAFKA_TEST_DIR}/bootstrap.env"
       SR_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   endif()
-  set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED kafka)
+  # One broker test at a time: each runs several runtimes beside the broker's JVM on the CI
+  # machine's 2 cores; two at once would test the scheduler, not the runtime.
+  set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED kafka RESOURCE_LOCK kafka_runtimes)
 endfunction()
