@@ -25,7 +25,7 @@ sr_err_t sr_device_parse(const char *s, sr_device_t *out, struct sr_error *err)
 bool sr_cuda_available(void)
 {
 #ifdef SR_HAVE_CUDA
-    return sr__cuda_device_count() > 0;
+    return sr__cuda_usable();
 #else
     return false;
 #endif

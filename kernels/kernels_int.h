@@ -141,6 +141,7 @@ sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface,
 sr_err_t sr__backend_cuda_new(int device, const struct sr_backend_iface **iface, void **ctx,
                               struct sr_error *err);
 int sr__cuda_device_count(void);
+bool sr__cuda_usable(void);
 #endif
 
 #ifdef __cplusplus

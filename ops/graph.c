@@ -274,6 +274,7 @@ void sr_graph_partition_evict(sr_graph_t *g, int32_t partition)
 }
 
 uint64_t sr_graph_sessions(sr_graph_t *g) { return sr_state_count(g->env.state); }
+struct sr_state *sr_graph_state(sr_graph_t *g) { return g->env.state; }
 
 void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r)
 {

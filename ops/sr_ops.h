@@ -106,6 +106,7 @@ void sr_stats_stage(struct sr_stats *s, const char *stage, uint64_t ns);
 /* ---- ops and the graph ---------------------------------------------------------------- */
 
 typedef struct sr_graph sr_graph_t;
+struct sr_state;
 struct sr_op_env;   /* shared, long-lived things ops may use: see ops_int.h */
 
 /* The runtime supplies what varies between online and offline (the variants of DESIGN §1). */
@@ -175,6 +176,9 @@ void sr_graph_partition_evict(sr_graph_t *g, int32_t partition);
 
 /* Sessions held by the session store (exact for memory, an estimate for rocksdb). */
 uint64_t sr_graph_sessions(sr_graph_t *g);
+/* The graph's session store (owned by the graph): for the changelog, which logs its staged
+ * changes and restores partitions into it. Same thread as sr_graph_run. */
+struct sr_state *sr_graph_state(sr_graph_t *g);
 
 /* Fills the evaluation report (zeros when the graph has no evaluator). */
 void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r);

@@ -3,7 +3,7 @@
  *            partition's sessions are one contiguous key range (iterate, delete_range);
  *            value = the codec.c session value;
  *   meta     "v" = store format (1 byte), "o" + partition (4 bytes BE) = applied offset
- *            (8 bytes LE), "w" = watermark (8 bytes LE), "i" = identity (what the state
+ *            (8 bytes LE), "c" + partition = changelog checkpoint (8 bytes LE), "w" = watermark (8 bytes LE), "i" = identity (what the state
  *            belongs to: run group + input topic, or a replay source), stamped at the first
  *            open and checked at every later one.
  * A commit is one WriteBatch over both families with the WAL on, so the offsets always describe
@@ -258,7 +258,7 @@ static sr_err_t rdb_write(void *ctx, sr_state_batch_t *const *batches, size_t nb
         }
         for (size_t i = 0; i < bt->noffs; i++) {
             uint8_t k[5], v[8];
-            k[0] = 'o';
+            k[0] = (uint8_t)bt->offs[i].kind;
             be32(k + 1, (uint32_t)bt->offs[i].partition);
             le64(v, bt->offs[i].offset);
             rocksdb_writebatch_put_cf(r->wb, r->cf[CF_META], (char *)k, 5, (char *)v, 8);
@@ -294,7 +294,7 @@ static sr_err_t rdb_write(void *ctx, sr_state_batch_t *const *batches, size_t nb
 
 /* ---- meta, partitions, TTL ------------------------------------------------------------ */
 
-static sr_err_t rdb_load_meta(void *ctx, void (*fn)(void *, int32_t, int64_t), void *opaque,
+static sr_err_t rdb_load_meta(void *ctx, void (*fn)(void *, char, int32_t, int64_t), void *opaque,
                               int64_t *watermark, struct sr_error *err)
 {
     struct rdb_ctx *r = ctx;
@@ -305,8 +305,8 @@ static sr_err_t rdb_load_meta(void *ctx, void (*fn)(void *, int32_t, int64_t), v
         size_t kl, vl;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-        if (kl == 5 && k[0] == 'o' && vl == 8) {
-            fn(opaque, (int32_t)rd_be32(k + 1), rd_le64(v));
+        if (kl == 5 && (k[0] == 'o' || k[0] == 'c') && vl == 8) {
+            fn(opaque, (char)k[0], (int32_t)rd_be32(k + 1), rd_le64(v));
         } else if (kl == 1 && k[0] == 'i') {
             /* identity: checked by rdb_identity */
         } else if (kl == 1 && k[0] == 'w' && vl == 8) {
@@ -403,14 +403,17 @@ static sr_err_t rdb_foreach(void *ctx, int32_t partition, sr_state_visit_fn fn, 
 static sr_err_t rdb_drop(void *ctx, int32_t partition, struct sr_error *err)
 {
     struct rdb_ctx *r = ctx;
-    uint8_t lo[4], hi[4], ok[5];
+    uint8_t lo[4], hi[4], ok[5], ck[5];
     be32(lo, (uint32_t)partition);
     be32(hi, (uint32_t)partition + 1);
     ok[0] = 'o';
+    ck[0] = 'c';
     be32(ok + 1, (uint32_t)partition);
+    be32(ck + 1, (uint32_t)partition);
     rocksdb_writebatch_clear(r->wb);
     rocksdb_writebatch_delete_range_cf(r->wb, r->cf[CF_SESSIONS], (char *)lo, 4, (char *)hi, 4);
     rocksdb_writebatch_delete_cf(r->wb, r->cf[CF_META], (char *)ok, 5);
+    rocksdb_writebatch_delete_cf(r->wb, r->cf[CF_META], (char *)ck, 5);
     char *e = NULL;
     rocksdb_write(r->db, r->wopts, r->wb, &e);
     rocksdb_writebatch_clear(r->wb);

@@ -132,6 +132,10 @@ sr_err_t sr_state_batch_delete(sr_state_batch_t *b, const struct sr_state_key *k
  * a later batch's value replaces an earlier one's at commit). */
 sr_err_t sr_state_batch_set_offset(sr_state_batch_t *b, int32_t partition, int64_t offset,
                                    struct sr_error *err);
+/* Records a partition's changelog checkpoint with the batch: the next changelog offset that
+ * the state does not reflect (restore reads from there). Last call wins. */
+sr_err_t sr_state_batch_set_checkpoint(sr_state_batch_t *b, int32_t partition, int64_t offset,
+                                       struct sr_error *err);
 /* Raises the batch watermark (max event time seen) to ts; puts already do so. */
 void sr_state_batch_set_watermark(sr_state_batch_t *b, int64_t ts);
 /* Number of distinct keys put or deleted in the batch. */
@@ -145,6 +149,18 @@ sr_err_t sr_state_stage(sr_state_t *store, sr_state_batch_t *b, uint64_t *id,
 sr_err_t sr_state_commit(sr_state_t *store, uint64_t id, struct sr_error *err);
 /* Drops pending batches with id' >= id. */
 void sr_state_discard(sr_state_t *store, uint64_t id);
+/* Adds a changelog checkpoint to the pending batch `id` (committed with it). SR_EINVAL when
+ * that batch is not pending. */
+sr_err_t sr_state_stage_checkpoint(sr_state_t *store, uint64_t id, int32_t partition,
+                                   int64_t offset, struct sr_error *err);
+/* Visits the changes of the pending batch `id`, in order: each session put (s) or delete
+ * (s == NULL, applied == -1), then each applied offset (key->len == 0, s == NULL, applied >=
+ * 0). The key and session are valid during the call only. fn returning non-zero stops the
+ * walk with SR_EIO. SR_EINVAL when that batch is not pending. For the changelog. */
+typedef int (*sr_state_change_fn)(void *opaque, const struct sr_state_key *key,
+                                  const struct sr_session *s, int64_t applied);
+sr_err_t sr_state_staged_foreach(sr_state_t *store, uint64_t id, sr_state_change_fn fn,
+                                 void *opaque, struct sr_error *err);
 /* Stages and commits b at once; takes ownership of b on success and on a failed write (the
  * batch is then discarded). */
 sr_err_t sr_state_batch_commit(sr_state_t *store, sr_state_batch_t *b, struct sr_error *err);
@@ -155,6 +171,8 @@ size_t sr_state_pending(const sr_state_t *store);
 
 /* The committed applied offset of a partition, -1 when none. */
 int64_t sr_state_applied_offset(const sr_state_t *store, int32_t partition);
+/* The committed changelog checkpoint of a partition, -1 when none (restore from the start). */
+int64_t sr_state_checkpoint(const sr_state_t *store, int32_t partition);
 /* The committed watermark (max event time committed), INT64_MIN when none. */
 int64_t sr_state_watermark(const sr_state_t *store);
 

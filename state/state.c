@@ -78,7 +78,7 @@ sr_err_t sr_state_params_from_config(struct sr_state_params *p, const sr_config_
 
 /* ---- open / close ----------------------------------------------------------------------- */
 
-static void offset_set(void *opaque, int32_t partition, int64_t off);
+static void offset_set(void *opaque, char kind, int32_t partition, int64_t off);
 
 sr_err_t sr_state_open(const struct sr_state_params *p, sr_state_t **out, struct sr_error *err)
 {
@@ -115,10 +115,13 @@ sr_err_t sr_state_open(const struct sr_state_params *p, sr_state_t **out, struct
         rc = st->iface->load_meta(st->ctx, offset_set, st, &st->watermark, err);
     if (rc == SR_OK && p->identity && st->iface->identity)
         rc = st->iface->identity(st->ctx, p->identity, err);
-    if (rc == SR_OK && p->must_be_new && st->noffs > 0)
+    size_t applied = 0;
+    for (size_t i = 0; i < st->noffs; i++)
+        applied += st->offs[i].kind == 'o';
+    if (rc == SR_OK && p->must_be_new && applied > 0)
         rc = sr_error_set(err, SR_ESTATE, "state.dir %s already holds applied offsets of an earlier "
                           "run (%zu partitions): resume it, or name a new state.dir to start fresh",
-                          p->dir ? p->dir : "(memory)", st->noffs);
+                          p->dir ? p->dir : "(memory)", applied);
     if (rc) {
         sr_state_close(st);
         return rc;
@@ -162,12 +165,14 @@ const char *sr_state_backend_name(const sr_state_t *st)
 
 /* ---- offsets ---------------------------------------------------------------------------- */
 
-static size_t offset_find(const sr_state_t *st, int32_t partition)
+/* Sorted by (kind, partition). */
+static size_t offset_find(const sr_state_t *st, char kind, int32_t partition)
 {
     size_t lo = 0, hi = st->noffs;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (st->offs[mid].partition < partition)
+        const struct sr__state_offset *o = &st->offs[mid];
+        if (o->kind < kind || (o->kind == kind && o->partition < partition))
             lo = mid + 1;
         else
             hi = mid;
@@ -175,13 +180,27 @@ static size_t offset_find(const sr_state_t *st, int32_t partition)
     return lo;
 }
 
+static bool offset_at(const sr_state_t *st, size_t i, char kind, int32_t partition)
+{
+    return i < st->noffs && st->offs[i].kind == kind && st->offs[i].partition == partition;
+}
+
+static void offset_remove(sr_state_t *st, char kind, int32_t partition)
+{
+    size_t i = offset_find(st, kind, partition);
+    if (offset_at(st, i, kind, partition)) {
+        memmove(&st->offs[i], &st->offs[i + 1], (st->noffs - i - 1) * sizeof *st->offs);
+        st->noffs--;
+    }
+}
+
 /* Records a committed offset. Called after a successful backend write: on OOM the in-memory
  * mirror would lie, so the table is pre-grown by commit (offsets_reserve) before writing. */
-static void offset_set(void *opaque, int32_t partition, int64_t off)
+static void offset_set(void *opaque, char kind, int32_t partition, int64_t off)
 {
     sr_state_t *st = opaque;
-    size_t i = offset_find(st, partition);
-    if (i < st->noffs && st->offs[i].partition == partition) {
+    size_t i = offset_find(st, kind, partition);
+    if (offset_at(st, i, kind, partition)) {
         st->offs[i].offset = off;
         return;
     }
@@ -194,7 +213,7 @@ static void offset_set(void *opaque, int32_t partition, int64_t off)
         st->offs_cap = cap;
     }
     memmove(&st->offs[i + 1], &st->offs[i], (st->noffs - i) * sizeof *st->offs);
-    st->offs[i] = (struct sr__state_offset){ partition, off };
+    st->offs[i] = (struct sr__state_offset){ kind, partition, off };
     st->noffs++;
 }
 
@@ -217,8 +236,16 @@ int64_t sr_state_applied_offset(const sr_state_t *st, int32_t partition)
 {
     if (!st)
         return -1;
-    size_t i = offset_find(st, partition);
-    return i < st->noffs && st->offs[i].partition == partition ? st->offs[i].offset : -1;
+    size_t i = offset_find(st, 'o', partition);
+    return offset_at(st, i, 'o', partition) ? st->offs[i].offset : -1;
+}
+
+int64_t sr_state_checkpoint(const sr_state_t *st, int32_t partition)
+{
+    if (!st)
+        return -1;
+    size_t i = offset_find(st, 'c', partition);
+    return offset_at(st, i, 'c', partition) ? st->offs[i].offset : -1;
 }
 
 int64_t sr_state_watermark(const sr_state_t *st)
@@ -403,14 +430,14 @@ sr_err_t sr_state_batch_delete(sr_state_batch_t *b, const struct sr_state_key *k
     return SR_OK;
 }
 
-sr_err_t sr_state_batch_set_offset(sr_state_batch_t *b, int32_t partition, int64_t offset,
-                                   struct sr_error *err)
+static sr_err_t batch_set_value(sr_state_batch_t *b, char kind, int32_t partition,
+                                int64_t offset, struct sr_error *err)
 {
     if (!b || partition < 0 || offset < 0)
         return sr_error_set(err, SR_EINVAL, "state batch offset: partition %d offset %lld",
                             partition, (long long)offset);
     for (size_t i = 0; i < b->noffs; i++)
-        if (b->offs[i].partition == partition) {
+        if (b->offs[i].kind == kind && b->offs[i].partition == partition) {
             b->offs[i].offset = offset;
             return SR_OK;
         }
@@ -422,7 +449,62 @@ sr_err_t sr_state_batch_set_offset(sr_state_batch_t *b, int32_t partition, int64
         b->offs = o;
         b->offs_cap = cap;
     }
-    b->offs[b->noffs++] = (struct sr__state_offset){ partition, offset };
+    b->offs[b->noffs++] = (struct sr__state_offset){ kind, partition, offset };
+    return SR_OK;
+}
+
+sr_err_t sr_state_batch_set_offset(sr_state_batch_t *b, int32_t partition, int64_t offset,
+                                   struct sr_error *err)
+{
+    return batch_set_value(b, 'o', partition, offset, err);
+}
+
+sr_err_t sr_state_batch_set_checkpoint(sr_state_batch_t *b, int32_t partition, int64_t offset,
+                                       struct sr_error *err)
+{
+    return batch_set_value(b, 'c', partition, offset, err);
+}
+
+static sr_state_batch_t *staged_find(sr_state_t *st, uint64_t id)
+{
+    for (size_t i = 0; st && i < st->nstaged; i++)
+        if (st->staged[i]->id == id)
+            return st->staged[i];
+    return NULL;
+}
+
+sr_err_t sr_state_stage_checkpoint(sr_state_t *st, uint64_t id, int32_t partition, int64_t offset,
+                                   struct sr_error *err)
+{
+    sr_state_batch_t *b = staged_find(st, id);
+    if (!b)
+        return sr_error_set(err, SR_EINVAL, "state checkpoint: batch %llu is not pending",
+                            (unsigned long long)id);
+    return batch_set_value(b, 'c', partition, offset, err);
+}
+
+sr_err_t sr_state_staged_foreach(sr_state_t *st, uint64_t id, sr_state_change_fn fn, void *opaque,
+                                 struct sr_error *err)
+{
+    sr_state_batch_t *b = staged_find(st, id);
+    if (!b || !fn)
+        return sr_error_set(err, SR_EINVAL, "state staged foreach: batch %llu is not pending",
+                            (unsigned long long)id);
+    for (size_t i = 0; i < b->n; i++) {
+        const struct sr__state_entry *e = &b->ents[i];
+        struct sr_state_key k = { e->partition, e->idlen, e->id };
+        int r = fn(opaque, &k, e->del ? NULL : &e->s, -1);
+        if (r)
+            return sr_error_set(err, SR_EIO, "state staged foreach: stopped (%d)", r);
+    }
+    for (size_t i = 0; i < b->noffs; i++) {
+        if (b->offs[i].kind != 'o')
+            continue;
+        struct sr_state_key k = { b->offs[i].partition, 0, NULL };
+        int r = fn(opaque, &k, NULL, b->offs[i].offset);
+        if (r)
+            return sr_error_set(err, SR_EIO, "state staged foreach: stopped (%d)", r);
+    }
     return SR_OK;
 }
 
@@ -483,7 +565,7 @@ sr_err_t sr_state_commit(sr_state_t *st, uint64_t id, struct sr_error *err)
     for (size_t b = 0; b < nb; b++) {
         sr_state_batch_t *bt = st->staged[b];
         for (size_t i = 0; i < bt->noffs; i++)
-            offset_set(st, bt->offs[i].partition, bt->offs[i].offset);
+            offset_set(st, bt->offs[i].kind, bt->offs[i].partition, bt->offs[i].offset);
         batch_recycle(bt);
     }
     st->watermark = wm;
@@ -607,11 +689,8 @@ sr_err_t sr_state_partition_drop(sr_state_t *st, int32_t partition, struct sr_er
     sr_err_t rc = st->iface->drop(st->ctx, partition, err);
     if (rc)
         return rc;
-    size_t i = offset_find(st, partition);
-    if (i < st->noffs && st->offs[i].partition == partition) {
-        memmove(&st->offs[i], &st->offs[i + 1], (st->noffs - i - 1) * sizeof *st->offs);
-        st->noffs--;
-    }
+    offset_remove(st, 'o', partition);
+    offset_remove(st, 'c', partition);
     return SR_OK;
 }
 

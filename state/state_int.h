@@ -40,7 +40,10 @@ struct sr__state_entry {
     struct sr_session s; /* items in the batch arena; found = !del */
 };
 
+/* A per-partition value committed with the sessions: kind 'o' = the applied input offset,
+ * 'c' = the changelog checkpoint (the next changelog offset the state does not reflect). */
 struct sr__state_offset {
+    char kind;
     int32_t partition;
     int64_t offset;
 };
@@ -77,8 +80,9 @@ struct sr__state_iface {
     /* Writes batches oldest first plus their offsets and the new watermark, atomically. */
     sr_err_t (*write)(void *ctx, sr_state_batch_t *const *batches, size_t nb, int64_t watermark,
                       struct sr_error *err);
-    /* Loads committed offsets (fn per partition) and the watermark at open. */
-    sr_err_t (*load_meta)(void *ctx, void (*fn)(void *opaque, int32_t partition, int64_t off),
+    /* Loads committed per-partition values (fn per kind + partition) and the watermark. */
+    sr_err_t (*load_meta)(void *ctx,
+                          void (*fn)(void *opaque, char kind, int32_t partition, int64_t off),
                           void *opaque, int64_t *watermark, struct sr_error *err);
     void (*evict)(void *ctx, int32_t partition);                   /* optional */
     sr_err_t (*foreach)(void *ctx, int32_t partition, sr_state_visit_fn fn, void *opaque,

@@ -33,6 +33,7 @@
  * (queued.min.messages, queued.max.messages.kbytes) then stop the fetcher. Partitions are not
  * paused for this: in librdkafka 2.0 a resumed partition waits up to a second for its broker
  * thread to notice, and pausing drops the prefetched messages. Nothing is dropped. */
+#include "sr_state.h"
 #include "sr_stream.h"
 
 #include <errno.h>
@@ -53,7 +54,9 @@ struct out_ref {
     int32_t row;
 };
 
-enum job_type { JOB_RUN = 1, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_QUIT };
+enum job_type { JOB_RUN = 1, JOB_LOG, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_RESTORE, JOB_QUIT };
+
+struct restore;
 
 struct job {
     struct job *next;
@@ -61,6 +64,20 @@ struct job {
     struct rt_batch *b;
     int32_t partition;
     uint64_t state_id;       /* JOB_DISCARD: drop staged state from this id on */
+    struct restore *rs;      /* JOB_RESTORE */
+};
+
+/* A partition being restored from the changelog before it is consumed (DESIGN §8). The loop
+ * owns the record; the worker owns `r` while the job runs. */
+struct restore {
+    struct job job;
+    int32_t partition;
+    int64_t committed;       /* the group's committed offset at assignment, -1 when none */
+    int cancel;              /* atomic: revoked meanwhile: the worker stops, the loop forgets */
+    int64_t remaining;       /* atomic: changelog records left (metrics, /readyz) */
+    sr_changelog_restore_t *r;
+    sr_err_t rc;
+    char errmsg[SR_ERROR_MSG_MAX];
 };
 
 struct rt_batch {
@@ -79,10 +96,15 @@ struct rt_batch {
     uint64_t state_id;
     uint64_t discard_from;   /* the first state id this batch or a later one can stage */
     uint64_t produced;
+    /* the changelog (state.changelog): produced after the outputs are acknowledged (JOB_LOG),
+     * acknowledged before the local commit (JOB_COMMIT), see changelog.c */
+    struct out_ref cl_ref;   /* delivery-report opaque of its records (row -1) */
+    uint64_t cl_produced;    /* worker */
+    int64_t *cl_next;        /* [changelog partitions]: offset after its last record, -1 */
     /* loop only */
     uint64_t seq;            /* dispatch order */
-    bool computed, commit_sent, committed;
-    uint64_t acked, failed;
+    bool computed, commit_sent, committed, log_sent, logged;
+    uint64_t acked, failed, cl_acked;
 };
 
 /* Where to consume a partition again after a recovery: the lowest dropped offset. */
@@ -151,6 +173,13 @@ struct sr_runtime {
     int n_rewinds, cap_rewinds;
     uint64_t w_last_state;   /* worker: the last state id staged */
     int assigned;
+    bool joined;             /* a first assignment arrived (possibly empty): in the group */
+    /* state changelog (NULL with state.changelog=false) and partitions restoring from it */
+    sr_changelog_t *cl;
+    int32_t cl_parts;
+    struct restore **restores;
+    int n_restores, cap_restores;
+    uint64_t commit_failures;
     /* metrics (loop thread) */
     sr_http_t *http;
     pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */
@@ -173,6 +202,35 @@ static void handle_completions(sr_runtime_t *rt);
 static void rewind_note(sr_runtime_t *rt, const rd_kafka_message_t *m);
 static void recover_check(sr_runtime_t *rt);
 static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *l);
+static int64_t applied_offset(sr_runtime_t *rt, int32_t partition);
+
+/* The restore record of a partition, or NULL (loop thread). */
+static struct restore *restoring(sr_runtime_t *rt, int32_t partition)
+{
+    for (int i = 0; i < rt->n_restores; i++)
+        if (rt->restores[i]->partition == partition &&
+            !__atomic_load_n(&rt->restores[i]->cancel, __ATOMIC_ACQUIRE))
+            return rt->restores[i];
+    return NULL;
+}
+
+static void restore_forget(sr_runtime_t *rt, struct restore *rs)
+{
+    for (int i = 0; i < rt->n_restores; i++)
+        if (rt->restores[i] == rs) {
+            rt->restores[i] = rt->restores[--rt->n_restores];
+            break;
+        }
+    free(rs);
+}
+
+/* A changelog record settled (acknowledged or failed) for every one produced, and the
+ * outputs too: nothing of the batch is still in librdkafka's hands. */
+static bool batch_settled(const struct rt_batch *b)
+{
+    return b->acked + b->cl_acked + b->failed >= b->produced + b->cl_produced &&
+           (!b->log_sent || b->logged);
+}
 
 static int set_nonblock_pipe(int fds[2])
 {
@@ -206,10 +264,13 @@ static struct rt_batch *batch_get(sr_runtime_t *rt)
         b->t_consumed = calloc((size_t)b->cap, sizeof *b->t_consumed);
         b->refs = calloc((size_t)b->cap, sizeof *b->refs);
         b->arena = sr_arena_new(1 << 20);
-        if (!b->msgs || !b->t_consumed || !b->refs || !b->arena) {
+        if (rt->cl_parts > 0)
+            b->cl_next = calloc((size_t)rt->cl_parts, sizeof *b->cl_next);
+        if (!b->msgs || !b->t_consumed || !b->refs || !b->arena || (rt->cl_parts > 0 && !b->cl_next)) {
             free(b->msgs);
             free(b->t_consumed);
             free(b->refs);
+            free(b->cl_next);
             sr_arena_destroy(b->arena);
             free(b);
             return NULL;
@@ -222,6 +283,11 @@ static struct rt_batch *batch_get(sr_runtime_t *rt)
     b->has_state = false;
     b->produced = b->acked = b->failed = 0;
     b->computed = b->commit_sent = b->committed = false;
+    b->log_sent = b->logged = false;
+    b->cl_produced = b->cl_acked = 0;
+    b->cl_ref = (struct out_ref){b, -1};
+    for (int32_t i = 0; i < rt->cl_parts; i++)
+        b->cl_next[i] = -1;
     return b;
 }
 
@@ -245,20 +311,23 @@ static void batch_free(struct rt_batch *b)
     free(b->msgs);
     free(b->t_consumed);
     free(b->refs);
+    free(b->cl_next);
     sr_arena_destroy(b->arena);
     free(b);
 }
 
 /* ---- worker ------------------------------------------------------------------------- */
 
-/* Loop → worker. Commits go to their own queue, served before runs: a commit waiting behind
- * every queued run would hold the in-flight room (and the input) until the worker is idle. */
+/* Loop → worker (and worker → itself for a restore's next step). Commits and changelog logs go
+ * to their own queue, in order, served before runs: a commit waiting behind every queued run
+ * would hold the in-flight room (and the input) until the worker is idle. */
 static void job_push(sr_runtime_t *rt, struct job *j)
 {
     j->next = NULL;
     pthread_mutex_lock(&rt->jmu);
-    struct job **head = j->type == JOB_COMMIT ? &rt->khead : &rt->jhead;
-    struct job **tail = j->type == JOB_COMMIT ? &rt->ktail : &rt->jtail;
+    bool commit = j->type == JOB_COMMIT || j->type == JOB_LOG;
+    struct job **head = commit ? &rt->khead : &rt->jhead;
+    struct job **tail = commit ? &rt->ktail : &rt->jtail;
     if (*tail)
         (*tail)->next = j;
     else
@@ -359,6 +428,37 @@ static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
         snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
 }
 
+/* Worker: one step of a partition's restore (about 20 ms, between batches); true when it
+ * is finished (done, failed or cancelled). */
+static bool restore_step(sr_runtime_t *rt, struct restore *rs)
+{
+    if (__atomic_load_n(&rs->cancel, __ATOMIC_ACQUIRE)) {
+        sr_changelog_restore_end(rs->r);
+        rs->r = NULL;
+        return true;
+    }
+    struct sr_error err = {0};
+    bool done = false;
+    pthread_mutex_lock(&rt->g_mu);
+    sr_state_t *st = sr_graph_state(rt->g);
+    if (!rs->r)
+        rs->rc = sr_changelog_restore_begin(rt->cl, st, rs->partition, &rs->r, &err);
+    if (rs->rc == SR_OK)
+        rs->rc = sr_changelog_restore_step(rs->r, st, 20000000ULL, &done, &err);
+    pthread_mutex_unlock(&rt->g_mu);
+    if (rs->rc != SR_OK) {
+        snprintf(rs->errmsg, sizeof rs->errmsg, "%s", err.msg);
+        done = true;
+    }
+    __atomic_store_n(&rs->remaining, rs->r ? sr_changelog_restore_remaining(rs->r) : 0,
+                     __ATOMIC_RELEASE);
+    if (done) {
+        sr_changelog_restore_end(rs->r);
+        rs->r = NULL;
+    }
+    return done;
+}
+
 static void *worker_main(void *arg)
 {
     sr_runtime_t *rt = arg;
@@ -385,13 +485,29 @@ static void *worker_main(void *arg)
             run_batch(rt, j->b);
             completion_push(rt, j);
             break;
+        case JOB_LOG: {
+            struct sr_error err = {0};
+            struct rt_batch *b = j->b;
+            b->rc = sr_changelog_log(rt->cl, sr_graph_state(rt->g), b->state_id, &b->cl_ref,
+                                     &b->cl_produced, &err);
+            if (b->rc != SR_OK)
+                snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
+            completion_push(rt, j);
+            break;
+        }
         case JOB_COMMIT: {
             struct sr_error err = {0};
             struct rt_batch *b = j->b;
             b->rc = SR_OK;
             if (b->has_state) {
                 pthread_mutex_lock(&rt->g_mu);
-                b->rc = sr_graph_commit(rt->g, b->state_id, &err);
+                /* The changelog checkpoint goes with the state it describes (one write). */
+                for (int32_t p = 0; b->rc == SR_OK && rt->cl && p < rt->cl_parts; p++)
+                    if (b->cl_next[p] >= 0)
+                        b->rc = sr_state_stage_checkpoint(sr_graph_state(rt->g), b->state_id, p,
+                                                          b->cl_next[p], &err);
+                if (b->rc == SR_OK)
+                    b->rc = sr_graph_commit(rt->g, b->state_id, &err);
                 pthread_mutex_unlock(&rt->g_mu);
                 if (b->rc != SR_OK)
                     snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
@@ -413,6 +529,12 @@ static void *worker_main(void *arg)
             sr_graph_discard(rt->g, j->state_id);
             pthread_mutex_unlock(&rt->g_mu);
             completion_push(rt, j);
+            break;
+        case JOB_RESTORE:
+            if (restore_step(rt, j->rs))
+                completion_push(rt, j);
+            else
+                job_push(rt, j); /* behind the queued runs: other partitions keep flowing */
             break;
         case JOB_QUIT:
             free(j);
@@ -525,6 +647,10 @@ static bool take_message(sr_runtime_t *rt, rd_kafka_message_t *m, uint64_t now)
     }
     if (rt->draining || rt->fatal) {
         rd_kafka_message_destroy(m);
+        return false;
+    }
+    if (rt->n_restores && restoring(rt, m->partition)) {
+        rd_kafka_message_destroy(m); /* fetched before the pause: sought back after the restore */
         return false;
     }
     if (!rt->gather) {
@@ -710,7 +836,7 @@ static void recover_check(sr_runtime_t *rt)
     for (b = rt->ihead; b && b != rt->rfirst; b = b->next)
         prev = b;
     for (struct rt_batch *x = b; x; x = x->next)
-        if (!x->computed || x->acked + x->failed < x->produced)
+        if (!x->computed || !batch_settled(x))
             return; /* still computing, or delivery reports to come (they point into x) */
     uint64_t dropped = 0;
     while (b) {
@@ -769,12 +895,21 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         pthread_mutex_lock(&rt->mmu);
         rt->delivery_failures++;
         pthread_mutex_unlock(&rt->mmu);
-        if (b->failed == 1)
+        if (b->failed == 1 && ref->row < 0)
+            sr_log(SR_LOG_WARN, CMP, "delivery failed", "topic=%s partition=%d error=\"%s\"",
+                   rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+        else if (b->failed == 1)
             sr_log(SR_LOG_WARN, CMP, "delivery failed", "topic=%s source_partition=%d "
                    "source_offset=%lld error=\"%s\"", rd_kafka_topic_name(m->rkt),
                    (int)b->msgs[ref->row]->partition, (long long)b->msgs[ref->row]->offset,
                    rd_kafka_err2str(m->err));
         recover_begin(rt, b);
+        return;
+    }
+    if (ref->row < 0) { /* a changelog record */
+        b->cl_acked++;
+        if (m->partition >= 0 && m->partition < rt->cl_parts && m->offset + 1 > b->cl_next[m->partition])
+            b->cl_next[m->partition] = m->offset + 1;
         return;
     }
     b->acked++;
@@ -813,11 +948,24 @@ static void store_offsets(sr_runtime_t *rt, struct rt_batch *b)
  * batch commits only after every earlier one), and checks whether a drain is finished. */
 static void advance(sr_runtime_t *rt)
 {
+    bool in_order = true; /* every earlier batch has its commit sent */
     for (struct rt_batch *b = rt->ihead; b; b = b->next) {
         if (b->commit_sent)
             continue;
         if (!b->computed || b->rc != SR_OK || b->failed || b->acked < b->produced)
             break;
+        /* With a changelog, the batch's state changes go there first (in batch order: the
+         * log jobs share the commit queue), and its local commit waits for their acks. */
+        if (rt->cl && b->has_state && !b->log_sent) {
+            b->log_sent = true;
+            b->job.type = JOB_LOG;
+            b->job.b = b;
+            job_push(rt, &b->job);
+        }
+        if (rt->cl && b->has_state && (!b->logged || b->cl_acked < b->cl_produced))
+            in_order = false;
+        if (!in_order)
+            continue;
         b->commit_sent = true;
         b->job.type = JOB_COMMIT;
         b->job.b = b;
@@ -830,8 +978,7 @@ static void advance(sr_runtime_t *rt)
         for (struct rt_batch *b = rt->ihead; idle && b; b = b->next) {
             if (!rt->fatal)
                 idle = false; /* a drain waits for every batch to commit */
-            else if (!b->computed || (b->commit_sent && !b->committed) ||
-                     b->acked + b->failed < b->produced)
+            else if (!b->computed || (b->commit_sent && !b->committed) || !batch_settled(b))
                 idle = false; /* a failure waits for the worker and the broker to settle */
         }
         if (idle) {
@@ -839,6 +986,40 @@ static void advance(sr_runtime_t *rt)
             uv_stop(&rt->loop);
         }
     }
+}
+
+/* Loop: a partition's restore ended. Consumption starts after what its state applied (or the
+ * group's committed offset, whichever is later): seek, then resume. */
+static void restore_finished(sr_runtime_t *rt, struct restore *rs)
+{
+    if (__atomic_load_n(&rs->cancel, __ATOMIC_ACQUIRE)) {
+        restore_forget(rt, rs); /* revoked meanwhile */
+        return;
+    }
+    if (rs->rc != SR_OK) {
+        fail(rt, "restore of partition %d from the changelog failed: %s", (int)rs->partition,
+             rs->errmsg);
+        restore_forget(rt, rs);
+        return;
+    }
+    int64_t applied = applied_offset(rt, rs->partition);
+    int64_t start = rs->committed;
+    if (applied >= 0 && applied + 1 > start)
+        start = applied + 1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, rt->input_topic, rs->partition)->offset =
+        start >= 0 ? start : RD_KAFKA_OFFSET_BEGINNING;
+    sr_log(SR_LOG_INFO, CMP, "partition restored: consuming", "topic=%s partition=%d offset=%lld "
+           "applied=%lld", rt->input_topic, (int)rs->partition, (long long)start, (long long)applied);
+    restore_forget(rt, rs);
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, l, 0);
+    if (e) {
+        fail(rt, "seek after a restore: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else if (!rt->draining && !rt->fatal) {
+        rd_kafka_resume_partitions(rt->consumer, l);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
 }
 
 static void handle_completions(sr_runtime_t *rt)
@@ -855,6 +1036,10 @@ static void handle_completions(sr_runtime_t *rt)
             rt->computing--;
             if (b->rc != SR_OK)
                 fail(rt, "batch of %d events failed: %s", (int)b->n, b->errmsg);
+        } else if (j->type == JOB_LOG) {
+            b->logged = true;
+            if (b->rc != SR_OK)
+                fail(rt, "state changelog: %s", b->errmsg);
         } else if (j->type == JOB_COMMIT) {
             if (b->rc != SR_OK) {
                 fail(rt, "state commit failed: %s", b->errmsg);
@@ -862,6 +1047,8 @@ static void handle_completions(sr_runtime_t *rt)
                 b->committed = true;
                 rt->recoveries = 0;
             }
+        } else if (j->type == JOB_RESTORE) {
+            restore_finished(rt, j->rs);
         } else if (j->type == JOB_DISCARD) {
             rt->discards--;
             free(j);
@@ -905,7 +1092,8 @@ static void fail(sr_runtime_t *rt, const char *fmt, ...)
     rt->fatal = true;
     sr_log(SR_LOG_ERROR, CMP, "stopping: nothing after this point is committed", "reason=\"%s\"",
            rt->fatal_msg);
-    pause_resume_all(rt, true);
+    if (rt->consumer)
+        pause_resume_all(rt, true);
     if (rt->gather) {
         rt->inflight_events -= rt->gather->n;
         batch_put(rt, rt->gather);
@@ -974,9 +1162,37 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
     if (e)
         sr_log(SR_LOG_WARN, CMP, "cannot read committed offsets", "error=\"%s\"",
                rd_kafka_err2str(e));
+    rt->joined = true;
+    /* With a changelog, each new partition is restored before it is consumed: it is assigned
+     * paused, its state restored off the loop (JOB_RESTORE steps between batches), then sought
+     * to what its state applied and resumed (restore_finished). */
+    rd_kafka_topic_partition_list_t *hold = rd_kafka_topic_partition_list_new(l->cnt > 0 ? l->cnt : 1);
     for (int i = 0; i < l->cnt; i++) {
         rd_kafka_topic_partition_t *p = &l->elems[i];
-        int64_t committed = e || p->err ? -1 : p->offset;
+        int64_t committed = e || p->err || p->offset < 0 ? -1 : p->offset;
+        if (rt->cl) {
+            struct restore *rs = calloc(1, sizeof *rs);
+            struct restore **nr = rt->n_restores == rt->cap_restores
+                ? realloc(rt->restores, sizeof *nr * (size_t)(rt->cap_restores ? 2 * rt->cap_restores : 16))
+                : rt->restores;
+            if (!rs || !nr) {
+                free(rs);
+                fail(rt, "out of memory starting a restore");
+            } else {
+                if (nr != rt->restores) {
+                    rt->restores = nr;
+                    rt->cap_restores = rt->cap_restores ? 2 * rt->cap_restores : 16;
+                }
+                rs->partition = p->partition;
+                rs->committed = committed;
+                rs->remaining = -1;
+                rs->job.type = JOB_RESTORE;
+                rs->job.rs = rs;
+                rt->restores[rt->n_restores++] = rs;
+                rd_kafka_topic_partition_list_add(hold, p->topic, p->partition);
+                job_push(rt, &rs->job); /* the pause below happens before any completion */
+            }
+        }
         int64_t applied = applied_offset(rt, p->partition);
         int64_t start = committed >= 0 ? committed : -1;
         if (applied >= 0 && applied + 1 > start)
@@ -1007,6 +1223,9 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
     rt->assigned += l->cnt;
     if (rt->draining || rt->fatal)
         rd_kafka_pause_partitions(rk, l);
+    else if (hold->cnt)
+        rd_kafka_pause_partitions(rk, hold);
+    rd_kafka_topic_partition_list_destroy(hold);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -1015,12 +1234,26 @@ static void on_revoke(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
 {
     log_parts("partitions revoked", parts);
     bool lost = rd_kafka_assignment_lost(rk);
+    for (int i = 0; i < parts->cnt; i++) { /* a restore of a revoked partition stops */
+        struct restore *rs = restoring(rt, parts->elems[i].partition);
+        if (rs)
+            __atomic_store_n(&rs->cancel, 1, __ATOMIC_RELEASE);
+    }
     /* Finish everything in flight (batches mix partitions), store offsets, commit. */
     drain_blocking(rt, 30000);
     if (!lost && !rt->fatal) {
         rd_kafka_resp_err_t e = rd_kafka_commit(rk, NULL, 0);
-        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-            sr_log(SR_LOG_WARN, CMP, "commit on revoke failed", "error=\"%s\"", rd_kafka_err2str(e));
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            pthread_mutex_lock(&rt->mmu);
+            rt->commit_failures++;
+            pthread_mutex_unlock(&rt->mmu);
+            sr_log(SR_LOG_WARN, CMP, "offsets NOT committed on revoke: the next owner processes "
+                   "their events again (state is in the changelog)", "error=\"%s\"",
+                   rd_kafka_err2str(e));
+        }
+    } else if (lost) {
+        sr_log(SR_LOG_WARN, CMP, "partitions lost (the group moved on without us): offsets not "
+               "committed", "count=%d", parts->cnt);
     }
     for (int i = 0; i < parts->cnt; i++) {
         struct job *j = calloc(1, sizeof *j);
@@ -1186,6 +1419,29 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
           rt->held || rt->draining || rt->fatal ? 1 : 0);
     gauge(b, "streamrec_assigned_partitions", "input partitions assigned to this process",
           rt->assigned);
+    counter(b, "streamrec_offset_commit_failures_total",
+            "consumer offset commits that failed on revoke or at the end of a drain",
+            rt->commit_failures);
+    if (rt->cl) {
+        uint64_t rec, bytes;
+        double secs;
+        sr_changelog_totals(rt->cl, &rec, &bytes, &secs);
+        counter(b, "streamrec_restore_records_total", "changelog records restored into the state", rec);
+        counter(b, "streamrec_restore_bytes_total", "changelog bytes restored into the state", bytes);
+        sr_buf_appendf(b, "# HELP streamrec_restore_seconds_total time spent restoring from the changelog\n"
+                       "# TYPE streamrec_restore_seconds_total counter\nstreamrec_restore_seconds_total %.6f\n",
+                       secs);
+        gauge(b, "streamrec_restoring_partitions", "partitions restoring their state before consumption",
+              rt->n_restores);
+        sr_buf_appendf(b, "# HELP streamrec_restore_remaining_records changelog records left to restore, per partition\n"
+                       "# TYPE streamrec_restore_remaining_records gauge\n");
+        for (int i = 0; i < rt->n_restores; i++) {
+            int64_t left = __atomic_load_n(&rt->restores[i]->remaining, __ATOMIC_ACQUIRE);
+            if (left >= 0)
+                sr_buf_appendf(b, "streamrec_restore_remaining_records{partition=\"%d\"} %lld\n",
+                               (int)rt->restores[i]->partition, (long long)left);
+        }
+    }
     sr_buf_appendf(b, "# HELP streamrec_model_info the loaded model bundle\n# TYPE streamrec_model_info gauge\n"
             "streamrec_model_info{version=\"%s\"} 1\n", rt->version);
 }
@@ -1201,9 +1457,15 @@ static void http_handler(void *ctx, const char *path, int *status, const char **
         *status = rt->fatal ? 503 : 200;
         sr_buf_appendf(body, "%s\n", rt->fatal ? "failed" : "ok");
     } else if (!strcmp(path, "/readyz")) {
-        bool ready = !rt->fatal && !rt->draining && rt->assigned > 0;
+        /* Ready = in the group and able to work: a member without partitions (more replicas
+         * than partitions) is ready; one restoring is ready and says what it restores. */
+        bool ready = !rt->fatal && !rt->draining && rt->joined;
         *status = ready ? 200 : 503;
-        sr_buf_appendf(body, "%s\n", ready ? "ready" : rt->draining ? "draining" : "not assigned");
+        sr_buf_appendf(body, "%s", ready ? "ready" : rt->fatal ? "failed" : rt->draining ? "draining"
+                                                                              : "joining the group");
+        for (int i = 0; ready && i < rt->n_restores; i++)
+            sr_buf_appendf(body, "%s%d", i ? "," : " restoring partitions ", (int)rt->restores[i]->partition);
+        sr_buf_appendf(body, "\n");
     } else {
         *status = 404;
         sr_buf_appendf(body, "not found\n");
@@ -1225,6 +1487,9 @@ static void on_signal(uv_signal_t *s, int signum)
 static void on_house(uv_timer_t *t)
 {
     sr_runtime_t *rt = t->data;
+    struct sr_error err = {0};
+    if (rt->cl && sr_changelog_check(rt->cl, &err) != SR_OK)
+        fail(rt, "%s", err.msg);
     /* A safety net under the queue wake-ups (they fire once until the queue is served). */
     serve_consumer(rt);
     serve_messages(rt);
@@ -1340,6 +1605,14 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
         };
         rc = sr_topic_sink_new(&sp, &rt->sink, err);
     }
+    bool changelog = true;
+    if (rc == SR_OK)
+        rc = sr_config_get_bool(cfg, "state.changelog", &changelog, err);
+    if (rc == SR_OK && changelog) {
+        rc = sr_changelog_open(cfg, rt->producer, rt->input_topic, &rt->cl, err);
+        if (rc == SR_OK)
+            rt->cl_parts = sr_changelog_partitions(rt->cl);
+    }
     if (rc == SR_OK && rt->dlq_topic && *rt->dlq_topic) {
         rt->dlq_rkt = rd_kafka_topic_new(rt->producer, rt->dlq_topic, NULL);
         if (!rt->dlq_rkt)
@@ -1362,6 +1635,13 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
     }
     if (rc == SR_OK)
         rt->version = sr_graph_model_version(rt->g);
+    if (rc != SR_OK && rt->producer) {
+        /* A start-up request that failed on the broker's side (e.g. "transport failure" for a
+         * wrong password): the client's error events name the cause; report that instead. */
+        rd_kafka_poll(rt->producer, 0);
+        if (rt->fatal)
+            rc = sr_error_set(err, SR_EKAFKA, "%s", rt->fatal_msg);
+    }
     if (rc != SR_OK) {
         sr_runtime_destroy(rt);
         return rc;
@@ -1505,12 +1785,18 @@ void sr_runtime_destroy(sr_runtime_t *rt)
         rd_kafka_topic_destroy(rt->dlq_rkt);
     if (rt->pq)
         rd_kafka_queue_destroy(rt->pq);
+    sr_changelog_destroy(rt->cl); /* its topic handle, before the producer */
     if (rt->producer)
         rd_kafka_destroy(rt->producer);
+    for (int i = 0; i < rt->n_restores; i++) {
+        sr_changelog_restore_end(rt->restores[i]->r);
+        free(rt->restores[i]);
+    }
+    free(rt->restores);
     for (struct job *j = rt->jhead; j;) {
         struct job *n = j->next;
         if (j->type == JOB_EVICT || j->type == JOB_QUIT || j->type == JOB_DISCARD)
-            free(j);
+            free(j); /* JOB_RESTORE jobs live in their restore records, freed above */
         j = n;
     }
     if (rt->gather)

@@ -120,6 +120,44 @@ sr_err_t sr_topic_source_read(sr_topic_source_t *s, int32_t max, sr_arena_t *are
                               struct sr_batch *b, struct sr_error *err);
 void sr_topic_source_close(sr_topic_source_t *s);
 
+/* ---- the state changelog (changelog.c) --------------------------------------------------- */
+
+typedef struct sr_changelog sr_changelog_t;
+typedef struct sr_changelog_restore sr_changelog_restore_t;
+struct sr_state;
+/* Finds or creates the changelog topic (state.changelog.topic, default <kafka.group.id>-
+ * sessions-changelog) with the input topic's partition count and cleanup.policy=compact; a
+ * wrong partition count is SR_ECONFIG saying so, a wrong policy is reported by
+ * sr_changelog_check. `producer` (borrowed) produces its
+ * records. Start-up thread. Caller owns *out. */
+sr_err_t sr_changelog_open(const sr_config_t *cfg, rd_kafka_t *producer, const char *input_topic,
+                           sr_changelog_t **out, struct sr_error *err);
+void sr_changelog_destroy(sr_changelog_t *cl);
+/* @thread loop. The answer to open's cleanup.policy question, when it came: SR_ECONFIG when
+ * the topic is not compacted; SR_OK otherwise, also while no answer is there yet. */
+sr_err_t sr_changelog_check(sr_changelog_t *cl, struct sr_error *err);
+const char *sr_changelog_topic(const sr_changelog_t *cl);
+int32_t sr_changelog_partitions(const sr_changelog_t *cl);
+/* Restore totals so far (any thread). */
+void sr_changelog_totals(const sr_changelog_t *cl, uint64_t *records, uint64_t *bytes,
+                         double *seconds);
+/* @thread worker. Produces the changes of the pending state batch `state_id` (sessions, then
+ * applied offsets) with `opaque` on each message for its delivery report; *produced gets the
+ * count handed to the producer (also on error). */
+sr_err_t sr_changelog_log(sr_changelog_t *cl, struct sr_state *st, uint64_t state_id, void *opaque,
+                          uint64_t *produced, struct sr_error *err);
+/* @thread worker. Starts restoring `partition` into st: from its checkpoint (or the start of
+ * the changelog) to the high watermark now, read_committed. Caller owns *out (restore_end). */
+sr_err_t sr_changelog_restore_begin(sr_changelog_t *cl, struct sr_state *st, int32_t partition,
+                                    sr_changelog_restore_t **out, struct sr_error *err);
+/* @thread worker. Applies records for up to budget_ns, committing them in WriteBatches of up
+ * to 4096 records with the checkpoint; *done once the end is reached. */
+sr_err_t sr_changelog_restore_step(sr_changelog_restore_t *r, struct sr_state *st,
+                                   uint64_t budget_ns, bool *done, struct sr_error *err);
+/* Records left to read (the restore's remaining lag). */
+int64_t sr_changelog_restore_remaining(const sr_changelog_restore_t *r);
+void sr_changelog_restore_end(sr_changelog_restore_t *r);
+
 /* ---- the online runtime (runtime.c) ----------------------------------------------------- */
 
 typedef struct sr_runtime sr_runtime_t;

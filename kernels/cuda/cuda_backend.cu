@@ -1,6 +1,8 @@
 /* cuda_backend.cu — the cuda backend: its context (device, one non-blocking stream, a cuBLAS
  * handle bound to it), memory (stream-ordered where the device allows), transfers, gemm on
  * cublasSgemm, and the function table that points at the kernel families in cuda_*.cu.
+ * cuBLAS is dlopened by the first construction (cublas_dl.c), never linked: a machine without
+ * it builds and runs the cpu backend, and creating this one then fails with a clear error.
  * Every CUDA/cuBLAS failure becomes SR_EDEVICE naming the call; nothing here aborts.
  * A context is used by one thread at a time; each entry point makes its device current. */
 #include <stdio.h>
@@ -19,12 +21,13 @@ sr_err_t sr__cuda_check(cudaError_t e, const char *what, struct sr_error *err)
                         cudaGetErrorName(e));
 }
 
-sr_err_t sr__cublas_check(cublasStatus_t s, const char *what, struct sr_error *err)
+sr_err_t sr__cublas_check(const struct sr__cuda_ctx *c, sr__cublas_status_t s,
+                          const char *what, struct sr_error *err)
 {
-    if (s == CUBLAS_STATUS_SUCCESS)
+    if (s == SR__CUBLAS_STATUS_SUCCESS)
         return SR_OK;
     return sr_error_set(err, SR_EDEVICE, "cuda: %s failed: %s (%s)", what,
-                        cublasGetStatusString(s), cublasGetStatusName(s));
+                        c->cb->status_string(s), c->cb->status_name(s));
 }
 
 sr_err_t sr__cuda_launched(const char *kernel, struct sr_error *err)
@@ -95,7 +98,7 @@ static void cuda_destroy(void *ctx)
     if (c->stream)
         (void)cudaStreamSynchronize(c->stream);
     if (c->blas)
-        (void)cublasDestroy(c->blas);
+        (void)c->cb->destroy(c->blas);
     if (c->stream)
         (void)cudaStreamDestroy(c->stream);
     (void)cudaGetLastError();
@@ -187,9 +190,10 @@ static sr_err_t cuda_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, i
         return SR_OK;
     if ((rc = sr__cuda_enter(c, err)))
         return rc;
-    return sr__cublas_check(cublasSgemm(c->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                        trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
-                                        ldb, A, lda, &beta, C, ldc),
+    const sr__cublas_op_t op_a = trans_a ? SR__CUBLAS_OP_T : SR__CUBLAS_OP_N;
+    const sr__cublas_op_t op_b = trans_b ? SR__CUBLAS_OP_T : SR__CUBLAS_OP_N;
+    return sr__cublas_check(c, c->cb->sgemm(c->blas, op_b, op_a, N, M, K, &alpha, B, ldb, A, lda,
+                                            &beta, C, ldc),
                             "cublasSgemm", err);
 }
 
@@ -227,6 +231,15 @@ extern "C" int sr__cuda_device_count(void)
     return n;
 }
 
+/* True when a device exists and cuBLAS loads: what device=auto needs to choose CUDA (a GPU
+ * without cuBLAS falls back to the CPU instead of failing). */
+extern "C" bool sr__cuda_usable(void)
+{
+    const struct sr__cublas *cb = NULL;
+    struct sr_error err = {};
+    return sr__cuda_device_count() > 0 && sr__cublas_load(&cb, &err) == SR_OK;
+}
+
 /* Creates a context on `device`. On success the caller owns *ctx (release with
  * iface->destroy). On failure nothing is left allocated and err says which call failed. */
 extern "C" sr_err_t sr__backend_cuda_new(int device, const struct sr_backend_iface **iface,
@@ -240,12 +253,16 @@ extern "C" sr_err_t sr__backend_cuda_new(int device, const struct sr_backend_ifa
     if (device < 0 || device >= n)
         return sr_error_set(err, SR_EDEVICE, "cuda: device %d does not exist (%d device%s)",
                             device, n, n == 1 ? "" : "s");
+    const struct sr__cublas *cb;
+    sr_err_t rc = sr__cublas_load(&cb, err);
+    if (rc)
+        return rc;
 
     struct sr__cuda_ctx *c = (struct sr__cuda_ctx *)calloc(1, sizeof *c);
     if (!c)
         return sr_error_set(err, SR_ENOMEM, "cuda: out of memory for the backend context");
     c->device = device;
-    sr_err_t rc;
+    c->cb = cb;
     cudaDeviceProp prop;
     int pools = 0, optin = 0;
     if ((rc = sr__cuda_check(cudaSetDevice(device), "cudaSetDevice", err)) ||
@@ -259,11 +276,12 @@ extern "C" sr_err_t sr__backend_cuda_new(int device, const struct sr_backend_ifa
         (rc = sr__cuda_check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking),
                              "cudaStreamCreateWithFlags", err)))
         goto fail;
-    if ((rc = sr__cublas_check(cublasCreate(&c->blas), "cublasCreate", err)))
+    if ((rc = sr__cublas_check(c, c->cb->create(&c->blas), "cublasCreate", err)))
         goto fail;
     /* Plain FP32 (no TF32): parity with the cpu backend is part of the contract. */
-    if ((rc = sr__cublas_check(cublasSetStream(c->blas, c->stream), "cublasSetStream", err)) ||
-        (rc = sr__cublas_check(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH),
+    if ((rc = sr__cublas_check(c, c->cb->set_stream(c->blas, c->stream), "cublasSetStream",
+                               err)) ||
+        (rc = sr__cublas_check(c, c->cb->set_math_mode(c->blas, SR__CUBLAS_DEFAULT_MATH),
                                "cublasSetMathMode", err)))
         goto fail;
     c->async_alloc = pools != 0;

@@ -21,13 +21,15 @@ void sr__cuda_topk_set_tile(void *ctx, int rows);
 
 #ifdef __CUDACC__
 #include <cuda_runtime.h>
-#include <cublas_v2.h>
+
+#include "cublas_dl.h"
 
 /* Per-backend state. Scratch buffers grow on demand and live until destroy. */
 struct sr__cuda_ctx {
     int device;
     cudaStream_t stream;
-    cublasHandle_t blas;
+    const struct sr__cublas *cb; /* cuBLAS entry points (cublas_dl.c) */
+    sr__cublas_handle_t blas;
     bool async_alloc;        /* device supports stream-ordered allocation */
     size_t smem_optin;       /* max dynamic shared memory per block (opt-in) */
     int n_sms;
@@ -45,9 +47,10 @@ struct sr__cuda_ctx {
 /* Makes ctx's device current for the calling thread. */
 sr_err_t sr__cuda_enter(struct sr__cuda_ctx *c, struct sr_error *err);
 /* Translates a failed CUDA / cuBLAS call into SR_EDEVICE naming `what`; returns SR_OK when
- * e is success. */
+ * e is success (cuBLAS statuses are named through c->cb). */
 sr_err_t sr__cuda_check(cudaError_t e, const char *what, struct sr_error *err);
-sr_err_t sr__cublas_check(cublasStatus_t s, const char *what, struct sr_error *err);
+sr_err_t sr__cublas_check(const struct sr__cuda_ctx *c, sr__cublas_status_t s, const char *what,
+                          struct sr_error *err);
 /* Checks the launch of the kernel just queued (cudaGetLastError). */
 sr_err_t sr__cuda_launched(const char *kernel, struct sr_error *err);
 /* Stream-ordered release of device memory from cuda alloc / sr__cuda_grow (NULL: no-op). */

@@ -346,9 +346,9 @@ extern "C" sr_err_t sr__cuda_topk(void *ctx, const float *q, int B, const float 
     for (int j0 = first; j0 < V; j0 += (int)tile) {
         const int n = (int)((size_t)(V - j0) < tile ? (size_t)(V - j0) : tile);
         /* scores[B×n] = Q[B×d] · E[j0..j0+n)ᵀ, row-major; column-major that is E_tile·Qᵀ. */
-        if ((rc = sr__cublas_check(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, B, d, &one,
-                                               table + (size_t)j0 * d, ldd, q, ldd, &zero,
-                                               c->tk_scores, n),
+        if ((rc = sr__cublas_check(c, c->cb->sgemm(c->blas, SR__CUBLAS_OP_T, SR__CUBLAS_OP_N, n,
+                                                   B, d, &one, table + (size_t)j0 * d, ldd, q,
+                                                   ldd, &zero, c->tk_scores, n),
                                    "cublasSgemm (topk tile)", err)))
             return rc;
         topk_select_kernel<<<B, TK_THREADS, smem, c->stream>>>(

@@ -1,8 +1,9 @@
 /* test_cluster.c — what only a real Kafka can show (skipped, with a message, where the run has
  * only the mock; kafka_test_util.h: cluster_start):
  *   - a consumer group of `streamrec run` processes on 8 partitions while events flow: three
- *     start, a fourth joins, one leaves with SIGTERM, one is SIGKILLed; every valid event has
- *     a recommendation at the end;
+ *     start, a fourth joins, one leaves with SIGTERM, one is SIGKILLed; sessions follow their
+ *     partitions through the changelog, so every valid event has exactly the recommendation a
+ *     single-process replay gives, and every duplicate is byte-identical;
  *   - SASL/SCRAM-SHA-512 with ACLs (deploy/kafka/kafka-local.sh's users): a wrong password and
  *     a user without ACLs stop `run` with one line naming the failure, commit nothing and lose
  *     nothing: a later correct run answers every event, equal to replay's;
@@ -92,8 +93,9 @@ static void test_group_membership_changes(void **state)
 
     struct msgs ms = {0};
     int unmatched, mismatched, dups, missing;
-    collect(e, 8, 120, 0, &ms, &unmatched, &mismatched, &dups, &missing);
+    collect(e, 8, 120, 1, &ms, &unmatched, &mismatched, &dups, &missing);
     assert_int_equal(unmatched + mismatched + missing, 0);
+    assert_int_equal(duplicates_differing(e, &ms), 0);
     msgs_free(&ms);
     for (int i = 0; i < 4; i += 3) {
         kill(pid[i], SIGTERM);
@@ -127,7 +129,7 @@ static void sasl_extra(struct env *e, const char *user, const char *password, ch
              e->c.sasl, user, password);
 }
 
-/* A run that must stop by itself, with exactly one error line naming `what`. */
+/* A run that must stop by itself, exit non-zero, with a line naming `what`. */
 static void expect_refused(struct env *e, const char *name, const char *extra, const char *what)
 {
     char cfg[300], log[300];
@@ -145,8 +147,9 @@ static void expect_refused(struct env *e, const char *name, const char *extra, c
         if (system(cmd) != 0)
             fprintf(stderr, "(no log)\n");
     }
+    /* Refused at start-up (the error line) or while running (one "stopping" line). */
     assert_true(rc > 0 && rc < 128);
-    assert_int_equal(stops, 1);
+    assert_true(stops <= 1);
     assert_true(lines >= 1);
 }
 
