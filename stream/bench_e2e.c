@@ -351,6 +351,12 @@ static void child_main(struct e2e *b, int cmd_fd, int reply_fd)
             snprintf(boot, sizeof boot, "%s", rd_kafka_mock_cluster_bootstraps(mc));
             for (int i = 0; i < 3; i++)
                 rd_kafka_mock_topic_create(mc, topics[i], b->partitions, 1);
+            /* The runtimes' state changelogs (the mock cannot create topics on request). */
+            char cl[128];
+            snprintf(cl, sizeof cl, "%s-sessions-changelog", b->g_model);
+            rd_kafka_mock_topic_create(mc, cl, b->partitions, 1);
+            snprintf(cl, sizeof cl, "%s-sessions-changelog", b->g_ingest);
+            rd_kafka_mock_topic_create(mc, cl, b->partitions, 1);
         }
     }
     if (write_full(reply_fd, boot, sizeof boot) != 0 || !boot[0])

@@ -92,7 +92,10 @@ static sr_err_t topic_create(sr_changelog_t *cl, int32_t partitions, struct sr_e
         return sr_error_set(err, SR_ECONFIG, "state.changelog.topic %s: %s", cl->topic, errstr);
     rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
     rd_kafka_queue_t *q = rd_kafka_queue_new(cl->producer);
-    rd_kafka_CreateTopics(cl->producer, &nt, 1, NULL, q);
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(cl->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(o, 15000, errstr, sizeof errstr);
+    rd_kafka_CreateTopics(cl->producer, &nt, 1, o, q);
+    rd_kafka_AdminOptions_destroy(o);
     rd_kafka_event_t *ev = admin_wait(q);
     const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
     rd_kafka_resp_err_t e = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
@@ -106,7 +109,8 @@ static sr_err_t topic_create(sr_changelog_t *cl, int32_t partitions, struct sr_e
     rc = SR_OK;
     if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
         rc = sr_error_set(err, SR_EKAFKA, "cannot create the state changelog topic %s (%d "
-                          "partitions, cleanup.policy=compact): %s", cl->topic, (int)partitions,
+                          "partitions, cleanup.policy=compact): %s; create it, or set "
+                          "state.changelog=false to keep state local", cl->topic, (int)partitions,
                           why && *why ? why : rd_kafka_err2str(e));
     else
         sr_log(SR_LOG_INFO, CMP, "changelog topic created", "topic=%s partitions=%d",
@@ -433,9 +437,15 @@ sr_err_t sr_changelog_restore_step(sr_changelog_restore_t *r, sr_state_t *st, ui
             }
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 r->next = r->end; /* compaction or aborted transactions end it early */
-            } else if (m->err) {
+            } else if (m->err && (sr__kafka_err_is_access(m->err) ||
+                                  m->err == RD_KAFKA_RESP_ERR__FATAL ||
+                                  m->err == RD_KAFKA_RESP_ERR__AUTHENTICATION)) {
                 rc = sr_error_set(err, SR_EKAFKA, "changelog %s [%d]: %s", r->cl->topic,
                                   (int)r->partition, rd_kafka_message_errstr(m));
+            } else if (m->err) { /* transient (a broker restarting, a leader moving): retried */
+                sr_log(SR_LOG_WARN, CMP, "changelog restore: consumer error (retrying)",
+                       "topic=%s partition=%d error=\"%s\"", r->cl->topic, (int)r->partition,
+                       rd_kafka_message_errstr(m));
             } else if (m->offset >= r->next) {
                 rc = apply_record(r, sb, m, err);
                 r->next = m->offset + 1;

@@ -911,8 +911,10 @@ static int run_demo(struct demo *d, int argc, char **argv)
         goto out;
     }
     snprintf(d->bootstraps, sizeof d->bootstraps, "%s", rd_kafka_mock_cluster_bootstraps(d->mc));
+    /* The runtime's state changelog too: librdkafka 2.0's mock cannot create topics on request. */
     if (rd_kafka_mock_topic_create(d->mc, "events", d->partitions, 1) ||
-        rd_kafka_mock_topic_create(d->mc, "recommendations", d->partitions, 1)) {
+        rd_kafka_mock_topic_create(d->mc, "recommendations", d->partitions, 1) ||
+        rd_kafka_mock_topic_create(d->mc, "streamrec-demo-sessions-changelog", d->partitions, 1)) {
         rc = sr__cli_fail(CMD, "cannot create the demo topics on the embedded broker");
         goto out;
     }

@@ -1332,8 +1332,12 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     sr_runtime_t *rt = opaque;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char buf[512];
-        rd_kafka_fatal_error(rk, buf, sizeof buf);
-        fail(rt, "fatal kafka error: %s", buf);
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
+        if (sr__kafka_err_is_access(orig))
+            fail(rt, "kafka authorization failed (%s): %s; check the ACLs of kafka.sasl.username",
+                 rd_kafka_err2name(orig), buf);
+        else
+            fail(rt, "fatal kafka error: %s", buf);
         return;
     }
     /* A wrong password or a missing ACL does not heal by retrying: librdkafka would retry
@@ -1760,9 +1764,24 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     if (rc == SR_OK && rt->fatal)
         rc = sr_error_set(err, SR_EKAFKA, "%s", rt->fatal_msg);
-    if (rc == SR_OK)
-        sr_log(SR_LOG_INFO, CMP, "drained: state and offsets committed", "consumed=%llu "
-               "published=%llu", (unsigned long long)rt->consumed, (unsigned long long)rt->published);
+    if (rc == SR_OK) {
+        /* Commit the stored offsets now and say what happened: the group may have moved on
+         * (fenced, generation changed) or the broker be gone; never claim a commit not made. */
+        rd_kafka_resp_err_t e = rt->consumer ? rd_kafka_commit(rt->consumer, NULL, 0)
+                                             : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            pthread_mutex_lock(&rt->mmu);
+            rt->commit_failures++;
+            pthread_mutex_unlock(&rt->mmu);
+            sr_log(SR_LOG_WARN, CMP, "drained: state committed, offsets NOT committed (the next "
+                   "owner processes the last events again)", "error=\"%s\" consumed=%llu",
+                   rd_kafka_err2str(e), (unsigned long long)rt->consumed);
+        } else {
+            sr_log(SR_LOG_INFO, CMP, "drained: state and offsets committed", "consumed=%llu "
+                   "published=%llu", (unsigned long long)rt->consumed,
+                   (unsigned long long)rt->published);
+        }
+    }
     return rc;
 }
 

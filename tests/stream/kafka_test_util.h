@@ -732,6 +732,28 @@ static inline void write_config(struct env *e, const char *name, const char *ext
     fclose(f);
 }
 
+/* Prints the last lines of DIR/NAME.log (a child that did not end as expected). */
+static inline void log_tail(struct env *e, const char *name)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "echo '--- %s.log (tail)'; tail -25 %s/%s.log", name, e->dir, name);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log)\n");
+}
+
+/* SIGTERM, then the exit status within timeout_s (printing the log's tail unless 0). */
+static inline int stop_run(struct env *e, pid_t pid, const char *name, double timeout_s)
+{
+    kill(pid, SIGTERM);
+    int rc = wait_child(pid, timeout_s);
+    if (rc != 0)
+        log_tail(e, name);
+    for (int i = 0; i < e->n_pids; i++)
+        if (e->pids[i] == pid)
+            e->pids[i] = 0;
+    return rc;
+}
+
 static inline pid_t start_run(struct env *e, const char *cfg, const char *name)
 {
     char log[300];

@@ -82,9 +82,7 @@ static void test_group_membership_changes(void **state)
     pid[3] = start_run(e, cfg[3], "d");
     assert_true(wait_log(e, "d", "partitions assigned", 1, 60));
     sleep_ms(1500);
-    kill(pid[1], SIGTERM);
-    assert_int_equal(wait_child(pid[1], 30), 0);
-    e->pids[1] = 0;
+    assert_int_equal(stop_run(e, pid[1], "b", 30), 0);
     sleep_ms(1500);
     kill(pid[2], SIGKILL);
     assert_int_equal(wait_child(pid[2], 10), 128 + SIGKILL);
@@ -97,11 +95,8 @@ static void test_group_membership_changes(void **state)
     assert_int_equal(unmatched + mismatched + missing, 0);
     assert_int_equal(duplicates_differing(e, &ms), 0);
     msgs_free(&ms);
-    for (int i = 0; i < 4; i += 3) {
-        kill(pid[i], SIGTERM);
-        assert_int_equal(wait_child(pid[i], 30), 0);
-        e->pids[i] = 0;
-    }
+    for (int i = 0; i < 4; i += 3)
+        assert_int_equal(stop_run(e, pid[i], names[i], 30), 0);
     /* Every partition's offsets are committed to the end once both drained. */
     int n_committed;
     int64_t sum = group_committed(e->c.bootstraps, e->group, e->t_events, 8, &n_committed);
