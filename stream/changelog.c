@@ -356,7 +356,19 @@ sr_err_t sr_changelog_restore_begin(sr_changelog_t *cl, sr_state_t *st, int32_t 
         rc = sr_error_set(err, SR_EKAFKA, "changelog %s [%d]: watermarks: %s", cl->topic,
                           (int)partition, rd_kafka_err2str(e));
     if (rc == SR_OK) {
+        /* Local state the changelog does not describe (made with state.changelog=false, or a
+         * checkpoint past the changelog's end: the topic was recreated) may hold changes the
+         * changelog lacks or miss ones it has: drop it and restore the whole changelog. */
         int64_t ck = sr_state_checkpoint(st, partition);
+        int64_t applied = sr_state_applied_offset(st, partition);
+        if ((ck < 0 && applied >= 0) || ck > hi) {
+            sr_log(SR_LOG_WARN, CMP, "local state of a partition is not described by the "
+                   "changelog: dropped, restoring it from the changelog", "topic=%s partition=%d "
+                   "checkpoint=%lld changelog_end=%lld applied=%lld", cl->topic, (int)partition,
+                   (long long)ck, (long long)hi, (long long)applied);
+            rc = sr_state_partition_drop(st, partition, err);
+            ck = -1;
+        }
         r->next = ck > lo ? ck : lo;
         r->end = hi;
         if (r->next < r->end) {

@@ -15,3 +15,11 @@ if(TARGET sr_stream)
   set_tests_properties(test_cluster PROPERTIES TIMEOUT 900)
   sr_kafka_test(test_cluster)
 endif()
+# test_changelog: the state changelog's log and restore (long changelog, tombstones, a local
+# store the changelog does not describe, a healthy checkpoint) on the suite's broker.
+if(TARGET sr_stream)
+  sr_add_test(test_changelog SOURCES test_changelog.c LIBS sr_stream PkgConfig::RDKAFKA
+              PkgConfig::JANSSON m)
+  set_tests_properties(test_changelog PROPERTIES TIMEOUT 300)
+  sr_kafka_test(test_changelog)
+endif()
