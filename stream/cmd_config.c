@@ -13,10 +13,20 @@ int sr__cmd_config(int argc, char **argv)
         return 0;
     }
     if (argc >= 2 && !strcmp(argv[1], "--list")) {
+        /* Columns as wide as their longest entry plus two spaces, so a reader may split on
+         * two or more spaces whatever a key's length. */
+        int kw = 0, dw = 0;
         for (int i = 0; i < sr_config_known_count(); i++) {
             const char *k, *d, *h;
             sr_config_known_at(i, &k, &d, &h);
-            printf("%-26s %-36s %s\n", k, d ? (*d ? d : "(empty)") : "(none)", h);
+            const char *dv = d ? (*d ? d : "(empty)") : "(none)";
+            kw = (int)strlen(k) > kw ? (int)strlen(k) : kw;
+            dw = (int)strlen(dv) > dw ? (int)strlen(dv) : dw;
+        }
+        for (int i = 0; i < sr_config_known_count(); i++) {
+            const char *k, *d, *h;
+            sr_config_known_at(i, &k, &d, &h);
+            printf("%-*s  %-*s  %s\n", kw, k, dw, d ? (*d ? d : "(empty)") : "(none)", h);
         }
         return 0;
     }
