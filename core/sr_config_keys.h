@@ -35,6 +35,8 @@ SR_CONFIG_KEY("retrieval.nprobe",        "16",        "FAISS IVF lists probed pe
 SR_CONFIG_KEY("retrieval.ef_search",     "64",        "FAISS HNSW search depth")
 SR_CONFIG_KEY("graph.ops",               "",          "extra ops appended before sink, comma-separated names of graph.op.<name>.* declarations")
 SR_CONFIG_KEY("processing.guarantee",    "at_least_once", "at_least_once or exactly_once (Kafka transactions)")
+SR_CONFIG_KEY("commit.interval.ms",      "100",       "run, exactly_once: a transaction commits at most this long after it began")
+SR_CONFIG_KEY("instance.id",             "",          "run: this process's stable identity in the group (default: the host name); exactly_once uses transactional.id <kafka.group.id>-<instance.id>")
 SR_CONFIG_KEY("metrics.listen",          "127.0.0.1:9464", "Prometheus endpoint host:port; empty turns it off")
 SR_CONFIG_KEY("log.level",               "info",      "debug, info, warn, error, off")
 SR_CONFIG_KEY("runtime.max.inflight.events", "16384", "run: events in flight (gathering, computing, awaiting acks) above which input is held back; taken again below half")

@@ -161,6 +161,11 @@ typedef int (*sr_state_change_fn)(void *opaque, const struct sr_state_key *key,
                                   const struct sr_session *s, int64_t applied);
 sr_err_t sr_state_staged_foreach(sr_state_t *store, uint64_t id, sr_state_change_fn fn,
                                  void *opaque, struct sr_error *err);
+/* Writes b alone, durably and atomically, leaving the pending batches pending (unlike
+ * sr_state_batch_commit, which commits every pending batch up to b): for a restore, whose
+ * partition has nothing pending while others do. Takes ownership of b (also on failure). A
+ * pending batch still overlays what b wrote for the same key. */
+sr_err_t sr_state_batch_apply(sr_state_t *store, sr_state_batch_t *b, struct sr_error *err);
 /* Stages and commits b at once; takes ownership of b on success and on a failed write (the
  * batch is then discarded). */
 sr_err_t sr_state_batch_commit(sr_state_t *store, sr_state_batch_t *b, struct sr_error *err);

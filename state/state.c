@@ -574,6 +574,25 @@ sr_err_t sr_state_commit(sr_state_t *st, uint64_t id, struct sr_error *err)
     return SR_OK;
 }
 
+sr_err_t sr_state_batch_apply(sr_state_t *st, sr_state_batch_t *b, struct sr_error *err)
+{
+    if (!st || !b || b->store != st || b->id)
+        return sr_error_set(err, SR_EINVAL, "state apply: null, foreign or staged batch");
+    int64_t wm = st->watermark > b->watermark ? st->watermark : b->watermark;
+    if (offsets_reserve(st, b->noffs))
+        return sr_error_set(err, SR_ENOMEM, "state apply: offsets");
+    sr_err_t rc = st->iface->write(st->ctx, &b, 1, wm, err);
+    if (rc) {
+        batch_recycle(b);
+        return rc;
+    }
+    for (size_t i = 0; i < b->noffs; i++)
+        offset_set(st, b->offs[i].kind, b->offs[i].partition, b->offs[i].offset);
+    st->watermark = wm;
+    batch_recycle(b);
+    return SR_OK;
+}
+
 void sr_state_discard(sr_state_t *st, uint64_t id)
 {
     if (!st)

@@ -468,8 +468,8 @@ sr_err_t sr_changelog_restore_step(sr_changelog_restore_t *r, sr_state_t *st, ui
         }
         if (rc == SR_OK)
             rc = sr_state_batch_set_checkpoint(sb, r->partition, r->next, err);
-        if (rc == SR_OK)
-            rc = sr_state_batch_commit(st, sb, err); /* takes sb, also on a failed write */
+        if (rc == SR_OK) /* alone: other partitions' pending batches stay pending */
+            rc = sr_state_batch_apply(st, sb, err); /* takes sb, also on a failed write */
         else
             sr_state_batch_destroy(sb);
         r->records += n;

@@ -223,13 +223,48 @@ struct control {
     bool stopping;
 };
 
+/* One line of fd 0 into *line (grown as needed, newline kept, '\0'-terminated), like getline;
+ * -1 at the end of input, on a read error or out of memory. read(2) a byte at a time rather
+ * than getline(stdin): a thread blocked in getline holds stdin's FILE lock, and glibc 2.41's
+ * exit() (trixie) takes every stream's lock to flush it, so the main thread's exit would wait
+ * for a next command forever (2.36, bookworm, flushed without locks). Commands are a few short
+ * lines, so no buffering is needed, and nothing is left behind in a FILE buffer. */
+static ssize_t read_line(char **line, size_t *cap)
+{
+    size_t n = 0;
+    for (;;) {
+        char ch;
+        ssize_t r = read(STDIN_FILENO, &ch, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (n == 0)
+                return -1;
+            break;
+        }
+        if (n + 2 > *cap) {
+            size_t ncap = *cap ? 2 * *cap : 128;
+            char *p = realloc(*line, ncap);
+            if (!p)
+                return -1;
+            *line = p;
+            *cap = ncap;
+        }
+        (*line)[n++] = ch;
+        if (ch == '\n')
+            break;
+    }
+    (*line)[n] = '\0';
+    return (ssize_t)n;
+}
+
 static void *control_main(void *arg)
 {
     struct control *c = arg;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
-    while ((n = getline(&line, &cap, stdin)) >= 0) {
+    while ((n = read_line(&line, &cap)) >= 0) {
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
         if (n == 0 || line[0] == '#')
@@ -354,7 +389,7 @@ int sr__cmd_broker(int argc, char **argv)
     ctl.stopping = true;
     pthread_mutex_unlock(&ctl.lock);
     if (thr_started)
-        pthread_detach(thr); /* may sit in getline on stdin; exit ends it */
+        pthread_detach(thr); /* may sit in read on stdin; exit ends it */
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
     free(topics);

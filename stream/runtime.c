@@ -180,6 +180,11 @@ struct sr_runtime {
     struct restore **restores;
     int n_restores, cap_restores;
     uint64_t commit_failures;
+    /* exactly_once (loop): every batch in flight belongs to the open transaction, which
+     * commits (outputs, changelog, input offsets) once they are all settled and
+     * commit.interval.ms passed, or at a drain or revoke; no batch is dispatched meanwhile */
+    bool eos, txn_open, txn_closing, revoking;
+    uint64_t txn_began_ns, txn_interval_ns, transactions, aborts;
     /* metrics (loop thread) */
     sr_http_t *http;
     pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */
@@ -201,6 +206,8 @@ static void advance(sr_runtime_t *rt);
 static void handle_completions(sr_runtime_t *rt);
 static void rewind_note(sr_runtime_t *rt, const rd_kafka_message_t *m);
 static void recover_check(sr_runtime_t *rt);
+static void txn_abort(sr_runtime_t *rt);
+static void dispatch(sr_runtime_t *rt);
 static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *l);
 static int64_t applied_offset(sr_runtime_t *rt, int32_t partition);
 
@@ -595,6 +602,18 @@ static void dispatch(sr_runtime_t *rt)
     uv_timer_stop(&rt->batch_timer);
     if (!b || b->n == 0)
         return;
+    if (rt->eos && (rt->txn_closing || rt->recovering))
+        return; /* it goes in the next transaction (txn_maybe_commit dispatches it) */
+    if (rt->eos && !rt->txn_open) {
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(rt->producer);
+        if (e) {
+            fail(rt, "exactly_once: begin_transaction: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return;
+        }
+        rt->txn_open = true;
+        rt->txn_began_ns = sr_now_ns();
+    }
     rt->gather = NULL;
     rt->due = false;
     rt->computing++;
@@ -651,6 +670,19 @@ static bool take_message(sr_runtime_t *rt, rd_kafka_message_t *m, uint64_t now)
     }
     if (rt->n_restores && restoring(rt, m->partition)) {
         rd_kafka_message_destroy(m); /* fetched before the pause: sought back after the restore */
+        return false;
+    }
+    if (rt->gather && rt->gather->n >= rt->max_events) {
+        /* exactly_once, a transaction closing: the batch waits for the next one and is full.
+         * Only a message from the consumer queue gets here (the message queue takes a batch's
+         * room): read it again later. */
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset = m->offset;
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, l, 0);
+        if (e)
+            rd_kafka_error_destroy(e);
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_message_destroy(m);
         return false;
     }
     if (!rt->gather) {
@@ -855,6 +887,7 @@ static void recover_check(sr_runtime_t *rt)
     rt->itail = prev;
     rt->recovering = false;
     rt->rfirst = NULL;
+    txn_abort(rt);
     pthread_mutex_lock(&rt->mmu);
     rt->recovered_batches++;
     pthread_mutex_unlock(&rt->mmu);
@@ -903,7 +936,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                    "source_offset=%lld error=\"%s\"", rd_kafka_topic_name(m->rkt),
                    (int)b->msgs[ref->row]->partition, (long long)b->msgs[ref->row]->offset,
                    rd_kafka_err2str(m->err));
-        recover_begin(rt, b);
+        recover_begin(rt, rt->eos && rt->ihead ? rt->ihead : b); /* the transaction aborts whole */
         return;
     }
     if (ref->row < 0) { /* a changelog record */
@@ -944,8 +977,108 @@ static void store_offsets(sr_runtime_t *rt, struct rt_batch *b)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* exactly_once: aborts the open transaction (its outputs and changelog records are never
+ * seen by read_committed consumers); the caller drops and reprocesses its batches. */
+static void txn_abort(sr_runtime_t *rt)
+{
+    if (!rt->eos || !rt->txn_open)
+        return;
+    rd_kafka_error_t *e = rd_kafka_abort_transaction(rt->producer, 30000);
+    rt->txn_open = rt->txn_closing = false;
+    pthread_mutex_lock(&rt->mmu);
+    rt->aborts++;
+    pthread_mutex_unlock(&rt->mmu);
+    if (e) {
+        fail(rt, "exactly_once: abort_transaction: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return;
+    }
+    sr_log(SR_LOG_WARN, CMP, "transaction aborted: its batches are processed again",
+           "aborts=%llu", (unsigned long long)rt->aborts);
+}
+
+/* exactly_once: commits the open transaction once it is due (commit.interval.ms, a drain or
+ * a revoke) and every batch in it is computed, acknowledged and logged: outputs, dead letters,
+ * changelog records and the input offsets (send_offsets_to_transaction with the consumer's
+ * group metadata, so a zombie of an older generation is fenced) in one commit. Then the batches'
+ * local state commits (JOB_COMMIT) and the waiting batch starts the next transaction. An
+ * abortable failure aborts and reprocesses; a fatal one (fenced) stops the runtime. */
+static void txn_maybe_commit(sr_runtime_t *rt)
+{
+    if (!rt->eos || !rt->txn_open || rt->recovering || rt->fatal)
+        return;
+    if (!rt->draining && !rt->revoking && sr_now_ns() - rt->txn_began_ns < rt->txn_interval_ns)
+        return;
+    rt->txn_closing = true;
+    if (rt->computing > 0)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (struct rt_batch *b = rt->ihead; b; b = b->next) {
+        if (b->commit_sent)
+            continue;
+        if (!b->computed || b->rc != SR_OK || b->failed || b->acked < b->produced ||
+            (rt->cl && b->has_state && (!b->logged || b->cl_acked < b->cl_produced))) {
+            rd_kafka_topic_partition_list_destroy(l);
+            return;
+        }
+        for (int32_t i = 0; i < b->n; i++) {
+            const rd_kafka_message_t *m = b->msgs[i];
+            const char *t = rd_kafka_topic_name(m->rkt);
+            rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(l, t, m->partition);
+            if (!p)
+                p = rd_kafka_topic_partition_list_add(l, t, m->partition);
+            if (m->offset + 1 > p->offset)
+                p->offset = m->offset + 1;
+        }
+    }
+    rd_kafka_error_t *e = NULL;
+    if (l->cnt > 0) {
+        rd_kafka_consumer_group_metadata_t *g = rd_kafka_consumer_group_metadata(rt->consumer);
+        e = rd_kafka_send_offsets_to_transaction(rt->producer, l, g, -1);
+        rd_kafka_consumer_group_metadata_destroy(g);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    if (!e)
+        e = rd_kafka_commit_transaction(rt->producer, -1);
+    if (e) {
+        bool fatal = rd_kafka_error_is_fatal(e), abortable = rd_kafka_error_txn_requires_abort(e);
+        if (fatal)
+            fail(rt, "exactly_once: the transaction cannot commit (%s): %s%s",
+                 rd_kafka_error_name(e), rd_kafka_error_string(e),
+                 rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__FENCED ||
+                 rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED
+                     ? " (fenced: another process uses this transactional.id)" : "");
+        else if (abortable && rt->ihead)
+            recover_begin(rt, rt->ihead); /* aborts in recover_check, then reprocesses */
+        else if (abortable)
+            txn_abort(rt);
+        else
+            sr_log(SR_LOG_WARN, CMP, "transaction commit failed, retrying", "error=\"%s\"",
+                   rd_kafka_error_string(e));
+        pthread_mutex_lock(&rt->mmu);
+        rt->commit_failures++;
+        pthread_mutex_unlock(&rt->mmu);
+        rd_kafka_error_destroy(e);
+        return;
+    }
+    rt->txn_open = rt->txn_closing = false;
+    pthread_mutex_lock(&rt->mmu);
+    rt->transactions++;
+    pthread_mutex_unlock(&rt->mmu);
+    for (struct rt_batch *b = rt->ihead; b; b = b->next) {
+        if (b->commit_sent)
+            continue;
+        b->commit_sent = true;
+        b->job.type = JOB_COMMIT;
+        b->job.b = b;
+        job_push(rt, &b->job);
+    }
+    dispatch(rt);
+}
+
 /* Sends commit jobs for the complete batches at the head of the in-flight list (in order: a
- * batch commits only after every earlier one), and checks whether a drain is finished. */
+ * batch commits only after every earlier one), and checks whether a drain is finished. Under
+ * exactly_once the transaction decides instead (txn_maybe_commit). */
 static void advance(sr_runtime_t *rt)
 {
     bool in_order = true; /* every earlier batch has its commit sent */
@@ -964,13 +1097,14 @@ static void advance(sr_runtime_t *rt)
         }
         if (rt->cl && b->has_state && (!b->logged || b->cl_acked < b->cl_produced))
             in_order = false;
-        if (!in_order)
+        if (!in_order || rt->eos)
             continue;
         b->commit_sent = true;
         b->job.type = JOB_COMMIT;
         b->job.b = b;
         job_push(rt, &b->job);
     }
+    txn_maybe_commit(rt);
     recover_check(rt);
     check_backpressure(rt);
     if ((rt->draining || rt->fatal) && !rt->finishing) {
@@ -1061,7 +1195,8 @@ static void handle_completions(sr_runtime_t *rt)
         rt->ihead = b->next;
         if (!rt->ihead)
             rt->itail = NULL;
-        store_offsets(rt, b);
+        if (!rt->eos) /* exactly_once: the offsets went in the transaction */
+            store_offsets(rt, b);
         rt->inflight_events -= b->n;
         pthread_mutex_lock(&rt->mmu);
         rt->committed_events += (uint64_t)b->n;
@@ -1239,9 +1374,12 @@ static void on_revoke(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
         if (rs)
             __atomic_store_n(&rs->cancel, 1, __ATOMIC_RELEASE);
     }
-    /* Finish everything in flight (batches mix partitions), store offsets, commit. */
+    /* Finish everything in flight (batches mix partitions), store offsets, commit (under
+     * exactly_once: commit the transaction, which holds the offsets). */
+    rt->revoking = true;
     drain_blocking(rt, 30000);
-    if (!lost && !rt->fatal) {
+    rt->revoking = false;
+    if (!lost && !rt->fatal && !rt->eos) {
         rd_kafka_resp_err_t e = rd_kafka_commit(rk, NULL, 0);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
             pthread_mutex_lock(&rt->mmu);
@@ -1423,6 +1561,12 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
           rt->held || rt->draining || rt->fatal ? 1 : 0);
     gauge(b, "streamrec_assigned_partitions", "input partitions assigned to this process",
           rt->assigned);
+    if (rt->eos) {
+        counter(b, "streamrec_transactions_total", "transactions committed (exactly_once)",
+                rt->transactions);
+        counter(b, "streamrec_transaction_aborts_total",
+                "transactions aborted and their batches processed again (exactly_once)", rt->aborts);
+    }
     counter(b, "streamrec_offset_commit_failures_total",
             "consumer offset commits that failed on revoke or at the end of a drain",
             rt->commit_failures);
@@ -1531,6 +1675,24 @@ static sr_err_t make_client(sr_runtime_t *rt, enum sr_kafka_side side, struct sr
     } else {
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     }
+    if (rc == SR_OK && rt->eos) {
+        /* exactly_once: offsets go in the transaction, inputs written by transactional
+         * producers are read committed, and one transactional.id per instance (a restarted
+         * instance fences its predecessor's open transaction, KIP-447). */
+        if (side == SR_KAFKA_CONSUMER) {
+            rc = sr_kafka_conf_set(conf, "enable.auto.commit", "false", err);
+            if (rc == SR_OK)
+                rc = sr_kafka_conf_set(conf, "isolation.level", "read_committed", err);
+        } else {
+            char tid[512], host[256] = "";
+            const char *inst = sr_config_get(rt->cfg, "instance.id");
+            if ((!inst || !*inst) && gethostname(host, sizeof host - 1) == 0)
+                inst = host;
+            snprintf(tid, sizeof tid, "%s-%s", sr_config_get(rt->cfg, "kafka.group.id"),
+                     inst && *inst ? inst : "0");
+            rc = sr_kafka_conf_set(conf, "transactional.id", tid, err);
+        }
+    }
     if (rc != SR_OK) {
         rd_kafka_conf_destroy(conf);
         return rc;
@@ -1547,6 +1709,17 @@ static sr_err_t make_client(sr_runtime_t *rt, enum sr_kafka_side side, struct sr
         rt->consumer = rk;
     else
         rt->producer = rk;
+    if (side == SR_KAFKA_PRODUCER && rt->eos) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(rk, 60000);
+        if (e) {
+            sr_err_t rc2 = sr_error_set(err, SR_EKAFKA, "%s: init_transactions: %s",
+                                        sr__kafka_err_is_access(rd_kafka_error_code(e))
+                                            ? "kafka authorization failed" : "exactly_once",
+                                        rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return rc2;
+        }
+    }
     return SR_OK;
 }
 
@@ -1556,12 +1729,22 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
     if (!sr_kafka_configured(cfg))
         return sr_error_set(err, SR_ECONFIG, "kafka.bootstrap.servers is required for run");
     const char *guarantee = sr_config_get(cfg, "processing.guarantee");
-    if (guarantee && strcmp(guarantee, "at_least_once") != 0)
-        return sr_error_set(err, SR_EUNSUPPORTED,
-                            "processing.guarantee=%s: only at_least_once is implemented", guarantee);
+    bool eos = guarantee && !strcmp(guarantee, "exactly_once");
+    if (guarantee && !eos && strcmp(guarantee, "at_least_once") != 0)
+        return sr_error_set(err, SR_ECONFIG, "processing.guarantee=%s: expected at_least_once or "
+                            "exactly_once", guarantee);
+    bool changelog_on = true;
+    sr_err_t crc = sr_config_get_bool(cfg, "state.changelog", &changelog_on, err);
+    if (crc != SR_OK)
+        return crc;
+    if (eos && !changelog_on) /* local state is committed after the transaction: a crash in
+                                 between is repaired only by the changelog's restore */
+        return sr_error_set(err, SR_ECONFIG, "processing.guarantee=exactly_once needs "
+                            "state.changelog=true");
     sr_runtime_t *rt = calloc(1, sizeof *rt);
     if (!rt)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
+    rt->eos = eos;
     rt->cfg = cfg;
     rt->cpipe[0] = rt->cpipe[1] = rt->ppipe[0] = rt->ppipe[1] = rt->mpipe[0] = rt->mpipe[1] = -1;
     pthread_mutex_init(&rt->g_mu, NULL);
@@ -1587,6 +1770,10 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
         rc = get_int(cfg, "runtime.max.producer.queue", 1, INT32_MAX, &rt->max_outq, err);
     if (rc == SR_OK)
         rc = get_int(cfg, "runtime.max.recoveries", 0, INT32_MAX, &rt->max_recoveries, err);
+    int64_t txn_ms = 100;
+    if (rc == SR_OK)
+        rc = get_int(cfg, "commit.interval.ms", 1, 3600000, &txn_ms, err);
+    rt->txn_interval_ns = (uint64_t)txn_ms * 1000000ULL;
     if (rc == SR_OK && rt->max_inflight < rt->max_events)
         rt->max_inflight = rt->max_events; /* one full batch must always fit */
     if (rc == SR_OK && !(rt->take = calloc((size_t)rt->max_events, sizeof *rt->take)))
@@ -1762,13 +1949,19 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
     pthread_mutex_unlock(&rt->cmu);
     uv_walk(&rt->loop, close_all, NULL);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
+    if (rt->fatal && rt->eos && rt->txn_open) { /* best effort: a fenced one cannot */
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(rt->producer, 5000);
+        if (e)
+            rd_kafka_error_destroy(e);
+        rt->txn_open = false;
+    }
     if (rc == SR_OK && rt->fatal)
         rc = sr_error_set(err, SR_EKAFKA, "%s", rt->fatal_msg);
     if (rc == SR_OK) {
         /* Commit the stored offsets now and say what happened: the group may have moved on
          * (fenced, generation changed) or the broker be gone; never claim a commit not made. */
-        rd_kafka_resp_err_t e = rt->consumer ? rd_kafka_commit(rt->consumer, NULL, 0)
-                                             : RD_KAFKA_RESP_ERR_NO_ERROR;
+        rd_kafka_resp_err_t e = rt->consumer && !rt->eos ? rd_kafka_commit(rt->consumer, NULL, 0)
+                                                         : RD_KAFKA_RESP_ERR_NO_ERROR;
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
             pthread_mutex_lock(&rt->mmu);
             rt->commit_failures++;

@@ -363,11 +363,15 @@ static inline void header_copy(const rd_kafka_message_t *rm, const char *name, c
 
 /* Reads every partition of topic from the beginning until `want` messages arrived (then
  * `settle_ms` more, to catch duplicates) or timeout_s passed. The caller frees ms. */
+static int consume_read_committed; /* 1: consume_topic reads as isolation.level=read_committed */
+
 static inline void consume_topic(const char *bootstraps, const char *topic, int partitions, int want,
                           double timeout_s, int settle_ms, struct msgs *ms)
 {
     const char *extra[][2] = {{"fetch.wait.max.ms", "10"}, {"enable.partition.eof", "false"},
                               {"group.id", "test-reader"}, {"enable.auto.commit", "false"},
+                              {"isolation.level", consume_read_committed ? "read_committed"
+                                                                         : "read_uncommitted"},
                               {NULL, NULL}};
     rd_kafka_t *c = client(bootstraps, RD_KAFKA_CONSUMER, extra);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
@@ -664,7 +668,7 @@ static inline int kafka_local(const char *cmd, const char *dir, char *out, size_
 #define N_INVALID 50
 
 struct env {
-    pid_t pids[8];
+    pid_t pids[32];
     int n_pids;
     struct cluster c;
     char t_events[96], t_recs[96], t_dlq[96], group[96];

@@ -8,7 +8,9 @@
  *     a user without ACLs stop `run` with one line naming the failure, commit nothing and lose
  *     nothing: a later correct run answers every event, equal to replay's;
  *   - a broker restart (kafka-local.sh stop + start of the same directory) mid-stream: nothing
- *     lost, every recommendation equal to replay's, duplicates byte-identical.
+ *     lost, every recommendation equal to replay's, duplicates byte-identical;
+ *   - exactly_once with kill -9 of one of two instances every 4.5 s while events flow: a
+ *     read_committed consumer sees each recommendation exactly once, equal to replay's.
  * The runtimes, the broker of the restart test and the event producer are child processes or
  * threads of this test. */
 #include <pthread.h>
@@ -104,6 +106,55 @@ static void test_group_membership_changes(void **state)
             (long long)sum, e->fx.n);
     assert_int_equal(n_committed, 8);
     assert_int_equal(sum, e->fx.n);
+}
+
+/* ---- exactly-once under kill -9 ------------------------------------------------------------
+ * As Kafka's transactions_test.py: two instances under processing.guarantee=exactly_once, one
+ * of them SIGKILLed (and restarted with the same instance.id and state.dir) every few seconds
+ * while events flow; a read_committed consumer of the output then sees exactly one
+ * recommendation per valid event, each equal to the single-process replay's. */
+static void test_exactly_once_kill9(void **state)
+{
+    struct env *e = *state;
+    topics(e, 8, CLUSTER_REAL);
+    char cfg[2][300];
+    const char *names[2] = {"a", "b"};
+    pid_t pid[2];
+    for (int i = 0; i < 2; i++) {
+        char extra[256];
+        snprintf(extra, sizeof extra, "processing.guarantee=exactly_once\ninstance.id=%s\n"
+                 "commit.interval.ms=100\nbatch.max.events=16\n", names[i]);
+        write_config(e, names[i], extra, cfg[i], sizeof cfg[i]);
+        pid[i] = start_run(e, cfg[i], names[i]);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_true(wait_log(e, names[i], "partitions assigned", 1, 60));
+    struct pacer pc;
+    pacer_start(&pc, e, 0, e->fx.n, 30); /* ~30 s of events */
+    int kills = 0;
+    for (double t0 = now_s(); now_s() - t0 < 36; kills++) {
+        sleep_ms(4500);
+        int v = kills % 2;
+        kill(pid[v], SIGKILL);
+        assert_int_equal(wait_child(pid[v], 10), 128 + SIGKILL);
+        for (int i = 0; i < e->n_pids; i++)
+            if (e->pids[i] == pid[v])
+                e->pids[i] = 0;
+        pid[v] = start_run(e, cfg[v], names[v]);
+    }
+    assert_int_equal(pacer_join(&pc), e->fx.n);
+    fprintf(stderr, "exactly_once: %d kill -9 while events flowed\n", kills);
+
+    consume_read_committed = 1;
+    struct msgs ms = {0};
+    int unmatched, mismatched, dups, missing;
+    collect(e, 8, 180, 1, &ms, &unmatched, &mismatched, &dups, &missing);
+    consume_read_committed = 0;
+    assert_int_equal(unmatched + mismatched + missing + dups, 0);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    msgs_free(&ms);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(stop_run(e, pid[i], names[i], 60), 0);
 }
 
 /* ---- SASL/SCRAM and ACLs ----------------------------------------------------------------- */
@@ -253,6 +304,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sasl_scram_and_acls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_membership_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exactly_once_kill9, setup, teardown),
     };
+    if (getenv("SR_TEST_FILTER")) /* e.g. SR_TEST_FILTER='test_exactly*' */
+        cmocka_set_test_filter(getenv("SR_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
