@@ -957,10 +957,9 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     pthread_mutex_unlock(&rt->mmu);
 }
 
-/* Stores the batch's consumer offsets (highest offset + 1 per partition) for auto-commit. */
-static void store_offsets(sr_runtime_t *rt, struct rt_batch *b)
+/* Raises l's offsets to the batch's next offsets (highest offset + 1 per partition). */
+static void batch_next_offsets(const struct rt_batch *b, rd_kafka_topic_partition_list_t *l)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (int32_t i = 0; i < b->n; i++) {
         const rd_kafka_message_t *m = b->msgs[i];
         const char *t = rd_kafka_topic_name(m->rkt);
@@ -970,6 +969,13 @@ static void store_offsets(sr_runtime_t *rt, struct rt_batch *b)
         if (m->offset + 1 > p->offset)
             p->offset = m->offset + 1;
     }
+}
+
+/* Stores the batch's consumer offsets (highest offset + 1 per partition) for auto-commit. */
+static void store_offsets(sr_runtime_t *rt, struct rt_batch *b)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    batch_next_offsets(b, l);
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(rt->consumer, l);
     if (e)
         sr_log(SR_LOG_DEBUG, CMP, "offsets not stored (partition no longer assigned)",
@@ -1021,15 +1027,7 @@ static void txn_maybe_commit(sr_runtime_t *rt)
             rd_kafka_topic_partition_list_destroy(l);
             return;
         }
-        for (int32_t i = 0; i < b->n; i++) {
-            const rd_kafka_message_t *m = b->msgs[i];
-            const char *t = rd_kafka_topic_name(m->rkt);
-            rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(l, t, m->partition);
-            if (!p)
-                p = rd_kafka_topic_partition_list_add(l, t, m->partition);
-            if (m->offset + 1 > p->offset)
-                p->offset = m->offset + 1;
-        }
+        batch_next_offsets(b, l);
     }
     rd_kafka_error_t *e = NULL;
     if (l->cnt > 0) {
