@@ -24,6 +24,7 @@
 #include "sr_stream.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -322,7 +323,8 @@ sr_err_t sr_changelog_log(sr_changelog_t *cl, sr_state_t *st, uint64_t state_id,
 /* ---- restore ---------------------------------------------------------------------------------- */
 
 sr_err_t sr_changelog_restore_begin(sr_changelog_t *cl, sr_state_t *st, int32_t partition,
-                                    sr_changelog_restore_t **out, struct sr_error *err)
+                                    pthread_mutex_t *mu, sr_changelog_restore_t **out,
+                                    struct sr_error *err)
 {
     *out = NULL;
     sr_changelog_restore_t *r = calloc(1, sizeof *r);
@@ -351,10 +353,21 @@ sr_err_t sr_changelog_restore_begin(sr_changelog_t *cl, sr_state_t *st, int32_t 
     }
     int64_t lo = 0, hi = 0;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (rc == SR_OK && (e = rd_kafka_query_watermark_offsets(r->rk, cl->topic, partition, &lo, &hi,
-                                                             10000)))
+    /* A topic just created, a leader moving or a broker restarting answer "not leader" or time
+     * out for a while: retried for up to 60 s; an authorization refusal is final. */
+    uint64_t t0 = sr_now_ns();
+    while (rc == SR_OK && (e = rd_kafka_query_watermark_offsets(r->rk, cl->topic, partition, &lo,
+                                                                &hi, 10000)) &&
+           !sr__kafka_err_is_access(e) && e != RD_KAFKA_RESP_ERR__FATAL &&
+           sr_now_ns() - t0 < 60000000000ULL) {
+        struct timespec ts = {0, 200000000};
+        nanosleep(&ts, NULL);
+    }
+    if (rc == SR_OK && e)
         rc = sr_error_set(err, SR_EKAFKA, "changelog %s [%d]: watermarks: %s", cl->topic,
                           (int)partition, rd_kafka_err2str(e));
+    if (rc == SR_OK && mu)
+        pthread_mutex_lock(mu);
     if (rc == SR_OK) {
         /* Local state the changelog does not describe (made with state.changelog=false, or a
          * checkpoint past the changelog's end: the topic was recreated) may hold changes the
@@ -380,6 +393,8 @@ sr_err_t sr_changelog_restore_begin(sr_changelog_t *cl, sr_state_t *st, int32_t 
                 rc = sr_error_set(err, SR_EKAFKA, "changelog %s [%d]: assign: %s", cl->topic,
                                   (int)partition, rd_kafka_err2str(e));
         }
+        if (mu)
+            pthread_mutex_unlock(mu);
     }
     if (rc != SR_OK) {
         sr_changelog_restore_end(r);

@@ -446,13 +446,14 @@ static bool restore_step(sr_runtime_t *rt, struct restore *rs)
     }
     struct sr_error err = {0};
     bool done = false;
-    pthread_mutex_lock(&rt->g_mu);
     sr_state_t *st = sr_graph_state(rt->g);
-    if (!rs->r)
-        rs->rc = sr_changelog_restore_begin(rt->cl, st, rs->partition, &rs->r, &err);
-    if (rs->rc == SR_OK)
+    if (!rs->r) /* takes g_mu itself, only around the state (the broker may take a while) */
+        rs->rc = sr_changelog_restore_begin(rt->cl, st, rs->partition, &rt->g_mu, &rs->r, &err);
+    if (rs->rc == SR_OK) {
+        pthread_mutex_lock(&rt->g_mu);
         rs->rc = sr_changelog_restore_step(rs->r, st, 20000000ULL, &done, &err);
-    pthread_mutex_unlock(&rt->g_mu);
+        pthread_mutex_unlock(&rt->g_mu);
+    }
     if (rs->rc != SR_OK) {
         snprintf(rs->errmsg, sizeof rs->errmsg, "%s", err.msg);
         done = true;

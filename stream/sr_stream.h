@@ -44,6 +44,7 @@ sr_err_t sr_file_sink_close(sr_file_sink_t *s, struct sr_error *err);
 /* ---- Kafka clients (kafka.c) ------------------------------------------------------------ */
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 
 enum sr_kafka_side { SR_KAFKA_CONSUMER = 0, SR_KAFKA_PRODUCER = 1 };
 
@@ -147,9 +148,12 @@ void sr_changelog_totals(const sr_changelog_t *cl, uint64_t *records, uint64_t *
 sr_err_t sr_changelog_log(sr_changelog_t *cl, struct sr_state *st, uint64_t state_id, void *opaque,
                           uint64_t *produced, struct sr_error *err);
 /* @thread worker. Starts restoring `partition` into st: from its checkpoint (or the start of
- * the changelog) to the high watermark now, read_committed. Caller owns *out (restore_end). */
+ * the changelog) to the high watermark now, read_committed; transient broker errors are
+ * retried for up to 60 s. `mu` (may be NULL) is held only while st is read or written, not
+ * while the broker is asked. Caller owns *out (restore_end). */
 sr_err_t sr_changelog_restore_begin(sr_changelog_t *cl, struct sr_state *st, int32_t partition,
-                                    sr_changelog_restore_t **out, struct sr_error *err);
+                                    pthread_mutex_t *mu, sr_changelog_restore_t **out,
+                                    struct sr_error *err);
 /* @thread worker. Applies records for up to budget_ns, committing them in WriteBatches of up
  * to 4096 records with the checkpoint; *done once the end is reached. */
 sr_err_t sr_changelog_restore_step(sr_changelog_restore_t *r, struct sr_state *st,

@@ -126,7 +126,7 @@ static uint64_t restore(struct cl_env *e, sr_state_t *st, int32_t p)
     sr_changelog_totals(e->log, &r0, &b0, &s0);
     struct sr_error err = {0};
     sr_changelog_restore_t *r = NULL;
-    assert_int_equal(sr_changelog_restore_begin(e->log, st, p, &r, &err), SR_OK);
+    assert_int_equal(sr_changelog_restore_begin(e->log, st, p, NULL, &r, &err), SR_OK);
     bool done = false;
     for (int i = 0; !done && i < 10000; i++) {
         sr_err_t rc = sr_changelog_restore_step(r, st, 20000000ULL, &done, &err);
