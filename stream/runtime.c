@@ -231,6 +231,16 @@ static void restore_forget(sr_runtime_t *rt, struct restore *rs)
     free(rs);
 }
 
+/* exactly_once: the open transaction's first batch (batches before it are in a committed
+ * transaction, their local commit pending), or NULL. */
+static struct rt_batch *txn_first(sr_runtime_t *rt)
+{
+    struct rt_batch *b = rt->ihead;
+    while (b && b->commit_sent)
+        b = b->next;
+    return b;
+}
+
 /* A changelog record settled (acknowledged or failed) for every one produced, and the
  * outputs too: nothing of the batch is still in librdkafka's hands. */
 static bool batch_settled(const struct rt_batch *b)
@@ -937,7 +947,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                    "source_offset=%lld error=\"%s\"", rd_kafka_topic_name(m->rkt),
                    (int)b->msgs[ref->row]->partition, (long long)b->msgs[ref->row]->offset,
                    rd_kafka_err2str(m->err));
-        recover_begin(rt, rt->eos && rt->ihead ? rt->ihead : b); /* the transaction aborts whole */
+        /* exactly_once: the open transaction aborts whole */
+        recover_begin(rt, rt->eos && txn_first(rt) ? txn_first(rt) : b);
         return;
     }
     if (ref->row < 0) { /* a changelog record */
@@ -1047,8 +1058,8 @@ static void txn_maybe_commit(sr_runtime_t *rt)
                  rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__FENCED ||
                  rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED
                      ? " (fenced: another process uses this transactional.id)" : "");
-        else if (abortable && rt->ihead)
-            recover_begin(rt, rt->ihead); /* aborts in recover_check, then reprocesses */
+        else if (abortable && txn_first(rt))
+            recover_begin(rt, txn_first(rt)); /* aborts in recover_check, then reprocesses */
         else if (abortable)
             txn_abort(rt);
         else
