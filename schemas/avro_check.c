@@ -187,6 +187,11 @@ static sr_err_t scan_value(struct scan *s, avro_schema_t t, const char *field, i
     }
     case AVRO_LINK:
         return scan_value(s, avro_schema_link_target(t), field, depth + 1);
+    default:
+        /* Avro C 1.12 (trixie) adds AVRO_INVALID to the type enum, 1.11 (bookworm) lacks it:
+         * a default rather than a case keeps -Wswitch quiet on both, and any type not scanned
+         * above is refused below. */
+        break;
     }
     return sr__invalid(s->why, SR_EVENT_INVALID_INVALID_AVRO, s->err,
                        "Avro field %s: unsupported type", field);

@@ -183,7 +183,7 @@ struct sr_runtime {
     /* exactly_once (loop): every batch in flight belongs to the open transaction, which
      * commits (outputs, changelog, input offsets) once they are all settled and
      * commit.interval.ms passed, or at a drain or revoke; no batch is dispatched meanwhile */
-    bool eos, txn_open, txn_closing, revoking;
+    bool eos, txn_open, txn_closing, revoking, txn_must_abort;
     uint64_t txn_began_ns, txn_interval_ns, transactions, aborts;
     /* metrics (loop thread) */
     sr_http_t *http;
@@ -856,6 +856,9 @@ static void recover_begin(sr_runtime_t *rt, struct rt_batch *b)
         }
     }
     rt->rfirst = b;
+    /* exactly_once: abort soon (advance: never inside a librdkafka callback, where dr_cb may
+     * have called this); the abort purges what is queued, so the dropped batches settle. */
+    rt->txn_must_abort = rt->eos && rt->txn_open;
     struct job *j = calloc(1, sizeof *j);
     if (!j) {
         fail(rt, "out of memory while recovering from a failed delivery");
@@ -1091,6 +1094,10 @@ static void txn_maybe_commit(sr_runtime_t *rt)
  * exactly_once the transaction decides instead (txn_maybe_commit). */
 static void advance(sr_runtime_t *rt)
 {
+    if (rt->txn_must_abort) {
+        rt->txn_must_abort = false;
+        txn_abort(rt);
+    }
     bool in_order = true; /* every earlier batch has its commit sent */
     for (struct rt_batch *b = rt->ihead; b; b = b->next) {
         if (b->commit_sent)
@@ -1166,6 +1173,23 @@ static void restore_finished(sr_runtime_t *rt, struct restore *rs)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* exactly_once: a produce refused because the transaction failed (it must abort) is not the
+ * end: the transaction aborts and its batches are processed again. True when so handled. */
+static bool txn_produce_failed(sr_runtime_t *rt, struct rt_batch *b)
+{
+    if (!rt->eos || b->rc != SR_EKAFKA)
+        return false;
+    if (rt->recovering && rt->rfirst && rt->rfirst->seq <= b->seq)
+        return true; /* dropped with the transaction already */
+    struct rt_batch *first = txn_first(rt);
+    if (!first)
+        return false;
+    sr_log(SR_LOG_WARN, CMP, "produce refused in a failed transaction: aborting it",
+           "error=\"%s\"", b->errmsg);
+    recover_begin(rt, first);
+    return true;
+}
+
 static void handle_completions(sr_runtime_t *rt)
 {
     pthread_mutex_lock(&rt->cmu);
@@ -1178,11 +1202,11 @@ static void handle_completions(sr_runtime_t *rt)
         if (j->type == JOB_RUN) {
             b->computed = true;
             rt->computing--;
-            if (b->rc != SR_OK)
+            if (b->rc != SR_OK && !txn_produce_failed(rt, b))
                 fail(rt, "batch of %d events failed: %s", (int)b->n, b->errmsg);
         } else if (j->type == JOB_LOG) {
             b->logged = true;
-            if (b->rc != SR_OK)
+            if (b->rc != SR_OK && !txn_produce_failed(rt, b))
                 fail(rt, "state changelog: %s", b->errmsg);
         } else if (j->type == JOB_COMMIT) {
             if (b->rc != SR_OK) {

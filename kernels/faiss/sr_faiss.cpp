@@ -35,6 +35,11 @@ struct sr_faiss {
 
 namespace {
 
+/* FAISS's label type: faiss::Index::idx_t up to 1.7.3 (Debian bookworm), only faiss::idx_t from
+ * 1.7.4 (trixie has 1.11). Both are int64_t and Index::ntotal has that type in every version,
+ * so name it through ntotal rather than through either spelling or a version test. */
+using idx_t = decltype(faiss::Index::ntotal);
+
 template <class F>
 sr_err_t guard(struct sr_error *err, const char *what, F &&f) noexcept
 {
@@ -133,7 +138,7 @@ sr_err_t sr_faiss_add(sr_faiss_t *ix, int64_t n, const float *x, const int64_t *
         return sr_error_set(err, SR_EINVAL, "faiss add: index %s is not trained",
                             ix->desc.c_str());
     return guard(err, "add", [&]() -> sr_err_t {
-        std::vector<faiss::Index::idx_t> v((size_t)n);
+        std::vector<idx_t> v((size_t)n);
         for (int64_t i = 0; i < n; i++)
             v[(size_t)i] = ids ? ids[i] : ix->index->ntotal + i;
         ix->index->add_with_ids(n, x, v.data());
@@ -153,7 +158,7 @@ sr_err_t sr_faiss_search(const sr_faiss_t *ix, int64_t n, const float *q, int k,
         const faiss::Index *top = ix->index.get();
         const faiss::IndexIDMap *map = dynamic_cast<const faiss::IndexIDMap *>(top);
         const faiss::Index *inner = map ? map->index : top;
-        std::vector<faiss::Index::idx_t> lab((size_t)n * (size_t)k);
+        std::vector<idx_t> lab((size_t)n * (size_t)k);
         faiss::SearchParametersIVF pivf;
         const faiss::SearchParameters *sp = nullptr;
         bool want = p && (p->nprobe > 0 || p->ef_search > 0);
@@ -188,7 +193,7 @@ sr_err_t sr_faiss_search(const sr_faiss_t *ix, int64_t n, const float *q, int k,
         }
         inner->search(n, q, k, scores, lab.data(), sp);
         for (size_t i = 0; i < lab.size(); i++) {
-            faiss::Index::idx_t l = lab[i];
+            idx_t l = lab[i];
             if (l < 0) {
                 ids[i] = -1;
                 scores[i] = -INFINITY;

@@ -168,7 +168,7 @@ static void test_broker_faults(void **state)
  * recommendation (so no event was applied twice to its session: a second application would
  * change the session's later recommendations), duplicates are byte-identical, none is missing,
  * and the runtime keeps running and drains cleanly. */
-static void test_delivery_failure_recovery(void **state)
+static void delivery_failure_recovery(void **state, bool exactly_once)
 {
     struct env *e = *state;
     topics(e, 4, CLUSTER_MOCK);
@@ -180,8 +180,11 @@ static void test_delivery_failure_recovery(void **state)
     }
     rd_kafka_mock_partition_set_leader(e->c.mock.mc, e->t_dlq, 0, 1);
     char cfg[300];
-    write_config(e, "a", "kafka.producer.max.in.flight.requests.per.connection=1\n"
-                         "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n", cfg, sizeof cfg);
+    write_config(e, "a", exactly_once
+                 ? "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n"
+                   "processing.guarantee=exactly_once\ninstance.id=a\n"
+                 : "kafka.producer.max.in.flight.requests.per.connection=1\n"
+                   "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n", cfg, sizeof cfg);
     assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, 400, 0), 400);
     pid_t pid = start_run(e, cfg, "a");
     assert_true(wait_log(e, "a", "partitions assigned", 1, 30));
@@ -214,6 +217,13 @@ static void test_delivery_failure_recovery(void **state)
     kill(pid, SIGTERM);
     assert_int_equal(wait_child(pid, 30), 0);
 }
+
+static void test_delivery_failure_recovery(void **state) { delivery_failure_recovery(state, false); }
+
+/* The same under exactly_once: a failed delivery aborts the open transaction and its batches
+ * are processed again (the mock accepts transactions without enforcing them, so the aborted
+ * attempts stay visible here: duplicates are byte-identical, nothing is missing). */
+static void test_delivery_failure_recovery_eos(void **state) { delivery_failure_recovery(state, true); }
 
 /* Two runtimes in one group on 8 partitions: both get partitions; one is SIGKILLed; the other
  * takes its partitions over, restoring their sessions from the changelog: every valid event
@@ -394,6 +404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_dir_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_failure_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_failure_recovery_eos, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_sigkill, setup, teardown),
     };
     if (getenv("SR_TEST_FILTER")) /* e.g. SR_TEST_FILTER='test_exactly*' */
