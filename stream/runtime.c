@@ -1961,11 +1961,12 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
             begin_drain(rt);
         uv_run(&rt->loop, UV_RUN_DEFAULT);
     }
-    /* Drained (or failed): offsets stored so far are committed, the group is left. */
+    /* Drained (or failed): offsets stored so far are committed (under exactly_once the last
+     * transaction holds them), the group is left. The result is reported below. */
+    rd_kafka_resp_err_t commit_err = RD_KAFKA_RESP_ERR_NO_ERROR;
     if (rt->consumer && rc == SR_OK) {
-        rd_kafka_resp_err_t e = rd_kafka_commit(rt->consumer, NULL, 0);
-        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-            sr_log(SR_LOG_WARN, CMP, "final commit failed", "error=\"%s\"", rd_kafka_err2str(e));
+        if (!rt->eos)
+            commit_err = rd_kafka_commit(rt->consumer, NULL, 0);
         rd_kafka_consumer_close(rt->consumer);
     }
     if (rt->producer)
@@ -1992,10 +1993,9 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
     if (rc == SR_OK && rt->fatal)
         rc = sr_error_set(err, SR_EKAFKA, "%s", rt->fatal_msg);
     if (rc == SR_OK) {
-        /* Commit the stored offsets now and say what happened: the group may have moved on
-         * (fenced, generation changed) or the broker be gone; never claim a commit not made. */
-        rd_kafka_resp_err_t e = rt->consumer && !rt->eos ? rd_kafka_commit(rt->consumer, NULL, 0)
-                                                         : RD_KAFKA_RESP_ERR_NO_ERROR;
+        /* Say what the final commit did: the group may have moved on (fenced, generation
+         * changed) or the broker be gone; never claim a commit not made. */
+        rd_kafka_resp_err_t e = commit_err;
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
             pthread_mutex_lock(&rt->mmu);
             rt->commit_failures++;
