@@ -296,7 +296,11 @@ static inline void fixture_free(struct fixture *f)
 static inline int produce_fixture(const char *bootstraps, const char *topic, const struct fixture *f,
                            int from, int to, int64_t ts0)
 {
-    const char *extra[][2] = {{"linger.ms", "5"}, {NULL, NULL}};
+    /* Idempotent with one request in flight: a retried request (the mock's injected Produce
+     * errors reach this producer too) never reorders a partition's events behind later ones,
+     * which would change the sessions and so the expected recommendations. */
+    const char *extra[][2] = {{"linger.ms", "5"}, {"enable.idempotence", "true"},
+                              {"max.in.flight.requests.per.connection", "1"}, {NULL, NULL}};
     rd_kafka_t *p = client(bootstraps, RD_KAFKA_PRODUCER, extra);
     int ok = 0;
     for (int i = from; i < to && p; i++) {
