@@ -10,7 +10,8 @@
  *   - a broker restart (kafka-local.sh stop + start of the same directory) mid-stream: nothing
  *     lost, every recommendation equal to replay's, duplicates byte-identical;
  *   - exactly_once with kill -9 of one of two instances every 4.5 s for a minute while events
- *     flow: a read_committed consumer sees each recommendation exactly once, equal to replay's.
+ *     flow: a read_committed consumer sees each recommendation exactly once, equal to replay's;
+ *   - a changelog topic with the wrong partition count, or not compacted, stops `run`.
  * The runtimes, the broker of the restart test and the event producer are child processes or
  * threads of this test. */
 #include <pthread.h>
@@ -155,6 +156,40 @@ static void test_exactly_once_kill9(void **state)
     msgs_free(&ms);
     for (int i = 0; i < 2; i++)
         assert_int_equal(stop_run(e, pid[i], names[i], 60), 0);
+}
+
+/* ---- the changelog topic is checked at start-up ------------------------------------------ */
+
+static void test_changelog_topic_checks(void **state)
+{
+    struct env *e = *state;
+    topics(e, 4, CLUSTER_REAL);
+    char cfg[300], extra[300], cl[200], log[300];
+    /* Another partition count than the input's: refused at start, saying both counts. */
+    snprintf(cl, sizeof cl, "%s-sessions-changelog", e->group);
+    assert_int_equal(cluster_topic_create(&e->c, cl, 2), 0);
+    write_config(e, "parts", NULL, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "parts");
+    int rc = wait_child(pid, 60);
+    snprintf(log, sizeof log, "%s/parts.log", e->dir);
+    fprintf(stderr, "changelog of 2 partitions for 4: exit %d\n", rc);
+    if (grep_count(log, "has 2 partitions, input topic") != 1)
+        log_tail(e, "parts");
+    assert_true(rc > 0 && rc < 128);
+    assert_int_equal(grep_count(log, "has 2 partitions, input topic"), 1);
+    /* The broker's default cleanup.policy (delete): the runtime stops once it knows. */
+    snprintf(cl, sizeof cl, "%s-deleting-changelog", e->group);
+    assert_int_equal(cluster_topic_create(&e->c, cl, 4), 0);
+    snprintf(extra, sizeof extra, "state.changelog.topic=%s\n", cl);
+    write_config(e, "policy", extra, cfg, sizeof cfg);
+    pid = start_run(e, cfg, "policy");
+    rc = wait_child(pid, 60);
+    snprintf(log, sizeof log, "%s/policy.log", e->dir);
+    fprintf(stderr, "changelog with cleanup.policy=delete: exit %d\n", rc);
+    if (grep_count(log, "cleanup.policy=delete") < 1)
+        log_tail(e, "policy");
+    assert_true(rc > 0 && rc < 128);
+    assert_true(grep_count(log, "cleanup.policy=delete") >= 1);
 }
 
 /* ---- SASL/SCRAM and ACLs ----------------------------------------------------------------- */
@@ -305,6 +340,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_membership_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exactly_once_kill9, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changelog_topic_checks, setup, teardown),
     };
     if (getenv("SR_TEST_FILTER")) /* e.g. SR_TEST_FILTER='test_exactly*' */
         cmocka_set_test_filter(getenv("SR_TEST_FILTER"));
