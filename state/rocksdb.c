@@ -23,8 +23,10 @@
 
 #include <rocksdb/c.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define META_FORMAT 1
 
@@ -516,6 +518,14 @@ sr_err_t sr__state_rocksdb_open(const struct sr_state_params *p, void **ctx,
                             p->cache_sessions);
     }
 
+    /* Sessions are user data: a directory we create is the owner's alone (RocksDB would make
+     * it 0755 under the usual umask). An existing directory keeps its mode. */
+    if (mkdir(p->dir, 0700) != 0 && errno != EEXIST) {
+        sr_err_t rc = sr_error_set(err, SR_ESTATE, "state rocksdb %s: cannot create the "
+                                   "directory: %s", p->dir, strerror(errno));
+        rdb_close(r);
+        return rc;
+    }
     r->opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(r->opts, 1);
     rocksdb_options_set_create_missing_column_families(r->opts, 1);

@@ -1316,10 +1316,19 @@ static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *l
     char buf[512];
     size_t n = 0;
     buf[0] = 0;
-    for (int i = 0; i < l->cnt && n + 32 < sizeof buf; i++)
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s[%d]@%lld", i ? "," : "",
-                              l->elems[i].topic, (int)l->elems[i].partition,
-                              (long long)l->elems[i].offset);
+    /* "events[3]@17"; a logical offset by name ("events[3]" alone where there is none). */
+    for (int i = 0; i < l->cnt && n + 48 < sizeof buf; i++) {
+        int64_t o = l->elems[i].offset;
+        char at[32] = "";
+        if (o >= 0)
+            snprintf(at, sizeof at, "@%lld", (long long)o);
+        else if (o == RD_KAFKA_OFFSET_BEGINNING)
+            snprintf(at, sizeof at, "@beginning");
+        else if (o == RD_KAFKA_OFFSET_END)
+            snprintf(at, sizeof at, "@end");
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s[%d]%s", i ? "," : "",
+                              l->elems[i].topic, (int)l->elems[i].partition, at);
+    }
     sr_log(SR_LOG_INFO, CMP, what, "count=%d partitions=%s", l->cnt, buf);
 }
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -366,6 +367,22 @@ static void test_staging_memory(void **u) { (void)u; staging("memory"); }
 static void test_staging_rocksdb(void **u) { (void)u; staging("rocksdb"); }
 
 /* ---- persistence and atomicity ---------------------------------------------------------- */
+
+/* A state directory the store creates is its owner's alone (0700): sessions are user data. */
+static void test_dir_private(void **u)
+{
+    (void)u;
+    char parent[64], dir[96];
+    make_dir(parent, sizeof parent);
+    snprintf(dir, sizeof dir, "%s/state", parent);
+    sr_state_t *st = open_store("rocksdb", dir, 5, 0, -1, 10);
+    struct stat sb;
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    sr_state_close(st);
+    remove_dir(dir);
+    rmdir(parent);
+}
 
 static void test_reopen_persists(void **u)
 {
@@ -1009,6 +1026,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip_and_rejects),
         cmocka_unit_test(test_basic_memory),
+        cmocka_unit_test(test_dir_private),
         cmocka_unit_test(test_basic_rocksdb),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_staging_memory),

@@ -89,6 +89,11 @@ static void test_run_matches_replay(void **state)
 
     kill(pid, SIGTERM);
     assert_int_equal(wait_child(pid, 30), 0);
+    /* Logs name offsets readably: no raw logical offsets such as events[0]@-1001. */
+    char log[300];
+    snprintf(log, sizeof log, "%s/a.log", e->dir);
+    assert_int_equal(grep_count(log, "@-100"), 0);
+    assert_true(grep_count(log, "partitions assigned") >= 1);
 }
 
 /* SIGTERM while events flow: the drain commits; a restart on the same state continues the
