@@ -540,6 +540,34 @@ sr_err_t sr_state_stage(sr_state_t *st, sr_state_batch_t *b, uint64_t *id, struc
     return SR_OK;
 }
 
+/* Writes batches[0..nb) oldest first in one atomic backend write with the new watermark, then
+ * mirrors their per-partition values and recycles them. On failure nothing changes and the
+ * batches are still the caller's. */
+static sr_err_t write_batches(sr_state_t *st, sr_state_batch_t *const *batches, size_t nb,
+                              struct sr_error *err)
+{
+    size_t noffs = 0;
+    int64_t wm = st->watermark;
+    for (size_t b = 0; b < nb; b++) {
+        noffs += batches[b]->noffs;
+        if (batches[b]->watermark > wm)
+            wm = batches[b]->watermark;
+    }
+    if (offsets_reserve(st, noffs))
+        return sr_error_set(err, SR_ENOMEM, "state commit: offsets");
+    sr_err_t rc = st->iface->write(st->ctx, batches, nb, wm, err);
+    if (rc)
+        return rc;
+    for (size_t b = 0; b < nb; b++) {
+        sr_state_batch_t *bt = batches[b];
+        for (size_t i = 0; i < bt->noffs; i++)
+            offset_set(st, bt->offs[i].kind, bt->offs[i].partition, bt->offs[i].offset);
+        batch_recycle(bt);
+    }
+    st->watermark = wm;
+    return SR_OK;
+}
+
 sr_err_t sr_state_commit(sr_state_t *st, uint64_t id, struct sr_error *err)
 {
     if (!st)
@@ -547,28 +575,14 @@ sr_err_t sr_state_commit(sr_state_t *st, uint64_t id, struct sr_error *err)
     if (id == 0 || id >= st->next_id)
         return sr_error_set(err, SR_EINVAL, "state commit: batch id %llu was never staged",
                             (unsigned long long)id);
-    size_t nb = 0, noffs = 0;
-    int64_t wm = st->watermark;
-    while (nb < st->nstaged && st->staged[nb]->id <= id) {
-        noffs += st->staged[nb]->noffs;
-        if (st->staged[nb]->watermark > wm)
-            wm = st->staged[nb]->watermark;
+    size_t nb = 0;
+    while (nb < st->nstaged && st->staged[nb]->id <= id)
         nb++;
-    }
     if (!nb)
         return SR_OK; /* already committed (or discarded) */
-    if (offsets_reserve(st, noffs))
-        return sr_error_set(err, SR_ENOMEM, "state commit: offsets");
-    sr_err_t rc = st->iface->write(st->ctx, st->staged, nb, wm, err);
+    sr_err_t rc = write_batches(st, st->staged, nb, err);
     if (rc)
         return rc;
-    for (size_t b = 0; b < nb; b++) {
-        sr_state_batch_t *bt = st->staged[b];
-        for (size_t i = 0; i < bt->noffs; i++)
-            offset_set(st, bt->offs[i].kind, bt->offs[i].partition, bt->offs[i].offset);
-        batch_recycle(bt);
-    }
-    st->watermark = wm;
     st->nstaged -= nb;
     memmove(st->staged, st->staged + nb, st->nstaged * sizeof *st->staged);
     return SR_OK;
@@ -578,19 +592,10 @@ sr_err_t sr_state_batch_apply(sr_state_t *st, sr_state_batch_t *b, struct sr_err
 {
     if (!st || !b || b->store != st || b->id)
         return sr_error_set(err, SR_EINVAL, "state apply: null, foreign or staged batch");
-    int64_t wm = st->watermark > b->watermark ? st->watermark : b->watermark;
-    if (offsets_reserve(st, b->noffs))
-        return sr_error_set(err, SR_ENOMEM, "state apply: offsets");
-    sr_err_t rc = st->iface->write(st->ctx, &b, 1, wm, err);
-    if (rc) {
+    sr_err_t rc = write_batches(st, &b, 1, err);
+    if (rc)
         batch_recycle(b);
-        return rc;
-    }
-    for (size_t i = 0; i < b->noffs; i++)
-        offset_set(st, b->offs[i].kind, b->offs[i].partition, b->offs[i].offset);
-    st->watermark = wm;
-    batch_recycle(b);
-    return SR_OK;
+    return rc;
 }
 
 void sr_state_discard(sr_state_t *st, uint64_t id)

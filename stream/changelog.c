@@ -265,24 +265,6 @@ struct log_ctx {
     sr_err_t rc;
 };
 
-static sr_err_t produce_one(sr_changelog_t *cl, int32_t partition, const void *key, size_t kl,
-                            const void *value, size_t vl, void *opaque, struct sr_error *err)
-{
-    for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            cl->producer, RD_KAFKA_V_RKT(cl->rkt), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_KEY(key, kl), RD_KAFKA_V_VALUE((void *)value, vl),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-            return SR_OK;
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            return sr_error_set(err, SR_EKAFKA, "produce to %s [%d]: %s", cl->topic,
-                                (int)partition, rd_kafka_err2str(e));
-        struct timespec ts = {0, 1000000}; /* the loop serves the delivery reports */
-        nanosleep(&ts, NULL);
-    }
-}
-
 static int log_change(void *opaque, const struct sr_state_key *key, const struct sr_session *s,
                       int64_t applied)
 {
@@ -291,10 +273,11 @@ static int log_change(void *opaque, const struct sr_state_key *key, const struct
     if (applied >= 0) {
         char v[24];
         int n = snprintf(v, sizeof v, "%" PRId64, applied);
-        c->rc = produce_one(cl, key->partition, APPLIED_KEY, APPLIED_KEY_LEN, v, (size_t)n,
-                            c->opaque, c->err);
+        c->rc = sr_kafka_produce(cl->producer, cl->rkt, key->partition, APPLIED_KEY, APPLIED_KEY_LEN,
+                                 v, (size_t)n, NULL, c->opaque, false, c->err);
     } else if (!s) {
-        c->rc = produce_one(cl, key->partition, key->id, key->len, NULL, 0, c->opaque, c->err);
+        c->rc = sr_kafka_produce(cl->producer, cl->rkt, key->partition, key->id, key->len, NULL, 0,
+                                 NULL, c->opaque, false, c->err);
     } else {
         size_t need = sr_session_encoded_size(s->len);
         sr_buf_reset(&cl->buf);
@@ -303,8 +286,8 @@ static int log_change(void *opaque, const struct sr_state_key *key, const struct
         if (c->rc == SR_OK)
             c->rc = sr_session_encode(s, cl->buf.data, need, &need, c->err);
         if (c->rc == SR_OK)
-            c->rc = produce_one(cl, key->partition, key->id, key->len, cl->buf.data, need,
-                                c->opaque, c->err);
+            c->rc = sr_kafka_produce(cl->producer, cl->rkt, key->partition, key->id, key->len,
+                                     cl->buf.data, need, NULL, c->opaque, false, c->err);
     }
     if (c->rc == SR_OK)
         c->produced++;

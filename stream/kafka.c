@@ -116,19 +116,21 @@ sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_k
     return SR_OK;
 }
 
-sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *key, size_t key_len,
-                          const void *value, size_t value_len, rd_kafka_headers_t *hdrs,
-                          void *opaque, bool serve_when_full, struct sr_error *err)
+sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition, const void *key,
+                          size_t key_len, const void *value, size_t value_len,
+                          rd_kafka_headers_t *hdrs, void *opaque, bool serve_when_full,
+                          struct sr_error *err)
 {
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
-            rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
+            rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key, key_len),
             RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return SR_OK; /* the headers now belong to the message */
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_headers_destroy(hdrs);
+            if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
             return sr_error_set(err, SR_EKAFKA, "produce to %s: %s", rd_kafka_topic_name(rkt),
                                 rd_kafka_err2str(e));
         }
@@ -170,7 +172,7 @@ static sr_err_t topic_emit(void *opaque, const struct sr_rec *rec, struct sr_err
     rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
     rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
     void *mo = s->p.msg_opaque ? s->p.msg_opaque(s->p.ctx, rec) : NULL;
-    rc = sr_kafka_produce(s->p.producer, s->rkt, rec->session_id, rec->session_id_len, s->buf.data,
+    rc = sr_kafka_produce(s->p.producer, s->rkt, RD_KAFKA_PARTITION_UA, rec->session_id, rec->session_id_len, s->buf.data,
                           s->buf.len, h, mo, s->p.serve_when_full, err);
     if (rc == SR_OK)
         s->produced++;

@@ -249,6 +249,28 @@ static bool batch_settled(const struct rt_batch *b)
            (!b->log_sent || b->logged);
 }
 
+/* Computed without error, and every recommendation and dead letter acknowledged. */
+static bool batch_outputs_acked(const struct rt_batch *b)
+{
+    return b->computed && b->rc == SR_OK && !b->failed && b->acked >= b->produced;
+}
+
+/* Its state changes are in the changelog, acknowledged (or it needs none there). */
+static bool batch_logged(const sr_runtime_t *rt, const struct rt_batch *b)
+{
+    return !rt->cl || !b->has_state || (b->logged && b->cl_acked >= b->cl_produced);
+}
+
+static void job_push(sr_runtime_t *rt, struct job *j);
+
+/* Hands the batch to the worker as its one job of that type. */
+static void batch_job(sr_runtime_t *rt, struct rt_batch *b, enum job_type type)
+{
+    b->job.type = type;
+    b->job.b = b;
+    job_push(rt, &b->job);
+}
+
 static int set_nonblock_pipe(int fds[2])
 {
     if (pipe(fds) != 0)
@@ -395,7 +417,7 @@ static sr_err_t produce_dlq(sr_runtime_t *rt, struct rt_batch *b, int32_t r, con
     rd_kafka_header_add(h, "streamrec.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
     rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
     rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
-    return sr_kafka_produce(rt->producer, rt->dlq_rkt, m->key, m->key_len, m->payload, m->len, h,
+    return sr_kafka_produce(rt->producer, rt->dlq_rkt, RD_KAFKA_PARTITION_UA, m->key, m->key_len, m->payload, m->len, h,
                             &b->refs[r], false, err);
 }
 
@@ -638,9 +660,7 @@ static void dispatch(sr_runtime_t *rt)
     pthread_mutex_lock(&rt->mmu);
     sr_hist_add(&rt->batch_hist, (double)b->n);
     pthread_mutex_unlock(&rt->mmu);
-    b->job.type = JOB_RUN;
-    b->job.b = b;
-    job_push(rt, &b->job);
+    batch_job(rt, b, JOB_RUN);
 }
 
 /* The deadline hands the batch over only when the worker is free; while it computes, the batch
@@ -901,7 +921,6 @@ static void recover_check(sr_runtime_t *rt)
     rt->itail = prev;
     rt->recovering = false;
     rt->rfirst = NULL;
-    txn_abort(rt);
     pthread_mutex_lock(&rt->mmu);
     rt->recovered_batches++;
     pthread_mutex_unlock(&rt->mmu);
@@ -1037,8 +1056,7 @@ static void txn_maybe_commit(sr_runtime_t *rt)
     for (struct rt_batch *b = rt->ihead; b; b = b->next) {
         if (b->commit_sent)
             continue;
-        if (!b->computed || b->rc != SR_OK || b->failed || b->acked < b->produced ||
-            (rt->cl && b->has_state && (!b->logged || b->cl_acked < b->cl_produced))) {
+        if (!batch_outputs_acked(b) || !batch_logged(rt, b)) {
             rd_kafka_topic_partition_list_destroy(l);
             return;
         }
@@ -1062,7 +1080,7 @@ static void txn_maybe_commit(sr_runtime_t *rt)
                  rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED
                      ? " (fenced: another process uses this transactional.id)" : "");
         else if (abortable && txn_first(rt))
-            recover_begin(rt, txn_first(rt)); /* aborts in recover_check, then reprocesses */
+            recover_begin(rt, txn_first(rt)); /* aborts (advance), then reprocesses */
         else if (abortable)
             txn_abort(rt);
         else
@@ -1082,9 +1100,7 @@ static void txn_maybe_commit(sr_runtime_t *rt)
         if (b->commit_sent)
             continue;
         b->commit_sent = true;
-        b->job.type = JOB_COMMIT;
-        b->job.b = b;
-        job_push(rt, &b->job);
+        batch_job(rt, b, JOB_COMMIT);
     }
     dispatch(rt);
 }
@@ -1102,24 +1118,19 @@ static void advance(sr_runtime_t *rt)
     for (struct rt_batch *b = rt->ihead; b; b = b->next) {
         if (b->commit_sent)
             continue;
-        if (!b->computed || b->rc != SR_OK || b->failed || b->acked < b->produced)
+        if (!batch_outputs_acked(b))
             break;
         /* With a changelog, the batch's state changes go there first (in batch order: the
          * log jobs share the commit queue), and its local commit waits for their acks. */
         if (rt->cl && b->has_state && !b->log_sent) {
             b->log_sent = true;
-            b->job.type = JOB_LOG;
-            b->job.b = b;
-            job_push(rt, &b->job);
+            batch_job(rt, b, JOB_LOG);
         }
-        if (rt->cl && b->has_state && (!b->logged || b->cl_acked < b->cl_produced))
-            in_order = false;
+        in_order = in_order && batch_logged(rt, b);
         if (!in_order || rt->eos)
             continue;
         b->commit_sent = true;
-        b->job.type = JOB_COMMIT;
-        b->job.b = b;
-        job_push(rt, &b->job);
+        batch_job(rt, b, JOB_COMMIT);
     }
     txn_maybe_commit(rt);
     recover_check(rt);

@@ -865,4 +865,10 @@ static inline int64_t group_committed(const char *bootstraps, const char *group,
     return sum;
 }
 
+/* Runs a CMocka group, only the tests matching SR_TEST_FILTER when it is set (a glob such
+ * as 'test_exactly*': one test while debugging it). */
+#define sr_run_tests(tests)                                                              \
+    (getenv("SR_TEST_FILTER") ? cmocka_set_test_filter(getenv("SR_TEST_FILTER")) : (void)0, \
+     cmocka_run_group_tests(tests, NULL, NULL))
+
 #endif /* KAFKA_TEST_UTIL_H */

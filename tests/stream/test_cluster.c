@@ -342,7 +342,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exactly_once_kill9, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changelog_topic_checks, setup, teardown),
     };
-    if (getenv("SR_TEST_FILTER")) /* e.g. SR_TEST_FILTER='test_exactly*' */
-        cmocka_set_test_filter(getenv("SR_TEST_FILTER"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return sr_run_tests(tests);
 }

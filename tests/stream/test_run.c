@@ -412,7 +412,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_failure_recovery_eos, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_sigkill, setup, teardown),
     };
-    if (getenv("SR_TEST_FILTER")) /* e.g. SR_TEST_FILTER='test_exactly*' */
-        cmocka_set_test_filter(getenv("SR_TEST_FILTER"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return sr_run_tests(tests);
 }
