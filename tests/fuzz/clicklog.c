@@ -1,4 +1,4 @@
-/* clicklog.c — libFuzzer harness of the YooChoose / Diginetica click-log reader (stream/gen.c):
+/* clicklog.c — libFuzzer harness of the YooChoose / Diginetica click-log reader (stream/tools/gen.c):
  * any bytes as a click-log file read to the end or the first bad row, each event validated
  * (what `gen --from-csv` then encodes), and the same bytes as an ISO-8601 time. */
 #include "sr_gen.h"
