@@ -1,0 +1,218 @@
+/* runtime_int.h — private to stream/runtime/: the online runtime's structures (sr_runtime,
+ * batches, jobs, restores) and the functions its files share. Which thread may touch a field is
+ * written beside it; every function says its thread (@thread loop | worker | any). See runtime.c
+ * for the overview and docs/LIFE-OF-AN-EVENT.md for one event's path. */
+#ifndef SR_RUNTIME_INT_H
+#define SR_RUNTIME_INT_H
+
+#include "sr_state.h"
+#include "sr_stream.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CMP "run"
+
+struct rt_batch;
+
+struct out_ref {
+    struct rt_batch *b;
+    int32_t row;
+};
+
+enum job_type { JOB_RUN = 1, JOB_LOG, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_RESTORE, JOB_QUIT };
+
+struct restore;
+
+struct job {
+    struct job *next;
+    enum job_type type;
+    struct rt_batch *b;
+    int32_t partition;
+    uint64_t state_id;       /* JOB_DISCARD: drop staged state from this id on */
+    struct restore *rs;      /* JOB_RESTORE */
+};
+
+/* A partition being restored from the changelog before it is consumed (DESIGN §8). The loop
+ * owns the record; the worker owns `r` while the job runs. */
+struct restore {
+    struct job job;
+    int32_t partition;
+    int64_t committed;       /* the group's committed offset at assignment, -1 when none */
+    int cancel;              /* atomic: revoked meanwhile: the worker stops, the loop forgets */
+    int64_t remaining;       /* atomic: changelog records left (metrics, /readyz) */
+    sr_changelog_restore_t *r;
+    sr_err_t rc;
+    char errmsg[SR_ERROR_MSG_MAX];
+};
+
+struct rt_batch {
+    struct rt_batch *next;   /* in-flight FIFO or free list */
+    struct job job;          /* one job at a time per batch (run, then commit) */
+    int32_t n, cap;
+    rd_kafka_message_t **msgs;
+    uint64_t *t_consumed;    /* ns */
+    struct out_ref *refs;
+    sr_arena_t *arena;
+    int32_t cursor;          /* worker: sink row cursor */
+    /* worker results, read by the loop after the completion */
+    sr_err_t rc;
+    char errmsg[SR_ERROR_MSG_MAX];
+    bool has_state;
+    uint64_t state_id;
+    uint64_t discard_from;   /* the first state id this batch or a later one can stage */
+    uint64_t produced;
+    /* the changelog (state.changelog): produced after the outputs are acknowledged (JOB_LOG),
+     * acknowledged before the local commit (JOB_COMMIT), see changelog.c */
+    struct out_ref cl_ref;   /* delivery-report opaque of its records (row -1) */
+    uint64_t cl_produced;    /* worker */
+    int64_t *cl_next;        /* [changelog partitions]: offset after its last record, -1 */
+    /* loop only */
+    uint64_t seq;            /* dispatch order */
+    bool computed, commit_sent, committed, log_sent, logged;
+    uint64_t acked, failed, cl_acked;
+};
+
+/* Where to consume a partition again after a recovery: the lowest dropped offset. */
+struct rewind {
+    char topic[256];
+    int32_t partition;
+    int64_t offset;
+};
+
+struct part_lag {
+    int32_t partition;
+    int64_t lag;
+};
+
+struct sr_runtime {
+    const sr_config_t *cfg;
+    uv_loop_t loop;
+    bool loop_init;
+    /* kafka */
+    rd_kafka_t *consumer, *producer;
+    rd_kafka_queue_t *cq, *pq, *mq;  /* consumer events, producer events, input messages */
+    int cpipe[2], ppipe[2], mpipe[2];
+    uv_poll_t cpoll, ppoll, mpoll;
+    rd_kafka_message_t **take;       /* rd_kafka_consume_batch_queue's array (max_events) */
+    rd_kafka_topic_t *dlq_rkt;
+    sr_topic_sink_t *sink;
+    const char *input_topic, *dlq_topic;
+    /* graph + worker */
+    sr_graph_t *g;
+    struct sr_stats stats;
+    pthread_mutex_t g_mu;    /* sr_graph_commit (worker) vs applied-offset reads (loop) */
+    pthread_t worker;
+    bool worker_started;
+    struct rt_batch *cur;    /* worker only: the batch the graph is running */
+    pthread_mutex_t jmu;
+    pthread_cond_t jcond;
+    struct job *jhead, *jtail;   /* runs, evictions, quit: in order */
+    struct job *khead, *ktail;   /* commits: ahead of runs (they free in-flight room) */
+    pthread_mutex_t cmu;
+    struct job *chead, *ctail;
+    uv_async_t async;        /* completions, stop requests */
+    bool async_closed;       /* under cmu: the loop is gone, the loop side polls instead */
+    volatile int stop_requested;
+    /* batching */
+    int32_t max_events;
+    int64_t max_wait_ms;
+    struct rt_batch *gather, *free_list, *ihead, *itail;
+    int computing;           /* batches handed to the worker and not computed yet */
+    bool due;                /* the gathering batch passed its deadline while the worker ran */
+    uv_timer_t batch_timer, house_timer;
+    int64_t inflight_events;
+    int64_t max_inflight, max_outq;
+    bool held;               /* backpressure: messages are left in mq */
+    /* lifecycle */
+    uv_signal_t sigint, sigterm;
+    bool signals;
+    bool draining, finishing, fatal;
+    char fatal_msg[SR_ERROR_MSG_MAX];
+    /* recovery from a failed delivery (loop thread; see recover_begin) */
+    bool recovering;
+    struct rt_batch *rfirst; /* the earliest batch with a failed delivery */
+    int discards;            /* JOB_DISCARDs not completed */
+    uint64_t next_seq;
+    int64_t recoveries, max_recoveries; /* in a row, without a commit in between */
+    struct rewind *rewinds;
+    int n_rewinds, cap_rewinds;
+    uint64_t w_last_state;   /* worker: the last state id staged */
+    int assigned;
+    bool joined;             /* a first assignment arrived (possibly empty): in the group */
+    /* state changelog (NULL with state.changelog=false) and partitions restoring from it */
+    sr_changelog_t *cl;
+    int32_t cl_parts;
+    struct restore **restores;
+    int n_restores, cap_restores;
+    uint64_t commit_failures;
+    /* exactly_once (loop): every batch in flight belongs to the open transaction, which
+     * commits (outputs, changelog, input offsets) once they are all settled and
+     * commit.interval.ms passed, or at a drain or revoke; no batch is dispatched meanwhile */
+    bool eos, txn_open, txn_closing, revoking, txn_must_abort;
+    uint64_t txn_began_ns, txn_interval_ns, transactions, aborts;
+    /* metrics (loop thread) */
+    sr_http_t *http;
+    pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */
+    uint64_t consumed, committed_events, published, dlq_published, delivery_failures, rebalances,
+        recovered_batches;
+    struct sr_hist batch_hist, lat_hist;
+    struct part_lag *lags;
+    int n_lags;
+    uint64_t sessions;       /* written by the worker (atomic) */
+    uint64_t sessions_at;
+    const char *version;
+};
+
+/* runtime.c */
+void sr__rt_fail(sr_runtime_t *rt, const char *fmt, ...);
+void sr__rt_begin_drain(sr_runtime_t *rt);
+void sr__rt_drain_blocking(sr_runtime_t *rt, int timeout_ms);
+
+/* batcher.c */
+int sr__rt_set_nonblock_pipe(int fds[2]);
+void sr__rt_batch_put(sr_runtime_t *rt, struct rt_batch *b);
+void sr__rt_batch_free(struct rt_batch *b);
+void sr__rt_pause_resume_all(sr_runtime_t *rt, bool pause);
+void sr__rt_check_backpressure(sr_runtime_t *rt);
+void sr__rt_dispatch(sr_runtime_t *rt);
+void sr__rt_serve_consumer(sr_runtime_t *rt);
+void sr__rt_serve_messages(sr_runtime_t *rt);
+void sr__rt_serve_producer(sr_runtime_t *rt);
+void sr__rt_on_cpoll(uv_poll_t *h, int status, int events);
+void sr__rt_on_mpoll(uv_poll_t *h, int status, int events);
+void sr__rt_on_ppoll(uv_poll_t *h, int status, int events);
+
+/* worker.c */
+void sr__rt_job_push(sr_runtime_t *rt, struct job *j);
+void *sr__rt_rec_opaque(void *ctx, const struct sr_rec *rec);
+void *sr__rt_worker_main(void *arg);
+
+/* delivery.c */
+void sr__rt_batch_job(sr_runtime_t *rt, struct rt_batch *b, enum job_type type);
+void sr__rt_rewind_note(sr_runtime_t *rt, const rd_kafka_message_t *m);
+void sr__rt_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+void sr__rt_txn_maybe_commit(sr_runtime_t *rt);
+void sr__rt_advance(sr_runtime_t *rt);
+void sr__rt_handle_completions(sr_runtime_t *rt);
+void sr__rt_on_async(uv_async_t *a);
+
+/* rebalance.c */
+struct restore *sr__rt_restoring(sr_runtime_t *rt, int32_t partition);
+void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs);
+void sr__rt_log_parts(const char *what, const rd_kafka_topic_partition_list_t *l);
+void sr__rt_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+/* observe.c */
+int sr__rt_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque);
+void sr__rt_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+void sr__rt_http_handler(void *ctx, const char *path, int *status, const char **ctype,
+                         struct sr_buf *body);
+
+#endif /* SR_RUNTIME_INT_H */

@@ -1,0 +1,230 @@
+/* worker.c — the worker thread: the job queue (run a batch through the graph, log its changelog,
+ * commit its state, evict or discard, restore a partition step by step) and the completion queue
+ * back to the loop. The only thread that runs the graph; dead letters are produced here, from the
+ * graph's dead-letter output. */
+#include "runtime_int.h"
+
+/* Loop → worker (and worker → itself for a restore's next step). Commits and changelog logs go
+ * to their own queue, in order, served before runs: a commit waiting behind every queued run
+ * would hold the in-flight room (and the input) until the worker is idle. */
+void sr__rt_job_push(sr_runtime_t *rt, struct job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&rt->jmu);
+    bool commit = j->type == JOB_COMMIT || j->type == JOB_LOG;
+    struct job **head = commit ? &rt->khead : &rt->jhead;
+    struct job **tail = commit ? &rt->ktail : &rt->jtail;
+    if (*tail)
+        (*tail)->next = j;
+    else
+        *head = j;
+    *tail = j;
+    pthread_cond_signal(&rt->jcond);
+    pthread_mutex_unlock(&rt->jmu);
+}
+
+static void completion_push(sr_runtime_t *rt, struct job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&rt->cmu);
+    if (rt->ctail)
+        rt->ctail->next = j;
+    else
+        rt->chead = j;
+    rt->ctail = j;
+    if (!rt->async_closed)
+        uv_async_send(&rt->async);
+    pthread_mutex_unlock(&rt->cmu);
+}
+
+/* Sink callback (worker): the delivery-report opaque of the recommendation of row (p, o). Rows
+ * are emitted in batch order, so a forward cursor finds them. */
+void *sr__rt_rec_opaque(void *ctx, const struct sr_rec *rec)
+{
+    sr_runtime_t *rt = ctx;
+    struct rt_batch *b = rt->cur;
+    if (!b)
+        return NULL;
+    while (b->cursor < b->n && !(b->msgs[b->cursor]->partition == rec->source_partition &&
+                                 b->msgs[b->cursor]->offset == rec->source_offset))
+        b->cursor++;
+    return b->cursor < b->n ? &b->refs[b->cursor] : NULL;
+}
+
+static sr_err_t produce_dlq(sr_runtime_t *rt, struct rt_batch *b, int32_t r, const char *reason,
+                            struct sr_error *err)
+{
+    const rd_kafka_message_t *m = b->msgs[r];
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    char part[16], off[24];
+    int pl = snprintf(part, sizeof part, "%d", (int)m->partition);
+    int ol = snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    rd_kafka_header_add(h, "streamrec.error", -1, reason, -1);
+    rd_kafka_header_add(h, "streamrec.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
+    rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
+    return sr_kafka_produce(rt->producer, rt->dlq_rkt, RD_KAFKA_PARTITION_UA, m->key, m->key_len, m->payload, m->len, h,
+                            &b->refs[r], false, err);
+}
+
+/* Worker: runs the graph over a batch; the sink produces its recommendations, then its
+ * undecodable messages go to the DLQ (except those a previous run already applied). */
+static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
+{
+    struct sr_error err = {0};
+    struct sr_batch sb;
+    struct sr_source_cols src;
+    sr_arena_reset(b->arena);
+    sr_err_t rc = sr_batch_init_source(&sb, b->arena, b->n, &src, &err);
+    if (rc == SR_OK) {
+        for (int32_t i = 0; i < b->n; i++) {
+            const rd_kafka_message_t *m = b->msgs[i];
+            src.raw[i] = m->payload ? m->payload : "";
+            src.raw_len[i] = (uint32_t)m->len;
+            src.partition[i] = m->partition;
+            src.offset[i] = m->offset;
+            b->refs[i].b = b;
+            b->refs[i].row = i;
+        }
+        uint64_t before = sr_topic_sink_produced(rt->sink);
+        b->discard_from = rt->w_last_state + 1;
+        b->cursor = 0;
+        rt->cur = b;
+        rc = sr_graph_run(rt->g, &sb, &err);
+        rt->cur = NULL;
+        b->produced = sr_topic_sink_produced(rt->sink) - before;
+        struct sr_col *de = rc == SR_OK && rt->dlq_rkt ? sr_batch_col(&sb, "decode_error") : NULL;
+        const char **why = de ? de->data : NULL;
+        for (int32_t r = 0; rc == SR_OK && why && r < b->n; r++) {
+            const rd_kafka_message_t *m = b->msgs[r];
+            if (!why[r] || m->offset <= sr_graph_applied_offset(rt->g, m->partition))
+                continue;
+            rc = produce_dlq(rt, b, r, why[r], &err);
+            if (rc == SR_OK)
+                b->produced++;
+        }
+        b->has_state = sb.has_state;
+        b->state_id = sb.state_id;
+        if (sb.has_state)
+            rt->w_last_state = sb.state_id;
+    }
+    b->rc = rc;
+    if (rc != SR_OK)
+        snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
+}
+
+/* Worker: one step of a partition's restore (about 20 ms, between batches); true when it
+ * is finished (done, failed or cancelled). */
+static bool restore_step(sr_runtime_t *rt, struct restore *rs)
+{
+    if (__atomic_load_n(&rs->cancel, __ATOMIC_ACQUIRE)) {
+        sr_changelog_restore_end(rs->r);
+        rs->r = NULL;
+        return true;
+    }
+    struct sr_error err = {0};
+    bool done = false;
+    sr_state_t *st = sr_graph_state(rt->g);
+    if (!rs->r) /* takes g_mu itself, only around the state (the broker may take a while) */
+        rs->rc = sr_changelog_restore_begin(rt->cl, st, rs->partition, &rt->g_mu, &rs->r, &err);
+    if (rs->rc == SR_OK) {
+        pthread_mutex_lock(&rt->g_mu);
+        rs->rc = sr_changelog_restore_step(rs->r, st, 20000000ULL, &done, &err);
+        pthread_mutex_unlock(&rt->g_mu);
+    }
+    if (rs->rc != SR_OK) {
+        snprintf(rs->errmsg, sizeof rs->errmsg, "%s", err.msg);
+        done = true;
+    }
+    __atomic_store_n(&rs->remaining, rs->r ? sr_changelog_restore_remaining(rs->r) : 0,
+                     __ATOMIC_RELEASE);
+    if (done) {
+        sr_changelog_restore_end(rs->r);
+        rs->r = NULL;
+    }
+    return done;
+}
+
+void *sr__rt_worker_main(void *arg)
+{
+    sr_runtime_t *rt = arg;
+    uint64_t sessions_ns = 0;
+    for (;;) {
+        pthread_mutex_lock(&rt->jmu);
+        while (!rt->jhead && !rt->khead)
+            pthread_cond_wait(&rt->jcond, &rt->jmu);
+        struct job *j;
+        if (rt->khead) {
+            j = rt->khead;
+            rt->khead = j->next;
+            if (!rt->khead)
+                rt->ktail = NULL;
+        } else {
+            j = rt->jhead;
+            rt->jhead = j->next;
+            if (!rt->jhead)
+                rt->jtail = NULL;
+        }
+        pthread_mutex_unlock(&rt->jmu);
+        switch (j->type) {
+        case JOB_RUN:
+            run_batch(rt, j->b);
+            completion_push(rt, j);
+            break;
+        case JOB_LOG: {
+            struct sr_error err = {0};
+            struct rt_batch *b = j->b;
+            b->rc = sr_changelog_log(rt->cl, sr_graph_state(rt->g), b->state_id, &b->cl_ref,
+                                     &b->cl_produced, &err);
+            if (b->rc != SR_OK)
+                snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
+            completion_push(rt, j);
+            break;
+        }
+        case JOB_COMMIT: {
+            struct sr_error err = {0};
+            struct rt_batch *b = j->b;
+            b->rc = SR_OK;
+            if (b->has_state) {
+                pthread_mutex_lock(&rt->g_mu);
+                /* The changelog checkpoint goes with the state it describes (one write). */
+                for (int32_t p = 0; b->rc == SR_OK && rt->cl && p < rt->cl_parts; p++)
+                    if (b->cl_next[p] >= 0)
+                        b->rc = sr_state_stage_checkpoint(sr_graph_state(rt->g), b->state_id, p,
+                                                          b->cl_next[p], &err);
+                if (b->rc == SR_OK)
+                    b->rc = sr_graph_commit(rt->g, b->state_id, &err);
+                pthread_mutex_unlock(&rt->g_mu);
+                if (b->rc != SR_OK)
+                    snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
+            }
+            uint64_t now = sr_now_ns();
+            if (now - sessions_ns > 1000000000ULL) {
+                __atomic_store_n(&rt->sessions, sr_graph_sessions(rt->g), __ATOMIC_RELAXED);
+                sessions_ns = now;
+            }
+            completion_push(rt, j);
+            break;
+        }
+        case JOB_EVICT:
+            sr_graph_partition_evict(rt->g, j->partition);
+            free(j);
+            break;
+        case JOB_DISCARD:
+            pthread_mutex_lock(&rt->g_mu);
+            sr_graph_discard(rt->g, j->state_id);
+            pthread_mutex_unlock(&rt->g_mu);
+            completion_push(rt, j);
+            break;
+        case JOB_RESTORE:
+            if (restore_step(rt, j->rs))
+                completion_push(rt, j);
+            else
+                sr__rt_job_push(rt, j); /* behind the queued runs: other partitions keep flowing */
+            break;
+        case JOB_QUIT:
+            free(j);
+            return NULL;
+        }
+    }
+}
