@@ -53,6 +53,28 @@ void sr_config_destroy(sr_config_t *cfg)
     free(cfg);
 }
 
+sr_config_t *sr_config_dup(const sr_config_t *cfg)
+{
+    sr_config_t *c = sr_config_new();
+    if (!c || !cfg)
+        return c;
+    if (cfg->n && !(c->e = calloc(cfg->n, sizeof *c->e))) {
+        free(c);
+        return NULL;
+    }
+    c->cap = cfg->n;
+    for (; c->n < cfg->n; c->n++) {
+        c->e[c->n].key = strdup(cfg->e[c->n].key);
+        c->e[c->n].value = strdup(cfg->e[c->n].value);
+        if (!c->e[c->n].key || !c->e[c->n].value) {
+            c->n++;
+            sr_config_destroy(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
 static const struct sr_config_known *find_known(const char *key)
 {
     for (size_t i = 0; i < N_KNOWN; i++)

@@ -100,6 +100,8 @@ typedef struct sr_config sr_config_t;
 
 sr_config_t *sr_config_new(void);
 void sr_config_destroy(sr_config_t *cfg);
+/* A copy of every set key (NULL when out of memory). The caller owns it. */
+sr_config_t *sr_config_dup(const sr_config_t *cfg);
 /* Loads a properties file; errors name the file and line. */
 sr_err_t sr_config_load_file(sr_config_t *cfg, const char *path, struct sr_error *err);
 /* Sets one key; an unknown key is SR_ECONFIG naming the nearest known key. */

@@ -105,14 +105,16 @@ static sr_err_t validate(const sr_graph_t *g, struct sr_error *err)
     return sr__graph_validate(nodes, g->n, err);
 }
 
-static sr_err_t load_model(sr_graph_t *g, struct sr_error *err)
+static sr_err_t load_model(sr_graph_t *g, struct sr_bundle *bundle, struct sr_error *err)
 {
     const sr_config_t *cfg = g->env.cfg;
     const char *dir = sr_config_get(cfg, "model.bundle");
-    if (!dir || !*dir)
+    sr_err_t rc = SR_OK;
+    if (bundle)
+        g->env.bundle = sr_bundle_ref(bundle);
+    else if (!dir || !*dir)
         return sr_error_set(err, SR_ECONFIG, "model.bundle is required (the bundle directory)");
-    sr_err_t rc = sr_bundle_load(dir, &g->env.bundle, err);
-    if (rc != SR_OK)
+    else if ((rc = sr_bundle_load(dir, &g->env.bundle, err)) != SR_OK)
         return rc;
     struct sr_backend_params bp = {0};
     rc = sr_device_parse(sr_config_get(cfg, "device"), &bp.device, err);
@@ -156,8 +158,8 @@ static sr_err_t load_model(sr_graph_t *g, struct sr_error *err)
 sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct sr_error *err)
 {
     *out = NULL;
-    if (!p || !p->cfg || !p->stats)
-        return sr_error_set(err, SR_EINVAL, "sr_graph_new: cfg and stats are required");
+    if (!p || !p->cfg || !p->stats || !p->state)
+        return sr_error_set(err, SR_EINVAL, "sr_graph_new: cfg, stats and state are required");
     sr_graph_t *g = calloc(1, sizeof *g);
     if (!g)
         return sr_error_set(err, SR_ENOMEM, "graph: out of memory");
@@ -168,9 +170,8 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     g->env.source_topic = p->source_topic ? p->source_topic : "";
     g->env.input_format = p->input_format;
     g->env.input_writer_schema_json = p->input_writer_schema_json;
-    g->env.state_identity = p->state_identity;
-    g->env.state_must_be_new = p->state_must_be_new;
-    sr_err_t rc = load_model(g, err);
+    g->env.state = p->state;
+    sr_err_t rc = load_model(g, p->bundle, err);
 
     bool exclude_seen = true, require_available = false;
     if (rc == SR_OK)
@@ -228,24 +229,11 @@ void sr_graph_destroy(sr_graph_t *g)
     for (int i = g->n - 1; i >= 0; i--)
         if (g->nodes[i].desc->fini)
             g->nodes[i].desc->fini(g->nodes[i].ctx);
-    sr__env_release(&g->env);
     sr_model_unref(g->env.model);
     sr_backend_unref(g->backend);
     sr_bundle_unref(g->env.bundle);
     free(g->env.item_allowed);
     free(g);
-}
-
-sr_err_t sr_graph_commit(sr_graph_t *g, uint64_t state_id, struct sr_error *err)
-{
-    return sr_state_commit(g->env.state, state_id, err);
-}
-
-void sr_graph_discard(sr_graph_t *g, uint64_t state_id) { sr_state_discard(g->env.state, state_id); }
-
-int64_t sr_graph_applied_offset(const sr_graph_t *g, int32_t partition)
-{
-    return sr_state_applied_offset(g->env.state, partition);
 }
 
 sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err)
@@ -268,14 +256,6 @@ sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err)
     return SR_OK;
 }
 
-void sr_graph_partition_evict(sr_graph_t *g, int32_t partition)
-{
-    sr_state_partition_evict(g->env.state, partition);
-}
-
-uint64_t sr_graph_sessions(sr_graph_t *g) { return sr_state_count(g->env.state); }
-struct sr_state *sr_graph_state(sr_graph_t *g) { return g->env.state; }
-
 void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r)
 {
     memset(r, 0, sizeof *r);
@@ -286,23 +266,4 @@ void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r)
 const char *sr_graph_model_version(const sr_graph_t *g)
 {
     return sr_bundle_info(g->env.bundle)->version;
-}
-
-static void print_ports(FILE *f, const struct sr_op_port *ports, int n)
-{
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%s%s%s:%s", i ? ", " : "", ports[i].name, ports[i].optional ? "?" : "",
-                sr_col_type_name(ports[i].type));
-}
-
-void sr_graph_describe(const sr_graph_t *g, FILE *f)
-{
-    for (int i = 0; i < g->n; i++) {
-        const struct sr_graph_node *nd = &g->nodes[i];
-        fprintf(f, "%2d %-18s (%s)  ", i, nd->name, nd->desc->name);
-        print_ports(f, nd->ports.in, nd->ports.n_in);
-        fprintf(f, " -> ");
-        print_ports(f, nd->ports.out, nd->ports.n_out);
-        fprintf(f, "\n");
-    }
 }

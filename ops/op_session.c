@@ -1,12 +1,13 @@
 /* op_session.c — `session_update`: applies each event to its session in stream order and, for
  * trigger rows, snapshots the session (item keys) as it stands after that event.
  * Per batch: one MultiGet of the distinct sessions, working copies in arena memory, one staged
- * write batch holding every changed session, the highest offset applied per partition and the
- * event-time watermark (DESIGN §8). Events at or below a partition's committed applied offset
+ * write batch holding every changed session and the highest offset applied per partition
+ * (DESIGN §8). Events at or below a partition's committed applied offset
  * were applied before a crash: they are skipped, neither applied nor re-emitted.
  * TTL is decided per event in event time, so the result does not depend on batch boundaries:
  * an event more than session.ttl.ms after its session's last event finds the session empty.
- * The session store is the graph's (env->state, state.backend chooses memory or rocksdb). */
+ * The session store is the runtime's, borrowed by the graph (env->state; opened by
+ * sr_session_store_open below: state.backend chooses memory or rocksdb). */
 #include "ops_int.h"
 #include "sr_kernels.h"
 #include "sr_state.h"
@@ -29,6 +30,23 @@ struct work {
     bool dirty;
 };
 
+sr_err_t sr_session_store_open(const sr_config_t *cfg, const struct sr_bundle *bundle,
+                               const char *identity, bool must_be_new, struct sr_state **out,
+                               struct sr_error *err)
+{
+    *out = NULL;
+    struct sr_state_params sp;
+    sr_state_params_init(&sp);
+    sr_err_t rc = sr_state_params_from_config(&sp, cfg, err);
+    if (rc != SR_OK)
+        return rc;
+    sp.identity = identity;
+    sp.must_be_new = must_be_new;
+    if (bundle && !sr_config_get(cfg, "session.max_len"))
+        sp.max_len = (uint32_t)sr_bundle_info(bundle)->max_len;
+    return sr_state_open(&sp, out, err);
+}
+
 static sr_err_t session_init(struct sr_op_env *env, const char *prefix, void **ctx,
                              struct sr_op_ports *ports, struct sr_error *err)
 {
@@ -38,8 +56,6 @@ static sr_err_t session_init(struct sr_op_env *env, const char *prefix, void **c
     sr_err_t rc = sr_state_params_from_config(&sp, env->cfg, err);
     if (rc != SR_OK)
         return rc;
-    sp.identity = env->state_identity;
-    sp.must_be_new = env->state_must_be_new;
     if (!sr_config_get(env->cfg, "session.max_len"))
         sp.max_len = (uint32_t)sr_bundle_info(env->bundle)->max_len;
     struct session_ctx *c = calloc(1, sizeof *c);
@@ -47,13 +63,6 @@ static sr_err_t session_init(struct sr_op_env *env, const char *prefix, void **c
         return sr_error_set(err, SR_ENOMEM, "out of memory");
     c->max_len = sp.max_len;
     c->ttl_ms = sp.ttl_ms;
-    if (!env->state) {
-        rc = sr_state_open(&sp, &env->state, err);
-        if (rc != SR_OK) {
-            free(c);
-            return rc;
-        }
-    }
     sr__port_in(ports, SR_C_SESSION, SR_COL_STR, false);
     sr__port_in(ports, SR_C_ITEM_KEY, SR_COL_U64, false);
     sr__port_in(ports, SR_C_TS, SR_COL_I64, false);
@@ -62,12 +71,6 @@ static sr_err_t session_init(struct sr_op_env *env, const char *prefix, void **c
     sr__port_out(ports, SR_C_SESSION_KEYS, SR_COL_LIST_U64);
     *ctx = c;
     return SR_OK;
-}
-
-void sr__env_release(struct sr_op_env *env)
-{
-    sr_state_close(env->state);
-    env->state = NULL;
 }
 
 static uint64_t key_hash(int32_t partition, const char *id, uint32_t len)

@@ -1,9 +1,11 @@
-/* op_sink.c — `sink`: turns each trigger row's top-k into a recommendation (DESIGN §4: item ids,
- * scores, model version, source position) and hands it, in source order, to the runtime's sink
- * variant (file or topic, stream/). Owns a scratch array of scored items. */
+/* op_sink.c — `sink`: the graph's outputs. Turns each trigger row's top-k into a recommendation
+ * (DESIGN §4: item ids, scores, model version, source position) and hands it, in source order,
+ * to the runtime's sink (file or topic, stream/); then hands over the batch's undecodable
+ * records as dead letters. Owns a scratch array of scored items. Runs on the graph's thread. */
 #include "ops_int.h"
 #include "sr_kernels.h"
 #include "sr_schemas.h"
+#include "sr_state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ static sr_err_t sink_init(struct sr_op_env *env, const char *prefix, void **ctx,
     sr__port_in(ports, SR_C_TS, SR_COL_I64, false);
     sr__port_in(ports, SR_C_REC_ITEMS, SR_COL_LIST_I32, false);
     sr__port_in(ports, SR_C_REC_SCORES, SR_COL_LIST_F32, false);
+    sr__port_in(ports, SR_C_DECODE_ERROR, SR_COL_STR, false);
     *ctx = c;
     return SR_OK;
 }
@@ -74,13 +77,20 @@ static sr_err_t sink_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
             .source_topic = env->source_topic, .source_topic_len = strlen(env->source_topic),
             .source_partition = part[r], .source_offset = off[r],
         };
-        sr_err_t rc = env->sink->emit(env->sink->opaque, &rec, err);
+        sr_err_t rc = env->sink->emit(env->sink->opaque, b, r, &rec, err);
         if (rc != SR_OK)
             return rc;
         emitted++;
     }
     __atomic_fetch_add(&env->stats->recommendations, emitted, __ATOMIC_RELAXED);
-    return env->sink->flush ? env->sink->flush(env->sink->opaque, err) : SR_OK;
+    sr_err_t rc = env->sink->flush ? env->sink->flush(env->sink->opaque, err) : SR_OK;
+    /* Dead letters: every row, selected or not (decode dropped them), unless a previous run
+     * applied it (its dead letter went out then). */
+    const char **why = sr_batch_col(b, SR_C_DECODE_ERROR)->data;
+    for (int32_t r = 0; rc == SR_OK && env->sink->dead_letter && r < b->n; r++)
+        if (why[r] && off[r] > sr_state_applied_offset(env->state, part[r]))
+            rc = env->sink->dead_letter(env->sink->opaque, b, r, why[r], err);
+    return rc;
 }
 
 static void sink_fini(void *ctx)

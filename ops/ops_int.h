@@ -49,7 +49,7 @@ struct sr_op_env {
     struct sr_sink *sink;
     struct sr_bundle *bundle;  /* loaded once per graph; NULL until the graph loads it */
     struct sr_model *model;
-    struct sr_state *state;    /* session store (state.backend) */
+    struct sr_state *state;    /* session store, borrowed from the runtime (sr_graph_params) */
     uint64_t staged_id;        /* the state batch session_update staged for the current batch */
     bool has_staged;
     uint8_t *item_allowed;     /* [V]: static item rules (require_available, drop_items);
@@ -59,13 +59,7 @@ struct sr_op_env {
     const char *source_topic;
     const char *input_format;  /* overrides input.format when non-NULL */
     const char *input_writer_schema_json;
-    const char *state_identity;  /* sr_graph_params: for the session store's open */
-    bool state_must_be_new;
 };
-
-/* Releases what ops attached to the env (the session store); called by the graph after every
- * op's fini. */
-void sr__env_release(struct sr_op_env *env);
 
 struct sr_op_desc {
     const char *name;

@@ -56,6 +56,7 @@ struct sr_batch {
     struct sr_col cols[SR_BATCH_MAX_COLS];
     bool has_state;     /* set by sr_graph_run: the batch staged state updates ... */
     uint64_t state_id;  /* ... under this id, to commit once its outputs are delivered */
+    void *owner;        /* the runtime's record of this batch, handed back to its sink */
 };
 
 /* Prepares an empty batch of n rows with all rows selected, in arena memory. */
@@ -122,11 +123,20 @@ struct sr_graph_params {
      * Replay of an Avro container file passes "avro" and the file's writer schema. */
     const char *input_format;
     const char *input_writer_schema_json;
-    /* The session store's identity (sr_state_params.identity: what its state belongs to) and
-     * whether it must hold no applied offsets yet (a replay that does not resume). */
-    const char *state_identity;
-    bool state_must_be_new;
+    /* The session store, borrowed: its owner is the runtime (it outlives a graph, e.g. across a
+     * bundle reload), opened with sr_session_store_open. Required. */
+    struct sr_state *state;
+    /* The bundle, borrowed (the graph takes its own reference); NULL loads model.bundle. */
+    struct sr_bundle *bundle;
 };
+
+/* Opens the session store a graph runs on (state.* keys; session.max_len defaults to the
+ * bundle's max_len; with no bundle, the store's default). `identity` is what its state belongs to and `must_be_new` refuses a store
+ * that already holds applied offsets (a replay that does not resume): see sr_state_params. The
+ * caller owns *out (sr_state_close). */
+sr_err_t sr_session_store_open(const sr_config_t *cfg, const struct sr_bundle *bundle,
+                               const char *identity, bool must_be_new, struct sr_state **out,
+                               struct sr_error *err);
 
 /* Next-item evaluation (replay --eval): a recommendation's target is the item of the same
  * session's next event whose type is in session.event_types. */
@@ -142,13 +152,19 @@ struct sr_eval_report {
     uint64_t catalogue;       /* recommendable items (V - first_index) */
 };
 
-/* Where recommendations go: implemented by stream/ (file, topic) — the per-runtime sink
- * variants. `emit` is called once per recommendation in source order (the rec and its strings
- * are valid during the call only); `flush` once per batch after the last emit. */
+/* The graph's outputs, implemented by each runtime (stream/: file, topic): recommendations and
+ * dead letters. `emit` is called once per recommendation in source order with the batch and the
+ * row it answers (the rec and its strings are valid during the call only); `flush` (optional)
+ * once per batch after the last emit; `dead_letter` (optional: NULL drops them, counted as
+ * invalid either way) once per record the graph could not decode, after the batch's
+ * recommendations, in row order, except records a previous run already applied (DESIGN §4). */
 struct sr_rec;
 struct sr_sink {
-    sr_err_t (*emit)(void *opaque, const struct sr_rec *rec, struct sr_error *err);
+    sr_err_t (*emit)(void *opaque, const struct sr_batch *b, int32_t row, const struct sr_rec *rec,
+                     struct sr_error *err);
     sr_err_t (*flush)(void *opaque, struct sr_error *err);
+    sr_err_t (*dead_letter)(void *opaque, const struct sr_batch *b, int32_t row, const char *reason,
+                            struct sr_error *err);
     void *opaque;
 };
 
@@ -158,34 +174,16 @@ struct sr_sink {
  * input column or a type mismatch is SR_ECONFIG naming the op and the column. */
 sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct sr_error *err);
 void sr_graph_destroy(sr_graph_t *g);
-/* Runs every op over the batch (raw input columns already filled, see ops_int.h: "raw",
- * "src_partition", "src_offset", "src_topic"). Per-stage time goes to stats. Errors are
- * fatal to the batch (bad records are not errors: they are counted and dropped). */
+/* Runs every op over the batch (source columns filled by sr_batch_init_source: "raw",
+ * "src_partition", "src_offset"). Per-stage time goes to stats. Errors are fatal to the batch
+ * (bad records are not errors: they are counted and dropped). The session changes the batch
+ * made are staged in the store (b->has_state, b->state_id): the runtime commits them with
+ * sr_state_commit once the batch's outputs are delivered, or drops them (DESIGN §8). */
 sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err);
-/* Commits the state staged by batches up to state_id (with their applied offsets) in one
- * atomic write: call once the batch's recommendations are delivered (DESIGN §8). */
-sr_err_t sr_graph_commit(sr_graph_t *g, uint64_t state_id, struct sr_error *err);
-/* Drops staged state of batches from state_id on (their events will be processed again). */
-void sr_graph_discard(sr_graph_t *g, uint64_t state_id);
-/* Committed applied offset of an input partition (-1 when none): where a restart resumes. */
-int64_t sr_graph_applied_offset(const sr_graph_t *g, int32_t partition);
-
-/* Drops a partition's committed sessions from the store's cache (the partition was revoked:
- * its next owner may change them). Same thread as sr_graph_run; pending state untouched. */
-void sr_graph_partition_evict(sr_graph_t *g, int32_t partition);
-
-/* Sessions held by the session store (exact for memory, an estimate for rocksdb). */
-uint64_t sr_graph_sessions(sr_graph_t *g);
-/* The graph's session store (owned by the graph): for the changelog, which logs its staged
- * changes and restores partitions into it. Same thread as sr_graph_run. */
-struct sr_state *sr_graph_state(sr_graph_t *g);
-
 /* Fills the evaluation report (zeros when the graph has no evaluator). */
 void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r);
 /* The model version of the loaded bundle (copied into every recommendation). */
 const char *sr_graph_model_version(const sr_graph_t *g);
-/* One line per op: "name(type) inputs -> outputs". */
-void sr_graph_describe(const sr_graph_t *g, FILE *f);
 
 #ifdef __cplusplus
 }

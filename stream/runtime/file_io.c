@@ -177,8 +177,11 @@ struct sr_file_sink {
     char path[512];
 };
 
-static sr_err_t sink_emit(void *opaque, const struct sr_rec *rec, struct sr_error *err)
+static sr_err_t sink_emit(void *opaque, const struct sr_batch *b, int32_t row, const struct sr_rec *rec,
+                          struct sr_error *err)
 {
+    (void)b;
+    (void)row;
     sr_file_sink_t *s = opaque;
     if (s->avro)
         return sr_avro_file_writer_append_rec(s->avro, rec, err);

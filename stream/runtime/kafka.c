@@ -154,7 +154,8 @@ struct sr_topic_sink {
     uint64_t produced;
 };
 
-static sr_err_t topic_emit(void *opaque, const struct sr_rec *rec, struct sr_error *err)
+static sr_err_t topic_emit(void *opaque, const struct sr_batch *b, int32_t row, const struct sr_rec *rec,
+                           struct sr_error *err)
 {
     sr_topic_sink_t *s = opaque;
     sr_buf_reset(&s->buf);
@@ -171,7 +172,7 @@ static sr_err_t topic_emit(void *opaque, const struct sr_rec *rec, struct sr_err
                         (ssize_t)rec->source_topic_len);
     rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
     rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
-    void *mo = s->p.msg_opaque ? s->p.msg_opaque(s->p.ctx, rec) : NULL;
+    void *mo = s->p.msg_opaque ? s->p.msg_opaque(s->p.ctx, b, row) : NULL;
     rc = sr_kafka_produce(s->p.producer, s->rkt, RD_KAFKA_PARTITION_UA, rec->session_id, rec->session_id_len, s->buf.data,
                           s->buf.len, h, mo, s->p.serve_when_full, err);
     if (rc == SR_OK)

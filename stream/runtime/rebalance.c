@@ -62,7 +62,7 @@ void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs)
 static int64_t applied_offset(sr_runtime_t *rt, int32_t partition)
 {
     pthread_mutex_lock(&rt->g_mu);
-    int64_t a = sr_graph_applied_offset(rt->g, partition);
+    int64_t a = sr_state_applied_offset(rt->state, partition);
     pthread_mutex_unlock(&rt->g_mu);
     return a;
 }

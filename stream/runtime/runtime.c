@@ -17,7 +17,7 @@
  * produces each recommendation (key = session_id, provenance headers) and undecodable messages
  * go unchanged to dlq.topic. Batches complete in consumption order: once every message a batch
  * produced is acknowledged and every earlier batch is complete, the worker commits its staged
- * state (sr_graph_commit: sessions + applied offsets in one RocksDB write), and only then are
+ * state (sr_state_commit: sessions + applied offsets in one RocksDB write), and only then are
  * its consumer offsets stored (enable.auto.offset.store=false) for auto-commit. A message that
  * finally fails delivery is recovered in-process (recover_begin below): its batch and every
  * later one are dropped with their staged state, their partitions sought back, their events
@@ -285,12 +285,22 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
         const char *group = sr_config_get(cfg, "kafka.group.id");
         snprintf(identity, sizeof identity, "run kafka.group.id=%s input.topic=%s",
                  group ? group : "streamrec", rt->input_topic);
+        const char *dir = sr_config_get(cfg, "model.bundle");
+        sr_bundle_t *bundle = NULL;
+        if (!dir || !*dir)
+            rc = sr_error_set(err, SR_ECONFIG, "model.bundle is required (the bundle directory)");
+        else
+            rc = sr_bundle_load(dir, &bundle, err);
+        if (rc == SR_OK)
+            rc = sr_session_store_open(cfg, bundle, identity, false, &rt->state, err);
+        sr__rt_outputs_init(rt);
         struct sr_graph_params gp = {
-            .cfg = cfg, .runtime = "online", .stats = &rt->stats,
-            .sink = sr_topic_sink_iface(rt->sink), .source_topic = rt->input_topic,
-            .state_identity = identity,
+            .cfg = cfg, .runtime = "online", .stats = &rt->stats, .sink = &rt->outputs,
+            .source_topic = rt->input_topic, .state = rt->state, .bundle = bundle,
         };
-        rc = sr_graph_new(&gp, &rt->g, err);
+        if (rc == SR_OK)
+            rc = sr_graph_new(&gp, &rt->g, err);
+        sr_bundle_unref(bundle);
     }
     if (rc == SR_OK)
         rt->version = sr_graph_model_version(rt->g);
@@ -498,6 +508,7 @@ void sr_runtime_destroy(sr_runtime_t *rt)
     if (rt->consumer)
         rd_kafka_destroy(rt->consumer);
     sr_graph_destroy(rt->g);
+    sr_state_close(rt->state);
     for (int i = 0; i < 2; i++) {
         if (rt->cpipe[i] >= 0)
             close(rt->cpipe[i]);

@@ -5,6 +5,7 @@
 #ifndef SR_RUNTIME_INT_H
 #define SR_RUNTIME_INT_H
 
+#include "sr_kernels.h"
 #include "sr_state.h"
 #include "sr_stream.h"
 #include <errno.h>
@@ -59,7 +60,6 @@ struct rt_batch {
     uint64_t *t_consumed;    /* ns */
     struct out_ref *refs;
     sr_arena_t *arena;
-    int32_t cursor;          /* worker: sink row cursor */
     /* worker results, read by the loop after the completion */
     sr_err_t rc;
     char errmsg[SR_ERROR_MSG_MAX];
@@ -102,14 +102,15 @@ struct sr_runtime {
     rd_kafka_message_t **take;       /* rd_kafka_consume_batch_queue's array (max_events) */
     rd_kafka_topic_t *dlq_rkt;
     sr_topic_sink_t *sink;
+    struct sr_sink outputs;  /* the graph's outputs: sink to output.topic, dead letters */
     const char *input_topic, *dlq_topic;
     /* graph + worker */
     sr_graph_t *g;
+    sr_state_t *state;       /* the session store (the runtime owns it; the graph borrows it) */
     struct sr_stats stats;
     pthread_mutex_t g_mu;    /* sr_graph_commit (worker) vs applied-offset reads (loop) */
     pthread_t worker;
     bool worker_started;
-    struct rt_batch *cur;    /* worker only: the batch the graph is running */
     pthread_mutex_t jmu;
     pthread_cond_t jcond;
     struct job *jhead, *jtail;   /* runs, evictions, quit: in order */
@@ -190,7 +191,9 @@ void sr__rt_on_ppoll(uv_poll_t *h, int status, int events);
 
 /* worker.c */
 void sr__rt_job_push(sr_runtime_t *rt, struct job *j);
-void *sr__rt_rec_opaque(void *ctx, const struct sr_rec *rec);
+void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *sb, int32_t row);
+/* Fills rt->outputs, the graph's sink (recommendations, dead letters), once dlq_rkt is set. */
+void sr__rt_outputs_init(sr_runtime_t *rt);
 void *sr__rt_worker_main(void *arg);
 
 /* delivery.c */

@@ -1,12 +1,89 @@
-/* sr_stream.h — private to stream/: offline sources and sinks shared by replay, run and the
- * tools. A source yields records (raw bytes + position) in order; a sink is the file variant
- * of the graph's sr_sink. */
+/* sr_stream.h — the stream library (stream/runtime/, DESIGN §1.1): the offline runtime
+ * (sr_replay_*) over sources and outputs, the online runtime (sr_runtime_*), the Kafka glue, the
+ * state changelog and the metrics listener. The commands (stream/cli/) and tools
+ * (stream/tools/) are built on it. A source yields records (raw bytes + position) in order; an
+ * output is where the graph's sr_sink writes (file or topic). */
 #ifndef SR_STREAM_H
 #define SR_STREAM_H
 
 #include "sr_core.h"
 #include "sr_ops.h"
 #include "sr_schemas.h"
+
+/* ---- sources and outputs of the offline runtime (source.c) ------------------------------ */
+
+/* Where a replay reads: a file (JSON Lines or Avro container, detected; "-" is stdin) or a
+ * topic range ("topic:NAME[@START[..END]]"). The counterpart of the graph's sr_sink. */
+struct sr_source {
+    /* Fills a fresh batch (raw, src_partition, src_offset) with up to max records; b->n = 0 at
+     * the end. Raw bytes live in the arena. Records that cannot be read are counted in stats. */
+    sr_err_t (*read)(void *ctx, int32_t max, sr_arena_t *arena, struct sr_batch *b,
+                     struct sr_stats *stats, struct sr_error *err);
+    /* Optional: bytes read so far and in all (0 when unknown). */
+    void (*progress)(void *ctx, uint64_t *done, uint64_t *total);
+    void (*close)(void *ctx);
+    const char *name;           /* source.topic of recommendations (file base name, topic) */
+    const char *format;         /* codec of the records when it is the source's (an Avro
+                                 * container: "avro"), else NULL: input.format */
+    const char *writer_schema;  /* with format: the writer schema (JSON) */
+    void *ctx;
+};
+/* Opens a source by its spec (above). The caller closes it with sr_source_close. */
+sr_err_t sr_source_open(const sr_config_t *cfg, const char *spec, struct sr_source *out,
+                        struct sr_error *err);
+void sr_source_close(struct sr_source *s);
+
+/* Where a replay writes: a file (.avro: Avro container, else JSON Lines; "-" is stdout) or
+ * "topic:NAME" (produced with key = session_id and provenance headers). */
+struct sr_output {
+    struct sr_sink sink;        /* what the graph emits to */
+    /* Waits until everything emitted is durable (flushed, acknowledged): after it returns
+     * SR_OK the batch's state may be committed. */
+    sr_err_t (*settle)(void *ctx, struct sr_error *err);
+    /* Flushes and closes; returns the first write error. */
+    sr_err_t (*close)(void *ctx, struct sr_error *err);
+    void *ctx;
+};
+sr_err_t sr_output_open(const sr_config_t *cfg, const char *spec, struct sr_output *out,
+                        struct sr_error *err);
+/* Closes (no-op on a zeroed output); returns the first write error. */
+sr_err_t sr_output_close(struct sr_output *o, struct sr_error *err);
+
+/* ---- the offline runtime (replay.c) -------------------------------------------------------- */
+
+typedef struct sr_replay sr_replay_t;
+struct sr_replay_params {
+    const sr_config_t *cfg;     /* borrowed for the replay's lifetime */
+    const char *input, *output; /* specs of sr_source_open / sr_output_open */
+    bool eval;                  /* next-item evaluation (the eval op) */
+    /* Continue the replay whose state is in state.dir; without it a replay starts from empty
+     * state: a temporary directory (removed by sr_replay_destroy) unless state.dir is set, and
+     * then it must hold no earlier replay. */
+    bool resume;
+    /* Optional, called after each batch (same thread). */
+    void (*on_batch)(void *ctx, const struct sr_stats *stats, uint64_t done, uint64_t total);
+    void *ctx;
+};
+/* Opens the source, the output, the session store and the graph. Caller owns *out. */
+sr_err_t sr_replay_new(const struct sr_replay_params *p, sr_replay_t **out, struct sr_error *err);
+/* Runs to the end of the source: per batch, the graph, then the output settles, then the
+ * batch's state is committed (DESIGN §8: a replay killed and resumed re-emits byte-identical
+ * recommendations). */
+sr_err_t sr_replay_run(sr_replay_t *r, struct sr_error *err);
+struct sr_replay_result {
+    const struct sr_stats *stats;
+    struct sr_eval_report eval;  /* zeros without eval */
+    bool has_eval;
+    double seconds;              /* of sr_replay_run */
+    uint64_t sessions;           /* held by the session store */
+    const char *model_version;
+};
+void sr_replay_result(const sr_replay_t *r, struct sr_replay_result *out);
+/* The report of `replay --report` (DESIGN §6): one JSON object and a newline. */
+void sr_replay_write_report(const struct sr_replay_result *res, FILE *f);
+/* Closes everything; flushes the output; removes a temporary state directory. NULL: no-op.
+ * Returns the output's first write error (SR_OK otherwise). */
+sr_err_t sr_replay_destroy(sr_replay_t *r, struct sr_error *err);
 
 /* ---- file source: JSON Lines or an Avro object container file (detected) -------------- */
 
@@ -76,8 +153,9 @@ struct sr_topic_sink_params {
     const char *topic;             /* borrowed for the sink's lifetime */
     enum sr_format format;         /* output.format */
     int32_t schema_id;             /* output.avro.schema_id */
-    /* Per-message opaque for delivery reports (NULL: none); called on the producing thread. */
-    void *(*msg_opaque)(void *ctx, const struct sr_rec *rec);
+    /* Per-message opaque for delivery reports of the recommendation of batch row `row` (NULL:
+     * none); called on the producing thread. */
+    void *(*msg_opaque)(void *ctx, const struct sr_batch *b, int32_t row);
     void *ctx;
     /* When the producer queue is full: true = serve the producer (rd_kafka_poll) while waiting
      * (single-threaded users), false = sleep 1 ms (another thread serves delivery reports). */

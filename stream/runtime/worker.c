@@ -37,24 +37,34 @@ static void completion_push(sr_runtime_t *rt, struct job *j)
     pthread_mutex_unlock(&rt->cmu);
 }
 
-/* Sink callback (worker): the delivery-report opaque of the recommendation of row (p, o). Rows
- * are emitted in batch order, so a forward cursor finds them. */
-void *sr__rt_rec_opaque(void *ctx, const struct sr_rec *rec)
+/* Topic sink callback (worker): the delivery-report opaque of the recommendation of a row. */
+void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *sb, int32_t row)
 {
-    sr_runtime_t *rt = ctx;
-    struct rt_batch *b = rt->cur;
-    if (!b)
-        return NULL;
-    while (b->cursor < b->n && !(b->msgs[b->cursor]->partition == rec->source_partition &&
-                                 b->msgs[b->cursor]->offset == rec->source_offset))
-        b->cursor++;
-    return b->cursor < b->n ? &b->refs[b->cursor] : NULL;
+    (void)ctx;
+    struct rt_batch *b = sb->owner;
+    return &b->refs[row];
 }
 
-static sr_err_t produce_dlq(sr_runtime_t *rt, struct rt_batch *b, int32_t r, const char *reason,
-                            struct sr_error *err)
+/* The graph's recommendation output (worker): the topic sink. */
+static sr_err_t out_emit(void *opaque, const struct sr_batch *sb, int32_t row,
+                         const struct sr_rec *rec, struct sr_error *err)
 {
-    const rd_kafka_message_t *m = b->msgs[r];
+    sr_runtime_t *rt = opaque;
+    struct sr_sink *ts = sr_topic_sink_iface(rt->sink);
+    sr_err_t rc = ts->emit(ts->opaque, sb, row, rec, err);
+    if (rc == SR_OK)
+        ((struct rt_batch *)sb->owner)->produced++;
+    return rc;
+}
+
+/* The graph's dead-letter output (worker): the original message to dlq.topic with the reason
+ * and its source position in headers (DESIGN §4). */
+static sr_err_t out_dead_letter(void *opaque, const struct sr_batch *sb, int32_t row,
+                                const char *reason, struct sr_error *err)
+{
+    sr_runtime_t *rt = opaque;
+    struct rt_batch *b = sb->owner;
+    const rd_kafka_message_t *m = b->msgs[row];
     rd_kafka_headers_t *h = rd_kafka_headers_new(4);
     char part[16], off[24];
     int pl = snprintf(part, sizeof part, "%d", (int)m->partition);
@@ -63,12 +73,21 @@ static sr_err_t produce_dlq(sr_runtime_t *rt, struct rt_batch *b, int32_t r, con
     rd_kafka_header_add(h, "streamrec.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
     rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
     rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
-    return sr_kafka_produce(rt->producer, rt->dlq_rkt, RD_KAFKA_PARTITION_UA, m->key, m->key_len, m->payload, m->len, h,
-                            &b->refs[r], false, err);
+    sr_err_t rc = sr_kafka_produce(rt->producer, rt->dlq_rkt, RD_KAFKA_PARTITION_UA, m->key,
+                                   m->key_len, m->payload, m->len, h, &b->refs[row], false, err);
+    if (rc == SR_OK)
+        b->produced++;
+    return rc;
 }
 
-/* Worker: runs the graph over a batch; the sink produces its recommendations, then its
- * undecodable messages go to the DLQ (except those a previous run already applied). */
+void sr__rt_outputs_init(sr_runtime_t *rt)
+{
+    rt->outputs = (struct sr_sink){.emit = out_emit,
+                                   .dead_letter = rt->dlq_rkt ? out_dead_letter : NULL,
+                                   .opaque = rt};
+}
+
+/* Worker: runs the graph over a batch; its outputs go to the output topic and dlq.topic. */
 static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
 {
     struct sr_error err = {0};
@@ -86,23 +105,10 @@ static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
             b->refs[i].b = b;
             b->refs[i].row = i;
         }
-        uint64_t before = sr_topic_sink_produced(rt->sink);
+        sb.owner = b;
+        b->produced = 0;
         b->discard_from = rt->w_last_state + 1;
-        b->cursor = 0;
-        rt->cur = b;
         rc = sr_graph_run(rt->g, &sb, &err);
-        rt->cur = NULL;
-        b->produced = sr_topic_sink_produced(rt->sink) - before;
-        struct sr_col *de = rc == SR_OK && rt->dlq_rkt ? sr_batch_col(&sb, "decode_error") : NULL;
-        const char **why = de ? de->data : NULL;
-        for (int32_t r = 0; rc == SR_OK && why && r < b->n; r++) {
-            const rd_kafka_message_t *m = b->msgs[r];
-            if (!why[r] || m->offset <= sr_graph_applied_offset(rt->g, m->partition))
-                continue;
-            rc = produce_dlq(rt, b, r, why[r], &err);
-            if (rc == SR_OK)
-                b->produced++;
-        }
         b->has_state = sb.has_state;
         b->state_id = sb.state_id;
         if (sb.has_state)
@@ -124,7 +130,7 @@ static bool restore_step(sr_runtime_t *rt, struct restore *rs)
     }
     struct sr_error err = {0};
     bool done = false;
-    sr_state_t *st = sr_graph_state(rt->g);
+    sr_state_t *st = rt->state;
     if (!rs->r) /* takes g_mu itself, only around the state (the broker may take a while) */
         rs->rc = sr_changelog_restore_begin(rt->cl, st, rs->partition, &rt->g_mu, &rs->r, &err);
     if (rs->rc == SR_OK) {
@@ -174,7 +180,7 @@ void *sr__rt_worker_main(void *arg)
         case JOB_LOG: {
             struct sr_error err = {0};
             struct rt_batch *b = j->b;
-            b->rc = sr_changelog_log(rt->cl, sr_graph_state(rt->g), b->state_id, &b->cl_ref,
+            b->rc = sr_changelog_log(rt->cl, rt->state, b->state_id, &b->cl_ref,
                                      &b->cl_produced, &err);
             if (b->rc != SR_OK)
                 snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
@@ -190,29 +196,29 @@ void *sr__rt_worker_main(void *arg)
                 /* The changelog checkpoint goes with the state it describes (one write). */
                 for (int32_t p = 0; b->rc == SR_OK && rt->cl && p < rt->cl_parts; p++)
                     if (b->cl_next[p] >= 0)
-                        b->rc = sr_state_stage_checkpoint(sr_graph_state(rt->g), b->state_id, p,
+                        b->rc = sr_state_stage_checkpoint(rt->state, b->state_id, p,
                                                           b->cl_next[p], &err);
                 if (b->rc == SR_OK)
-                    b->rc = sr_graph_commit(rt->g, b->state_id, &err);
+                    b->rc = sr_state_commit(rt->state, b->state_id, &err);
                 pthread_mutex_unlock(&rt->g_mu);
                 if (b->rc != SR_OK)
                     snprintf(b->errmsg, sizeof b->errmsg, "%s", err.msg);
             }
             uint64_t now = sr_now_ns();
             if (now - sessions_ns > 1000000000ULL) {
-                __atomic_store_n(&rt->sessions, sr_graph_sessions(rt->g), __ATOMIC_RELAXED);
+                __atomic_store_n(&rt->sessions, sr_state_count(rt->state), __ATOMIC_RELAXED);
                 sessions_ns = now;
             }
             completion_push(rt, j);
             break;
         }
         case JOB_EVICT:
-            sr_graph_partition_evict(rt->g, j->partition);
+            sr_state_partition_evict(rt->state, j->partition);
             free(j);
             break;
         case JOB_DISCARD:
             pthread_mutex_lock(&rt->g_mu);
-            sr_graph_discard(rt->g, j->state_id);
+            sr_state_discard(rt->state, j->state_id);
             pthread_mutex_unlock(&rt->g_mu);
             completion_push(rt, j);
             break;

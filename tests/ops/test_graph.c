@@ -78,11 +78,15 @@ struct capture {
     int attr_col;       /* column checked in every recommended item, -1: none */
     const char *bad;    /* value that must never be recommended */
     uint64_t recs, items, bad_items;
+    struct sr_state *state;  /* the graph's session store (build opens it) */
 };
 
-static sr_err_t capture_emit(void *opaque, const struct sr_rec *rec, struct sr_error *err)
+static sr_err_t capture_emit(void *opaque, const struct sr_batch *b, int32_t row,
+                            const struct sr_rec *rec, struct sr_error *err)
 {
     (void)err;
+    (void)b;
+    (void)row;
     struct capture *c = opaque;
     c->recs++;
     for (size_t i = 0; i < rec->n_items; i++) {
@@ -113,7 +117,7 @@ static void set(sr_config_t *cfg, const char *k, const char *v)
 }
 
 /* Feeds the golden events file through g in batches of `batch` lines, committing each. */
-static void run_events(sr_graph_t *g, int batch)
+static void run_events(sr_graph_t *g, struct sr_state *st, int batch)
 {
     FILE *f = fopen(EVENTS, "rb");
     assert_non_null(f);
@@ -151,7 +155,7 @@ static void run_events(sr_graph_t *g, int batch)
         if (sr_graph_run(g, &b, &err) != SR_OK)
             fail_msg("graph run: %s", err.msg);
         if (b.has_state)
-            assert_int_equal(sr_graph_commit(g, b.state_id, &err), SR_OK);
+            assert_int_equal(sr_state_commit(st, b.state_id, &err), SR_OK);
     }
     free(line);
     sr_arena_destroy(A);
@@ -163,9 +167,17 @@ static sr_err_t build(sr_config_t *cfg, struct capture *cap, struct sr_stats *st
                       struct sr_sink *sink, sr_graph_t **g, struct sr_error *err)
 {
     *sink = (struct sr_sink){.emit = capture_emit, .opaque = cap};
+    sr_err_t rc = sr_session_store_open(cfg, cap->bundle, NULL, false, &cap->state, err);
+    if (rc != SR_OK)
+        return rc;
     struct sr_graph_params p = {.cfg = cfg, .runtime = "offline", .stats = stats, .sink = sink,
-                                .source_topic = "test"};
-    return sr_graph_new(&p, g, err);
+                                .source_topic = "test", .state = cap->state};
+    rc = sr_graph_new(&p, g, err);
+    if (rc != SR_OK) {
+        sr_state_close(cap->state);
+        cap->state = NULL;
+    }
+    return rc;
 }
 
 static void test_unknown_op_type(void **state)
@@ -250,10 +262,12 @@ static struct capture run_rule(const char *attr, const char *bad, const char *co
     sr_graph_t *g = NULL;
     if (build(cfg, &cap, &stats, &sink, &g, &err) != SR_OK)
         fail_msg("graph: %s", err.msg);
-    run_events(g, 64);
+    run_events(g, cap.state, 64);
     assert_int_equal(stats.events, 1000);
     assert_int_equal(stats.recommendations, cap.recs);
     sr_graph_destroy(g);
+    sr_state_close(cap.state);
+    cap.state = NULL;
     sr_bundle_unref(cap.bundle);
     cap.bundle = NULL;
     sr_config_destroy(cfg);
@@ -326,6 +340,9 @@ static struct sess_fx *sess_new(const char *max_len, const char *ttl)
     set(fx->cfg, "session.ttl.ms", ttl);
     fx->env.cfg = fx->cfg;
     fx->env.stats = &fx->stats;
+    struct sr_error e0 = {0};
+    if (sr_session_store_open(fx->cfg, NULL, NULL, false, &fx->env.state, &e0) != SR_OK)
+        fail_msg("store: %s", e0.msg);
     fx->d = sr__op_find("session_update");
     assert_non_null(fx->d);
     struct sr_error err = {0};
@@ -338,7 +355,7 @@ static struct sess_fx *sess_new(const char *max_len, const char *ttl)
 static void sess_free(struct sess_fx *fx)
 {
     fx->d->fini(fx->ctx);
-    sr__env_release(&fx->env);
+    sr_state_close(fx->env.state);
     sr_arena_destroy(fx->A);
     sr_config_destroy(fx->cfg);
     free(fx);
