@@ -221,19 +221,17 @@ int sr__cmd_replay(int argc, char **argv)
     }
     if (!rc && (!input || !output))
         rc = sr__cli_fail("replay", "--input and --output are required (see --help)");
-    if (!rc && cfg_file && sr_config_load_file(cfg, cfg_file, &err) != SR_OK)
-        rc = sr__cli_fail("replay", "%s", err.msg);
-    if (!rc && sr_config_apply_env(cfg, NULL, &err) != SR_OK)
-        rc = sr__cli_fail("replay", "%s", err.msg);
-    for (int i = 1; i < argc && !rc; i++)
-        if (!strcmp(argv[i], "--set") && i + 1 < argc && sr_config_set_kv(cfg, argv[++i], &err) != SR_OK)
-            rc = sr__cli_fail("replay", "%s", err.msg);
+    /* The topic range is checked with the configuration, before anything is opened. */
+    char topic[256] = "";
+    struct sr_topic_range range;
+    bool topic_in = !rc && !strncmp(input, "topic:", 6), topic_out = !rc && !strncmp(output, "topic:", 6);
+    if (topic_in && sr_topic_spec_parse(input + 6, topic, sizeof topic, &range, &err) != SR_OK)
+        rc = sr__cli_fail("replay", "--input %s", err.msg);
+    if (!rc)
+        rc = sr__cli_config_load("replay", cfg, cfg_file, true, argc, argv, false);
     int64_t max_events = 256;
     if (!rc && sr_config_get_int(cfg, "batch.max.events", &max_events, &err) != SR_OK)
         rc = sr__cli_fail("replay", "%s", err.msg);
-    if (!rc && (max_events < 1 || max_events > 1000000))
-        rc = sr__cli_fail("replay", "batch.max.events: %lld is out of range (1..1000000)",
-                          (long long)max_events);
     /* Fresh state unless resuming: a temporary RocksDB directory when none is named. */
     bool rocksdb_state = !strcmp(sr_config_get(cfg, "state.backend"), "rocksdb");
     if (!rc && resume && (!rocksdb_state || !sr_config_is_set(cfg, "state.dir")))
@@ -247,10 +245,6 @@ int sr__cmd_replay(int argc, char **argv)
             tmp_state[0] = 0;
         }
     }
-    const char *lvl = sr_config_get(cfg, "log.level");
-    sr_log_level_t level;
-    if (!rc && sr_log_level_parse(lvl, &level) == SR_OK && !getenv("STREAMREC_LOG_LEVEL"))
-        sr_log_set_level(level);
     if (rc) {
         sr_config_destroy(cfg);
         return rc;
@@ -260,15 +254,11 @@ int sr__cmd_replay(int argc, char **argv)
     sr_topic_source_t *tsrc = NULL;
     sr_file_sink_t *sink = NULL;
     struct replay_topic_out tout = {0};
-    char topic[256] = "";
-    bool topic_in = !strncmp(input, "topic:", 6), topic_out = !strncmp(output, "topic:", 6);
     sr_graph_t *g = NULL;
     sr_arena_t *arena = sr_arena_new(4 << 20);
     struct sr_stats stats = {0};
     if (topic_in) {
-        struct sr_topic_range range;
-        if (sr_topic_spec_parse(input + 6, topic, sizeof topic, &range, &err) != SR_OK ||
-            sr_topic_source_open(cfg, topic, &range, &tsrc, &err) != SR_OK)
+        if (sr_topic_source_open(cfg, topic, &range, &tsrc, &err) != SR_OK)
             rc = sr__cli_fail("replay", "%s", err.msg);
     } else if (sr_file_source_open(input, &src, &err) != SR_OK) {
         rc = sr__cli_fail("replay", "%s", err.msg);
