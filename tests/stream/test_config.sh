@@ -87,5 +87,31 @@ out=$("$SR" replay -c "$T/r.properties" --set recs.k=0 --input /dev/null --outpu
     fails=$((fails + 1))
 "$SR" config --list | grep -q '^runtime.max.inflight.events ' || fail "config --list lacks runtime.max.*"
 
+# metrics.listen=localhost:PORT and :PORT serve /healthz (run on the embedded mock broker).
+if command -v curl > /dev/null; then
+    "$SR" broker --brokers 1 --topic events:1 --topic recommendations:1 > "$T/broker.out" 2>&1 &
+    bpid=$!
+    for _ in $(seq 50); do [ -s "$T/broker.out" ] && break; sleep 0.1; done
+    bs=$(head -1 "$T/broker.out" | cut -d= -f2)
+    port=$((20000 + $$ % 20000))
+    for listen in "localhost:$port" ":$((port + 1))"; do
+        "$SR" run --set model.bundle="$BUNDLE" --set kafka.bootstrap.servers="$bs" \
+            --set state.backend=memory --set state.changelog=false --set metrics.listen="$listen" \
+            > "$T/run.log" 2>&1 &
+        rpid=$!
+        code=000
+        for _ in $(seq 100); do
+            code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${listen##*:}/healthz")
+            [ "$code" = 200 ] && break
+            sleep 0.1
+        done
+        kill -TERM "$rpid"; wait "$rpid"; rrc=$?
+        [ "$code" = 200 ] && [ "$rrc" = 0 ] || fail "metrics.listen=$listen: /healthz $code, run exit $rrc: $(cat "$T/run.log")"
+    done
+    kill "$bpid"; wait "$bpid" 2> /dev/null
+else
+    echo "test_config: curl missing, metrics.listen serving not checked"
+fi
+
 [ "$fails" = 0 ] && echo "test_config: all passed"
 exit $((fails > 0))
