@@ -93,29 +93,54 @@ void sr_log_set_sink(sr_log_sink_fn fn, void *opaque);
 
 /* ---- configuration -------------------------------------------------------------------- */
 
-/* Kafka-style properties: key=value, '#' or '!' comments. Every known key is declared once in
- * core/sr_config_keys.h with its default and meaning; `kafka.*` keys pass through unchecked.
- * Precedence: defaults < file < STREAMREC_* environment < --set (applied in call order). */
+/* Properties (java.util.Properties syntax: `key=value`, `key: value`, `key value`, `\`
+ * continuations, `#`/`!` comments, Java escapes). Every known key is declared once in
+ * core/sr_config_keys.h with its kind, allowed values, default and meaning; `kafka.*` keys pass
+ * through to librdkafka, `graph.op.*` keys are checked by ops/ (sr_graph_config_check).
+ * Precedence: defaults < file < STREAMREC_* environment < --set (DESIGN §5). */
 typedef struct sr_config sr_config_t;
 
 sr_config_t *sr_config_new(void);
 void sr_config_destroy(sr_config_t *cfg);
 /* A copy of every set key (NULL when out of memory). The caller owns it. */
 sr_config_t *sr_config_dup(const sr_config_t *cfg);
-/* Loads a properties file; errors name the file and line. */
-sr_err_t sr_config_load_file(sr_config_t *cfg, const char *path, struct sr_error *err);
-/* Sets one key; an unknown key is SR_ECONFIG naming the nearest known key. */
+/* Sets one key; an unknown key is SR_ECONFIG naming the nearest known key. The value is not
+ * checked here (sr_config_check, the getters). */
 sr_err_t sr_config_set(sr_config_t *cfg, const char *key, const char *value, struct sr_error *err);
 /* Parses "key=value" (the --set form). */
 sr_err_t sr_config_set_kv(sr_config_t *cfg, const char *kv, struct sr_error *err);
-/* Applies STREAMREC_<KEY> variables from `envp` (NULL: environ). STREAMREC_MODEL_BUNDLE sets
- * model.bundle; for kafka keys use STREAMREC_KAFKA_<KEY> (dots become underscores). Keys that
- * are not known map to error, except unknown kafka ones, which pass through. */
-sr_err_t sr_config_apply_env(sr_config_t *cfg, char **envp, struct sr_error *err);
+/* One problem, as one line: "[origin: ]key=value: expected <allowed values>[ (reason)]", the
+ * origin being "FILE:LINE", the variable's name or "--set". */
+typedef void (*sr_config_problem_fn)(void *opaque, const char *line);
+struct sr_config_sources {
+    const char *file;        /* properties file; NULL: none */
+    char *const *envp;       /* environment to read STREAMREC_* from; NULL: none */
+    const char *const *sets; /* "key=value" overrides (--set), applied last, in order */
+    int n_sets;
+    bool apply_log_level;    /* set the process log level from log.level when it is set */
+};
+/* The one loader: file, then STREAMREC_* variables, then sets, then sr_config_check. Every
+ * problem goes to each (may be NULL); returns SR_OK, or the first problem's code and message in
+ * err (SR_EIO/SR_ENOENT for an unreadable file, which stops the load, else SR_ECONFIG).
+ * Ignored environment variables are logged at debug level. */
+sr_err_t sr_config_load(sr_config_t *cfg, const struct sr_config_sources *src,
+                        sr_config_problem_fn each, void *opaque, struct sr_error *err);
+/* Checks every known key's value (set or default) against its kind and allowed values, and
+ * that required keys (model.bundle) are set; reports each problem as sr_config_load does. */
+sr_err_t sr_config_check(const sr_config_t *cfg, sr_config_problem_fn each, void *opaque,
+                         struct sr_error *err);
+/* Where a key's value came from ("FILE:LINE", "STREAMREC_X", "--set"), NULL if defaulted or
+ * set by a program. Owned by cfg. */
+const char *sr_config_origin(const sr_config_t *cfg, const char *key);
+/* Parses "host:port", "[v6]:port" or ":port" (host "" = every interface) into host and port;
+ * the one parser metrics.listen's check and its listener use. */
+sr_err_t sr_hostport_parse(const char *s, char *host, size_t host_cap, int *port,
+                           struct sr_error *err);
 /* Value of a key, or its default, or NULL when unset and without default. The pointer is
  * owned by cfg and valid until the key is set again. */
 const char *sr_config_get(const sr_config_t *cfg, const char *key);
-/* Typed getters: a value that does not parse is SR_ECONFIG naming key and value. */
+/* Typed getters: a value that does not parse (or, for a known INT key, lies outside its
+ * allowed range) is SR_ECONFIG with the message sr_config_check gives. */
 sr_err_t sr_config_get_int(const sr_config_t *cfg, const char *key, int64_t *out, struct sr_error *err);
 sr_err_t sr_config_get_double(const sr_config_t *cfg, const char *key, double *out, struct sr_error *err);
 sr_err_t sr_config_get_bool(const sr_config_t *cfg, const char *key, bool *out, struct sr_error *err);
@@ -167,6 +192,11 @@ uint64_t sr_now_ns(void);
 int64_t sr_wall_ms(void);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer (caller frees). */
 sr_err_t sr_file_read_all(const char *path, char **out, size_t *len, struct sr_error *err);
+/* Parses an RFC 3339 / ISO-8601 time, YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|(+|-)HH:MM] (no zone:
+ * UTC), into epoch milliseconds. Every field must be real (2026-13-45T99:99:00Z is refused:
+ * month, day of that month, hour, minute, second <= 60, zone <= 23:59); the message names the
+ * first bad field. */
+sr_err_t sr_time_parse(const char *s, int64_t *epoch_ms, struct sr_error *err);
 
 #include <string.h>
 static inline uint64_t sr_hash64_str(const char *s) { return sr_hash64(s, strlen(s)); }

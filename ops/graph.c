@@ -6,6 +6,8 @@
 #include "sr_kernels.h"
 #include "sr_state.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -266,4 +268,89 @@ void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r)
 const char *sr_graph_model_version(const sr_graph_t *g)
 {
     return sr_bundle_info(g->env.bundle)->version;
+}
+
+struct gcheck {
+    const sr_config_t *cfg;
+    sr_config_problem_fn each;
+    void *opaque;
+    struct sr_error *err;
+    int n;
+};
+
+static void gproblem(struct gcheck *c, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void gproblem(struct gcheck *c, const char *key, const char *fmt, ...)
+{
+    char msg[400], line[SR_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *origin = sr_config_origin(c->cfg, key);
+    snprintf(line, sizeof line, "%s%s%s", origin ? origin : "", origin ? ": " : "", msg);
+    if (c->n++ == 0)
+        sr_error_set(c->err, SR_ECONFIG, "%s", line);
+    if (c->each)
+        c->each(c->opaque, line);
+}
+
+static int check_op_key(void *opaque, const char *key, const char *value)
+{
+    struct gcheck *c = opaque;
+    const char *inst = key + strlen("graph.op.");
+    const char *dot = strchr(inst, '.');
+    char tkey[200], names[512];
+    if (!dot || !dot[1] || dot == inst) {
+        gproblem(c, key, "%s: expected graph.op.<name>.<option>", key);
+        return 0;
+    }
+    snprintf(tkey, sizeof tkey, "graph.op.%.*s.type", (int)(dot - inst), inst);
+    const char *type = sr_config_get(c->cfg, tkey);
+    const struct sr_op_desc *d = type ? sr__op_find(type) : NULL;
+    if (!strcmp(dot + 1, "type")) {
+        if (!d) {
+            sr__op_names(names, sizeof names);
+            gproblem(c, key, "%s=%s: expected an op type, one of %s", key, value, names);
+        }
+        return 0;
+    }
+    if (!type) {
+        gproblem(c, key, "%s: unknown key: %s is not set, so %.*s declares no op", key, tkey,
+                 (int)(dot - inst), inst);
+        return 0;
+    }
+    if (!d)
+        return 0; /* reported on its .type key */
+    for (const char *const *o = d->options; o && *o; o++)
+        if (!strcmp(*o, dot + 1))
+            return 0;
+    size_t j = 0;
+    names[0] = 0;
+    for (const char *const *o = d->options; o && *o && j < sizeof names; o++)
+        j += (size_t)snprintf(names + j, sizeof names - j, "%s%s", j ? ", " : "", *o);
+    gproblem(c, key, "%s=%s: unknown option of op type %s (its options: %s)", key,
+             sr_config_key_is_secret(key) ? "***" : value, type, j ? names : "none");
+    return 0;
+}
+
+sr_err_t sr_graph_config_check(const sr_config_t *cfg, sr_config_problem_fn each, void *opaque,
+                               struct sr_error *err)
+{
+    struct gcheck c = {.cfg = cfg, .each = each, .opaque = opaque, .err = err};
+    char buf[1024];
+    const char *names[SR_GRAPH_MAX_NODES];
+    int n = sr_split_csv(sr_config_get(cfg, "graph.ops"), buf, sizeof buf, names,
+                         SR_GRAPH_MAX_NODES);
+    if (n < 0)
+        gproblem(&c, "graph.ops", "graph.ops: expected at most %d names", SR_GRAPH_MAX_NODES);
+    for (int i = 0; i < n; i++) {
+        char key[160];
+        snprintf(key, sizeof key, "graph.op.%s.type", names[i]);
+        if (!sr_config_get(cfg, key))
+            gproblem(&c, "graph.ops", "graph.ops=%s: names '%s' but %s is not set",
+                     sr_config_get(cfg, "graph.ops"), names[i], key);
+    }
+    sr_config_foreach(cfg, "graph.op.", check_op_key, &c);
+    return c.n ? SR_ECONFIG : SR_OK;
 }

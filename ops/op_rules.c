@@ -147,10 +147,13 @@ static sr_err_t drop_items_init(struct sr_op_env *env, const char *prefix, void 
     return rc;
 }
 
+static const char *const drop_items_options[] = {"attribute", "values", "keep", NULL};
+
 const struct sr_op_desc sr__op_drop_items = {
     .name = "drop_items",
     .help = "never recommend items whose attribute (graph.op.<name>.attribute) is in .values "
             "(or, with .keep=true, is not)",
     .init = drop_items_init,
     .run = static_rule_run,
+    .options = drop_items_options,
 };

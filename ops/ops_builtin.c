@@ -2,6 +2,7 @@
  * table habit). A new op is a descriptor in its own file plus one line here. */
 #include "ops_int.h"
 
+#include <stdio.h>
 #include <string.h>
 
 extern const struct sr_op_desc sr__op_decode, sr__op_filter, sr__op_session_update,
@@ -27,4 +28,12 @@ void sr__op_list(FILE *f)
 {
     for (size_t i = 0; i < sizeof registry / sizeof *registry; i++)
         fprintf(f, "  %-18s %s\n", registry[i]->name, registry[i]->help);
+}
+
+void sr__op_names(char *out, size_t n)
+{
+    size_t j = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < sizeof registry / sizeof *registry && j < n; i++)
+        j += (size_t)snprintf(out + j, n - j, "%s%s", i ? ", " : "", registry[i]->name);
 }

@@ -70,6 +70,9 @@ struct sr_op_desc {
                      struct sr_op_ports *ports, struct sr_error *err);
     sr_err_t (*run)(void *ctx, struct sr_op_env *env, struct sr_batch *b, struct sr_error *err);
     void (*fini)(void *ctx);
+    /* The option names init reads under graph.op.<instance>. ("type" aside), NULL-terminated;
+     * NULL: none. sr_graph_config_check refuses any other graph.op.<instance>.* key. */
+    const char *const *options;
 };
 
 /* The column-flow check of graph load, exposed for tests and for a future graph built from a
@@ -87,6 +90,8 @@ sr_err_t sr__graph_validate(const struct sr__graph_node_ports *nodes, int n, str
 /* The registry (ops_builtin.c): every op type, looked up by name. */
 const struct sr_op_desc *sr__op_find(const char *name);
 void sr__op_list(FILE *f);
+/* Writes the op type names, ", "-separated, into out (for messages). */
+void sr__op_names(char *out, size_t n);
 
 /* Convenience for ports. */
 static inline void sr__port_in(struct sr_op_ports *p, const char *name, sr_col_type_t t, bool opt)

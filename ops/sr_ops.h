@@ -173,6 +173,12 @@ struct sr_sink {
  * eval (when enabled) → sink), instantiates each op and validates the column flow: a missing
  * input column or a type mismatch is SR_ECONFIG naming the op and the column. */
 sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct sr_error *err);
+/* The start-up check of the graph's keys (core cannot know the ops, DESIGN §5): every name in
+ * graph.ops has a graph.op.<name>.type naming a known op type, and every graph.op.<name>.<option>
+ * key is an option that type reads. Each problem goes to each (may be NULL) as one line naming
+ * key, value and the allowed ones; returns SR_ECONFIG with the first in err, else SR_OK. */
+sr_err_t sr_graph_config_check(const sr_config_t *cfg, sr_config_problem_fn each, void *opaque,
+                               struct sr_error *err);
 void sr_graph_destroy(sr_graph_t *g);
 /* Runs every op over the batch (source columns filled by sr_batch_init_source: "raw",
  * "src_partition", "src_offset"). Per-stage time goes to stats. Errors are fatal to the batch

@@ -9,7 +9,9 @@ int sr__cmd_config(int argc, char **argv)
     if (sr__cli_wants_help(argc, argv)) {
         printf("usage: streamrec config --list | [-c FILE] [--set key=value]...\n"
                "  --list     print every configuration key, its default and meaning\n"
-               "  -c FILE    check a properties file (with --set overrides and STREAMREC_* env)\n");
+               "  -c FILE    check a properties file, then STREAMREC_* variables, then --set overrides:\n"
+               "             every problem is one line naming key, value and allowed values\n"
+               "             (exit 1), else \"configuration ok\"\n");
         return 0;
     }
     if (argc >= 2 && !strcmp(argv[1], "--list")) {
@@ -30,24 +32,20 @@ int sr__cmd_config(int argc, char **argv)
         }
         return 0;
     }
-    sr_config_t *cfg = sr_config_new();
-    struct sr_error err;
-    int rc = 0;
-    for (int i = 1; i < argc && !rc; i++) {
-        if (!strcmp(argv[i], "-c") && i + 1 < argc) {
-            if (sr_config_load_file(cfg, argv[++i], &err) != SR_OK)
-                rc = sr__cli_fail("config", "%s", err.msg);
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-            if (sr_config_set_kv(cfg, argv[++i], &err) != SR_OK)
-                rc = sr__cli_fail("config", "%s", err.msg);
-        } else {
-            rc = sr__cli_fail("config", "unexpected argument '%s'", argv[i]);
-        }
+    const char *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-c") && i + 1 < argc && !file)
+            file = argv[++i];
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc)
+            i++;
+        else
+            return sr__cli_fail("config", "unexpected argument '%s' (see --help)", argv[i]);
     }
-    if (!rc && sr_config_apply_env(cfg, NULL, &err) != SR_OK)
-        rc = sr__cli_fail("config", "%s", err.msg);
-    if (!rc)
-        printf("configuration ok\n");
+    sr_config_t *cfg = sr_config_new();
+    int n = sr__cli_config_load("config", cfg, file, true, argc, argv, true);
     sr_config_destroy(cfg);
-    return rc;
+    if (n)
+        return 1;
+    printf("configuration ok\n");
+    return 0;
 }

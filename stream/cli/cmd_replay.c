@@ -121,17 +121,15 @@ int sr__cmd_replay(int argc, char **argv)
     }
     if (!rc && (!input || !output))
         rc = sr__cli_fail("replay", "--input and --output are required (see --help)");
-    if (!rc && cfg_file && sr_config_load_file(cfg, cfg_file, &err) != SR_OK)
-        rc = sr__cli_fail("replay", "%s", err.msg);
-    if (!rc && sr_config_apply_env(cfg, NULL, &err) != SR_OK)
-        rc = sr__cli_fail("replay", "%s", err.msg);
-    for (int i = 1; i < argc && !rc; i++)
-        if (!strcmp(argv[i], "--set") && i + 1 < argc && sr_config_set_kv(cfg, argv[++i], &err) != SR_OK)
-            rc = sr__cli_fail("replay", "%s", err.msg);
-    const char *lvl = sr_config_get(cfg, "log.level");
-    sr_log_level_t level;
-    if (!rc && sr_log_level_parse(lvl, &level) == SR_OK && !getenv("STREAMREC_LOG_LEVEL"))
-        sr_log_set_level(level);
+    /* The topic range is checked with the configuration, before anything is opened. */
+    if (!rc && !strncmp(input, "topic:", 6)) {
+        char topic[256];
+        struct sr_topic_range range;
+        if (sr_topic_spec_parse(input + 6, topic, sizeof topic, &range, &err) != SR_OK)
+            rc = sr__cli_fail("replay", "--input %s", err.msg);
+    }
+    if (!rc)
+        rc = sr__cli_config_load("replay", cfg, cfg_file, true, argc, argv, false);
     struct progress prog = {.tty = sr__cli_tty(), .t0 = sr_now_ns()};
     struct sr_replay_params rp = {.cfg = cfg, .input = input, .output = output, .eval = eval,
                                   .resume = resume, .on_batch = on_batch, .ctx = &prog};

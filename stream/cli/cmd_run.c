@@ -37,17 +37,19 @@ int sr__cmd_run(int argc, char **argv)
         else
             rc = sr__cli_fail("run", "unexpected argument '%s' (see --help)", argv[i]);
     }
-    if (!rc && cfg_file && sr_config_load_file(cfg, cfg_file, &err) != SR_OK)
-        rc = sr__cli_fail("run", "%s", err.msg);
-    if (!rc && sr_config_apply_env(cfg, NULL, &err) != SR_OK)
-        rc = sr__cli_fail("run", "%s", err.msg);
-    for (int i = 1; i < argc && !rc; i++)
-        if (!strcmp(argv[i], "--set") && i + 1 < argc && sr_config_set_kv(cfg, argv[++i], &err) != SR_OK)
-            rc = sr__cli_fail("run", "%s", err.msg);
-    sr_log_level_t level;
-    if (!rc && sr_log_level_parse(sr_config_get(cfg, "log.level"), &level) == SR_OK &&
-        !getenv("STREAMREC_LOG_LEVEL"))
-        sr_log_set_level(level);
+    /* Without -c the environment and --set may still configure everything (a container);
+     * what is missing is said in one line. */
+    if (!rc && !cfg_file && !sr_config_is_set(cfg, "model.bundle") && !getenv("STREAMREC_MODEL_BUNDLE")) {
+        bool set = false;
+        for (int i = 1; i + 1 < argc; i++)
+            set = set || (!strcmp(argv[i], "--set") && !strncmp(argv[i + 1], "model.bundle", 12));
+        if (!set)
+            rc = sr__cli_fail("run", "no configuration: give -c FILE (a properties file with at "
+                              "least model.bundle and kafka.bootstrap.servers), STREAMREC_* "
+                              "variables or --set key=value");
+    }
+    if (!rc)
+        rc = sr__cli_config_load("run", cfg, cfg_file, true, argc, argv, false);
     signal(SIGPIPE, SIG_IGN);
     sr_runtime_t *rt = NULL;
     if (!rc && sr_runtime_new(cfg, &rt, &err) != SR_OK)

@@ -1,6 +1,7 @@
 /* main.c — `streamrec <command>`: dispatches to the command table. Every command answers
  * --help and exits non-zero with a one-line reason on bad input. */
 #include "cli.h"
+#include "sr_ops.h"
 
 #include <errno.h>
 #include <math.h>
@@ -21,6 +22,48 @@ static const struct sr__command commands[] = {
     {"bench", sr__cmd_bench, "micro-benchmarks: exact top-k retrieval, sequence encoders"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+extern char **environ;
+
+struct config_report {
+    const char *cmd;
+    int n;
+};
+
+static void print_problem(void *opaque, const char *line)
+{
+    struct config_report *r = opaque;
+    r->n++;
+    fprintf(stderr, "streamrec %s: %s\n", r->cmd, line);
+}
+
+int sr__cli_config_load(const char *cmd, sr_config_t *cfg, const char *file, bool use_env,
+                        int argc, char **argv, bool all_problems)
+{
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    if (!sets)
+        return sr__cli_fail(cmd, "out of memory");
+    int n_sets = 0;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--set"))
+            sets[n_sets++] = argv[++i];
+    struct sr_config_sources src = {.file = file, .envp = use_env ? environ : NULL,
+                                    .sets = sets, .n_sets = n_sets, .apply_log_level = true};
+    struct config_report r = {.cmd = cmd};
+    struct sr_error err = {0};
+    sr_err_t rc = sr_config_load(cfg, &src, all_problems ? print_problem : NULL, &r, &err);
+    free(sets);
+    if (rc == SR_OK || rc == SR_ECONFIG) {
+        sr_err_t grc = sr_graph_config_check(cfg, all_problems ? print_problem : NULL, &r,
+                                             rc == SR_OK ? &err : NULL);
+        rc = rc == SR_OK ? grc : rc;
+    }
+    if (rc == SR_OK)
+        return 0;
+    if (all_problems)
+        return r.n ? r.n : 1;
+    return sr__cli_fail(cmd, "%s", err.msg);
+}
 
 int sr__cli_fail(const char *cmd, const char *fmt, ...)
 {

@@ -201,26 +201,24 @@ sr_err_t sr_http_start(uv_loop_t *loop, const char *listen, sr_http_handler_fn f
 {
     *out = NULL;
     char host[256];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen || !colon[1])
-        return sr_error_set(err, SR_ECONFIG, "metrics.listen: '%s' is not host:port", listen);
-    size_t hl = (size_t)(colon - listen);
-    if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') {
-        listen++;
-        hl -= 2;
-    }
-    if (hl >= sizeof host)
-        return sr_error_set(err, SR_ECONFIG, "metrics.listen: host too long");
-    memcpy(host, listen, hl);
-    host[hl] = 0;
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535)
-        return sr_error_set(err, SR_ECONFIG, "metrics.listen: bad port in '%s'", colon + 1);
+    int port;
+    /* The parser metrics.listen's start-up check uses; ":9464" is every interface, a name
+     * (localhost) is resolved once here. */
+    if (sr_hostport_parse(listen, host, sizeof host, &port, err) != SR_OK)
+        return sr_error_prefix(err, "metrics.listen");
     struct sockaddr_storage addr;
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&addr) != 0 &&
-        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&addr) != 0)
-        return sr_error_set(err, SR_ECONFIG, "metrics.listen: '%s' is not an IP address", host);
+    if (!host[0]) {
+        uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&addr);
+    } else if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
+               uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0) {
+        uv_getaddrinfo_t req;
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        if (uv_getaddrinfo(loop, &req, NULL, host, NULL, &hints) != 0 || !req.addrinfo)
+            return sr_error_set(err, SR_ECONFIG, "metrics.listen: cannot resolve host '%s'", host);
+        memcpy(&addr, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port); /* same offset in v6 */
+        uv_freeaddrinfo(req.addrinfo);
+    }
     sr_http_t *h = calloc(1, sizeof *h);
     if (!h)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
@@ -234,7 +232,7 @@ sr_err_t sr_http_start(uv_loop_t *loop, const char *listen, sr_http_handler_fn f
     if (r != 0) {
         h->closing = true;
         uv_close((uv_handle_t *)&h->server, (uv_close_cb)free);
-        return sr_error_set(err, SR_EIO, "metrics.listen %s:%ld: %s", host, port, uv_strerror(r));
+        return sr_error_set(err, SR_EIO, "metrics.listen %s:%d: %s", host, port, uv_strerror(r));
     }
     *out = h;
     return SR_OK;

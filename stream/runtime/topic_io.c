@@ -9,7 +9,6 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct tpart {
     int32_t partition;
@@ -26,8 +25,8 @@ struct sr_topic_source {
     int n_done;
 };
 
-/* Parses one bound: digits below 1e11 are an offset; larger digits epoch milliseconds; an
- * ISO-8601 date-time (YYYY-MM-DD[THH:MM[:SS[.mmm]]][Z|+HH:MM|-HH:MM]) a time. */
+/* Parses one bound: digits below 1e11 are an offset; larger digits epoch milliseconds; else an
+ * RFC 3339 time (sr_time_parse, the one date parser). */
 static sr_err_t parse_bound(const char *s, size_t n, int64_t *v, bool *is_time, struct sr_error *err)
 {
     char buf[64];
@@ -35,7 +34,7 @@ static sr_err_t parse_bound(const char *s, size_t n, int64_t *v, bool *is_time, 
         return sr_error_set(err, SR_EINVAL, "bad range bound '%.*s'", (int)n, s);
     memcpy(buf, s, n);
     buf[n] = 0;
-    bool digits = true;
+    bool digits = n <= 18;
     for (size_t i = 0; i < n; i++)
         digits = digits && isdigit((unsigned char)buf[i]);
     if (digits) {
@@ -44,43 +43,8 @@ static sr_err_t parse_bound(const char *s, size_t n, int64_t *v, bool *is_time, 
         *is_time = x >= 100000000000LL;
         return SR_OK;
     }
-    struct tm tm = {0};
-    int Y, M, D, h = 0, m = 0, ms = 0, used = 0;
-    double sec = 0;
-    if (sscanf(buf, "%d-%d-%d%n", &Y, &M, &D, &used) != 3)
-        return sr_error_set(err, SR_EINVAL, "bad range bound '%s': not an offset, epoch ms or "
-                            "ISO-8601 time", buf);
-    const char *p = buf + used;
-    if (*p == 'T' || *p == ' ') {
-        int u2 = 0;
-        if (sscanf(p + 1, "%d:%d%n", &h, &m, &u2) != 2)
-            return sr_error_set(err, SR_EINVAL, "bad range bound '%s': bad time of day", buf);
-        p += 1 + u2;
-        if (*p == ':') {
-            char *e;
-            sec = strtod(p + 1, &e);
-            p = e;
-        }
-    }
-    int64_t off_min = 0;
-    if (*p == '+' || *p == '-') {
-        int oh = 0, om = 0;
-        if (sscanf(p + 1, "%d:%d", &oh, &om) < 1)
-            return sr_error_set(err, SR_EINVAL, "bad range bound '%s': bad zone", buf);
-        off_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
-    } else if (*p && strcmp(p, "Z") != 0) {
-        return sr_error_set(err, SR_EINVAL, "bad range bound '%s': trailing '%s'", buf, p);
-    }
-    tm.tm_year = Y - 1900;
-    tm.tm_mon = M - 1;
-    tm.tm_mday = D;
-    tm.tm_hour = h;
-    tm.tm_min = m;
-    tm.tm_sec = (int)sec;
-    ms = (int)((sec - (int)sec) * 1000.0 + 0.5);
-    *v = ((int64_t)timegm(&tm) - off_min * 60) * 1000 + ms;
     *is_time = true;
-    return SR_OK;
+    return sr_time_parse(buf, v, err);
 }
 
 sr_err_t sr_topic_spec_parse(const char *spec, char *topic, size_t topic_cap,
@@ -106,6 +70,10 @@ sr_err_t sr_topic_spec_parse(const char *spec, char *topic, size_t topic_cap,
         rc = parse_bound(dots + 2, strlen(dots + 2), &r->end, &r->end_is_time, err);
     if (rc != SR_OK)
         return sr_error_prefix(err, "topic:%s", spec);
+    /* Half-open: an end at or before the start selects nothing, which is a mistake. */
+    if (r->start >= 0 && r->end >= 0 && r->start_is_time == r->end_is_time && r->end <= r->start)
+        return sr_error_set(err, SR_EINVAL, "topic:%s: empty range (the end must be after the "
+                            "start; ranges are start <= x < end)", spec);
     return SR_OK;
 }
 

@@ -415,20 +415,18 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
             sr_config_destroy(cfg);
             return sr__cli_fail(CMD, "%s", err.msg);
         }
-    for (int i = 0; i < b->n_sets; i++) {
-        char key[256];
-        const char *eq = strchr(b->sets[i], '=');
-        size_t kl = eq ? (size_t)(eq - b->sets[i]) : 0;
-        if (!eq || kl == 0 || kl >= sizeof key) {
-            sr_config_destroy(cfg);
-            return sr__cli_fail(CMD, "--set %s: expected KEY=VALUE", b->sets[i]);
-        }
-        memcpy(key, b->sets[i], kl);
-        key[kl] = 0;
-        if (sr_config_set(cfg, key, eq + 1, &err) != SR_OK) {
-            sr_config_destroy(cfg);
-            return sr__cli_fail(CMD, "--set %s: %s", b->sets[i], err.msg);
-        }
+    /* The one loader (no file, no environment: the bench owns its broker): --set, then the
+     * start-up checks. */
+    char **argv = calloc((size_t)b->n_sets * 2 + 1, sizeof *argv);
+    for (int i = 0; argv && i < b->n_sets; i++) {
+        argv[1 + 2 * i] = "--set";
+        argv[2 + 2 * i] = (char *)b->sets[i];
+    }
+    int lrc = argv ? sr__cli_config_load(CMD, cfg, NULL, false, b->n_sets * 2 + 1, argv, false) : 1;
+    free(argv);
+    if (lrc) {
+        sr_config_destroy(cfg);
+        return lrc;
     }
     b->topic = ingest ? b->t_ingest : b->t_events;
     b->next_event = 0;

@@ -804,10 +804,10 @@ static int configure(struct demo *d, int argc, char **argv)
     for (size_t i = 0; i < sizeof kv / sizeof *kv; i++)
         if (sr_config_set(d->cfg, kv[i][0], kv[i][1], &err) != SR_OK)
             return sr__cli_fail(CMD, "%s", err.msg);
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--set") && i + 1 < argc &&
-            sr_config_set_kv(d->cfg, argv[++i], &err) != SR_OK)
-            return sr__cli_fail(CMD, "--set: %s", err.msg);
+    /* The one loader: no file and no environment (the demo owns its broker), --set, checks. */
+    int lrc = sr__cli_config_load(CMD, d->cfg, NULL, false, argc, argv, false);
+    if (lrc)
+        return lrc;
     int64_t k;
     if (sr_config_get_int(d->cfg, "recs.k", &k, &err) != SR_OK)
         return sr__cli_fail(CMD, "%s", err.msg);

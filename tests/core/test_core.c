@@ -57,33 +57,239 @@ static void test_config_unknown_key_names_nearest(void **state)
     sr_config_destroy(c);
 }
 
+static void write_file(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+struct lines {
+    int n;
+    char line[16][512];
+};
+
+static void collect(void *opaque, const char *line)
+{
+    struct lines *l = opaque;
+    if (l->n < 16)
+        snprintf(l->line[l->n], sizeof l->line[0], "%s", line);
+    l->n++;
+}
+
+/* The first collected line containing every needle, or NULL. */
+static const char *find_line(const struct lines *l, const char *a, const char *b)
+{
+    for (int i = 0; i < l->n && i < 16; i++)
+        if (strstr(l->line[i], a) && (!b || strstr(l->line[i], b)))
+            return l->line[i];
+    return NULL;
+}
+
 static void test_config_file_and_env(void **state)
 {
     (void)state;
     char path[] = "/tmp/sr_cfg_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    const char *text = "# comment\nmodel.bundle = /b\n\n! also comment\nrecs.k=5\nbogus.key=1\n";
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    write_file(path, "# comment\nmodel.bundle = /tmp\n\n! also comment\nrecs.k=5\nbogus.key=1\n"
+                     "recs.k=6\n");
     sr_config_t *c = sr_config_new();
     struct sr_error e;
-    assert_int_equal(sr_config_load_file(c, path, &e), SR_ECONFIG);
-    assert_non_null(strstr(e.msg, ":6:"));
-    assert_string_equal(sr_config_get(c, "model.bundle"), "/b");
+    struct sr_config_sources src = {.file = path};
+    assert_int_equal(sr_config_load(c, &src, NULL, NULL, &e), SR_ECONFIG);
+    assert_non_null(strstr(e.msg, ":6: unknown configuration key 'bogus.key'"));
+    /* The load goes on past a bad line: every problem is found in one run. */
+    assert_string_equal(sr_config_get(c, "recs.k"), "6");
     char *env[] = {"STREAMREC_RECS_K=7", "STREAMREC_SESSION_EVENT_TYPES=view",
                    "STREAMREC_KAFKA_SECURITY_PROTOCOL=SSL", "PATH=/bin", NULL};
-    assert_int_equal(sr_config_apply_env(c, env, &e), SR_OK);
-    assert_string_equal(sr_config_get(c, "recs.k"), "7");
-    assert_string_equal(sr_config_get(c, "session.event_types"), "view");
-    assert_string_equal(sr_config_get(c, "kafka.security.protocol"), "SSL");
-    char *bad[] = {"STREAMREC_RECS_KK=1", NULL};
-    assert_int_equal(sr_config_apply_env(c, bad, &e), SR_ECONFIG);
-    assert_non_null(strstr(e.msg, "STREAMREC_RECS_K"));
-    sr_config_destroy(c);
+    const char *sets[] = {"session.event_types=click"};
+    sr_config_t *c2 = sr_config_new();
     unlink(path);
+    char path2[] = "/tmp/sr_cfg_XXXXXX";
+    write_file(path2, "model.bundle=/tmp\nrecs.k=5\nsession.event_types=purchase\n");
+    struct sr_config_sources all = {.file = path2, .envp = env, .sets = sets, .n_sets = 1};
+    assert_int_equal(sr_config_load(c2, &all, NULL, NULL, &e), SR_OK);
+    /* file < environment < --set */
+    assert_string_equal(sr_config_get(c2, "recs.k"), "7");
+    assert_string_equal(sr_config_get(c2, "session.event_types"), "click");
+    assert_string_equal(sr_config_get(c2, "kafka.security.protocol"), "SSL");
+    assert_string_equal(sr_config_origin(c2, "recs.k"), "STREAMREC_RECS_K");
+    assert_string_equal(sr_config_origin(c2, "session.event_types"), "--set");
+    sr_config_destroy(c2);
+    sr_config_destroy(c);
+    unlink(path2);
     assert_true(sr_config_key_is_secret("kafka.sasl.password"));
     assert_false(sr_config_key_is_secret("kafka.bootstrap.servers"));
+}
+
+/* Kubernetes injects service links for a Service named streamrec: they cannot be keys and
+ * must not stop the process. A key-shaped typo still does. */
+static void test_config_env_service_links_and_typos(void **state)
+{
+    (void)state;
+    char *env[] = {"STREAMREC_PORT_9464_TCP=tcp://10.0.0.1:9464",
+                   "STREAMREC_PORT_9464_TCP_ADDR=10.0.0.1", "STREAMREC_PORT=tcp://10.0.0.1:9464",
+                   "STREAMREC_SERVICE_HOST=10.0.0.1", "STREAMREC_SERVICE_PORT=9464",
+                   "STREAMREC_SERVICE_PORT_METRICS=9464", "STREAMREC_KAFKA_SERVICE_HOST=10.0.0.2",
+                   "STREAMREC_HOME=/opt/streamrec", "STREAMREC_MODEL_BUNDLE=/tmp", NULL};
+    sr_config_t *c = sr_config_new();
+    struct sr_error e;
+    struct sr_config_sources src = {.envp = env};
+    assert_int_equal(sr_config_load(c, &src, NULL, NULL, &e), SR_OK);
+    assert_false(sr_config_is_set(c, "kafka.service.host"));
+    assert_string_equal(sr_config_get(c, "model.bundle"), "/tmp");
+    char *bad[] = {"STREAMREC_RECS_KK=1", "STREAMREC_MODEL_BUNDLE=/tmp", NULL};
+    struct sr_config_sources src2 = {.envp = bad};
+    assert_int_equal(sr_config_load(c, &src2, NULL, NULL, &e), SR_ECONFIG);
+    assert_non_null(strstr(e.msg, "STREAMREC_RECS_KK"));
+    assert_non_null(strstr(e.msg, "did you mean STREAMREC_RECS_K?"));
+    sr_config_destroy(c);
+}
+
+/* java.util.Properties.load(Reader): separators '=', ':' and blanks, continuation lines, '!'
+ * and '#' comments, escapes. */
+static void test_config_properties_syntax(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sr_cfg_XXXXXX";
+    write_file(path, "model.bundle: /tmp\r\n"
+                     "  ! a comment\n"
+                     "   # another\n"
+                     "input.topic   my-events\n"
+                     "session.event_types = view,\\\n"
+                     "                      click,\\\n"
+                     "    purchase\n"
+                     "kafka.client.id=a\\u0042c\\tx\\=y\\:z\\\\w\n"
+                     "kafka.trailing=kept\\ \n"
+                     "kafka.empty\n"
+                     "kafka.key\\ with\\ blanks=1\n"
+                     "kafka.odd=ends\\\\\n"
+                     "output.topic=recs\n");
+    sr_config_t *c = sr_config_new();
+    struct sr_error e;
+    struct sr_config_sources src = {.file = path};
+    assert_int_equal(sr_config_load(c, &src, NULL, NULL, &e), SR_OK);
+    assert_string_equal(sr_config_get(c, "model.bundle"), "/tmp");
+    assert_string_equal(sr_config_get(c, "input.topic"), "my-events");
+    assert_string_equal(sr_config_get(c, "session.event_types"), "view,click,purchase");
+    assert_string_equal(sr_config_get(c, "kafka.client.id"), "aBc\tx=y:z\\w");
+    assert_string_equal(sr_config_get(c, "kafka.trailing"), "kept ");
+    assert_string_equal(sr_config_get(c, "kafka.empty"), "");
+    assert_string_equal(sr_config_get(c, "kafka.key with blanks"), "1");
+    assert_string_equal(sr_config_get(c, "kafka.odd"), "ends\\");
+    assert_string_equal(sr_config_get(c, "output.topic"), "recs");
+    char origin[64];
+    snprintf(origin, sizeof origin, "%s:5", path);
+    assert_string_equal(sr_config_origin(c, "session.event_types"), origin);
+    sr_config_destroy(c);
+    unlink(path);
+    char path2[] = "/tmp/sr_cfg_XXXXXX";
+    write_file(path2, "model.bundle=/tmp\nkafka.x=\\u00zz\n");
+    c = sr_config_new();
+    src.file = path2;
+    assert_int_equal(sr_config_load(c, &src, NULL, NULL, &e), SR_ECONFIG);
+    assert_non_null(strstr(e.msg, ":2: malformed \\uXXXX"));
+    sr_config_destroy(c);
+    unlink(path2);
+}
+
+/* Every bad value is found at start-up, each as one line naming key, value and what is allowed. */
+static void test_config_check_reports_every_problem(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sr_cfg_XXXXXX";
+    write_file(path, "model.bundle=/nonexistent/bundle\n"
+                     "recs.k=abc\n"
+                     "state.backend=redis\n"
+                     "input.format=protobuf\n"
+                     "metrics.listen=notaport\n"
+                     "batch.max.wait.ms=-1\n"
+                     "session.ttl.ms=-5\n"
+                     "log.level=verbose\n"
+                     "input.topic=a,b\n"
+                     "recs.exclude_seen=maybe\n"
+                     "device=tpu\n");
+    sr_config_t *c = sr_config_new();
+    struct sr_error e;
+    struct lines l = {0};
+    struct sr_config_sources src = {.file = path};
+    assert_int_equal(sr_config_load(c, &src, collect, &l, &e), SR_ECONFIG);
+    assert_int_equal(l.n, 11);
+    assert_non_null(strstr(e.msg, ":1: model.bundle=/nonexistent/bundle: expected an existing "
+                                  "directory (No such file or directory)"));
+    assert_non_null(find_line(&l, ":2: recs.k=abc: expected an integer in 1..1000", NULL));
+    assert_non_null(find_line(&l, ":3: state.backend=redis: expected one of rocksdb, memory", NULL));
+    assert_non_null(find_line(&l, "input.format=protobuf: expected one of json, avro, avro-confluent", NULL));
+    assert_non_null(find_line(&l, "metrics.listen=notaport: expected host:port", NULL));
+    assert_non_null(find_line(&l, "batch.max.wait.ms=-1: expected an integer in 0..60000", NULL));
+    assert_non_null(find_line(&l, "session.ttl.ms=-5: expected an integer >= 0", NULL));
+    assert_non_null(find_line(&l, "log.level=verbose: expected one of debug, info, warn, error, off", NULL));
+    assert_non_null(find_line(&l, "input.topic=a,b: expected one topic name", "comma list"));
+    assert_non_null(find_line(&l, "recs.exclude_seen=maybe: expected true or false", NULL));
+    assert_non_null(find_line(&l, "device=tpu: expected one of auto, cpu, cuda", NULL));
+    for (int i = 0; i < l.n; i++)
+        assert_null(strchr(l.line[i], '\n'));
+    /* The getters give the same message at first use. */
+    int64_t k;
+    assert_int_equal(sr_config_get_int(c, "recs.k", &k, &e), SR_ECONFIG);
+    assert_non_null(strstr(e.msg, "recs.k=abc: expected an integer in 1..1000"));
+    assert_int_equal(sr_config_set(c, "recs.k", "1001", &e), SR_OK);
+    assert_int_equal(sr_config_get_int(c, "recs.k", &k, &e), SR_ECONFIG);
+    sr_config_destroy(c);
+    unlink(path);
+
+    /* A good configuration passes; model.bundle is required. */
+    c = sr_config_new();
+    assert_int_equal(sr_config_check(c, NULL, NULL, &e), SR_ECONFIG);
+    assert_non_null(strstr(e.msg, "model.bundle is not set"));
+    const char *sets[] = {"model.bundle=/tmp", "metrics.listen=localhost:9470",
+                          "batch.max.wait.ms=0", "input.topic=events.v2_x-y"};
+    struct sr_config_sources ok = {.sets = sets, .n_sets = 4};
+    assert_int_equal(sr_config_load(c, &ok, NULL, NULL, &e), SR_OK);
+    assert_int_equal(sr_config_set(c, "metrics.listen", ":9470", &e), SR_OK);
+    assert_int_equal(sr_config_check(c, NULL, NULL, &e), SR_OK);
+    assert_int_equal(sr_config_set(c, "metrics.listen", "", &e), SR_OK);
+    assert_int_equal(sr_config_check(c, NULL, NULL, &e), SR_OK);
+    sr_config_destroy(c);
+}
+
+static void test_hostport_parse(void **state)
+{
+    (void)state;
+    char host[64];
+    int port;
+    struct sr_error e;
+    assert_int_equal(sr_hostport_parse("localhost:9470", host, sizeof host, &port, &e), SR_OK);
+    assert_string_equal(host, "localhost");
+    assert_int_equal(port, 9470);
+    assert_int_equal(sr_hostport_parse(":9470", host, sizeof host, &port, &e), SR_OK);
+    assert_string_equal(host, "");
+    assert_int_equal(sr_hostport_parse("[::1]:1", host, sizeof host, &port, &e), SR_OK);
+    assert_string_equal(host, "::1");
+    assert_int_equal(sr_hostport_parse("notaport", host, sizeof host, &port, &e), SR_ECONFIG);
+    assert_int_equal(sr_hostport_parse("h:65536", host, sizeof host, &port, &e), SR_ECONFIG);
+    assert_int_equal(sr_hostport_parse("h:-1", host, sizeof host, &port, &e), SR_ECONFIG);
+    assert_int_equal(sr_hostport_parse("::1:80", host, sizeof host, &port, &e), SR_ECONFIG);
+}
+
+static void test_time_parse(void **state)
+{
+    (void)state;
+    int64_t ms;
+    struct sr_error e;
+    assert_int_equal(sr_time_parse("1970-01-01T00:00:00Z", &ms, &e), SR_OK);
+    assert_int_equal(ms, 0);
+    assert_int_equal(sr_time_parse("2026-03-01T12:30:15.250+01:00", &ms, &e), SR_OK);
+    assert_int_equal(ms, 1772364615250LL);
+    assert_int_equal(sr_time_parse("2024-02-29", &ms, &e), SR_OK);
+    assert_int_equal(ms, 1709164800000LL);
+    assert_int_equal(sr_time_parse("2026-13-45T99:99:00Z", &ms, &e), SR_EINVAL);
+    assert_non_null(strstr(e.msg, "month 13 is not 1..12"));
+    assert_int_equal(sr_time_parse("2026-02-29", &ms, &e), SR_EINVAL);
+    assert_non_null(strstr(e.msg, "day 29 is not 1..28"));
+    assert_int_equal(sr_time_parse("2026-01-01T24:00", &ms, &e), SR_EINVAL);
+    assert_int_equal(sr_time_parse("2026-01-01T10:00+25:00", &ms, &e), SR_EINVAL);
+    assert_int_equal(sr_time_parse("2026-01-01x", &ms, &e), SR_EINVAL);
 }
 
 static void test_split_csv(void **state)
@@ -136,6 +342,11 @@ int main(void)
         cmocka_unit_test(test_config_defaults_and_set),
         cmocka_unit_test(test_config_unknown_key_names_nearest),
         cmocka_unit_test(test_config_file_and_env),
+        cmocka_unit_test(test_config_env_service_links_and_typos),
+        cmocka_unit_test(test_config_properties_syntax),
+        cmocka_unit_test(test_config_check_reports_every_problem),
+        cmocka_unit_test(test_hostport_parse),
+        cmocka_unit_test(test_time_parse),
         cmocka_unit_test(test_split_csv),
         cmocka_unit_test(test_arena),
         cmocka_unit_test(test_hash_pinned),
