@@ -346,14 +346,18 @@ sr_err_t sr_registry_probe(sr_registry_t *r, struct sr_error *err)
     sr_err_t rc = http(r, "GET", "/subjects", NULL, "start-up check", &status, err);
     if (rc != SR_OK)
         return rc;
-    if (status != 200) {
-        char msg[256];
-        long code;
-        error_text(r->body.data, msg, sizeof msg, &code);
-        return sr_error_set(err, status == 401 || status == 403 ? SR_ECONFIG : SR_EFORMAT,
-                            "schema registry %s/subjects: HTTP %ld %s", r->urls[r->cur], status,
-                            msg);
-    }
+    if (status == 200)
+        return SR_OK;
+    char msg[256];
+    long code;
+    error_text(r->body.data, msg, sizeof msg, &code);
+    /* Wrong credentials stop the start; any other answer means the registry is there (a key
+     * scoped to some subjects may not list them all, and fetching by id can still work). */
+    if (status == 401)
+        return sr_error_set(err, SR_ECONFIG, "schema registry %s/subjects: HTTP 401 %s (check "
+                            "schema.registry.basic.auth.user.info)", r->urls[r->cur], msg);
+    sr_log(SR_LOG_WARN, CMP, "schema registry start-up check answered", "url=%s/subjects "
+           "status=%ld error=\"%s\"", r->urls[r->cur], status, msg);
     return SR_OK;
 }
 

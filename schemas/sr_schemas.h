@@ -137,8 +137,9 @@ typedef struct sr_registry sr_registry_t;
 sr_err_t sr_registry_new(const struct sr_registry_params *p, sr_registry_t **out,
                          struct sr_error *err);
 void sr_registry_destroy(sr_registry_t *r);
-/* Start-up check (GET /subjects): SR_OK once the registry answers; SR_ECONFIG when it refuses
- * our credentials; SR_EAGAIN when it stayed unreachable. */
+/* Start-up check (GET /subjects): SR_OK once the registry answers (any status but 401 and
+ * 5xx); SR_ECONFIG when it refuses our credentials (401); SR_EAGAIN when it stayed
+ * unreachable. */
 sr_err_t sr_registry_probe(sr_registry_t *r, struct sr_error *err);
 /* GET /schemas/ids/{id}: *text is the schema (malloc'd, caller frees). SR_ENOENT: the registry
  * does not know the id; SR_EUNSUPPORTED: not an Avro schema; SR_EAGAIN: unreachable. */
