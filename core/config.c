@@ -880,7 +880,7 @@ int sr_config_foreach(const sr_config_t *cfg, const char *prefix,
 bool sr_config_key_is_secret(const char *key)
 {
     static const char *const words[] = {"password", "secret", "key.pem", "sasl.oauthbearer.config",
-                                        "ssl.key", "token"};
+                                        "ssl.key", "token", "user.info"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         if (strstr(key, words[i]))
             return true;

@@ -67,7 +67,7 @@ java_ok() {
 resolve() {
   pkgs=(
     build-essential cmake pkg-config git ca-certificates
-    librdkafka-dev libavro-dev libjansson-dev librocksdb-dev libuv1-dev
+    librdkafka-dev libavro-dev libjansson-dev librocksdb-dev libuv1-dev libcurl4-openssl-dev
     libopenblas-dev libfaiss-dev libcmocka-dev
     clang llvm "libclang-rt-$(clang_major)-dev"
     kcat python3 python3-numpy python3-confluent-kafka

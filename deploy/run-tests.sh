@@ -4,7 +4,9 @@
 #   SR_SANITIZE=1 deploy/run-tests.sh    ASan + UBSan build in build-asan/ (CPU backend only)
 # Extra CMake arguments can be passed in SR_CMAKE_ARGS. The online tests run on a real Apache
 # Kafka started for the run (SR_TEST_KAFKA=real; `auto` or `mock` to allow or force librdkafka's
-# mock cluster instead, SR_TEST_BOOTSTRAP=host:port for a cluster of your own: README).
+# mock cluster instead, SR_TEST_BOOTSTRAP=host:port for a cluster of your own: README). The
+# Schema Registry tests run on a real Apicurio Registry started for the run (SR_TEST_REGISTRY=real;
+# `auto` lets them skip when it cannot start: README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/install-deps.sh
@@ -22,5 +24,6 @@ fi
 cmake -S . -B "$dir" "${args[@]}" ${SR_CMAKE_ARGS:-}
 cmake --build "$dir" -j "$jobs"
 export SR_TEST_KAFKA=${SR_TEST_KAFKA:-real}
+export SR_TEST_REGISTRY=${SR_TEST_REGISTRY:-real}
 cd "$dir"
 ctest --output-on-failure -j "$jobs" --timeout 900

@@ -2,7 +2,8 @@
  * codec (input.format; replay of an Avro container passes its own). An undecodable record is
  * dropped from the batch, counted by reason and logged (rate-limited); it never stops the
  * stream. The runtime sees failures through sr_batch's `decode_error` column to route them to
- * the dead-letter topic. Owns the decoder. */
+ * the dead-letter topic. Owns the decoder; with schema.registry.url its registry client fetches
+ * unknown writer schemas on the thread that runs the graph (the worker in `run`). */
 #include "ops_int.h"
 #include "sr_schemas.h"
 
@@ -31,12 +32,17 @@ static sr_err_t decode_init(struct sr_op_env *env, const char *prefix, void **ct
         if (ws && *ws)
             p.writer_schema_path = ws;
     }
+    struct sr_registry_params rp;
+    rc = sr_registry_params_from_config(env->cfg, &rp, err);
+    if (rc != SR_OK)
+        return rc;
+    p.registry = &rp;
     const char *reg = sr_config_get(env->cfg, "schemas.registry.dir");
     if (reg && *reg)
         p.registry_dir = reg;
-    else if (p.format == SR_FORMAT_AVRO_CONFLUENT)
-        return sr_error_set(err, SR_ECONFIG,
-                            "input.format=avro-confluent needs schemas.registry.dir (<id>.avsc files)");
+    else if (p.format == SR_FORMAT_AVRO_CONFLUENT && !rp.url)
+        return sr_error_set(err, SR_ECONFIG, "input.format=avro-confluent needs schema.registry.url "
+                            "or schemas.registry.dir (<id>.avsc files)");
     struct decode_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return sr_error_set(err, SR_ENOMEM, "out of memory");

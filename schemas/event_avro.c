@@ -1,8 +1,12 @@
 /* event_avro.c — the event decoder object (JSON, bare Avro, Confluent-framed Avro) and the event
  * encoder. A decoder owns its resolved writer schemas: one for bare Avro, and for Confluent a
- * cache of schema id -> resolution loaded lazily from <registry dir>/<id>.avsc (a missing or
- * incompatible file is cached too, as a negative entry, up to REGISTRY_MAX_NEGATIVE of them, so
- * garbage ids cannot grow the cache without bound). One thread at a time per decoder. */
+ * cache of schema id -> resolution loaded lazily from the Schema Registry (its own client,
+ * registry.c) or from <registry dir>/<id>.avsc. A missing, unreachable or incompatible id is
+ * cached too, as a negative entry that expires after negative_cache_ms (then the id is asked
+ * again: a schema registered later is picked up without a restart), up to
+ * REGISTRY_MAX_NEGATIVE of them, so garbage ids cannot grow the cache without bound.
+ * One thread at a time per decoder (the graph's worker thread in `run`: a registry fetch blocks
+ * it, never the libuv loop; DESIGN §4). */
 #include "schemas_int.h"
 
 #include <errno.h>
@@ -18,6 +22,7 @@ struct registry_entry {
     bool ok;
     enum sr_event_invalid why; /* when !ok */
     char msg[SR_ERROR_MSG_MAX + 128]; /* when !ok: why the id is refused */
+    uint64_t retry_ns;                /* when !ok: asked again from this sr_now_ns() on */
     struct sr__event_resolved res;
 };
 
@@ -26,6 +31,8 @@ struct sr_event_decoder {
     avro_reader_t reader; /* memory reader, re-pointed at each message */
     struct sr__event_resolved bare;
     char *registry_dir;
+    sr_registry_t *registry;  /* NULL: registry_dir */
+    uint64_t negative_ns;     /* negative cache interval */
     struct registry_entry *entries;
     size_t n_entries, cap_entries, n_negative;
     struct registry_entry overflow; /* answer for an uncached negative lookup */
@@ -84,16 +91,32 @@ sr_err_t sr_event_decoder_new(const struct sr_event_decoder_params *params,
         if (rc != SR_OK && rc != SR_ENOMEM)
             rc = err ? (err->code = SR_ECONFIG) : SR_ECONFIG;
         break;
-    case SR_FORMAT_AVRO_CONFLUENT:
+    case SR_FORMAT_AVRO_CONFLUENT: {
+        struct sr_registry_params def;
+        const struct sr_registry_params *rp = params->registry;
+        if (!rp) {
+            sr_registry_params_default(&def);
+            rp = &def;
+        }
+        d->negative_ns = (uint64_t)rp->negative_cache_ms * 1000000ULL;
+        if (rp->url && *rp->url) {
+            rc = sr_registry_new(rp, &d->registry, err);
+            if (rc == SR_OK)
+                rc = sr_registry_probe(d->registry, err);
+            if (rc == SR_EAGAIN)
+                rc = err ? (err->code = SR_ECONFIG) : SR_ECONFIG;
+            break;
+        }
         if (!params->registry_dir || !*params->registry_dir) {
-            rc = sr_error_set(err, SR_ECONFIG,
-                              "input.format=avro-confluent needs schemas.registry.dir");
+            rc = sr_error_set(err, SR_ECONFIG, "input.format=avro-confluent needs "
+                              "schema.registry.url or schemas.registry.dir");
             break;
         }
         d->registry_dir = strdup(params->registry_dir);
         if (!d->registry_dir)
             rc = sr_error_set(err, SR_ENOMEM, "event decoder");
         break;
+    }
     default:
         rc = sr_error_set(err, SR_EINVAL, "unknown event format %d", (int)params->format);
     }
@@ -119,6 +142,7 @@ void sr_event_decoder_destroy(sr_event_decoder_t *d)
         sr__event_resolved_fini(&d->entries[i].res);
     free(d->entries);
     free(d->registry_dir);
+    sr_registry_destroy(d->registry);
     if (d->reader)
         avro_reader_free(d->reader);
     free(d);
@@ -143,39 +167,89 @@ static sr_err_t decode_avro(sr_event_decoder_t *d, struct sr__event_resolved *re
     return sr__event_from_avro(res, arena, out, why, err);
 }
 
+/* Loads the writer schema of id into *e (from the registry or the directory). SR_ENOMEM is the
+ * only error: a refused id is a negative entry. */
+static sr_err_t registry_load(sr_event_decoder_t *d, uint32_t id, struct registry_entry *e,
+                              struct sr_error *err)
+{
+    memset(e, 0, sizeof *e);
+    e->id = id;
+    char what[4200];
+    char *text = NULL;
+    size_t len = 0;
+    struct sr_error lerr = {0};
+    sr_err_t rc;
+    if (d->registry) {
+        snprintf(what, sizeof what, "schema id %" PRIu32 " (registry)", id);
+        rc = sr_registry_get_schema(d->registry, id, &text, &lerr);
+        if (rc == SR_OK)
+            len = strlen(text);
+    } else {
+        snprintf(what, sizeof what, "%s/%" PRIu32 ".avsc", d->registry_dir, id);
+        rc = sr_file_read_all(what, &text, &len, &lerr);
+        if (rc == SR_OK) {
+            char *inner;
+            size_t n;
+            rc = sr__schema_text_unwrap(text, len, &inner, &n);
+            if (rc == SR_OK && inner) {
+                free(text);
+                text = inner;
+                len = n;
+            }
+            if (rc != SR_OK)
+                sr_error_set(&lerr, rc, "%s", what);
+        }
+    }
+    if (rc == SR_ENOMEM) {
+        free(text);
+        return sr_error_set(err, SR_ENOMEM, "%s", lerr.msg);
+    }
+    if (rc != SR_OK) {
+        e->why = rc == SR_ENOENT || !d->registry ? SR_EVENT_INVALID_UNKNOWN_SCHEMA_ID
+                 : rc == SR_EUNSUPPORTED || rc == SR_EFORMAT ? SR_EVENT_INVALID_INCOMPATIBLE_SCHEMA
+                                                             : SR_EVENT_INVALID_REGISTRY_UNAVAILABLE;
+        snprintf(e->msg, sizeof e->msg, "schema id %" PRIu32 " %s (%s)", id,
+                 e->why == SR_EVENT_INVALID_UNKNOWN_SCHEMA_ID ? "unknown" : "refused", lerr.msg);
+    } else {
+        rc = load_writer_schema(text, len, what, &e->res, &e->why, &lerr);
+        if (rc == SR_ENOMEM) {
+            free(text);
+            return sr_error_set(err, SR_ENOMEM, "%s", lerr.msg);
+        }
+        e->ok = rc == SR_OK;
+        if (!e->ok)
+            snprintf(e->msg, sizeof e->msg, "schema id %" PRIu32 ": %s", id, lerr.msg);
+    }
+    free(text);
+    if (!e->ok)
+        e->retry_ns = sr_now_ns() + d->negative_ns;
+    return SR_OK;
+}
+
 static struct registry_entry *registry_lookup(sr_event_decoder_t *d, uint32_t id,
                                               struct sr_error *err)
 {
-    for (size_t i = 0; i < d->n_entries; i++)
-        if (d->entries[i].id == id)
+    struct registry_entry *slot = NULL;
+    for (size_t i = 0; i < d->n_entries; i++) {
+        if (d->entries[i].id != id)
+            continue;
+        if (d->entries[i].ok || sr_now_ns() < d->entries[i].retry_ns)
             return &d->entries[i];
-    /* not seen yet: load <dir>/<id>.avsc */
-    struct registry_entry e;
-    memset(&e, 0, sizeof e);
-    e.id = id;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%" PRIu32 ".avsc", d->registry_dir, id);
-    char *text = NULL;
-    size_t len;
-    struct sr_error lerr;
-    sr_err_t rc = sr_file_read_all(path, &text, &len, &lerr);
-    if (rc == SR_ENOMEM) {
-        sr_error_set(err, SR_ENOMEM, "%s", lerr.msg);
-        return NULL;
+        slot = &d->entries[i]; /* negative entry expired: ask again */
+        break;
     }
-    if (rc != SR_OK) {
-        e.why = SR_EVENT_INVALID_UNKNOWN_SCHEMA_ID;
-        snprintf(e.msg, sizeof e.msg, "schema id %" PRIu32 " unknown (%s)", id, lerr.msg);
-    } else {
-        rc = load_writer_schema(text, len, path, &e.res, &e.why, &lerr);
-        free(text);
-        if (rc == SR_ENOMEM) {
-            sr_error_set(err, SR_ENOMEM, "%s", lerr.msg);
-            return NULL;
-        }
-        e.ok = rc == SR_OK;
-        if (!e.ok)
-            snprintf(e.msg, sizeof e.msg, "schema id %" PRIu32 ": %s", id, lerr.msg);
+    struct registry_entry e;
+    if (registry_load(d, id, &e, err) != SR_OK)
+        return NULL;
+    if (slot) {
+        sr__event_resolved_fini(&slot->res);
+        d->n_negative -= 1; /* the slot was negative */
+        d->n_negative += !e.ok;
+        *slot = e;
+        if (e.ok)
+            sr_log(SR_LOG_INFO, "decode", "schema id resolved after being refused",
+                   "schema_id=%" PRIu32, id);
+        return slot;
     }
     if (!e.ok && d->n_negative >= REGISTRY_MAX_NEGATIVE) {
         d->overflow = e; /* negative cache full: answer without caching */

@@ -89,6 +89,11 @@ sr_err_t sr__avro_encoder_init(const char *json, avro_schema_t *schema, avro_val
 void sr__avro_encoder_fini(avro_schema_t schema, avro_value_iface_t *iface, avro_value_t *value,
                            avro_writer_t writer);
 
+/* A schema file's text in the registry's JSON form {"schema": "<avsc>"}: *unwrapped is the
+ * inner schema (malloc'd, caller frees); NULL when the text is not in that form (plain .avsc). */
+sr_err_t sr__schema_text_unwrap(const char *text, size_t len, char **unwrapped,
+                                size_t *unwrapped_len);
+
 /* Appends the 5-byte Confluent header (magic 0, big-endian id). */
 sr_err_t sr__confluent_header(struct sr_buf *out, int32_t schema_id);
 

@@ -1,7 +1,8 @@
 /* sr_schemas.h — the event and recommendation codecs (DESIGN.md section 4).
  *
  * Input events arrive as JSON, bare Avro binary (a configured writer schema) or Confluent-framed
- * Avro (magic 0, 4-byte big-endian schema id, Avro binary; ids map to <registry dir>/<id>.avsc).
+ * Avro (magic 0, 4-byte big-endian schema id, Avro binary; ids are fetched from a Schema Registry
+ * over its REST API, or read from <registry dir>/<id>.avsc offline).
  * Every Avro writer schema is resolved to our reader schema `streamrec.UserEvent` (the text of
  * schemas/user_event.avsc, embedded in the library at build time), so a producer that adds a
  * field, drops an optional one or reorders fields still decodes. Recommendations are encoded as
@@ -90,12 +91,13 @@ struct sr_event {
     X(INVALID_UTF8,       "invalid_utf8")       /* bad UTF-8 or a NUL byte in a string */\
     X(BAD_TIMESTAMP,      "bad_timestamp")      /* negative timestamp_ms */              \
     X(BAD_MAGIC,          "bad_magic")          /* Confluent frame not starting with 0 */\
-    X(UNKNOWN_SCHEMA_ID,  "unknown_schema_id")  /* no <dir>/<id>.avsc */                 \
+    X(UNKNOWN_SCHEMA_ID,  "unknown_schema_id")  /* id not in the registry / no <id>.avsc */\
     X(INCOMPATIBLE_SCHEMA,"incompatible_schema")/* writer schema not resolvable to ours */\
     X(TRUNCATED_AVRO,     "truncated_avro")     /* Avro body ends inside a value */      \
     X(INVALID_AVRO,       "invalid_avro")       /* bad varint, length, union/enum index */\
     X(TRAILING_BYTES,     "trailing_bytes")     /* bytes left after the Avro record */   \
-    X(EMPTY_MESSAGE,      "empty_message")      /* zero-length payload */
+    X(EMPTY_MESSAGE,      "empty_message")      /* zero-length payload */                \
+    X(REGISTRY_UNAVAILABLE,"registry_unavailable")/* registry unreachable for its id */
 
 enum sr_event_invalid {
 #define SR__EVENT_INVALID_ENUM(name, label) SR_EVENT_INVALID_##name,
@@ -107,15 +109,81 @@ enum sr_event_invalid {
 /* snake_case label of a reason ("missing_field"); "unknown" for out-of-range values. */
 const char *sr_event_invalid_name(enum sr_event_invalid why);
 
+/* ---- Schema Registry -------------------------------------------------------------------- */
+
+/* A Confluent-API Schema Registry (Confluent, Apicurio's /apis/ccompat/v7, Karapace), the
+ * schema.registry.* keys. Strings are borrowed (copied by sr_registry_new); NULL = unset. */
+struct sr_registry_params {
+    const char *url;          /* comma list of base URLs, tried in turn; NULL: no registry */
+    const char *user_info;    /* basic auth "user:password" */
+    const char *ca_location, *cert_location, *key_location, *key_password; /* PEM files */
+    int64_t connect_timeout_ms, request_timeout_ms;
+    int64_t backoff_ms, backoff_max_ms; /* retries of an unreachable registry: exponential */
+    int64_t retry_timeout_ms;           /* ... for at most this long per call */
+    int64_t negative_cache_ms;          /* an unknown id is asked again after this */
+};
+
+/* The defaults of core/sr_config_keys.h, without a URL (tests, tools). */
+void sr_registry_params_default(struct sr_registry_params *p);
+/* Reads the schema.registry.* keys (pointers into cfg); bad values are SR_ECONFIG. */
+sr_err_t sr_registry_params_from_config(const sr_config_t *cfg, struct sr_registry_params *p,
+                                        struct sr_error *err);
+
+/* A client: one curl handle, used by one thread at a time, blocking (never on the libuv loop;
+ * DESIGN §4). Every call retries an unreachable registry (no answer, HTTP 5xx) with backoff
+ * for retry_timeout_ms, logging each attempt, and then returns SR_EAGAIN. */
+typedef struct sr_registry sr_registry_t;
+
+sr_err_t sr_registry_new(const struct sr_registry_params *p, sr_registry_t **out,
+                         struct sr_error *err);
+void sr_registry_destroy(sr_registry_t *r);
+/* Start-up check (GET /subjects): SR_OK once the registry answers (any status but 401 and
+ * 5xx); SR_ECONFIG when it refuses our credentials (401); SR_EAGAIN when it stayed
+ * unreachable. */
+sr_err_t sr_registry_probe(sr_registry_t *r, struct sr_error *err);
+/* GET /schemas/ids/{id}: *text is the schema (malloc'd, caller frees). SR_ENOENT: the registry
+ * does not know the id; SR_EUNSUPPORTED: not an Avro schema; SR_EAGAIN: unreachable. */
+sr_err_t sr_registry_get_schema(sr_registry_t *r, uint32_t id, char **text,
+                                struct sr_error *err);
+/* POST /subjects/{subject}/versions: registers schema_json (or finds it registered) and sets
+ * *id. SR_EFORMAT when the registry refuses it as incompatible (HTTP 409). */
+sr_err_t sr_registry_register(sr_registry_t *r, const char *subject, const char *schema_json,
+                              int32_t *id, struct sr_error *err);
+
+/* Process-wide counters of every client, for the metrics endpoint (any thread). */
+struct sr_registry_stats {
+    uint64_t requests;        /* HTTP requests sent */
+    uint64_t failures;        /* requests without an answer or answered 5xx */
+    uint64_t retries;         /* backoff waits after a failure */
+    uint64_t schemas_fetched; /* writer schemas fetched by id */
+    uint64_t unknown_ids;     /* lookups answered "not found" */
+    uint64_t registered;      /* successful registrations */
+    int up;                   /* 1: the last request got an answer, 0: it did not, -1: none yet */
+    bool configured;          /* a client was created in this process */
+};
+void sr_registry_stats_get(struct sr_registry_stats *out);
+
+/* The schema id of output.format=avro-confluent: with schema.registry.url, the id of
+ * streamrec.Recommendation registered under "<topic>-value" (TopicNameStrategy; start-up only,
+ * blocking with retries); else output.avro.schema_id. */
+sr_err_t sr_output_schema_id(const sr_config_t *cfg, const char *topic, int32_t *id,
+                             struct sr_error *err);
+
+/* ---- event decoder ---------------------------------------------------------------------- */
+
 /* Decoder parameters. For SR_FORMAT_AVRO the writer schema is writer_schema_json, else the
- * file writer_schema_path, else our own schema. For SR_FORMAT_AVRO_CONFLUENT, registry_dir
- * holds <id>.avsc files (decimal id), loaded when an id is first seen and cached (a missing
- * file is cached too, as unknown). Pointers are only read during sr_event_decoder_new. */
+ * file writer_schema_path, else our own schema. For SR_FORMAT_AVRO_CONFLUENT the writer schema
+ * of an id is fetched from registry->url when set (the registry is probed at creation, with
+ * retries), else read from registry_dir/<id>.avsc (plain .avsc or the registry's
+ * {"schema": "..."} form); it is loaded when the id is first seen and cached. An id that is
+ * unknown (or whose registry was unreachable) is refused for registry->negative_cache_ms
+ * (default 30 s), then asked again. Pointers are only read during sr_event_decoder_new. */
 struct sr_event_decoder_params {
     enum sr_format format;
     const char *writer_schema_json;
     const char *writer_schema_path;
     const char *registry_dir;
+    const struct sr_registry_params *registry; /* NULL: defaults, no URL */
 };
 
 typedef struct sr_event_decoder sr_event_decoder_t;

@@ -159,6 +159,20 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
                                (int)rt->restores[i]->partition, (long long)left);
         }
     }
+    struct sr_registry_stats rs; /* schemas/registry.c's process-wide counters */
+    sr_registry_stats_get(&rs);
+    if (rs.configured) {
+        counter(b, "streamrec_schema_registry_requests_total", "HTTP requests to the Schema Registry",
+                rs.requests);
+        counter(b, "streamrec_schema_registry_failures_total",
+                "Schema Registry requests without an answer or answered 5xx", rs.failures);
+        counter(b, "streamrec_schema_registry_retries_total",
+                "backoff waits before retrying the Schema Registry", rs.retries);
+        counter(b, "streamrec_schema_registry_unknown_ids_total",
+                "schema ids the Schema Registry did not know", rs.unknown_ids);
+        gauge(b, "streamrec_schema_registry_up",
+              "1 when the last Schema Registry request got an answer", rs.up > 0 ? 1 : 0);
+    }
     sr_buf_appendf(b, "# HELP streamrec_model_info the loaded model bundle\n# TYPE streamrec_model_info gauge\n"
             "streamrec_model_info{version=\"%s\"} 1\n", rt->version);
 }

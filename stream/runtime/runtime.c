@@ -250,8 +250,11 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
     int64_t schema_id = 1;
     if (rc == SR_OK)
         rc = sr_format_parse(sr_config_get(cfg, "output.format"), &ofmt, err);
-    if (rc == SR_OK)
-        rc = get_int(cfg, "output.avro.schema_id", 0, INT32_MAX, &schema_id, err);
+    if (rc == SR_OK && ofmt == SR_FORMAT_AVRO_CONFLUENT) {
+        int32_t sid; /* registered under <output.topic>-value with schema.registry.url */
+        rc = sr_output_schema_id(cfg, sr_config_get(cfg, "output.topic"), &sid, err);
+        schema_id = sid;
+    }
     if (rc == SR_OK)
         rc = make_client(rt, SR_KAFKA_PRODUCER, err);
     if (rc == SR_OK)

@@ -157,8 +157,11 @@ static sr_err_t topic_out_open(const sr_config_t *cfg, const char *name, struct 
     enum sr_format fmt;
     int64_t sid = 1;
     sr_err_t rc = sr_format_parse(sr_config_get(cfg, "output.format"), &fmt, err);
-    if (rc == SR_OK)
-        rc = sr_config_get_int(cfg, "output.avro.schema_id", &sid, err);
+    if (rc == SR_OK && fmt == SR_FORMAT_AVRO_CONFLUENT) {
+        int32_t id; /* registered under <topic>-value with schema.registry.url */
+        rc = sr_output_schema_id(cfg, name, &id, err);
+        sid = id;
+    }
     rd_kafka_conf_t *conf = NULL;
     if (rc == SR_OK)
         rc = sr_kafka_conf_new(cfg, SR_KAFKA_PRODUCER, &conf, err);

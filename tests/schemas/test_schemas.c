@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include <avro.h>
+#include <jansson.h>
+#include <time.h>
 
 #include "sr_schemas.h"
 
@@ -476,6 +478,36 @@ static void test_confluent_reasons(void **state)
     sr_buf_free(&b);
 }
 
+/* schemas.registry.dir: the registry's JSON form {"schema": "..."} is read like a plain .avsc,
+ * and a missing id is asked again after the negative-cache interval (not only after a
+ * restart). */
+static void test_confluent_dir_json_form_and_negative_cache(void **state)
+{
+    (void)state;
+    struct sr_registry_params rp;
+    sr_registry_params_default(&rp);
+    rp.negative_cache_ms = 100;
+    struct sr_event_decoder_params p = {.format = SR_FORMAT_AVRO_CONFLUENT,
+                                        .registry_dir = tmpdir, .registry = &rp};
+    sr_event_decoder_t *d = NULL;
+    assert_int_equal(sr_event_decoder_new(&p, &d, NULL), SR_OK);
+    struct sr_buf b = {0};
+    encode_event(SR_FORMAT_AVRO_CONFLUENT, 31, &ev1, &b);
+    assert_int_equal(decode_why(d, b.data, b.len), SR_EVENT_INVALID_UNKNOWN_SCHEMA_ID);
+    /* the file appears, in the registry's form (as GET /schemas/ids/31 returns it) */
+    json_t *j = json_pack("{s:s, s:[]}", "schema", sr_schema_user_event_json(), "references");
+    char *text = json_dumps(j, 0);
+    write_file("31.avsc", text);
+    free(text);
+    json_decref(j);
+    assert_int_equal(decode_why(d, b.data, b.len), SR_EVENT_INVALID_UNKNOWN_SCHEMA_ID); /* cached */
+    struct timespec ts = {0, 150 * 1000000L};
+    nanosleep(&ts, NULL);
+    assert_int_equal(decode_why(d, b.data, b.len), SR_EVENT_INVALID_NONE);
+    sr_event_decoder_destroy(d);
+    sr_buf_free(&b);
+}
+
 static void test_avro_truncated_every_prefix(void **state)
 {
     (void)state;
@@ -868,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_avro_schema_evolution),
         cmocka_unit_test(test_avro_decoder_config_errors),
         cmocka_unit_test(test_confluent_reasons),
+        cmocka_unit_test(test_confluent_dir_json_form_and_negative_cache),
         cmocka_unit_test(test_avro_truncated_every_prefix),
         cmocka_unit_test(test_avro_invalid_reasons),
         cmocka_unit_test(test_double_format),

@@ -23,3 +23,15 @@ if(TARGET sr_stream)
   set_tests_properties(test_changelog PROPERTIES TIMEOUT 300)
   sr_kafka_test(test_changelog)
 endif()
+# test_run_registry: `run` with a Schema Registry (avro-confluent in and out) on the suite's
+# broker and its real registry (tests/schemas/registry_fixture.sh); skips without a registry.
+if(TARGET sr_stream AND TARGET test_registry)
+  sr_add_test(test_run_registry SOURCES test_run_registry.c LIBS sr_schemas PkgConfig::RDKAFKA
+              PkgConfig::JANSSON m)
+  add_dependencies(test_run_registry streamrec)
+  target_compile_definitions(test_run_registry PRIVATE
+    SR_REGISTRY_ENV_FILE="${CMAKE_BINARY_DIR}/registry-test/registry.env")
+  set_tests_properties(test_run_registry PROPERTIES TIMEOUT 600)
+  sr_kafka_test(test_run_registry)
+  set_tests_properties(test_run_registry PROPERTIES FIXTURES_REQUIRED "kafka;schema_registry")
+endif()
