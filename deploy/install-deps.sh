@@ -10,6 +10,10 @@
 # else from the clang apt would install, else from the release.
 # Java and Maven run the tests' Apache Kafka broker (jars from Maven Central): a JRE is added
 # only when no `java` of version 11 or newer is on PATH, Maven only when no `mvn` is.
+# The deployment checks (tests/deploy) use systemd-analyze (systemd), promtool (prometheus, an
+# extra), python3-yaml, groff and man-db for the man page, and node with the npm packages of
+# tests/deploy/k8s-validator (installed there by `npm ci` from its lock file, only when
+# missing or changed); npm is added only when no `npm` is on PATH.
 # CUDA (nvcc, cuBLAS) is not a Debian package here: it comes with the machine image, and the
 # build enables the CUDA backend only where nvcc is found.
 set -euo pipefail
@@ -71,11 +75,13 @@ resolve() {
     libopenblas-dev libfaiss-dev libcmocka-dev
     clang llvm "libclang-rt-$(clang_major)-dev"
     kcat python3 python3-numpy python3-confluent-kafka
+    systemd python3-yaml groff-base man-db nodejs
   )
   java_ok || pkgs+=(default-jre-headless)
   command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
   # Developer/benchmark tools that are large.
-  extra=(python3-torch python3-faiss python3-avro)
+  extra=(python3-torch python3-faiss python3-avro prometheus)
   [ -z "${SR_MINIMAL_DEPS:-}" ] || extra=()
 }
 
@@ -89,10 +95,25 @@ find_missing() {
   done
 }
 
+# npm_validator: the Kubernetes manifest validator's packages (tests/deploy/k8s-validator),
+# installed from its lock file when absent or when the lock file changed since.
+npm_validator() {
+  local d
+  d="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy/k8s-validator"
+  [ -f "$d/package-lock.json" ] || return 0
+  if cmp -s "$d/package-lock.json" "$d/node_modules/.streamrec-lock" 2>/dev/null; then
+    return 0
+  fi
+  echo "install-deps: npm ci in $d"
+  (cd "$d" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) &&
+    cp "$d/package-lock.json" "$d/node_modules/.streamrec-lock"
+}
+
 resolve
 find_missing
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present ($release)"
+  npm_validator
   exit 0
 fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -104,3 +125,4 @@ find_missing
 echo "install-deps: $release, installing ${missing[*]}"
 $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 echo "install-deps: installed ${missing[*]}"
+npm_validator
