@@ -3,6 +3,7 @@
 # Debian 12 (bookworm) or 13 (trixie). Idempotent: packages already present are left alone,
 # and nothing is fetched when all are. Run as root (or via sudo).
 #   SR_MINIMAL_DEPS=1   skip the large developer/benchmark extras (torch, faiss, avro for python)
+#   SR_BUILD_DEPS_ONLY=1  only what building streamrec needs (the container's build stage)
 # The release comes from /etc/os-release (VERSION_CODENAME), else /etc/debian_version; another
 # release is treated as the closest of the two, and the script says so.
 # Package names differ between the releases only in clang's runtime (libclang-rt-N-dev must
@@ -77,6 +78,15 @@ resolve() {
     kcat python3 python3-numpy python3-confluent-kafka
     systemd python3-yaml groff-base man-db nodejs
   )
+  if [ -n "${SR_BUILD_DEPS_ONLY:-}" ]; then
+    pkgs=(
+      build-essential cmake pkg-config ca-certificates
+      librdkafka-dev libavro-dev libjansson-dev librocksdb-dev libuv1-dev
+      libopenblas-dev libfaiss-dev
+    )
+    extra=()
+    return
+  fi
   java_ok || pkgs+=(default-jre-headless)
   command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
@@ -99,6 +109,7 @@ find_missing() {
 # installed from its lock file when absent or when the lock file changed since.
 npm_validator() {
   local d
+  [ -z "${SR_BUILD_DEPS_ONLY:-}" ] || return 0
   d="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy/k8s-validator"
   [ -f "$d/package-lock.json" ] || return 0
   if cmp -s "$d/package-lock.json" "$d/node_modules/.streamrec-lock" 2>/dev/null; then
