@@ -3,6 +3,7 @@
 # Debian 12 (bookworm) or 13 (trixie). Idempotent: packages already present are left alone,
 # and nothing is fetched when all are. Run as root (or via sudo).
 #   SR_MINIMAL_DEPS=1   skip the large developer/benchmark extras (torch, faiss, avro for python)
+#   SR_BUILD_DEPS_ONLY=1  only what building streamrec needs (the container's build stage)
 # The release comes from /etc/os-release (VERSION_CODENAME), else /etc/debian_version; another
 # release is treated as the closest of the two, and the script says so.
 # Package names differ between the releases only in clang's runtime (libclang-rt-N-dev must
@@ -10,6 +11,10 @@
 # else from the clang apt would install, else from the release.
 # Java and Maven run the tests' Apache Kafka broker (jars from Maven Central): a JRE is added
 # only when no `java` of version 11 or newer is on PATH, Maven only when no `mvn` is.
+# The deployment checks (tests/deploy) use systemd-analyze (systemd), promtool (prometheus, an
+# extra), python3-yaml, groff and man-db for the man page, and node with the npm packages of
+# tests/deploy/k8s-validator (installed there by `npm ci` from its lock file, only when
+# missing or changed); npm is added only when no `npm` is on PATH.
 # CUDA (nvcc, cuBLAS) is not a Debian package here: it comes with the machine image, and the
 # build enables the CUDA backend only where nvcc is found.
 set -euo pipefail
@@ -71,11 +76,22 @@ resolve() {
     libopenblas-dev libfaiss-dev libcmocka-dev
     clang llvm "libclang-rt-$(clang_major)-dev"
     kcat python3 python3-numpy python3-confluent-kafka
+    systemd python3-yaml groff-base man-db nodejs
   )
+  if [ -n "${SR_BUILD_DEPS_ONLY:-}" ]; then
+    pkgs=(
+      build-essential cmake pkg-config ca-certificates
+      librdkafka-dev libavro-dev libjansson-dev librocksdb-dev libuv1-dev
+      libopenblas-dev libfaiss-dev
+    )
+    extra=()
+    return
+  fi
   java_ok || pkgs+=(default-jre-headless)
   command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
   # Developer/benchmark tools that are large.
-  extra=(python3-torch python3-faiss python3-avro)
+  extra=(python3-torch python3-faiss python3-avro prometheus)
   [ -z "${SR_MINIMAL_DEPS:-}" ] || extra=()
 }
 
@@ -89,10 +105,26 @@ find_missing() {
   done
 }
 
+# npm_validator: the Kubernetes manifest validator's packages (tests/deploy/k8s-validator),
+# installed from its lock file when absent or when the lock file changed since.
+npm_validator() {
+  local d
+  [ -z "${SR_BUILD_DEPS_ONLY:-}" ] || return 0
+  d="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy/k8s-validator"
+  [ -f "$d/package-lock.json" ] || return 0
+  if cmp -s "$d/package-lock.json" "$d/node_modules/.streamrec-lock" 2>/dev/null; then
+    return 0
+  fi
+  echo "install-deps: npm ci in $d"
+  (cd "$d" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) &&
+    cp "$d/package-lock.json" "$d/node_modules/.streamrec-lock"
+}
+
 resolve
 find_missing
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present ($release)"
+  npm_validator
   exit 0
 fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -104,3 +136,4 @@ find_missing
 echo "install-deps: $release, installing ${missing[*]}"
 $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 echo "install-deps: installed ${missing[*]}"
+npm_validator
