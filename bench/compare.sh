@@ -86,6 +86,11 @@ def merge(recs, key):
     return list(best.values())
 
 
+ours = merge([json.loads(l) for l in open(sys.argv[1]) if l.strip()],
+             lambda r: (r["bench"], r.get("items"), r.get("arch")))
+peers = merge([json.loads(l) for l in open(sys.argv[2]) if l.strip()],
+              lambda r: (r["peer"], r.get("items"), r.get("n")))
+
 sgemm = [p for p in peers if p["peer"] == "sgemm"]
 best = max(sgemm, key=lambda p: p["gflops"])
 print("sgemm rate on the retrieval shape (numpy/OpenBLAS, M=256 K=64): best %.1f GFLOP/s at N=%d"
@@ -122,8 +127,9 @@ print()
 print("medians over %d round(s), each side at its best thread count (t); spread (min-max):"
       % max(o["rounds"] for o in ours))
 for r in ours + [p for p in peers if p["peer"] != "sgemm"]:
-    print("  %-28s %5.0f - %5.0f" % (r.get("peer", r["bench"]) + " " + str(r.get("items") or r.get("arch", "")),
-                                      r["rate_min"], r["rate_max"]))
+    who = r["peer"] if "peer" in r else "streamrec " + r["bench"]
+    print("  %-34s %3st %8.0f - %8.0f" % (who + " " + str(r.get("arch") or r.get("items")),
+                                        r.get("threads", "?"), r["rate_min"], r["rate_max"]))
 print("raw lines in %s" % sys.argv[1].rsplit("/", 1)[0])
 print("targets (cpu): retrieval >= 3x FAISS IndexFlatIP, each at its best thread count")
 EOF
