@@ -271,17 +271,34 @@ AVX2 void tile_avx2_rp(const struct topk_job *J, int w, int b0, int p, const int
             acc[i][n] = _mm256_setzero_ps();
     const float *P = J->t->panels + (size_t)p * d * PW;
     const float *q = J->q + (size_t)b0 * d;
-    for (int x = 0; x < d; x++) {
-        __m256 e[8];
-#pragma GCC unroll 8
-        for (int n = 0; n < 2 * NP; n++)
-            e[n] = _mm256_load_ps(P + (size_t)(n / 2) * d * PW + (size_t)x * PW + (n % 2) * 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
-            __m256 a = _mm256_broadcast_ss(q + (size_t)i * d + x);
+    /* 16 registers: the accumulators plus whichever operand side is narrower stays live */
+    if (2 * NP <= MR) {
+        for (int x = 0; x < d; x++) {
+            __m256 e[8];
 #pragma GCC unroll 8
             for (int n = 0; n < 2 * NP; n++)
-                acc[i][n] = _mm256_fmadd_ps(a, e[n], acc[i][n]);
+                e[n] = _mm256_load_ps(P + (size_t)(n / 2) * d * PW + (size_t)x * PW + (n % 2) * 8);
+#pragma GCC unroll 6
+            for (int i = 0; i < MR; i++) {
+                __m256 a = _mm256_broadcast_ss(q + (size_t)i * d + x);
+#pragma GCC unroll 8
+                for (int n = 0; n < 2 * NP; n++)
+                    acc[i][n] = _mm256_fmadd_ps(a, e[n], acc[i][n]);
+            }
+        }
+    } else {
+        for (int x = 0; x < d; x++) {
+            __m256 a[6];
+#pragma GCC unroll 6
+            for (int i = 0; i < MR; i++)
+                a[i] = _mm256_broadcast_ss(q + (size_t)i * d + x);
+#pragma GCC unroll 8
+            for (int n = 0; n < 2 * NP; n++) {
+                __m256 e = _mm256_load_ps(P + (size_t)(n / 2) * d * PW + (size_t)x * PW + (n % 2) * 8);
+#pragma GCC unroll 6
+                for (int i = 0; i < MR; i++)
+                    acc[i][n] = _mm256_fmadd_ps(a[i], e, acc[i][n]);
+            }
         }
     }
     const __m256 g = _mm256_set1_ps(J->g), tiny = _mm256_set1_ps(FLT_MIN);
