@@ -23,16 +23,17 @@
  * the FP32 chain f (d fused multiply-adds from 0, then + bias: n roundings, in any order)
  * satisfies |f - x| <= gamma_n·S + n·2^-150 (Higham, Thm 3.1; the last term for underflow),
  * where x is the exact real score, S = sum|q_x e_x| + |bias| <= |q|·|e| + |bias| and
- * gamma_n = n·u/(1-n·u); the double chain D satisfies |D - x| <= 2^-40·S for d < 2^12. The
- * slack  s_j = g·|q|'·|e_j|' + (g·|bias_j| + FLT_MIN)  with g = 2(n+2)u, |q|' and |e_j|' the
+ * gamma_n = n·u/(1-n·u); the double chain D satisfies |D - x| <= n·2^-52·S <= 2^-32·S for
+ * d < 2^20. The slack  s_j = g·|q|'·|e_j|' + (g·|bias_j| + FLT_MIN)  with g = 2(n+2)u, |q|' and |e_j|' the
  * norms rounded up to float, computed in FP32 (three roundings, each <= u relative) and
  * hi = f + s_j (one more rounding, <= u·(|f| + s_j)) satisfy hi >= D: the needed margin is
- * (gamma_n + 2^-40 + 1.01u)·S + n·2^-150 <= (n+1.1)u·S + FLT_MIN/2, and s_j·(1-u) - u·|f| >=
+ * (gamma_n + 2^-32 + 1.01u)·S + n·2^-150 <= (n+1.1)u·S + FLT_MIN/2, and s_j·(1-u) - u·|f| >=
  * 2(n+2)u(1-4u)·S - 1.01u·S + FLT_MIN(1-2u) exceeds it. As rounding is monotone and hi is a
  * float, key_j = (float)D <= hi. A list's k-th key t only grows, and an item arrives after
  * every lower index of its worker, so it can enter only with key > t: hi <= t rules it out.
- * An infinite or NaN bound (norms past FLT_MAX) just sends the item to the exact path; a bias
- * of -INF (a filtered item) gives hi = NaN or -INF and never passes, as the item never could.
+ * An infinite slack (norms past FLT_MAX) sends the item to the exact path; an FP32 score of
+ * -INF (a filtered item's -INF bias, or a score past the float range, which the sgemm path
+ * before this one dropped as well) gives hi = -INF or NaN and never passes.
  * Thread: the caller drives; the pool runs tiles. */
 #include "cpu_int.h"
 
@@ -71,8 +72,8 @@ static void pack_table(struct sr__cpu_table *t)
                 dst[(size_t)x * PW + l] = v;
                 ss += (double)v * v;
             }
-            /* sqrt of a double sum of d squares: relative error far below the 2x slack in g */
-            t->norm[i] = round_up_f(sqrt(ss) * (1 + 0x1p-40));
+            /* a double sum of d < 2^20 squares and its sqrt: relative error under 2^-32, covered */
+            t->norm[i] = round_up_f(sqrt(ss) * (1 + 0x1p-30));
         }
     }
 }
@@ -444,8 +445,8 @@ sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, cons
     }
     if (first >= V)
         return SR_OK;
-    if (d >= 4096)
-        return sr_error_set(err, SR_EINVAL, "cpu topk: d=%d over 4095", d);
+    if (d >= 1 << 20) /* the error bound above assumes it */
+        return sr_error_set(err, SR_EINVAL, "cpu topk: d=%d is 2^20 or more", d);
 
     int threads = c->threads;
     int n_ex = 0;
@@ -509,7 +510,7 @@ sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, cons
         double ss = 0;
         for (int x = 0; x < d; x++)
             ss += (double)q[(size_t)b * d + x] * q[(size_t)b * d + x];
-        gq[b] = round_up_f((double)J.g * sqrt(ss) * (1 + 0x1p-40));
+        gq[b] = round_up_f((double)J.g * sqrt(ss) * (1 + 0x1p-30));
     }
     /* each query's exclusions inside [first, V), sorted, for a binary search per survivor */
     int nx = 0;
