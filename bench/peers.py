@@ -4,6 +4,7 @@ same shapes as `streamrec bench`: one JSON line per measurement on stdout.
 
   /usr/bin/python3 bench/peers.py [--only faiss,torch,sgemm] [--items 100000,1000000]
                                   [--dim 64] [--batch 256] [-k 10] [--len 50] [--reps 5]
+                                  [--threads T]
 
 faiss   FAISS IndexFlatIP (Debian python3-faiss) over random float32 N×dim, B queries, top-k:
         {"peer":"faiss_flat_ip","items":N,...,"queries_per_s":..,"gflops":..,"ms_per_batch":..}
@@ -12,7 +13,8 @@ torch   PyTorch CPU forward (float32, inference_mode, all cores) of gpt2 written
         of gru4rec (nn.Embedding + nn.GRU): {"peer":"torch_gpt2",...,"sessions_per_s":..}
 sgemm   the machine's sgemm rate (numpy -> OpenBLAS) on the retrieval shape C[M×N] = Q[M×K]·Eᵀ
         with M=batch, K=dim, N = tile sizes and N=items: {"peer":"sgemm",...,"gflops":..}
-Threads: all cores everywhere; each peer runs in its own process. Every figure is the median of
+Threads: --threads T (default: all cores) for FAISS/OpenMP, torch and OpenBLAS, set before any
+of them loads; each peer runs in its own process; every record says its "threads". Every figure is the median of
 at least --reps timed runs (and at least 0.5 s of them) after a warm-up.
 Random inputs are seeded; figures are from this machine at this moment, not constants.
 """
@@ -25,9 +27,14 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+# --threads is read before numpy loads: OpenBLAS and OpenMP size their pools from the environment
+for _i, _x in enumerate(sys.argv[:-1]):
+    if _x == "--threads" and int(sys.argv[_i + 1]) > 0:
+        CORES = int(sys.argv[_i + 1])
+os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(CORES)
+
+import numpy as np  # noqa: E402
 
 
 def timed(fn, reps, min_s=0.5):
@@ -184,6 +191,7 @@ def main():
     p.add_argument("--heads", type=int, default=2)
     p.add_argument("--model-items", type=int, default=10000)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="0: all cores")
     a = p.parse_args()
     a.items = [int(float(x)) for x in a.items.split(",") if x]
     a.tiles = [int(float(x)) for x in a.tiles.split(",") if x]

@@ -126,6 +126,15 @@ struct sr_backend_iface {
     sr_err_t (*gru_layer)(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
                           const float *w_hh, const float *b_ih, const float *b_hh,
                           const int32_t *tstart, int L, int H, float *out, struct sr_error *err);
+
+    /* Optional, both or neither (NULL: topk reads the table as it is). topk_pin declares that
+     * table[V×d] (rows first..V-1, backend memory) is the catalogue of topk calls to come and
+     * stays unchanged until the matching topk_unpin; the backend may keep it in its own layout
+     * (the cpu one packs it into panels once instead of on every call). Pins are counted per
+     * (table, d, first, V). A model pins its table at load and unpins it when freed. */
+    sr_err_t (*topk_pin)(void *ctx, const float *table, int d, int first, int V,
+                         struct sr_error *err);
+    void (*topk_unpin)(void *ctx, const float *table, int d, int first, int V);
 };
 
 struct sr_backend {

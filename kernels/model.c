@@ -107,6 +107,8 @@ const float *sr__model_weight(sr_model_t *m, const char *name, int ndim, const i
 
 static void model_free(sr_model_t *m)
 {
+    if (m->pinned)
+        m->bi->topk_unpin(m->bctx, m->emb, m->d, m->first, m->V);
     if (m->filt_buf)
         m->bi->free(m->bctx, m->filt_buf);
     for (int i = 0; i < m->n_owned; i++)
@@ -178,6 +180,10 @@ sr_err_t sr_model_new(sr_bundle_t *bundle, sr_backend_t *be, sr_model_t **out, s
         if (!m->host_emb)
             rc = sr_error_set(err, SR_EINTERNAL, "model: item embedding table not in the bundle");
     }
+    /* the catalogue stays put while the model lives: the backend may pack it once (DESIGN §8) */
+    if (rc == SR_OK && m->bi->topk_pin &&
+        (rc = m->bi->topk_pin(m->bctx, m->emb, m->d, m->first, m->V, err)) == SR_OK)
+        m->pinned = true;
     m->n_allowed = m->V - m->first;
     /* retrieval.mode=auto by default: the bundle's FAISS index when it has one. */
     if (rc == SR_OK)

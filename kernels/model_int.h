@@ -45,6 +45,7 @@ struct sr_model {
     const struct sr_bundle_info *info;
     int d, V, first, max_len;
     bool in_place;                         /* host backend: bundle tensors used without copy */
+    bool pinned;                           /* emb is pinned with the backend (topk_pin) */
     void **owned;                          /* backend allocations holding weights */
     int n_owned, cap_owned;
     const float *emb, *out_bias;           /* [V×d], [V] or NULL */

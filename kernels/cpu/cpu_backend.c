@@ -1,7 +1,7 @@
 /* cpu_backend.c — the `cpu` backend: fills struct sr_backend_iface with host-memory kernels.
  * Owns a small thread pool (the caller plus threads-1 workers) used by the GEMMs (cpu_gemm.c,
  * blocks of rows), the row-parallel element-wise ops, attention (one task per session) and
- * top-k (cpu_topk.c, OpenBLAS sgemm tiles). Every op computes a row of a session the same way
+ * top-k (cpu_topk.c: packed panels, fused screen, exact re-scoring). Every op computes a row of a session the same way
  * wherever the row sits in the batch, so encodings do not depend on the batch (DESIGN §8).
  * OpenBLAS is set to one thread (a process-wide setting) and runs inside the pool's tasks, so
  * no second set of spinning threads competes for cores. Backend memory is ordinary host
@@ -118,7 +118,7 @@ static void cpu_destroy(void *ctx)
         free(c->wscratch[i]);
     free(c->wscratch);
     free(c->wscratch_cap);
-    free(c->topk_buf);
+    sr__cpu_topk_free(c);
     free(c->gru_panels);
     free(c->gemm_pack);
     free(c->wargs);
@@ -713,6 +713,8 @@ static const struct sr_backend_iface cpu_iface = {
     .gather_rows = cpu_gather_rows,
     .topk = sr__cpu_topk,
     .gru_layer = cpu_gru_layer,
+    .topk_pin = sr__cpu_topk_pin,
+    .topk_unpin = sr__cpu_topk_unpin,
 };
 
 sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface, void **ctx,

@@ -30,6 +30,16 @@ static inline v4f v4_load(const float *p)
 static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 
 
+/* An item table packed for the top-k kernel (cpu_topk.c): rows first..V-1 of src in panels of
+ * 16 items, d-major, and an upper bound of each row's norm. */
+struct sr__cpu_table {
+    const float *src;
+    int d, first, V, pins;
+    int n_panels;
+    float *panels;              /* [n_panels][d][PW] */
+    float *norm;                /* [n_panels·PW]: |e_j| rounded up; 0 past V */
+};
+
 /* A task runs fn(arg, task, worker) with worker in 0..threads-1 (0 is the calling thread). */
 typedef void (*sr__cpu_task_fn)(void *arg, int task, int worker);
 
@@ -58,9 +68,14 @@ struct sr__cpu {
     int gemm_isa;
     float *gemm_pack;
     size_t gemm_cap;           /* bytes */
-    /* top-k host scratch: per-worker running top-k lists, sorted exclusion pairs */
+    /* top-k: per-worker running lists, per-query bounds and sorted exclusions (topk_buf);
+     * pinned tables, packed once (tables); the per-call packing of an unpinned one (topk_tmp) */
     void *topk_buf;
     size_t topk_cap;
+    struct sr__cpu_table *tables;
+    int n_tables;
+    struct sr__cpu_table topk_tmp;
+    size_t topk_tmp_cap, topk_tmp_ncap;  /* floats in topk_tmp.panels, .norm */
 };
 
 /* Runs n_tasks tasks on the pool (the caller takes part) and returns when all are done. */
@@ -85,5 +100,10 @@ sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, cons
                       int d, int first, int V, const int32_t *excl_offsets,
                       const int32_t *excl_items, int k, int32_t *host_idx, float *host_score,
                       struct sr_error *err);
+/* The topk_pin / topk_unpin slots (counted pins of one table), and freeing at destroy. */
+sr_err_t sr__cpu_topk_pin(void *ctx, const float *table, int d, int first, int V,
+                          struct sr_error *err);
+void sr__cpu_topk_unpin(void *ctx, const float *table, int d, int first, int V);
+void sr__cpu_topk_free(struct sr__cpu *c);
 
 #endif /* SR_CPU_INT_H */

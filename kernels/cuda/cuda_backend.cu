@@ -216,6 +216,8 @@ static const struct sr_backend_iface sr__cuda_iface = {
     .gather_rows = sr__cuda_gather_rows,
     .topk = sr__cuda_topk,
     .gru_layer = NULL, /* optional: gru4rec steps through gemm + gru_gates */
+    .topk_pin = NULL, /* optional: topk reads the table as it is */
+    .topk_unpin = NULL,
 };
 
 /* ---- constructors --------------------------------------------------------------------- */

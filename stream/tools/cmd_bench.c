@@ -154,6 +154,7 @@ static int bench_retrieval(const struct bench_opts *o)
     int rc = 1;
     size_t table_bytes = (size_t)N * (size_t)D * sizeof(float);
     float *table = NULL, *q = NULL;
+    bool pinned = false;
     float *chunk = malloc((size_t)CHUNK_ROWS * (size_t)D * sizeof(float));
     float *hq = malloc((size_t)B * (size_t)D * sizeof(float));
     int32_t *idx = malloc((size_t)B * (size_t)k * sizeof *idx);
@@ -186,6 +187,12 @@ static int bench_retrieval(const struct bench_opts *o)
         sr__cli_fail(CMD, "upload of the queries: %s", err.msg);
         goto done;
     }
+    /* as a model does at load: the backend may keep the table in its own layout */
+    if (ifc->topk_pin && ifc->topk_pin(ctx, table, D, 0, (int)N, &err) != SR_OK) {
+        sr__cli_fail(CMD, "topk_pin: %s", err.msg);
+        goto done;
+    }
+    pinned = ifc->topk_pin != NULL;
     printf("retrieval: %lld items x %d dims, batch %d, k %d on %s\n", (long long)N, D, B, k,
            sr_backend_describe(be));
     for (uint64_t w0 = sr_now_ns(), wn = 0; wn < 1 || sr_now_ns() - w0 < WARMUP_NS; wn++) {
@@ -231,6 +238,8 @@ static int bench_retrieval(const struct bench_opts *o)
            qps, gflops, t * 1e3);
     rc = 0;
 done:
+    if (pinned)
+        ifc->topk_unpin(ctx, table, D, 0, (int)N);
     if (table)
         ifc->free(ctx, table);
     if (q)
