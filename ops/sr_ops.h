@@ -90,6 +90,7 @@ struct sr_stats {
     uint64_t events;          /* records offered to the graph */
     uint64_t invalid;         /* records dropped as invalid (sum over reasons) */
     uint64_t filtered;        /* valid records of types neither stored nor triggering */
+    uint64_t unknown_items;   /* valid records whose item is not in the bundle's vocabulary */
     uint64_t recommendations; /* recommendations emitted */
     uint64_t batches;
     uint64_t sessions_seen;   /* distinct sessions touched (approximate for large streams) */
@@ -133,6 +134,7 @@ struct sr_graph_params {
 struct sr_eval_report {
     int k;
     uint64_t evaluated;       /* recommendations whose target arrived */
+    uint64_t unknown_targets; /* of those, targets not in the bundle's vocabulary (never a hit) */
     uint64_t unresolved;      /* replaced by a later recommendation before any stored event */
     uint64_t pending;         /* still waiting for a target (end of the input) */
     uint64_t hits;            /* target within the top-k (HitRate@K = Recall@K) */

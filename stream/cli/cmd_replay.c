@@ -64,10 +64,11 @@ static void write_report(FILE *f, const struct sr_stats *st, const struct sr_eva
                ", \"invalid_by_reason\": {", version, st->events, st->invalid);
     for (int i = 0; i < st->n_reasons; i++)
         fprintf(f, "%s\"%s\": %" PRIu64, i ? ", " : "", st->reason[i], st->reason_count[i]);
-    fprintf(f, "}, \"filtered\": %" PRIu64 ", \"recommendations\": %" PRIu64
+    fprintf(f, "}, \"filtered\": %" PRIu64 ", \"unknown_items\": %" PRIu64
+               ", \"recommendations\": %" PRIu64
                ", \"sessions\": %" PRIu64 ", \"seconds\": %.6f, \"events_per_s\": %.1f"
                ", \"recommendations_per_s\": %.1f, \"stage_seconds\": {",
-            st->filtered, st->recommendations, sessions, secs,
+            st->filtered, st->unknown_items, st->recommendations, sessions, secs,
             secs > 0 ? (double)st->events / secs : 0.0,
             secs > 0 ? (double)st->recommendations / secs : 0.0);
     for (int i = 0; i < st->n_stages; i++)
@@ -78,11 +79,13 @@ static void write_report(FILE *f, const struct sr_stats *st, const struct sr_eva
         fprintf(f, ", \"eval\": {\"k\": %d, \"evaluated\": %" PRIu64 ", \"hits\": %" PRIu64
                    ", \"hit_rate\": %.6f, \"recall\": %.6f, \"mrr\": %.6f, \"ndcg\": %.6f"
                    ", \"coverage\": %.6f, \"distinct_items\": %" PRIu64 ", \"catalogue\": %" PRIu64
-                   ", \"unresolved\": %" PRIu64 ", \"pending\": %" PRIu64 "}",
+                   ", \"unresolved\": %" PRIu64 ", \"pending\": %" PRIu64
+                   ", \"unknown_targets\": %" PRIu64 "}",
                 ev->k, ev->evaluated, ev->hits, (double)ev->hits / n, (double)ev->hits / n,
                 ev->mrr_sum / n, ev->ndcg_sum / n,
                 ev->catalogue ? (double)ev->distinct_items / (double)ev->catalogue : 0.0,
-                ev->distinct_items, ev->catalogue, ev->unresolved, ev->pending);
+                ev->distinct_items, ev->catalogue, ev->unresolved, ev->pending,
+                ev->unknown_targets);
     }
     fprintf(f, "}\n");
 }
@@ -96,6 +99,7 @@ static void print_summary(const struct sr_stats *st, const struct sr_eval_report
     for (int i = 0; i < st->n_reasons; i++)
         fprintf(f, "  %-26s %12" PRIu64 "\n", st->reason[i], st->reason_count[i]);
     fprintf(f, "%-28s %12" PRIu64 "\n", "filtered (other types)", st->filtered);
+    fprintf(f, "%-28s %12" PRIu64 "\n", "unknown items (not in bundle)", st->unknown_items);
     fprintf(f, "%-28s %12" PRIu64 "\n", "recommendations", st->recommendations);
     fprintf(f, "%-28s %12" PRIu64 "\n", "sessions", sessions);
     if (eval) {
@@ -109,6 +113,8 @@ static void print_summary(const struct sr_stats *st, const struct sr_eval_report
                 ev->distinct_items, ev->catalogue);
         fprintf(f, "%-28s %12d\n", "K", ev->k);
         fprintf(f, "%-28s %12" PRIu64 "\n", "without target", ev->unresolved + ev->pending);
+        fprintf(f, "%-28s %12" PRIu64 "   (counted as misses)\n", "target not in bundle",
+                ev->unknown_targets);
     }
     fprintf(f, "\n%-28s %12.1f\n", "events/s", secs > 0 ? (double)st->events / secs : 0.0);
     fprintf(f, "%-28s %12.1f\n", "recommendations/s",

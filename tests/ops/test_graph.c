@@ -297,6 +297,27 @@ static void test_require_available(void **state)
     assert_int_equal(ruled.bad_items, 0);
 }
 
+/* Events whose item the bundle does not know are counted (stats.unknown_items, rendered as
+ * streamrec_events_unknown_item_total): 41 of the golden file's 950 valid events name an item
+ * missing from gpt2-small's items.tsv (counted independently with Python's json). */
+static void test_unknown_items_counted(void **state)
+{
+    (void)state;
+    sr_config_t *cfg = base_config();
+    struct capture cap = {.attr_col = -1};
+    struct sr_stats stats = {0};
+    struct sr_sink sink;
+    sr_graph_t *g = NULL;
+    struct sr_error err = {0};
+    if (build(cfg, &cap, &stats, &sink, &g, &err) != SR_OK)
+        fail_msg("graph: %s", err.msg);
+    run_events(g, 64);
+    assert_int_equal(stats.events - stats.invalid, 950);
+    assert_int_equal(stats.unknown_items, 41);
+    sr_graph_destroy(g);
+    sr_config_destroy(cfg);
+}
+
 /* ---- session_update ----------------------------------------------------------------------- */
 
 struct sess_fx {
@@ -512,6 +533,8 @@ static void test_eval_metrics(void **state)
         {"d", 0, 0, {33, 34, 35}},   /* replaces the first before a target: unresolved */
         {"d", 40, 0, {0}},           /* not stored (append 0): not a target */
         {"e", 7, 1, {5, 8, 9}},      /* a target with nothing waiting, then a new rec: pending */
+        {"f", 0, 0, {40, 41, 42}},
+        {"f", 0, 1, {0}},            /* target not in the bundle: a miss, counted apart */
     };
     const int n = (int)(sizeof rows / sizeof *rows);
     sr_arena_t *A = sr_arena_new(1 << 16);
@@ -537,16 +560,17 @@ static void test_eval_metrics(void **state)
     assert_int_equal(d->run(ctx, &env, &b, &err), SR_OK);
     const struct sr_eval_report *r = env.eval;
     assert_int_equal(r->k, 3);
-    assert_int_equal(r->evaluated, 3);
+    assert_int_equal(r->evaluated, 4);
+    assert_int_equal(r->unknown_targets, 1);
     assert_int_equal(r->hits, 2);
     assert_int_equal(r->unresolved, 1);
     assert_int_equal(r->pending, 2); /* d's second rec and e's */
-    assert_int_equal(r->distinct_items, 17); /* 5-7, 10-12, 20-22, 30-35, 8, 9 */
+    assert_int_equal(r->distinct_items, 20); /* 5-7, 10-12, 20-22, 30-35, 8, 9, 40-42 */
     assert_int_equal(r->catalogue, 1000);
-    /* HitRate@3 = 2/3, MRR@3 = (1 + 1/3)/3, NDCG@3 = (1 + 1/log2(4))/3 = 0.5 */
-    assert_true(fabs((double)r->hits / (double)r->evaluated - 2.0 / 3.0) < 1e-12);
-    assert_true(fabs(r->mrr_sum / (double)r->evaluated - 4.0 / 9.0) < 1e-12);
-    assert_true(fabs(r->ndcg_sum / (double)r->evaluated - 0.5) < 1e-12);
+    /* HitRate@3 = 2/4, MRR@3 = (1 + 1/3)/4, NDCG@3 = (1 + 1/log2(4))/4 */
+    assert_true(fabs((double)r->hits / (double)r->evaluated - 0.5) < 1e-12);
+    assert_true(fabs(r->mrr_sum / (double)r->evaluated - 1.0 / 3.0) < 1e-12);
+    assert_true(fabs(r->ndcg_sum / (double)r->evaluated - 0.375) < 1e-12);
     d->fini(ctx);
     sr_arena_destroy(A);
     sr_bundle_unref(env.bundle);
@@ -563,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_drop_items_bad_config),
         cmocka_unit_test(test_drop_items_category),
         cmocka_unit_test(test_require_available),
+        cmocka_unit_test(test_unknown_items_counted),
         cmocka_unit_test(test_session_ttl_event_time),
         cmocka_unit_test(test_session_ttl_off),
         cmocka_unit_test(test_session_max_len),
