@@ -20,7 +20,7 @@ SR_CONFIG_KEY("recs.trigger_types",      "view,click,add_to_cart", "event types 
 SR_CONFIG_KEY("session.max_len",         NULL,        "items kept per session (default: the model's max_len)")
 SR_CONFIG_KEY("session.ttl.ms",          "1800000",   "event-time inactivity after which a session expires (ms)")
 SR_CONFIG_KEY("recs.k",                  "10",        "items per recommendation")
-SR_CONFIG_KEY("recs.exclude_seen",       "true",      "drop items already in the session")
+SR_CONFIG_KEY("recs.exclude_seen",       "true",      "drop items already in the session; or a list of event types (purchase,add_to_cart): drop only items the session had such an event for")
 SR_CONFIG_KEY("recs.require_available",  "false",     "drop items whose `available` attribute is 0")
 SR_CONFIG_KEY("state.backend",           "rocksdb",   "session store: rocksdb or memory")
 SR_CONFIG_KEY("state.dir",               "./streamrec-state", "RocksDB directory")
