@@ -99,7 +99,7 @@ static void print_summary(const struct sr_stats *st, const struct sr_eval_report
     for (int i = 0; i < st->n_reasons; i++)
         fprintf(f, "  %-26s %12" PRIu64 "\n", st->reason[i], st->reason_count[i]);
     fprintf(f, "%-28s %12" PRIu64 "\n", "filtered (other types)", st->filtered);
-    fprintf(f, "%-28s %12" PRIu64 "\n", "unknown items (not in bundle)", st->unknown_items);
+    fprintf(f, "%-28s %12" PRIu64 "\n", "unknown items", st->unknown_items);
     fprintf(f, "%-28s %12" PRIu64 "\n", "recommendations", st->recommendations);
     fprintf(f, "%-28s %12" PRIu64 "\n", "sessions", sessions);
     if (eval) {
