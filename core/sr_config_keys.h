@@ -41,7 +41,7 @@ SR_CONFIG_KEY("recs.trigger_types",      LIST, "",       "view,click,add_to_cart
 SR_CONFIG_KEY("session.max_len",         INT,  "1..1000000", NULL,    "items kept per session (default: the model's max_len)")
 SR_CONFIG_KEY("session.ttl.ms",          INT,  "0..",    "1800000",   "event-time inactivity after which a session expires (ms)")
 SR_CONFIG_KEY("recs.k",                  INT,  "1..1000", "10",       "items per recommendation")
-SR_CONFIG_KEY("recs.exclude_seen",       BOOL, "",       "true",      "drop items already in the session")
+SR_CONFIG_KEY("recs.exclude_seen",       TEXT, "",       "true",      "drop items already in the session; or a list of event types (purchase,add_to_cart): drop only items the session had such an event for")
 SR_CONFIG_KEY("recs.require_available",  BOOL, "",       "false",     "drop items whose `available` attribute is 0")
 SR_CONFIG_KEY("state.backend",           ENUM, "rocksdb|memory", "rocksdb", "session store: rocksdb or memory")
 SR_CONFIG_KEY("state.dir",               TEXT, "",       "./streamrec-state", "RocksDB directory")

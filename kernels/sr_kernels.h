@@ -179,6 +179,37 @@ const char *sr_model_retrieval_name(const sr_model_t *m);
 sr_err_t sr_bundle_index_build(const sr_bundle_t *b, const char *factory, int64_t train_sample,
                                uint64_t seed, struct sr_faiss **out, struct sr_error *err);
 
+/* ---- catalogue updates (bundle_edit.c, DESIGN §3.1) ------------------------------------ */
+
+struct sr_bundle_add_params {
+    const char *items;      /* TSV: `item_id` + attribute columns of the bundle; required */
+    const char *embeddings; /* safetensors: `embedding` [rows, d_model] (+ `bias` [rows] exactly
+                             * when the bundle has output.bias), row r = data line r of items;
+                             * NULL when every item in `items` already exists */
+    const char *out;        /* the new bundle directory; must not exist */
+    const char *version;    /* NULL: the source's + "+items1" (or "+itemsN" incremented) */
+    const char *factory;    /* index rebuild; NULL: the source index's type */
+    int64_t train_sample;   /* 0: 200000 */
+    uint64_t seed;          /* 0: 42 */
+};
+
+struct sr_bundle_add_result {
+    int32_t added, updated, n_items;
+    bool index_rebuilt;
+    char version[256];
+    char factory[128];
+};
+
+/* Writes p->out: a copy of the bundle in dir with new items appended (index V, V+1, ... in
+ * file order, with their embedding rows and bias) and existing items updated in place
+ * (attributes named in the file; the embedding row when --embeddings is given); bundle.json
+ * gets the new version; a retrieval.index is rebuilt. Refuses, naming file and line or row:
+ * a dimension mismatch, a duplicate id in the file, a non-finite value, an `index` column, an
+ * attribute the bundle lacks. Writes through a temporary directory and checks the result loads;
+ * on failure nothing is left at p->out. */
+sr_err_t sr_bundle_add_items(const char *dir, const struct sr_bundle_add_params *p,
+                             struct sr_bundle_add_result *res, struct sr_error *err);
+
 /* Floating-point operations of one encode of `tokens` total items in `n` sessions (for GFLOP/s). */
 double sr_model_encode_flops(const sr_model_t *m, int64_t tokens, int32_t n);
 

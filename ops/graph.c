@@ -175,9 +175,10 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     g->env.state = p->state;
     sr_err_t rc = load_model(g, p->bundle, err);
 
+    /* recs.exclude_seen: a boolean, or a list of event types (the op reads which, DESIGN §4.2). */
     bool exclude_seen = true, require_available = false;
-    if (rc == SR_OK)
-        rc = sr_config_get_bool(p->cfg, "recs.exclude_seen", &exclude_seen, err);
+    if (rc == SR_OK && sr_config_get_bool(p->cfg, "recs.exclude_seen", &exclude_seen, NULL) != SR_OK)
+        exclude_seen = true;
     if (rc == SR_OK)
         rc = sr_config_get_bool(p->cfg, "recs.require_available", &require_available, err);
 

@@ -120,6 +120,7 @@ static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
         if (p && ap[r] && p->n > 0) {
             int32_t target = sr_bundle_item_index_by_key(env->bundle, keys[r]);
             c->report.evaluated++;
+            c->report.unknown_targets += target < sr_bundle_info(env->bundle)->first_index;
             for (int32_t j = 0; j < p->n; j++) {
                 if (p->rec[j] == target) {
                     c->report.hits++;

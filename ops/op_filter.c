@@ -1,9 +1,11 @@
 /* op_filter.c — `filter`: marks each event `append` (type in session.event_types) and
  * `trigger` (type in recs.trigger_types). Events that are neither (e.g. `wishlist`) are counted
  * as filtered but stay in the batch: they are neither stored nor answered, yet they are session
- * activity, so session_update lets them refresh the session's TTL clock. Owns copies of the
- * two type lists. */
+ * activity, so session_update lets them refresh the session's TTL clock. It also counts the
+ * events whose item the bundle does not know (stats.unknown_items: items added to the catalogue
+ * after the bundle was built, DESIGN §7). Owns copies of the two type lists. */
 #include "ops_int.h"
+#include "sr_kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,7 @@ static sr_err_t filter_init(struct sr_op_env *env, const char *prefix, void **ct
         return rc;
     }
     sr__port_in(ports, SR_C_TYPE, SR_COL_STR, false);
+    sr__port_in(ports, SR_C_ITEM_KEY, SR_COL_U64, false);
     sr__port_out(ports, SR_C_APPEND, SR_COL_I32);
     sr__port_out(ports, SR_C_TRIGGER, SR_COL_I32);
     *ctx = c;
@@ -72,15 +75,19 @@ static sr_err_t filter_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
     if (rc != SR_OK)
         return rc;
     const char **ts = type->data;
+    const uint64_t *keys = sr_batch_col(b, SR_C_ITEM_KEY)->data;
+    const int32_t first = sr_bundle_info(env->bundle)->first_index;
     int32_t *a = app->data, *t = trig->data;
-    uint64_t dropped = 0;
+    uint64_t dropped = 0, unknown = 0;
     for (int32_t i = 0; i < b->n_sel; i++) {
         int32_t r = b->sel[i];
         a[r] = has_type(&c->append, ts[r], type->lens[r]);
         t[r] = has_type(&c->trigger, ts[r], type->lens[r]);
         dropped += !a[r] && !t[r];
+        unknown += sr_bundle_item_index_by_key(env->bundle, keys[r]) < first;
     }
     __atomic_fetch_add(&env->stats->filtered, dropped, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&env->stats->unknown_items, unknown, __ATOMIC_RELAXED);
     return SR_OK;
 }
 

@@ -1,6 +1,7 @@
 /* op_rules.c — item rules applied inside retrieval, so top-k is taken over allowed items only
  * (never fewer than k when the catalogue allows):
- *   `exclude_seen`      per row: the session's own items are excluded (recs.exclude_seen);
+ *   `exclude_seen`      per row: the session's own items are excluded (recs.exclude_seen=true),
+ *                       or those it had an event of the listed types for (=purchase,...);
  *   `require_available` static: items whose `available` attribute is 0 are excluded;
  *   `drop_items`        static, user-declared: items whose attribute is in a list are excluded,
  *                       e.g. graph.ops=no_clearance
@@ -10,18 +11,64 @@
  * Static rules fold into env->item_allowed once at load, so they cost nothing per batch. */
 #include "ops_int.h"
 #include "sr_kernels.h"
+#include "sr_state.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- exclude_seen --------------------------------------------------------------------- */
 
+/* recs.exclude_seen: true (every item of the session) or a list of event types: only items
+ * the session holds from an event of one of those types, e.g. purchase,add_to_cart, so that
+ * items merely viewed may be recommended again (DESIGN §4.2). Types are matched by their
+ * stored code (sr_session_type_code); items of a version-1 session value have no type and
+ * are excluded only by `true`. */
+#define EXCLUDE_MAX_TYPES 32
+
+struct exclude_ctx {
+    int n;                      /* 0: every item */
+    uint32_t code[EXCLUDE_MAX_TYPES];
+};
+
 static sr_err_t exclude_init(struct sr_op_env *env, const char *prefix, void **ctx,
                              struct sr_op_ports *ports, struct sr_error *err)
 {
-    (void)env, (void)prefix, (void)err;
-    *ctx = NULL;
+    (void)prefix;
+    struct exclude_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return sr_error_set(err, SR_ENOMEM, "out of memory");
+    bool all;
+    if (sr_config_get_bool(env->cfg, "recs.exclude_seen", &all, NULL) != SR_OK) {
+        char buf[1024], sbuf[1024];
+        const char *names[EXCLUDE_MAX_TYPES], *stored[64];
+        c->n = sr_split_csv(sr_config_get(env->cfg, "recs.exclude_seen"), buf, sizeof buf, names,
+                            EXCLUDE_MAX_TYPES);
+        int ns = sr_split_csv(sr_config_get(env->cfg, "session.event_types"), sbuf, sizeof sbuf,
+                              stored, 64);
+        if (c->n <= 0) {
+            free(c);
+            return sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: '%s' is neither true/false "
+                                "nor a list of event types (at most %d)",
+                                sr_config_get(env->cfg, "recs.exclude_seen"), EXCLUDE_MAX_TYPES);
+        }
+        for (int i = 0; i < c->n; i++) {
+            bool ok = false;
+            for (int j = 0; j < ns && !ok; j++)
+                ok = !strcmp(names[i], stored[j]);
+            if (!ok) {
+                sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: event type '%s' is not in "
+                             "session.event_types (%s): such events are never stored, so nothing "
+                             "would be excluded", names[i],
+                             sr_config_get(env->cfg, "session.event_types"));
+                free(c);
+                return SR_ECONFIG;
+            }
+            c->code[i] = sr_session_type_code(names[i], strlen(names[i]));
+        }
+    }
+    *ctx = c;
     sr__port_in(ports, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, false);
+    sr__port_in(ports, SR_C_SESSION_TYPES, SR_COL_LIST_I32, false);
     sr__port_out(ports, SR_C_EXCLUDE, SR_COL_LIST_I32);
     return SR_OK;
 }
@@ -29,24 +76,43 @@ static sr_err_t exclude_init(struct sr_op_env *env, const char *prefix, void **c
 static sr_err_t exclude_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
                             struct sr_error *err)
 {
-    (void)ctx, (void)env;
+    (void)env;
+    const struct exclude_ctx *c = ctx;
     struct sr_col *items = sr_batch_col(b, SR_C_SESSION_ITEMS), *ex;
     int32_t total = items->offsets[b->n];
     sr_err_t rc = sr_batch_add(b, SR_C_EXCLUDE, SR_COL_LIST_I32, total, &ex, err);
     if (rc != SR_OK)
         return rc;
-    /* Same rows, same lists: the backend's exclusion test tolerates duplicates. */
-    memcpy(ex->offsets, items->offsets, sizeof(int32_t) * (size_t)(b->n + 1));
-    if (total > 0)
-        memcpy(ex->data, items->data, sizeof(int32_t) * (size_t)total);
+    if (!c->n) {
+        /* Same rows, same lists: the backend's exclusion test tolerates duplicates. */
+        memcpy(ex->offsets, items->offsets, sizeof(int32_t) * (size_t)(b->n + 1));
+        if (total > 0)
+            memcpy(ex->data, items->data, sizeof(int32_t) * (size_t)total);
+        return SR_OK;
+    }
+    const int32_t *idx = items->data, *ty = sr_batch_col(b, SR_C_SESSION_TYPES)->data;
+    int32_t *out = ex->data, pos = 0;
+    for (int32_t r = 0; r < b->n; r++) {
+        for (int32_t j = items->offsets[r]; j < items->offsets[r + 1]; j++)
+            for (int t = 0; t < c->n; t++)
+                if ((uint32_t)ty[j] == c->code[t]) {
+                    out[pos++] = idx[j];
+                    break;
+                }
+        ex->offsets[r + 1] = pos;
+    }
     return SR_OK;
 }
 
+static void exclude_fini(void *ctx) { free(ctx); }
+
 const struct sr_op_desc sr__op_exclude_seen = {
     .name = "exclude_seen",
-    .help = "never recommend an item already in the session",
+    .help = "never recommend an item already in the session (recs.exclude_seen=true), or one "
+            "the session had an event of the listed types for",
     .init = exclude_init,
     .run = exclude_run,
+    .fini = exclude_fini,
 };
 
 /* ---- static item rules ---------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /* op_session.c — `session_update`: applies each event to its session in stream order and, for
- * trigger rows, snapshots the session (item keys) as it stands after that event.
+ * trigger rows, snapshots the session (item keys and each item's event type code, for
+ * recs.exclude_seen by type) as it stands after that event.
  * Per batch: one MultiGet of the distinct sessions, working copies in arena memory, one staged
  * write batch holding every changed session and the highest offset applied per partition
  * (DESIGN §8). Events at or below a partition's committed applied offset
@@ -25,6 +26,7 @@ struct work {
     uint32_t id_len;
     const char *id;
     uint64_t *items;   /* max_len slots: a ring would save a memmove; sessions are short */
+    uint32_t *types;   /* max_len slots: each item's event type code */
     uint32_t len;
     int64_t last_ts;
     bool dirty;
@@ -66,9 +68,11 @@ static sr_err_t session_init(struct sr_op_env *env, const char *prefix, void **c
     sr__port_in(ports, SR_C_SESSION, SR_COL_STR, false);
     sr__port_in(ports, SR_C_ITEM_KEY, SR_COL_U64, false);
     sr__port_in(ports, SR_C_TS, SR_COL_I64, false);
+    sr__port_in(ports, SR_C_TYPE, SR_COL_STR, false);
     sr__port_in(ports, SR_C_APPEND, SR_COL_I32, false);
     sr__port_in(ports, SR_C_TRIGGER, SR_COL_I32, false);
     sr__port_out(ports, SR_C_SESSION_KEYS, SR_COL_LIST_U64);
+    sr__port_out(ports, SR_C_SESSION_TYPES, SR_COL_LIST_I32);
     *ctx = c;
     return SR_OK;
 }
@@ -87,6 +91,8 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
     const char **ids = sess->data;
     const uint64_t *ikey = sr_batch_col(b, SR_C_ITEM_KEY)->data;
     const int64_t *ts = sr_batch_col(b, SR_C_TS)->data;
+    struct sr_col *tcol = sr_batch_col(b, SR_C_TYPE);
+    const char **etype = tcol->data;
     const int32_t *app = sr_batch_col(b, SR_C_APPEND)->data;
     const int32_t *trig = sr_batch_col(b, SR_C_TRIGGER)->data;
     const int32_t *part = sr_batch_col(b, SR_C_SRC_PARTITION)->data;
@@ -145,24 +151,35 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
         return rc;
     for (int32_t i = 0; i < n_work; i++) {
         w[i].items = sr_arena_alloc(A, sizeof(uint64_t) * c->max_len, 16);
-        if (!w[i].items)
+        w[i].types = sr_arena_alloc(A, sizeof(uint32_t) * c->max_len, 16);
+        if (!w[i].items || !w[i].types)
             return sr_error_set(err, SR_ENOMEM, "out of memory");
         uint32_t len = cur[i].found ? cur[i].len : 0, skip = len > c->max_len ? len - c->max_len : 0;
         w[i].len = len - skip;
-        if (w[i].len)
+        if (w[i].len) {
             memcpy(w[i].items, cur[i].items + skip, sizeof(uint64_t) * w[i].len);
+            if (cur[i].types)
+                memcpy(w[i].types, cur[i].types + skip, sizeof(uint32_t) * w[i].len);
+            else /* a version-1 value: types not recorded */
+                memset(w[i].types, 0, sizeof(uint32_t) * w[i].len);
+        }
         w[i].last_ts = cur[i].found ? cur[i].last_ts : INT64_MIN;
     }
 
     /* 4. Apply events in stream order; snapshot at triggers. */
-    struct sr_col *out;
+    struct sr_col *out, *tout;
     rc = sr_batch_add(b, SR_C_SESSION_KEYS, SR_COL_LIST_U64, total_triggered_len, &out, err);
+    if (rc == SR_OK)
+        rc = sr_batch_add(b, SR_C_SESSION_TYPES, SR_COL_LIST_I32, total_triggered_len, &tout, err);
     if (rc != SR_OK)
         return rc;
     uint64_t *vals = out->data;
+    int32_t *tvals = tout->data;
+    tout->offsets[0] = out->offsets[0];
     int32_t pos = 0;
     for (int32_t r = 0, s = 0; r < b->n; r++) {
         out->offsets[r + 1] = out->offsets[r];
+        tout->offsets[r + 1] = out->offsets[r];
         if (s >= b->n_sel || b->sel[s] != r)
             continue;
         s++;
@@ -172,16 +189,20 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
         if (app[r]) {
             if (x->len == c->max_len) {
                 memmove(x->items, x->items + 1, sizeof(uint64_t) * (c->max_len - 1));
+                memmove(x->types, x->types + 1, sizeof(uint32_t) * (c->max_len - 1));
                 x->len--;
             }
+            x->types[x->len] = sr_session_type_code(etype[r], tcol->lens[r]);
             x->items[x->len++] = ikey[r];
         }
         x->last_ts = ts[r];
         x->dirty = true;
         if (trig[r] && x->len > 0) {
             memcpy(vals + pos, x->items, sizeof(uint64_t) * x->len);
+            memcpy(tvals + pos, x->types, sizeof(uint32_t) * x->len);
             pos += (int32_t)x->len;
             out->offsets[r + 1] = pos;
+            tout->offsets[r + 1] = pos;
         }
     }
 
@@ -193,7 +214,8 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
     for (int32_t i = 0; i < n_work && rc == SR_OK; i++) {
         if (!w[i].dirty)
             continue;
-        struct sr_session v = {.items = w[i].items, .len = w[i].len, .last_ts = w[i].last_ts, .found = true};
+        struct sr_session v = {.items = w[i].items, .types = w[i].types, .len = w[i].len,
+                               .last_ts = w[i].last_ts, .found = true};
         rc = sr_state_batch_put(sb, &keys[i], &v, err);
     }
     /* Highest offset per partition of the batch (a batch spans few partitions). */

@@ -23,6 +23,8 @@
 #define SR_C_TRIGGER "trigger"         /* I32: event type asks for a recommendation */
 #define SR_C_SESSION_KEYS "session_keys"   /* LIST_U64: session items (keys) at a trigger */
 #define SR_C_SESSION_ITEMS "session_items" /* LIST_I32: the same as bundle indices */
+#define SR_C_SESSION_TYPES "session_types" /* LIST_I32: their event type codes (sr_session_type_code
+                                            * bits; 0 = not recorded), same offsets */
 #define SR_C_EXCLUDE "exclude"         /* LIST_I32: indices never to return for that row */
 #define SR_C_VEC "session_vec"         /* LIST_F32: d floats per trigger row */
 #define SR_C_REC_ITEMS "rec_items"     /* LIST_I32: top-k indices per trigger row */

@@ -91,6 +91,7 @@ struct sr_stats {
     uint64_t events;          /* records offered to the graph */
     uint64_t invalid;         /* records dropped as invalid (sum over reasons) */
     uint64_t filtered;        /* valid records of types neither stored nor triggering */
+    uint64_t unknown_items;   /* valid records whose item is not in the bundle's vocabulary */
     uint64_t recommendations; /* recommendations emitted */
     uint64_t batches;
     uint64_t sessions_seen;   /* distinct sessions touched (approximate for large streams) */
@@ -143,6 +144,7 @@ sr_err_t sr_session_store_open(const sr_config_t *cfg, const struct sr_bundle *b
 struct sr_eval_report {
     int k;
     uint64_t evaluated;       /* recommendations whose target arrived */
+    uint64_t unknown_targets; /* of those, targets not in the bundle's vocabulary (never a hit) */
     uint64_t unresolved;      /* replaced by a later recommendation before any stored event */
     uint64_t pending;         /* still waiting for a target (end of the input) */
     uint64_t hits;            /* target within the top-k (HitRate@K = Recall@K) */

@@ -95,12 +95,13 @@ static void remove_slot(struct sr__cache *c, size_t i)
 
 static struct sr__cache_ent *ent_alloc(uint32_t max_len, uint32_t idcap)
 {
-    size_t sz = sizeof(struct sr__cache_ent) + (size_t)max_len * 8 + idcap;
+    size_t sz = sizeof(struct sr__cache_ent) + (size_t)max_len * 12 + idcap;
     struct sr__cache_ent *e = malloc(sz);
     if (!e)
         return NULL;
     e->items = (uint64_t *)(e + 1);
-    e->id = (char *)(e->items + max_len);
+    e->types = (uint32_t *)(e->items + max_len);
+    e->id = (char *)(e->types + max_len);
     e->idcap = idcap;
     return e;
 }
@@ -114,8 +115,10 @@ static void fill(struct sr__cache_ent *e, uint64_t hash, int32_t partition, cons
     if (len)
         memcpy(e->id, id, len);
     uint32_t m = s->len > max_len ? max_len : s->len;
-    if (m)
+    if (m) {
         memcpy(e->items, s->items + (s->len - m), (size_t)m * 8);
+        sr__types_copy(e->types, s->types ? s->types + (s->len - m) : NULL, m);
+    }
     e->len = m;
     e->last_ts = s->last_ts;
     e->ref = 0;

@@ -1,6 +1,8 @@
-/* codec.c — the stored session value: version byte (1), item count as an unsigned LEB128
- * varint (at most 5 bytes), last event time as 8 bytes LE (two's complement), then the item
- * keys as 8 bytes LE each, oldest first. The same bytes are the changelog record value.
+/* codec.c — the stored session value: version byte (2), item count as an unsigned LEB128
+ * varint (at most 5 bytes), last event time as 8 bytes LE (two's complement), the item keys as
+ * 8 bytes LE each, oldest first, then each item's event type code as 4 bytes LE (DESIGN §8.9).
+ * Version 1 (no type codes) is still read, as codes 0. The same bytes are the changelog
+ * record value.
  * Decoding checks version, varint and exact length before touching items: a bad value is an
  * error, never a crash or an over-read. Pure functions, any thread. */
 #include "state_int.h"
@@ -33,7 +35,14 @@ static uint64_t get_le64(const uint8_t *p)
 
 size_t sr_session_encoded_size(uint32_t len)
 {
-    return 1 + varint_size(len) + 8 + (size_t)len * 8;
+    return 1 + varint_size(len) + 8 + (size_t)len * 12;
+}
+
+uint32_t sr_session_type_code(const char *type, size_t len)
+{
+    uint64_t h = sr_hash64(type, len);
+    uint32_t c = (uint32_t)(h ^ (h >> 32));
+    return c ? c : 1;
 }
 
 sr_err_t sr_session_encode(const struct sr_session *s, void *buf, size_t cap, size_t *written,
@@ -57,19 +66,25 @@ sr_err_t sr_session_encode(const struct sr_session *s, void *buf, size_t cap, si
     p += 8;
     for (uint32_t i = 0; i < s->len; i++, p += 8)
         put_le64(p, s->items[i]);
+    for (uint32_t i = 0; i < s->len; i++, p += 4) {
+        uint32_t t = s->types ? s->types[i] : 0;
+        for (int k = 0; k < 4; k++)
+            p[k] = (uint8_t)(t >> (8 * k));
+    }
     if (written)
         *written = need;
     return SR_OK;
 }
 
 sr_err_t sr__session_peek(const uint8_t *buf, size_t n, uint32_t *count, int64_t *last_ts,
-                          const uint8_t **raw, struct sr_error *err)
+                          const uint8_t **raw, const uint8_t **traw, struct sr_error *err)
 {
     if (n < 1)
         return sr_error_set(err, SR_EFORMAT, "session value: empty");
-    if (buf[0] != SR_SESSION_VALUE_VERSION)
-        return sr_error_set(err, SR_EFORMAT, "session value: version %u, expected %u",
+    if (buf[0] != 1 && buf[0] != SR_SESSION_VALUE_VERSION)
+        return sr_error_set(err, SR_EFORMAT, "session value: version %u, expected 1 or %u",
                             (unsigned)buf[0], (unsigned)SR_SESSION_VALUE_VERSION);
+    const size_t per_item = buf[0] == 1 ? 8 : 12;
     size_t pos = 1;
     uint64_t c = 0;
     for (int shift = 0;; shift += 7) {
@@ -86,7 +101,7 @@ sr_err_t sr__session_peek(const uint8_t *buf, size_t n, uint32_t *count, int64_t
         return sr_error_set(err, SR_EFORMAT, "session value: item count %llu too large",
                             (unsigned long long)c);
     /* pos <= 6 and c < 2^32: no overflow in size_t (64-bit) arithmetic */
-    size_t need = pos + 8 + (size_t)c * 8;
+    size_t need = pos + 8 + (size_t)c * per_item;
     if (n != need)
         return sr_error_set(err, SR_EFORMAT,
                             "session value: %zu bytes for %llu items, expected %zu", n,
@@ -94,6 +109,8 @@ sr_err_t sr__session_peek(const uint8_t *buf, size_t n, uint32_t *count, int64_t
     *count = (uint32_t)c;
     *last_ts = (int64_t)get_le64(buf + pos);
     *raw = buf + pos + 8;
+    if (traw)
+        *traw = per_item == 12 ? buf + pos + 8 + (size_t)c * 8 : NULL;
     return SR_OK;
 }
 
@@ -107,6 +124,19 @@ uint32_t sr__session_items_load(uint64_t *dst, const uint8_t *raw, uint32_t coun
     return m;
 }
 
+void sr__session_types_load(uint32_t *dst, const uint8_t *traw, uint32_t count, uint32_t keep)
+{
+    uint32_t skip = count > keep ? count - keep : 0, m = count - skip;
+    if (!traw) {
+        memset(dst, 0, (size_t)m * 4);
+        return;
+    }
+    traw += (size_t)skip * 4;
+    for (uint32_t i = 0; i < m; i++, traw += 4)
+        dst[i] = (uint32_t)traw[0] | (uint32_t)traw[1] << 8 | (uint32_t)traw[2] << 16 |
+                 (uint32_t)traw[3] << 24;
+}
+
 sr_err_t sr_session_decode(const void *buf, size_t n, sr_arena_t *arena, struct sr_session *out,
                            struct sr_error *err)
 {
@@ -114,18 +144,23 @@ sr_err_t sr_session_decode(const void *buf, size_t n, sr_arena_t *arena, struct 
         return sr_error_set(err, SR_EINVAL, "session decode: null buffer, arena or output");
     uint32_t count;
     int64_t ts;
-    const uint8_t *raw;
-    sr_err_t rc = sr__session_peek(buf, n, &count, &ts, &raw, err);
+    const uint8_t *raw, *traw;
+    sr_err_t rc = sr__session_peek(buf, n, &count, &ts, &raw, &traw, err);
     if (rc)
         return rc;
     uint64_t *items = NULL;
+    uint32_t *types = NULL;
     if (count) {
         items = sr_arena_alloc(arena, (size_t)count * 8, 8);
-        if (!items)
+        types = traw ? sr_arena_alloc(arena, (size_t)count * 4, 4) : NULL;
+        if (!items || (traw && !types))
             return sr_error_set(err, SR_ENOMEM, "session decode: %u items", count);
         sr__session_items_load(items, raw, count, count);
+        if (traw)
+            sr__session_types_load(types, traw, count, count);
     }
     out->items = items;
+    out->types = types;
     out->len = count;
     out->last_ts = ts;
     out->found = true;

@@ -16,7 +16,8 @@ struct mem_node {
     uint32_t len;
     int64_t last_ts;
     uint64_t *items; /* max_len capacity, after the header */
-    char *id;        /* after the items */
+    uint32_t *types; /* max_len capacity, after the items */
+    char *id;        /* after the types */
 };
 
 struct mem_ctx {
@@ -70,14 +71,17 @@ static sr_err_t mem_get(void *ctx, size_t n, const struct sr_state_key *keys,
             continue;
         }
         uint64_t *items = NULL;
+        uint32_t *types = NULL;
         if (e->len) {
             items = sr_arena_alloc(arena, (size_t)e->len * 8, 8);
-            if (!items)
+            types = sr_arena_alloc(arena, (size_t)e->len * 4, 4);
+            if (!items || !types)
                 return sr_error_set(err, SR_ENOMEM, "state memory: read of %u items", e->len);
             memcpy(items, e->items, (size_t)e->len * 8);
+            memcpy(types, e->types, (size_t)e->len * 4);
         }
-        out[i] = (struct sr_session){ .items = items, .len = e->len, .last_ts = e->last_ts,
-                                      .found = true };
+        out[i] = (struct sr_session){ .items = items, .types = types, .len = e->len,
+                                      .last_ts = e->last_ts, .found = true };
     }
     return SR_OK;
 }
@@ -102,11 +106,12 @@ static sr_err_t mem_apply(struct mem_ctx *m, const struct sr__state_entry *en,
     }
     struct mem_node *e = *link;
     if (!e) {
-        e = malloc(sizeof *e + (size_t)m->max_len * 8 + en->idlen);
+        e = malloc(sizeof *e + (size_t)m->max_len * 12 + en->idlen);
         if (!e)
             return sr_error_set(err, SR_ENOMEM, "state memory: new session");
         e->items = (uint64_t *)(e + 1);
-        e->id = (char *)(e->items + m->max_len);
+        e->types = (uint32_t *)(e->items + m->max_len);
+        e->id = (char *)(e->types + m->max_len);
         e->hash = en->hash;
         e->partition = en->partition;
         e->idlen = en->idlen;
@@ -118,8 +123,10 @@ static sr_err_t mem_apply(struct mem_ctx *m, const struct sr__state_entry *en,
     }
     /* batch puts hold at most max_len items (sr_state_batch_put truncates) */
     e->len = en->s.len;
-    if (e->len)
+    if (e->len) {
         memcpy(e->items, en->s.items, (size_t)e->len * 8);
+        sr__types_copy(e->types, en->s.types, e->len);
+    }
     e->last_ts = en->s.last_ts;
     return SR_OK;
 }
@@ -165,7 +172,8 @@ static sr_err_t mem_foreach(void *ctx, int32_t partition, sr_state_visit_fn fn, 
             if (e->partition != partition)
                 continue;
             struct sr_state_key k = { e->partition, e->idlen, e->id };
-            struct sr_session s = { .items = e->len ? e->items : NULL, .len = e->len,
+            struct sr_session s = { .items = e->len ? e->items : NULL,
+                                    .types = e->len ? e->types : NULL, .len = e->len,
                                     .last_ts = e->last_ts, .found = true };
             if (fn(opaque, &k, &s))
                 return SR_OK;

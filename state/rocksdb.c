@@ -104,7 +104,7 @@ static unsigned char ttl_filter(void *state, int level, const char *key, size_t 
     uint32_t count;
     int64_t last_ts;
     const uint8_t *raw;
-    if (sr__session_peek((const uint8_t *)val, vlen, &count, &last_ts, &raw, NULL))
+    if (sr__session_peek((const uint8_t *)val, vlen, &count, &last_ts, &raw, NULL, NULL))
         return 0; /* undecodable: keep, the reader names it */
     int64_t cutoff;
     if (__builtin_sub_overflow(wm, fs->horizon, &cutoff))
@@ -128,19 +128,23 @@ static sr_err_t session_from_value(struct rdb_ctx *r, const struct sr_state_key 
 {
     uint32_t count;
     int64_t ts;
-    const uint8_t *raw;
-    if (sr__session_peek(val, vlen, &count, &ts, &raw, err))
+    const uint8_t *raw, *traw;
+    if (sr__session_peek(val, vlen, &count, &ts, &raw, &traw, err))
         return sr_error_prefix(err, "state rocksdb %s: partition %d session \"%.*s\"", r->dir,
                                k->partition, (int)(k->len > 128 ? 128 : k->len), k->id);
     uint32_t m = count > r->max_len ? r->max_len : count; /* max_len may have shrunk */
     uint64_t *items = NULL;
+    uint32_t *types = NULL;
     if (m) {
         items = sr_arena_alloc(arena, (size_t)m * 8, 8);
-        if (!items)
+        types = sr_arena_alloc(arena, (size_t)m * 4, 4);
+        if (!items || !types)
             return sr_error_set(err, SR_ENOMEM, "state rocksdb: read of %u items", m);
         sr__session_items_load(items, raw, count, m);
+        sr__session_types_load(types, traw, count, m);
     }
-    *out = (struct sr_session){ .items = items, .len = m, .last_ts = ts, .found = true };
+    *out = (struct sr_session){ .items = items, .types = types, .len = m, .last_ts = ts,
+                                .found = true };
     return SR_OK;
 }
 
@@ -161,14 +165,17 @@ static sr_err_t rdb_get(void *ctx, size_t n, const struct sr_state_key *keys,
             continue;
         }
         uint64_t *items = NULL;
+        uint32_t *types = NULL;
         if (e->len) {
             items = sr_arena_alloc(arena, (size_t)e->len * 8, 8);
-            if (!items)
+            types = sr_arena_alloc(arena, (size_t)e->len * 4, 4);
+            if (!items || !types)
                 return sr_error_set(err, SR_ENOMEM, "state rocksdb: read of %u items", e->len);
             memcpy(items, e->items, (size_t)e->len * 8);
+            memcpy(types, e->types, (size_t)e->len * 4);
         }
-        out[i] = (struct sr_session){ .items = items, .len = e->len, .last_ts = e->last_ts,
-                                      .found = true };
+        out[i] = (struct sr_session){ .items = items, .types = types, .len = e->len,
+                                      .last_ts = e->last_ts, .found = true };
     }
     if (!nmiss)
         return SR_OK;

@@ -49,8 +49,9 @@ typedef struct sr_state_batch sr_state_batch_t;
 
 /* Longest session id accepted (bytes); the event schema caps fields at 64 KiB too. */
 #define SR_STATE_ID_MAX 65535u
-/* Version byte of the stored session value. */
-#define SR_SESSION_VALUE_VERSION 1
+/* Version byte of the stored session value written now (2: with event types); version 1
+ * values (without) are still read. */
+#define SR_SESSION_VALUE_VERSION 2
 
 /* A key: input partition (>= 0) and the session id bytes (not NUL-terminated; borrowed). */
 struct sr_state_key {
@@ -63,6 +64,8 @@ struct sr_state_key {
  * When passed to sr_state_batch_put, items are copied (only the last max_len are kept). */
 struct sr_session {
     const uint64_t *items; /* item keys, oldest first; NULL when len == 0 */
+    const uint32_t *types; /* per item, its event's type code (sr_session_type_code); NULL: not
+                            * recorded (a version-1 value: every code 0) */
     uint32_t len;
     int64_t last_ts;       /* event time (ms) of the last event; INT64_MIN when not found */
     bool found;            /* false: never seen, deleted, or expired for the reading event */
@@ -208,13 +211,17 @@ uint64_t sr_state_count(sr_state_t *store);
 
 /* ---- value codec (also the changelog record value) ---------------------------------- */
 
-/* Bytes of an encoded session of len items: version byte, count varint, last_ts (8 bytes LE),
- * items (8 bytes LE each). */
+/* Bytes of an encoded session of len items (version 2): version byte, count varint, last_ts
+ * (8 bytes LE), items (8 bytes LE each), then each item's event type code (4 bytes LE each).
+ * Version 1 is the same without the type codes. */
 size_t sr_session_encoded_size(uint32_t len);
+/* The code stored for an event type: 32 bits of sr_hash64(type), never 0 (0 = unknown). */
+uint32_t sr_session_type_code(const char *type, size_t len);
 /* Encodes s into buf (cap bytes); *written gets the size. SR_ERANGE when cap is too small. */
 sr_err_t sr_session_encode(const struct sr_session *s, void *buf, size_t cap, size_t *written,
                            struct sr_error *err);
-/* Decodes a value; items are copied into arena. A wrong version, a truncated or overlong value
+/* Decodes a value (version 1 or 2; types NULL for 1); items are copied into arena. A wrong
+ * version, a truncated or overlong value
  * is SR_EFORMAT with the reason; never reads past n. */
 sr_err_t sr_session_decode(const void *buf, size_t n, sr_arena_t *arena, struct sr_session *out,
                            struct sr_error *err);

@@ -398,17 +398,21 @@ sr_err_t sr_state_batch_put(sr_state_batch_t *b, const struct sr_state_key *key,
                             s->len);
     uint32_t m = s->len > b->store->p.max_len ? b->store->p.max_len : s->len;
     uint64_t *items = NULL;
+    uint32_t *types = NULL;
     if (m) {
         items = sr_arena_alloc(b->arena, (size_t)m * 8, 8);
-        if (!items)
+        types = sr_arena_alloc(b->arena, (size_t)m * 4, 4);
+        if (!items || !types)
             return sr_error_set(err, SR_ENOMEM, "state batch put: %u items", m);
         memcpy(items, s->items + (s->len - m), (size_t)m * 8);
+        sr__types_copy(types, s->types ? s->types + (s->len - m) : NULL, m);
     }
     struct sr__state_entry *e;
     if ((rc = batch_slot(b, key, &e, err)))
         return rc;
     e->del = false;
-    e->s = (struct sr_session){ .items = items, .len = m, .last_ts = s->last_ts, .found = true };
+    e->s = (struct sr_session){ .items = items, .types = types, .len = m, .last_ts = s->last_ts,
+                                .found = true };
     if (s->last_ts > b->watermark)
         b->watermark = s->last_ts;
     return SR_OK;
@@ -662,10 +666,13 @@ sr_err_t sr_state_multi_get(sr_state_t *st, size_t n, const struct sr_state_key 
         out[i] = e->s; /* copy the items out: the batch is recycled at commit */
         if (e->s.len) {
             uint64_t *items = sr_arena_alloc(arena, (size_t)e->s.len * 8, 8);
-            if (!items)
+            uint32_t *types = sr_arena_alloc(arena, (size_t)e->s.len * 4, 4);
+            if (!items || !types)
                 return sr_error_set(err, SR_ENOMEM, "state multi_get: items");
             memcpy(items, e->s.items, (size_t)e->s.len * 8);
+            memcpy(types, e->s.types, (size_t)e->s.len * 4); /* batch puts always hold types */
             out[i].items = items;
+            out[i].types = types;
         }
     }
     if (nm) {

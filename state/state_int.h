@@ -23,11 +23,22 @@ static inline bool sr__state_key_eq(int32_t pa, const char *ida, uint32_t la, in
 
 /* ---- codec ----------------------------------------------------------------------------- */
 
-/* Validates a value and returns its fields; *raw points at the LE item bytes inside buf. */
+/* Validates a value and returns its fields; *raw points at the LE item bytes inside buf,
+ * *traw (when not NULL) at the LE type codes, or NULL for a version-1 value. */
 sr_err_t sr__session_peek(const uint8_t *buf, size_t n, uint32_t *count, int64_t *last_ts,
-                          const uint8_t **raw, struct sr_error *err);
+                          const uint8_t **raw, const uint8_t **traw, struct sr_error *err);
 /* Copies `count` LE item keys from raw into dst, keeping the last `keep` when count > keep. */
 uint32_t sr__session_items_load(uint64_t *dst, const uint8_t *raw, uint32_t count, uint32_t keep);
+/* The same for the type codes; traw NULL (version 1) gives zeros. */
+void sr__session_types_load(uint32_t *dst, const uint8_t *traw, uint32_t count, uint32_t keep);
+/* Copies n type codes (src NULL: zeros). */
+static inline void sr__types_copy(uint32_t *dst, const uint32_t *src, size_t n)
+{
+    if (src)
+        memcpy(dst, src, n * 4);
+    else
+        memset(dst, 0, n * 4);
+}
 
 /* ---- staged batches -------------------------------------------------------------------- */
 
@@ -115,7 +126,8 @@ struct sr__cache_ent {
     uint8_t ref;                /* CLOCK reference bit */
     int64_t last_ts;
     uint64_t *items;            /* max_len capacity, after the header */
-    char *id;                   /* idcap bytes, after the items */
+    uint32_t *types;            /* max_len capacity, after the items */
+    char *id;                   /* idcap bytes, after the types */
 };
 
 struct sr__cache {

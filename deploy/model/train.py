@@ -4,7 +4,8 @@ GRU4Rec) on an event file on the CPU, exports it as a verified streamrec bundle,
 it on a held-out tail of sessions exactly as `streamrec replay --eval` does.
 
   /usr/bin/python3 deploy/model/train.py --events events.jsonl --out BUNDLE \
-      [--arch gpt2|gru4rec] [--heldout-out heldout.jsonl] [--report train.json] [options]
+      [--arch gpt2|gru4rec] [--test test.jsonl | --holdout 0.1 --heldout-out heldout.jsonl]
+      [--report train.json] [options]
 
 Events: JSON Lines (DESIGN §4 fields) or an Avro object container file (needs the python3-avro
 package; without it the script says so). Sessions are built as streamrec builds them: events in
@@ -12,15 +13,25 @@ file (stream) order; an event whose type is in --event-types appends its item; a
 than --ttl-ms after its session's previous event starts the session afresh; the model sees the
 last --max-len items.
 
-Split: session ids ordered by their first event's time; the last --holdout share of them is
-held out (all their events), the rest is training data. The vocabulary is the items appended in
+Split: with --test FILE (e.g. `streamrec gen --from-csv --split-days N`'s test file) every
+event of --events trains and FILE is evaluated; otherwise session ids ordered by their first
+event's time, the last --holdout share of them (default 0.1) held out (all their events), the
+rest training data.
+
+Epochs: at most --epochs (default 100); the last --val-share (default 0.1) of the training
+sessions by first event time is a validation slice, and training stops when its next-item loss
+has not improved for --patience epochs (default 3), keeping the best epoch's weights. So small
+data is trained to convergence instead of a fixed, too small number of epochs; --patience 0
+trains exactly --epochs on all the training sessions. The batch (default 256 windows) shrinks on
+small data so that an epoch is at least 20 steps. The vocabulary is the items appended in
 training, most popular first, from index 2 (0 padding, 1 unknown), or the catalogue given by
 --items (index and item_id columns, attributes carried into the bundle).
 
 Evaluation (the definition of `replay --eval`, ops/op_eval.c): over the held-out events in
 order, each event whose type is in --trigger-types yields a recommendation from the session as
 it stands after that event (when it holds an item): the model's top-K over the vocabulary,
-excluding the session's items. Its target is the item of the same session id's next event
+excluding the session's items (recs.exclude_seen=true; a list of event types excludes the
+items the session had such an event for; --include-seen: none). Its target is the item of the same session id's next event
 whose type is in --event-types; HitRate@K, MRR@K, NDCG@K over recommendations with a target.
 The most-popular baseline (training counts, same exclusions) is evaluated the same way.
 --heldout-out writes the held-out events so that `replay --eval` can be run on them.
@@ -264,7 +275,28 @@ def windows(seqs, max_len):
     return torch.from_numpy(X), torch.from_numpy(Y)
 
 
-def train(model, X, Y, args, log):
+def val_loss(model, Xv, Yv, batch=512):
+    """Mean next-item cross entropy over the validation windows (dropout off)."""
+    model.eval()
+    tot, cnt = 0.0, 0
+    with torch.no_grad():
+        for b in range(0, Xv.shape[0], batch):
+            x, y = Xv[b:b + batch], Yv[b:b + batch]
+            L = int((x != PAD).sum(1).max())
+            x, y = x[:, :L], y[:, :L]
+            mask = y != PAD
+            logits = model(x)[mask] @ model.item_table().T
+            logits[:, :FIRST] = float("-inf")
+            tot += float(F.cross_entropy(logits, y[mask], reduction="sum"))
+            cnt += int(mask.sum())
+    return tot / max(cnt, 1)
+
+
+def train(model, X, Y, args, log, val=None):
+    """Trains up to args.epochs; with val = (Xv, Yv) and args.patience > 0, stops when the
+    validation loss has not improved for args.patience epochs and restores the best epoch's
+    weights. Returns (epochs run, best epoch, best validation loss or None)."""
+    best, best_ep, best_state, since = float("inf"), 0, None, 0
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     n = X.shape[0]
     steps_per_epoch = max(1, (n + args.batch - 1) // args.batch)
@@ -294,38 +326,58 @@ def train(model, X, Y, args, log):
             sched.step()
             tot += float(loss) * int(mask.sum())
             cnt += int(mask.sum())
-        log("epoch %d/%d  loss %.4f  (%.0f s)" % (ep + 1, args.epochs, tot / max(cnt, 1), time.time() - t0))
+        msg = "epoch %d/%d  loss %.4f" % (ep + 1, args.epochs, tot / max(cnt, 1))
+        stop = False
+        if val is not None:
+            vl = val_loss(model, *val)
+            msg += "  validation %.4f" % vl
+            if vl < best - 1e-6:
+                best, best_ep, since = vl, ep + 1, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since += 1
+                stop = since >= args.patience
+        log(msg + "  (%.0f s)" % (time.time() - t0))
+        if stop:
+            log("early stop: validation loss not improved for %d epochs; best epoch %d" % (args.patience, best_ep))
+            break
         if args.time_budget and time.time() - t0 > args.time_budget:
             log("time budget reached after epoch %d" % (ep + 1))
             break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return ep + 1, best_ep, (best if val is not None else None)
 
 
 # ---- evaluation (replay --eval's definition) -----------------------------------------------
 
 
-def replay_requests(events, index_of, append_types, trigger_types, ttl_ms, max_len):
-    """Walks events as session_update + eval do. Returns (windows, targets): windows[r] is the
-    session (indices, oldest first, at most max_len) of recommendation r; targets[r] its target
-    index (or -1: none arrived; OOV targets never hit)."""
+def replay_requests(events, index_of, append_types, trigger_types, ttl_ms, max_len, exclude=True):
+    """Walks events as session_update + eval do. Returns (windows, targets, excluded):
+    windows[r] is the session (indices, oldest first, at most max_len) of recommendation r;
+    targets[r] its target index (or -1: none arrived; OOV targets never hit); excluded[r] the
+    indices recs.exclude_seen removes: `exclude` True (all), False (none) or a set of event
+    types (the items the session holds from events of those types)."""
     state, last_ts, pending = {}, {}, {}
-    wins, targets = [], []
+    wins, targets, excl = [], [], []
     for s, item, typ, ts, _ in events:
-        items = state.setdefault(s, [])
+        items = state.setdefault(s, [])  # (index, type), oldest first
         if ttl_ms > 0 and items and s in last_ts and ts - last_ts[s] > ttl_ms:
             items.clear()
         app = typ in append_types
         if app:
             if len(items) == max_len:
                 items.pop(0)
-            items.append(index_of.get(item, OOV))
+            items.append((index_of.get(item, OOV), typ))
         last_ts[s] = ts
         if app and s in pending:
             targets[pending.pop(s)] = index_of.get(item, OOV)
         if typ in trigger_types and items:
             pending[s] = len(wins)
-            wins.append(list(items))
+            wins.append([j for j, _ in items])
+            excl.append([j for j, t in items if exclude is True or (exclude and t in exclude)])
             targets.append(-1)
-    return wins, targets
+    return wins, targets, excl
 
 
 def rank_metrics(recs, targets, k):
@@ -345,23 +397,22 @@ def rank_metrics(recs, targets, k):
     return {"k": k, "evaluated": ev, "hits": hits, "hit_rate": hits / n, "mrr": mrr / n, "ndcg": ndcg / n}
 
 
-def topk_excluding(scores, seen_lists, k, exclude_seen):
+def topk_excluding(scores, excl_lists, k):
     """scores [R, V-FIRST] float64 numpy (column j = index j + FIRST); top-k indices per row,
-    descending, ties to the lower index, the row's seen items excluded."""
+    descending, ties to the lower index, the row's excluded items left out."""
     out = []
     for r in range(scores.shape[0]):
         s = scores[r].copy()
-        if exclude_seen:
-            for j in seen_lists[r]:
-                if j >= FIRST:
-                    s[j - FIRST] = -np.inf
+        for j in excl_lists[r]:
+            if j >= FIRST:
+                s[j - FIRST] = -np.inf
         part = np.argpartition(-s, min(k + 8, len(s) - 1))[:k + 8]
         order = sorted(part, key=lambda j: (-s[j], j))
         out.append([int(j) + FIRST for j in order[:k] if s[j] != -np.inf])
     return out
 
 
-def model_recs(model, wins, k, exclude_seen, bias=None):
+def model_recs(model, wins, k, excl, bias=None):
     """Top-k of the model in float64 (the weights as exported, F32) for each session window."""
     m = model.double().eval()
     E = m.item_table().detach()[FIRST:]
@@ -379,15 +430,15 @@ def model_recs(model, wins, k, exclude_seen, bias=None):
             s = (v @ E.T).numpy()
             if bias is not None:
                 s = s + bias[FIRST:]
-            recs.extend(topk_excluding(s, chunk, k, exclude_seen))
+            recs.extend(topk_excluding(s, excl[b:b + 512], k))
     model.float()
     return recs
 
 
-def popular_recs(pop_order, wins, k, exclude_seen):
+def popular_recs(pop_order, excl, k):
     recs = []
-    for w in wins:
-        seen = set(w) if exclude_seen else ()
+    for e in excl:
+        seen = set(e)
         out = []
         for j in pop_order:
             if j not in seen:
@@ -425,8 +476,13 @@ def main():
     ap.add_argument("--activation", default="gelu_tanh", choices=("gelu_tanh", "gelu", "relu"))
     ap.add_argument("--max-len", type=int, default=20, help="items the model sees (session.max_len)")
     ap.add_argument("--dropout", type=float, default=0.1)
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=100, help="at most this many epochs (early stopping ends sooner)")
+    ap.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better "
+                                                            "validation loss; 0: no validation slice, exactly --epochs")
+    ap.add_argument("--val-share", type=float, default=0.1, help="share of training sessions (the latest by first "
+                                                                 "event time) used as the validation slice")
+    ap.add_argument("--batch", type=int, default=0, help="windows per step; default 0: 256, or fewer on small "
+                                                          "data so that an epoch has at least 20 steps (>= 16)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--time-budget", type=float, default=0, help="stop after the epoch that passes this many seconds")
@@ -435,7 +491,10 @@ def main():
     ap.add_argument("--items", help="catalogue TSV (index, item_id[, attributes]), e.g. from `streamrec gen "
                                     "--items-out`: fixes the vocabulary and carries the attributes; default: "
                                     "the items seen in training, most popular first")
-    ap.add_argument("--holdout", type=float, default=0.1, help="share of sessions held out (by first event time)")
+    ap.add_argument("--holdout", type=float, default=None, help="share of sessions held out (by first event time; "
+                                                                "default 0.1); not with --test")
+    ap.add_argument("--test", help="evaluate on this event file (e.g. gen --split-days' test file) instead of "
+                                   "holding out part of --events")
     ap.add_argument("--config", help="streamrec properties file: session.event_types, recs.trigger_types, "
                                      "session.ttl.ms, recs.k, recs.exclude_seen are taken from it")
     ap.add_argument("--event-types", default="view,click,add_to_cart,purchase")
@@ -460,13 +519,25 @@ def main():
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(args.threads)
     exclude_seen = not args.include_seen
+    if args.test and args.holdout is not None:
+        sys.exit("train: --test FILE and --holdout: give one (--test evaluates FILE and trains on all of --events)")
+    if args.holdout is None:
+        args.holdout = 0.1
     if args.config:
         p = read_properties(args.config)
         args.event_types = p.get("session.event_types", args.event_types)
         args.trigger_types = p.get("recs.trigger_types", args.trigger_types)
         args.ttl_ms = int(p.get("session.ttl.ms", args.ttl_ms))
         args.k = int(p.get("recs.k", args.k))
-        exclude_seen = p.get("recs.exclude_seen", "true") == "true"
+        ex = p.get("recs.exclude_seen", "true")
+        if ex in ("true", "1", "yes", "on"):
+            exclude_seen = True
+        elif ex in ("false", "0", "no", "off"):
+            exclude_seen = False
+        else:  # event types (DESIGN §4.2)
+            exclude_seen = set(t.strip() for t in ex.split(",") if t.strip())
+        if args.include_seen:
+            exclude_seen = False
         if "session.max_len" in p:
             args.max_len = int(p["session.max_len"])
     append_types = set(t.strip() for t in args.event_types.split(",") if t.strip())
@@ -476,7 +547,13 @@ def main():
     events = read_events(args.events)
     if not events:
         sys.exit("train: %s: no valid events" % args.events)
-    train_ev, held_ev = split_by_session(events, args.holdout)
+    if args.test:
+        train_ev, held_ev = events, read_events(args.test)
+        if not held_ev:
+            sys.exit("train: --test %s: no valid events" % args.test)
+    else:
+        train_ev, held_ev = split_by_session(events, args.holdout)
+    fit_ev, val_ev = (split_by_session(train_ev, args.val_share) if args.patience > 0 else (train_ev, []))
     seqs = build_sessions(train_ev, append_types, args.ttl_ms)
     counts = {}
     for s in seqs:
@@ -509,12 +586,25 @@ def main():
                 f.write(e[4] + "\n")
         log("held-out events written to %s" % args.heldout_out)
 
-    X, Y = windows([[index_of.get(i, OOV) for i in s] for s in seqs], args.max_len)
+    def to_windows(evs):
+        return windows([[index_of.get(i, OOV) for i in s] for s in build_sessions(evs, append_types, args.ttl_ms)],
+                       args.max_len)
+    X, Y = to_windows(fit_ev)
+    val = None
+    if val_ev:
+        Xv, Yv = to_windows(val_ev)
+        val = (Xv, Yv) if Xv.shape[0] else None
+    if args.patience > 0 and val is None:
+        log("no validation windows (too few training sessions): training %d epochs without early stopping"
+            % args.epochs)
+    if args.batch <= 0:
+        args.batch = max(16, min(256, X.shape[0] // 20))
     model = make_model(args, V)
-    log("%s: d=%d layers=%d max_len=%d, %d parameters, %d training windows"
+    log("batch %d windows" % args.batch)
+    log("%s: d=%d layers=%d max_len=%d, %d parameters, %d training windows, %d validation windows"
         % (args.arch, args.d_model, args.n_layers, args.max_len, sum(p.numel() for p in model.parameters()),
-           X.shape[0]))
-    train(model, X, Y, args, log)
+           X.shape[0], val[0].shape[0] if val else 0))
+    epochs_run, best_epoch, best_val = train(model, X, Y, args, log, val)
 
     # Export (the state_dict already carries bundle names) and verify against streamrec.
     W = {k: v.detach().to(torch.float64) for k, v in model.state_dict().items()}
@@ -527,7 +617,8 @@ def main():
         ref = srbundle.load_bundle(args.out)[1]
         model.load_state_dict({k: ref[k].float() for k in model.state_dict()})
 
-    wins, targets = replay_requests(held_ev, index_of, append_types, trigger_types, args.ttl_ms, args.max_len)
+    wins, targets, excl = replay_requests(held_ev, index_of, append_types, trigger_types, args.ttl_ms,
+                                          args.max_len, exclude_seen)
     # The training module in float64 must compute the bundle's arithmetic: check a few sessions.
     ref = srbundle.Reference(args.out)
     m64 = model.double().eval()
@@ -547,9 +638,9 @@ def main():
         except export.ExportError as e:
             sys.exit("train: export check failed: %s" % e)
 
-    recs = model_recs(model, wins, args.k, exclude_seen)
+    recs = model_recs(model, wins, args.k, excl)
     pop_order = [index_of[i] for i in vocab]
-    base = popular_recs(pop_order, wins, args.k, exclude_seen)
+    base = popular_recs(pop_order, excl, args.k)
     mm, bm = rank_metrics(recs, targets, args.k), rank_metrics(base, targets, args.k)
     log("held-out: %d recommendations, %d with a target" % (len(wins), mm["evaluated"]))
     print("%-14s HitRate@%d %.4f   MRR@%d %.4f   NDCG@%d %.4f"
@@ -560,7 +651,9 @@ def main():
         with open(args.report, "w") as f:
             json.dump({"bundle": args.out, "version": version, "arch": args.arch, "items": V - FIRST,
                        "events": len(events), "heldout_events": len(held_ev), "recommendations": len(wins),
-                       "model": mm, "most_popular": bm, "seconds": round(time.time() - t0, 1)}, f, indent=2)
+                       "epochs": epochs_run, "best_epoch": best_epoch, "validation_loss": best_val,
+                       "test": args.test, "model": mm, "most_popular": bm,
+                       "seconds": round(time.time() - t0, 1)}, f, indent=2)
             f.write("\n")
 
 

@@ -4,6 +4,8 @@
  * items (kernels/retrieval.c), measures recall@10 against exact top-k on encoded random
  * sessions, then writes BUNDLE/items.faiss and bundle.json's retrieval.index, each through a
  * temporary file and rename(2), so a reader sees the old bundle or the new one, never a mix.
+ * `add-items BUNDLE --items F [--embeddings E] --out NEW` writes a new version with items added
+ * or updated (kernels/bundle_edit.c).
  * Subcommands are listed once in the table below. */
 #include "cli.h"
 #include "kernels_int.h"
@@ -298,9 +300,66 @@ done:
 #endif
 }
 
+
+/* ---- add-items --------------------------------------------------------------------------- */
+
+static int bundle_add_items(int argc, char **argv)
+{
+    if (sr__cli_wants_help(argc, argv)) {
+        printf("usage: streamrec bundle add-items BUNDLE --items FILE [--embeddings FILE] --out NEW\n"
+               "                                 [--version V] [--factory F]\n"
+               "  Writes NEW, a copy of BUNDLE with the items of FILE added or updated, without\n"
+               "  retraining (DESIGN 3.1). FILE is tab-separated: a header naming item_id and any\n"
+               "  of the bundle's attribute columns (available, category, ...), one row per item.\n"
+               "  A new item gets the next index; an existing one keeps its index and takes the\n"
+               "  row's attributes (and embedding). --embeddings is a safetensors file holding\n"
+               "  `embedding` [rows, d_model] (row r for the r-th item of FILE) and, when the\n"
+               "  bundle has output.bias, `bias` [rows]; it may be left out when FILE only updates\n"
+               "  existing items. A retrieval.index is rebuilt (factory F, default: the old\n"
+               "  index's type). The version becomes V (default: the old one + \"+items1\", or\n"
+               "  +itemsN incremented), so recommendations name the new bundle.\n"
+               "  Refused with the file and line or row: a dimension mismatch, an item twice in\n"
+               "  FILE, a non-finite value, an unknown column. NEW must not exist.\n");
+        return 0;
+    }
+    const char *dir = NULL;
+    struct sr_bundle_add_params p = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = !strcmp(a, "--items") ? &p.items
+                         : !strcmp(a, "--embeddings") ? &p.embeddings
+                         : !strcmp(a, "--out") ? &p.out : !strcmp(a, "--version") ? &p.version
+                         : !strcmp(a, "--factory") ? &p.factory : NULL;
+        if (dst) {
+            if (i + 1 >= argc)
+                return sr__cli_fail("bundle", "add-items: %s needs a value", a);
+            *dst = argv[++i];
+        } else if (a[0] == '-') {
+            return sr__cli_fail("bundle", "add-items: unknown option '%s' (see --help)", a);
+        } else if (!dir) {
+            dir = a;
+        } else {
+            return sr__cli_fail("bundle", "add-items: unexpected argument '%s'", a);
+        }
+    }
+    if (!dir || !p.items || !p.out)
+        return sr__cli_fail("bundle", "add-items needs BUNDLE, --items and --out (see --help)");
+    struct sr_bundle_add_result res;
+    struct sr_error err;
+    if (sr_bundle_add_items(dir, &p, &res, &err) != SR_OK)
+        return sr__cli_fail("bundle", "add-items: %s", err.msg);
+    printf("bundle       %s\n", p.out);
+    printf("version      %s\n", res.version);
+    printf("items        %d added, %d updated, %d in all\n", res.added, res.updated, res.n_items);
+    if (res.index_rebuilt)
+        printf("index        items.faiss rebuilt (%s)\n", res.factory);
+    return 0;
+}
+
 static const struct sr__command subcommands[] = {
     {"check", bundle_check, "load a bundle with every check and print its summary"},
     {"build-index", bundle_build_index, "build a FAISS index over the items (retrieval.index)"},
+    {"add-items", bundle_add_items, "add or update items without retraining (a new version)"},
 };
 #define N_SUB (sizeof subcommands / sizeof subcommands[0])
 

@@ -65,6 +65,7 @@ static void print_summary(const struct sr_replay_result *res)
     for (int i = 0; i < st->n_reasons; i++)
         fprintf(f, "  %-26s %12" PRIu64 "\n", st->reason[i], st->reason_count[i]);
     fprintf(f, "%-28s %12" PRIu64 "\n", "filtered (other types)", st->filtered);
+    fprintf(f, "%-28s %12" PRIu64 "\n", "unknown items", st->unknown_items);
     fprintf(f, "%-28s %12" PRIu64 "\n", "recommendations", st->recommendations);
     fprintf(f, "%-28s %12" PRIu64 "\n", "sessions", res->sessions);
     if (res->has_eval) {
@@ -78,6 +79,8 @@ static void print_summary(const struct sr_replay_result *res)
                 ev->distinct_items, ev->catalogue);
         fprintf(f, "%-28s %12d\n", "K", ev->k);
         fprintf(f, "%-28s %12" PRIu64 "\n", "without target", ev->unresolved + ev->pending);
+        fprintf(f, "%-28s %12" PRIu64 "   (counted as misses)\n", "target not in bundle",
+                ev->unknown_targets);
     }
     fprintf(f, "\n%-28s %12.1f\n", "events/s", secs > 0 ? (double)st->events / secs : 0.0);
     fprintf(f, "%-28s %12.1f\n", "recommendations/s",

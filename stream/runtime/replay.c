@@ -164,10 +164,11 @@ void sr_replay_write_report(const struct sr_replay_result *res, FILE *f)
                ", \"invalid_by_reason\": {", res->model_version, st->events, st->invalid);
     for (int i = 0; i < st->n_reasons; i++)
         fprintf(f, "%s\"%s\": %" PRIu64, i ? ", " : "", st->reason[i], st->reason_count[i]);
-    fprintf(f, "}, \"filtered\": %" PRIu64 ", \"recommendations\": %" PRIu64
+    fprintf(f, "}, \"filtered\": %" PRIu64 ", \"unknown_items\": %" PRIu64
+               ", \"recommendations\": %" PRIu64
                ", \"sessions\": %" PRIu64 ", \"seconds\": %.6f, \"events_per_s\": %.1f"
                ", \"recommendations_per_s\": %.1f, \"stage_seconds\": {",
-            st->filtered, st->recommendations, res->sessions, secs,
+            st->filtered, st->unknown_items, st->recommendations, res->sessions, secs,
             secs > 0 ? (double)st->events / secs : 0.0,
             secs > 0 ? (double)st->recommendations / secs : 0.0);
     for (int i = 0; i < st->n_stages; i++)
@@ -179,11 +180,13 @@ void sr_replay_write_report(const struct sr_replay_result *res, FILE *f)
         fprintf(f, ", \"eval\": {\"k\": %d, \"evaluated\": %" PRIu64 ", \"hits\": %" PRIu64
                    ", \"hit_rate\": %.6f, \"recall\": %.6f, \"mrr\": %.6f, \"ndcg\": %.6f"
                    ", \"coverage\": %.6f, \"distinct_items\": %" PRIu64 ", \"catalogue\": %" PRIu64
-                   ", \"unresolved\": %" PRIu64 ", \"pending\": %" PRIu64 "}",
+                   ", \"unresolved\": %" PRIu64 ", \"pending\": %" PRIu64
+                   ", \"unknown_targets\": %" PRIu64 "}",
                 ev->k, ev->evaluated, ev->hits, (double)ev->hits / n, (double)ev->hits / n,
                 ev->mrr_sum / n, ev->ndcg_sum / n,
                 ev->catalogue ? (double)ev->distinct_items / (double)ev->catalogue : 0.0,
-                ev->distinct_items, ev->catalogue, ev->unresolved, ev->pending);
+                ev->distinct_items, ev->catalogue, ev->unresolved, ev->pending,
+                ev->unknown_targets);
     }
     fprintf(f, "}\n");
 }

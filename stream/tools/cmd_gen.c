@@ -2,7 +2,9 @@
  * to a JSON Lines / Avro container file or to a Kafka topic (librdkafka producer, idempotent,
  * key = session_id, murmur2 partitioner like the Java client and kcat -p defaults), optionally
  * paced to --rate events/s. Writes the catalogue as items.tsv with --items-out (for a click
- * log: its distinct items in order of first appearance).
+ * log: its distinct items in order of first appearance in the output). A click log is read
+ * whole and preprocessed first (clicklog_prep.c): time order, support and length filters, and
+ * with --split-days a training file (--output) and a test file (--test-output).
  * Owns the output handle and the producer; single-threaded (librdkafka runs its own threads). */
 #include "cli.h"
 #include "sr_stream.h"
@@ -45,10 +47,22 @@ static int usage(FILE *f)
             "                        the log's distinct items in order of first appearance\n"
             "                        (category from YooChoose; Diginetica has none)\n"
             "  --first-index FIRST   first vocabulary index of --items-out (default 2)\n"
-            "  --from-csv FILE       replay a YooChoose (session_id,timestamp,item_id,category;\n"
+            "  --from-csv FILE       convert a YooChoose (session_id,timestamp,item_id,category;\n"
             "                        ISO-8601 time) or Diginetica (sessionId;userId;itemId;\n"
             "                        timeframe;eventdate) click log instead: every row becomes a\n"
-            "                        `view` in file order\n"
+            "                        `view`, written in time order (ties in file order), so each\n"
+            "                        session's events are in time order; Diginetica's timeframe\n"
+            "                        counts from the session's first eventdate (no day jump at\n"
+            "                        midnight). The whole log is read into memory.\n"
+            "click-log preprocessing (with --from-csv; the papers' GRU4Rec/NARM settings are\n"
+            "--min-session-len 2 --min-item-support 5):\n"
+            "  --min-session-len N   drop sessions of fewer than N events (default 1), before and\n"
+            "                        after dropping rare items\n"
+            "  --min-item-support N  drop items with fewer than N events (default 1)\n"
+            "  --split-days N        sessions ending in the last N days of the log go to\n"
+            "                        --test-output FILE, the others to --output (files only)\n"
+            "  --keep-unseen         keep test events whose item is not in the training part\n"
+            "                        (default: dropped, then too-short test sessions dropped)\n"
             "model options (defaults in parentheses):\n"
             "  --successors K (4)    --zipf S (1.0)        --restart P (0.1)\n"
             "  --categories C (sqrt(M)/2)                   --concurrency C (200 open sessions)\n"
@@ -81,16 +95,23 @@ static bool ends_with(const char *s, const char *suffix)
 
 struct source {
     sr_gen_t *gen;
-    sr_clicklog_t *csv;
+    sr_clicklog_set_t *csv; /* the prepared click log */
+    int part;               /* of csv: 0 training (or all), 1 test */
+    int64_t next;
+    const char *category;   /* of the click-log event last returned */
+    size_t category_len;
     int64_t total; /* 0: unknown */
 };
 
-/* SR_OK with *ev, SR_ENOENT at the end, else an error in err. */
-static sr_err_t source_next(struct source *s, struct sr_event *ev, struct sr_error *err)
+/* SR_OK with *ev, SR_ENOENT at the end. */
+static sr_err_t source_next(struct source *s, struct sr_event *ev)
 {
     if (s->gen)
         return sr_gen_next(s->gen, ev) ? SR_OK : SR_ENOENT;
-    return sr_clicklog_next(s->csv, ev, err);
+    if (s->next >= sr_clicklog_set_count(s->csv, s->part))
+        return SR_ENOENT;
+    sr_clicklog_set_event(s->csv, s->part, s->next++, ev, &s->category, &s->category_len);
+    return SR_OK;
 }
 
 /* ---- the catalogue of a click log (--items-out with --from-csv) -------------------------- */
@@ -312,7 +333,8 @@ int sr__cmd_gen(int argc, char **argv)
     struct sr_gen_params gp;
     sr_gen_params_default(&gp);
     const char *output = NULL, *topic = NULL, *brokers = NULL, *fmt_name = NULL, *csv = NULL,
-               *items_out = NULL;
+               *items_out = NULL, *test_output = NULL;
+    struct sr_clicklog_prep_params pp = {0};
     int64_t first_index = 2, schema_id = 1, v;
     double rate = 0;
     char **xprops = calloc((size_t)argc, sizeof *xprops);
@@ -397,6 +419,19 @@ int sr__cmd_gen(int argc, char **argv)
             if (!sr__cli_parse_i64(argv[i], 0, 1000000, &first_index)) BAD("expected 0..1000000");
         } else if (!strcmp(a, "--from-csv")) {
             NEED_ARG(); csv = argv[++i];
+        } else if (!strcmp(a, "--min-session-len")) {
+            NEED_ARG(); i++;
+            if (!sr__cli_parse_i64(argv[i], 1, INT32_MAX, &pp.min_session_len)) BAD("expected a positive count");
+        } else if (!strcmp(a, "--min-item-support")) {
+            NEED_ARG(); i++;
+            if (!sr__cli_parse_i64(argv[i], 1, INT32_MAX, &pp.min_item_support)) BAD("expected a positive count");
+        } else if (!strcmp(a, "--split-days")) {
+            NEED_ARG(); i++;
+            if (!sr__cli_parse_i64(argv[i], 1, 100000, &pp.split_days)) BAD("expected 1..100000 days");
+        } else if (!strcmp(a, "--test-output")) {
+            NEED_ARG(); test_output = argv[++i];
+        } else if (!strcmp(a, "--keep-unseen")) {
+            pp.keep_unseen = true;
         } else {
             free(xprops);
             return sr__cli_fail("gen", "unknown argument '%s' (see --help)", a);
@@ -414,6 +449,8 @@ int sr__cmd_gen(int argc, char **argv)
     struct sr_buf buf = {0};
     struct catalog cat = {0};
     int64_t n = 0;
+    enum sr_clicklog_layout csv_layout = 0;
+    int parts = 1;
 
     if (!!output + !!topic != 1) {
         rc = sr__cli_fail("gen", "give exactly one of --output FILE or --topic T");
@@ -439,12 +476,35 @@ int sr__cmd_gen(int argc, char **argv)
         rc = sr__cli_fail("gen", "an Avro container needs a file, not stdout");
         goto done;
     }
+    if (!csv && (pp.min_session_len || pp.min_item_support || pp.split_days || pp.keep_unseen ||
+                 test_output)) {
+        rc = sr__cli_fail("gen", "--min-session-len, --min-item-support, --split-days, "
+                                 "--test-output and --keep-unseen preprocess a click log: they "
+                                 "need --from-csv");
+        goto done;
+    }
+    if (!!pp.split_days != !!test_output || (pp.split_days && !output)) {
+        rc = sr__cli_fail("gen", "--split-days N writes two files: give it with --output TRAIN "
+                                 "and --test-output TEST");
+        goto done;
+    }
 
     if (csv) {
-        if (sr_clicklog_open(csv, &src.csv, &err) != SR_OK) {
+        sr_clicklog_t *cl = NULL;
+        if (sr_clicklog_open(csv, &cl, &err) != SR_OK ||
+            sr_clicklog_prepare(cl, &pp, &src.csv, &err) != SR_OK) {
+            sr_clicklog_close(cl);
             rc = sr__cli_fail("gen", "%s", err.msg);
             goto done;
         }
+        csv_layout = sr_clicklog_layout(cl);
+        sr_clicklog_close(cl);
+        const struct sr_clicklog_prep_stats *st = sr_clicklog_set_stats(src.csv);
+        fprintf(stderr, "gen: %s: %" PRId64 " events, %" PRId64 " sessions, %" PRId64 " items read;"
+                " dropped %" PRId64 " events in short sessions, %" PRId64 " of rare items, %" PRId64
+                " of items unseen in training\n", csv, st->rows, st->sessions, st->items,
+                st->dropped_short, st->dropped_rare, st->dropped_unseen);
+        src.total = st->events[0];
     } else {
         if (sr_gen_new(&gp, &src.gen, &err) != SR_OK) {
             rc = sr__cli_fail("gen", "%s", err.msg);
@@ -458,6 +518,14 @@ int sr__cmd_gen(int argc, char **argv)
         }
     }
 
+    parts = pp.split_days ? 2 : 1;
+next_part:
+    if (src.part == 1) { /* the test part of --split-days: the same writer to --test-output */
+        output = test_output;
+        src.next = 0;
+        src.total = sr_clicklog_set_count(src.csv, 1);
+        n = 0;
+    }
     if (output && fmt == SR_FORMAT_AVRO) {
         if (sr_avro_file_writer_create(output, SR_AVRO_FILE_EVENTS, &aw, &err) != SR_OK) {
             rc = sr__cli_fail("gen", "%s", err.msg);
@@ -483,17 +551,10 @@ int sr__cmd_gen(int argc, char **argv)
     uint64_t t0 = sr_now_ns(), last_progress = t0;
     for (;;) {
         struct sr_event ev;
-        sr_err_t e = source_next(&src, &ev, &err);
-        if (e == SR_ENOENT)
+        if (source_next(&src, &ev) == SR_ENOENT)
             break;
-        if (e != SR_OK) {
-            rc = sr__cli_fail("gen", "%s", err.msg);
-            goto done;
-        }
         if (src.csv && items_out) {
-            size_t cl;
-            const char *cs = sr_clicklog_category(src.csv, &cl);
-            if (!catalog_add(&cat, ev.item_id, ev.item_id_len, cs, cl)) {
+            if (!catalog_add(&cat, ev.item_id, ev.item_id_len, src.category, src.category_len)) {
                 rc = sr__cli_fail("gen", "out of memory for the click log's catalogue");
                 goto done;
             }
@@ -540,13 +601,32 @@ int sr__cmd_gen(int argc, char **argv)
             }
         }
     }
-    if (src.csv && items_out &&
-        (rc = catalog_write(&cat, items_out, first_index,
-                            sr_clicklog_layout(src.csv) == SR_CLICKLOG_YOOCHOOSE)) != 0)
-        goto done;
     if (tty)
         fprintf(stderr, "\rgen: %" PRId64 " events in %.1f s%-20s\n", n,
                 (double)(sr_now_ns() - t0) / 1e9, "");
+    if (src.csv)
+        fprintf(stderr, "gen: %s: %" PRId64 " events, %" PRId64 " sessions%s\n", output, n,
+                sr_clicklog_set_stats(src.csv)->out_sessions[src.part],
+                parts == 1 ? "" : src.part == 0 ? " (training)" : " (test)");
+    if (src.part + 1 < parts) {
+        bool avro_bad = aw && sr_avro_file_writer_close(aw, &err) != SR_OK;
+        bool file_bad = out && (fflush(out) != 0 || ferror(out) || fclose(out) != 0);
+        if (avro_bad || file_bad) {
+            aw = NULL, out = NULL;
+            rc = sr__cli_fail("gen", "writing %s: %s", output, avro_bad ? err.msg : strerror(errno));
+            goto done;
+        }
+        aw = NULL;
+        out = NULL;
+        sr_event_encoder_destroy(enc);
+        enc = NULL;
+        src.part++;
+        goto next_part;
+    }
+    if (src.csv && items_out &&
+        (rc = catalog_write(&cat, items_out, first_index,
+                            csv_layout == SR_CLICKLOG_YOOCHOOSE)) != 0)
+        goto done;
 
 done:
     if (aw && sr_avro_file_writer_close(aw, &err) != SR_OK && rc == 0)
@@ -566,7 +646,7 @@ done:
     sr_event_encoder_destroy(enc);
     sr_buf_free(&buf);
     sr_gen_destroy(src.gen);
-    sr_clicklog_close(src.csv);
+    sr_clicklog_set_destroy(src.csv);
     catalog_free(&cat);
     free(xprops);
     return rc;

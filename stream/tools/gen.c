@@ -694,6 +694,7 @@ struct sr_clicklog {
     size_t pending_len;
     const char *category; /* of the last row; NULL when the layout has none */
     size_t category_len;
+    int64_t dg_day_ms, dg_timeframe; /* Diginetica: the last row's eventdate and timeframe */
 };
 
 void sr_clicklog_close(sr_clicklog_t *c)
@@ -800,6 +801,12 @@ static sr_err_t detect(sr_clicklog_t *c, struct sr_error *err)
 
 enum sr_clicklog_layout sr_clicklog_layout(const sr_clicklog_t *c) { return c->layout; }
 
+void sr_clicklog_diginetica_time(const sr_clicklog_t *c, int64_t *day_ms, int64_t *timeframe_ms)
+{
+    *day_ms = c->dg_day_ms;
+    *timeframe_ms = c->dg_timeframe;
+}
+
 const char *sr_clicklog_category(const sr_clicklog_t *c, size_t *len)
 {
     if (len)
@@ -872,6 +879,8 @@ sr_err_t sr_clicklog_next(sr_clicklog_t *c, struct sr_event *ev, struct sr_error
             return sr_error_set(err, SR_EFORMAT, "%s:%" PRId64 ": eventdate '%.*s' is not YYYY-MM-DD",
                                 c->path, c->lineno, (int)(flen[4] > 64 ? 64 : flen[4]), field[4]);
         ev->timestamp_ms = day_ms + tf;
+        c->dg_day_ms = day_ms;
+        c->dg_timeframe = tf;
     }
     if (ev->session_id_len == 0 || ev->item_id_len == 0)
         return sr_error_set(err, SR_EFORMAT, "%s:%" PRId64 ": empty %s", c->path, c->lineno,

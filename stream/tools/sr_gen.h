@@ -99,7 +99,9 @@ sr_err_t sr_gen_write_items_tsv(const sr_gen_t *g, const char *path, int32_t fir
  *   means UTC); no header, or a header whose first field is not a number (skipped).
  * - Diginetica (train-item-views.csv): semicolon-separated
  *   `sessionId;userId;itemId;timeframe;eventdate` with a header; timestamp_ms is the UTC
- *   midnight of eventdate (YYYY-MM-DD) plus timeframe (ms); userId "NA" or empty is null.
+ *   midnight of the row's eventdate (YYYY-MM-DD) plus timeframe (ms); userId "NA" or empty is
+ *   null. timeframe counts from the session's start, so a row dated after the session's first
+ *   day is a day late here: sr_clicklog_prepare corrects it from the whole session.
  * Every row becomes an event of type `view` with the ids copied as written, in file order.
  * Blank lines and a trailing "\r" are ignored. */
 typedef struct sr_clicklog sr_clicklog_t;
@@ -119,6 +121,52 @@ sr_err_t sr_clicklog_next(sr_clicklog_t *c, struct sr_event *ev, struct sr_error
 /* The category of the row last returned (YooChoose's 4th column), valid until the next call;
  * NULL for Diginetica, whose click log has none. */
 const char *sr_clicklog_category(const sr_clicklog_t *c, size_t *len);
+/* Diginetica: the row last returned's eventdate (UTC midnight, ms) and timeframe (ms). */
+void sr_clicklog_diginetica_time(const sr_clicklog_t *c, int64_t *day_ms, int64_t *timeframe_ms);
+
+/* ---- click-log preprocessing (clicklog_prep.c) ------------------------------------------- */
+
+/* The preprocessing the session-based recommendation papers apply (GRU4Rec on YooChoose,
+ * NARM/SR-GNN on Diginetica), on a whole click log held in memory:
+ * 1. timestamps: Diginetica's are the session's first eventdate + timeframe (timeframe counts
+ *    from the session's start, so a session that crosses midnight keeps counting from its first
+ *    day); YooChoose's as written;
+ * 2. sessions shorter than min_session_len events are dropped, then items with fewer than
+ *    min_item_support events, then again sessions that became too short;
+ * 3. with split_days > 0: sessions whose last event is within split_days days of the log's
+ *    last event form the test part, the others the training part; test events whose item is
+ *    not in the training part are dropped (unless keep_unseen), then test sessions shorter than
+ *    min_session_len;
+ * 4. each part in time order (ties in file order), so every session's events are in time
+ *    order whatever the file's order. */
+struct sr_clicklog_prep_params {
+    int64_t min_item_support; /* <= 1: keep every item */
+    int64_t min_session_len;  /* <= 1: keep every session */
+    int64_t split_days;       /* 0: one part */
+    bool keep_unseen;
+};
+
+struct sr_clicklog_prep_stats {
+    int64_t rows, sessions, items;     /* read */
+    int64_t dropped_short, dropped_rare, dropped_unseen; /* events */
+    int64_t events[2], out_sessions[2]; /* per part: 0 training (or all), 1 test */
+    int64_t split_ms;                  /* test sessions end at or after this time */
+};
+
+typedef struct sr_clicklog_set sr_clicklog_set_t;
+
+/* Reads every remaining row of c and prepares the parts. SR_EFORMAT naming file and line for a
+ * bad row, SR_ENOMEM. The caller owns *out (sr_clicklog_set_destroy); c may be closed after. */
+sr_err_t sr_clicklog_prepare(sr_clicklog_t *c, const struct sr_clicklog_prep_params *p,
+                             sr_clicklog_set_t **out, struct sr_error *err);
+/* Events of part 0 or 1. */
+int64_t sr_clicklog_set_count(const sr_clicklog_set_t *s, int part);
+/* The i-th event of a part (strings owned by the set) and its item's category (first row's;
+ * NULL for Diginetica). */
+void sr_clicklog_set_event(const sr_clicklog_set_t *s, int part, int64_t i, struct sr_event *ev,
+                           const char **category, size_t *category_len);
+const struct sr_clicklog_prep_stats *sr_clicklog_set_stats(const sr_clicklog_set_t *s);
+void sr_clicklog_set_destroy(sr_clicklog_set_t *s);
 void sr_clicklog_close(sr_clicklog_t *c);
 
 /* Parses an ISO-8601 UTC time "YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|+hh:mm|-hh:mm]" (a space may

@@ -207,7 +207,7 @@ static void test_config_check_reports_every_problem(void **state)
                      "session.ttl.ms=-5\n"
                      "log.level=verbose\n"
                      "input.topic=a,b\n"
-                     "recs.exclude_seen=maybe\n"
+                     "recs.require_available=maybe\n"
                      "device=tpu\n");
     sr_config_t *c = sr_config_new();
     struct sr_error e;
@@ -225,7 +225,7 @@ static void test_config_check_reports_every_problem(void **state)
     assert_non_null(find_line(&l, "session.ttl.ms=-5: expected an integer >= 0", NULL));
     assert_non_null(find_line(&l, "log.level=verbose: expected one of debug, info, warn, error, off", NULL));
     assert_non_null(find_line(&l, "input.topic=a,b: expected one topic name", "comma list"));
-    assert_non_null(find_line(&l, "recs.exclude_seen=maybe: expected true or false", NULL));
+    assert_non_null(find_line(&l, "recs.require_available=maybe: expected true or false", NULL));
     assert_non_null(find_line(&l, "device=tpu: expected one of auto, cpu, cuda", NULL));
     for (int i = 0; i < l.n; i++)
         assert_null(strchr(l.line[i], '\n'));

@@ -28,7 +28,9 @@ CASE is one of
                (the file's base name) is the only other difference. Batches hold different
                events (no invalid ones), yet scores are identical (see batch_size);
   avro_output  --output X.avro writes a container that reads back (avro_tool recs) to the same
-               bytes as the JSON Lines output.
+               bytes as the JSON Lines output;
+  exclude_types  recs.exclude_seen=purchase[,add_to_cart] excludes exactly the items the session
+               had such an event for (viewed items come back), true all seen items.
 Exit 0 on success, 1 with the reason.
 """
 import argparse
@@ -306,8 +308,74 @@ def case_avro_output(args, tmp):
     same_bytes(js, back, "--output .jsonl vs .avro read back")
 
 
+def stored_history(args):
+    """offset -> (session, item, type) of the golden file's valid events (duplicate keys and
+    wrong field types are invalid, as for the decoder)."""
+    def no_dups(pairs):
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise ValueError("duplicate key")
+        return dict(pairs)
+    out = {}
+    with open(events_path(args), "rb") as f:
+        for off, line in enumerate(f):
+            try:
+                e = json.loads(line, object_pairs_hook=no_dups)
+            except ValueError:
+                continue
+            if (isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("session_id", "item_id", "event_type"))
+                    and isinstance(e.get("timestamp_ms"), int) and not isinstance(e.get("timestamp_ms"), bool)):
+                out[off] = (e["session_id"], e["item_id"], e["event_type"])
+    return out
+
+
+def case_exclude_types(args, tmp):
+    """recs.exclude_seen=purchase never recommends an item its session purchased before the
+    trigger, yet recommends items the session only viewed (the check can fail: with false,
+    purchased items come back); true recommends no seen item at all. Sessions never expire and
+    keep every item here (session.ttl.ms=0, a long session.max_len), so the session is exactly
+    the file's history."""
+    hist = stored_history(args)
+    stored = {"view", "click", "add_to_cart", "purchase"}
+    counts = {}
+    for value in ("false", "purchase", "purchase,add_to_cart", "true"):
+        out = os.path.join(tmp, "recs-%s.jsonl" % value.replace(",", "+"))
+        replay(args, tmp, events_path(args), out,
+               ["state.backend=memory", "session.ttl.ms=0", "session.max_len=1000",
+                "recs.exclude_seen=" + value])
+        bought = viewed = n = 0
+        for line in read_lines(out):
+            r = json.loads(line)
+            n += 1
+            seen = {}
+            for off in range(r["source"]["offset"] + 1):
+                h = hist.get(off)
+                if h and h[0] == r["session_id"] and h[2] in stored:
+                    seen.setdefault(h[1], set()).add(h[2])
+            for it in r["items"]:
+                t = seen.get(it["item_id"])
+                if t and ("purchase" in t or (value == "purchase,add_to_cart" and "add_to_cart" in t)):
+                    bought += 1
+                elif t:
+                    viewed += 1
+        counts[value] = (n, bought, viewed)
+    print("exclude_seen: recommendations, excluded-type items back, other seen items back:", counts)
+    if counts["false"][1] == 0:
+        raise Fail("with exclude_seen=false no purchased item came back: the test cannot fail")
+    for v in ("purchase", "purchase,add_to_cart"):
+        if counts[v][1] != 0:
+            raise Fail("exclude_seen=%s recommended %d excluded items" % (v, counts[v][1]))
+        if counts[v][2] == 0:
+            raise Fail("exclude_seen=%s recommended no viewed item again" % v)
+    if counts["true"][1] + counts["true"][2] != 0:
+        raise Fail("exclude_seen=true recommended a seen item")
+    if len({c[0] for c in counts.values()}) != 1:
+        raise Fail("the number of recommendations changed with exclude_seen: %r" % counts)
+
+
 CASES = {"state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
-         "restart": case_restart, "avro_input": case_avro_input, "avro_output": case_avro_output}
+         "restart": case_restart, "avro_input": case_avro_input, "avro_output": case_avro_output,
+         "exclude_types": case_exclude_types}
 
 
 def main():

@@ -311,6 +311,28 @@ static void test_require_available(void **state)
     assert_int_equal(ruled.bad_items, 0);
 }
 
+/* Events whose item the bundle does not know are counted (stats.unknown_items, rendered as
+ * streamrec_events_unknown_item_total): 41 of the golden file's 950 valid events name an item
+ * missing from gpt2-small's items.tsv (counted independently with Python's json). */
+static void test_unknown_items_counted(void **state)
+{
+    (void)state;
+    sr_config_t *cfg = base_config();
+    struct capture cap = {.attr_col = -1};
+    struct sr_stats stats = {0};
+    struct sr_sink sink;
+    sr_graph_t *g = NULL;
+    struct sr_error err = {0};
+    if (build(cfg, &cap, &stats, &sink, &g, &err) != SR_OK)
+        fail_msg("graph: %s", err.msg);
+    run_events(g, cap.state, 64);
+    assert_int_equal(stats.events - stats.invalid, 950);
+    assert_int_equal(stats.unknown_items, 41);
+    sr_graph_destroy(g);
+    sr_state_close(cap.state);
+    sr_config_destroy(cfg);
+}
+
 /* ---- session_update ----------------------------------------------------------------------- */
 
 struct sess_fx {
@@ -330,6 +352,11 @@ struct ev {
     int append, trigger;
     int64_t offset;
 };
+
+/* Stored events of items whose id starts with a letter from 'a' in steps of two ('a', 'c',
+ * ...) are purchases, the others views; other events are wishlist. */
+static const char *item_type(const char *item) { return (item[0] - 'a') % 2 ? "view" : "purchase"; }
+static const char *ev_type(const struct ev *e) { return e->append ? item_type(e->item) : "wishlist"; }
 
 static struct sess_fx *sess_new(const char *max_len, const char *ttl)
 {
@@ -370,8 +397,9 @@ static void sess_run(struct sess_fx *fx, const struct ev *evs, int n, const char
     sr_arena_reset(fx->A);
     struct sr_batch b;
     struct sr_error err = {0};
-    struct sr_col *c[7];
+    struct sr_col *c[8];
     assert_int_equal(sr_batch_init(&b, fx->A, n, &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_TYPE, SR_COL_STR, 0, &c[7], &err), SR_OK);
     assert_int_equal(sr_batch_add(&b, SR_C_SRC_PARTITION, SR_COL_I32, 0, &c[0], &err), SR_OK);
     assert_int_equal(sr_batch_add(&b, SR_C_SRC_OFFSET, SR_COL_I64, 0, &c[1], &err), SR_OK);
     assert_int_equal(sr_batch_add(&b, SR_C_SESSION, SR_COL_STR, 0, &c[2], &err), SR_OK);
@@ -387,11 +415,16 @@ static void sess_run(struct sess_fx *fx, const struct ev *evs, int n, const char
         ((int64_t *)c[4]->data)[i] = evs[i].ts;
         ((int32_t *)c[5]->data)[i] = evs[i].append;
         ((int32_t *)c[6]->data)[i] = evs[i].trigger;
+        const char *ty = ev_type(&evs[i]);
+        ((const char **)c[7]->data)[i] = ty;
+        c[7]->lens[i] = (uint32_t)strlen(ty);
     }
     if (fx->d->run(fx->ctx, &fx->env, &b, &err) != SR_OK)
         fail_msg("run: %s", err.msg);
     struct sr_col *keys = sr_batch_col(&b, SR_C_SESSION_KEYS);
+    struct sr_col *types = sr_batch_col(&b, SR_C_SESSION_TYPES);
     assert_non_null(keys);
+    assert_non_null(types);
     for (int i = 0; i < n; i++) {
         int32_t lo = keys->offsets[i], hi = keys->offsets[i + 1];
         bool live = false;
@@ -411,6 +444,10 @@ static void sess_run(struct sess_fx *fx, const struct ev *evs, int n, const char
                 fail_msg("row %d: snapshot has %d items, expected '%s'", i, hi - lo, want[i]);
             if (((uint64_t *)keys->data)[j] != sr_hash64_str(t))
                 fail_msg("row %d: item %d is not %s (expected '%s')", i, j - lo, t, want[i]);
+            /* Each item keeps the type of the event that stored it, across batches. */
+            const char *ty = item_type(t);
+            if ((uint32_t)((int32_t *)types->data)[j] != sr_session_type_code(ty, strlen(ty)))
+                fail_msg("row %d: item %d (%s) has not the type code of '%s'", i, j - lo, t, ty);
         }
         if (j != hi)
             fail_msg("row %d: snapshot has %d items, expected '%s'", i, hi - lo, want[i]);
@@ -498,6 +535,66 @@ static void test_session_skip_applied(void **state)
     sess_free(fx);
 }
 
+/* ---- exclude_seen by event type ----------------------------------------------------------- */
+
+/* Runs exclude_seen with recs.exclude_seen=value over one row holding items 5 (view),
+ * 6 (purchase), 7 (add_to_cart), 8 (type not recorded: a version-1 value) and returns the
+ * excluded indices as "5,6,..." in buf; an init error's message instead, prefixed "error: ". */
+static const char *exclude_with(const char *value, char *buf, size_t cap)
+{
+    sr_config_t *cfg = sr_config_new();
+    set(cfg, "recs.exclude_seen", value);
+    struct sr_op_env env = {.cfg = cfg};
+    const struct sr_op_desc *d = sr__op_find("exclude_seen");
+    void *ctx = NULL;
+    struct sr_op_ports ports = {0};
+    struct sr_error err = {0};
+    if (d->init(&env, NULL, &ctx, &ports, &err) != SR_OK) {
+        snprintf(buf, cap, "error: %.400s", err.msg);
+        sr_config_destroy(cfg);
+        return buf;
+    }
+    sr_arena_t *A = sr_arena_new(1 << 14);
+    struct sr_batch b;
+    struct sr_col *it, *ty, *ex;
+    assert_int_equal(sr_batch_init(&b, A, 1, &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, 4, &it, &err), SR_OK);
+    assert_int_equal(sr_batch_add(&b, SR_C_SESSION_TYPES, SR_COL_LIST_I32, 4, &ty, &err), SR_OK);
+    static const char *const names[] = {"view", "purchase", "add_to_cart"};
+    for (int j = 0; j < 4; j++) {
+        ((int32_t *)it->data)[j] = 5 + j;
+        ((int32_t *)ty->data)[j] = j < 3 ? (int32_t)sr_session_type_code(names[j], strlen(names[j])) : 0;
+    }
+    it->offsets[1] = ty->offsets[1] = 4;
+    b.n = b.n_sel = 1;
+    b.sel[0] = 0;
+    assert_int_equal(d->run(ctx, &env, &b, &err), SR_OK);
+    ex = sr_batch_col(&b, SR_C_EXCLUDE);
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (int32_t j = ex->offsets[0]; j < ex->offsets[1]; j++)
+        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%d", pos ? "," : "", ((int32_t *)ex->data)[j]);
+    if (d->fini)
+        d->fini(ctx);
+    sr_arena_destroy(A);
+    sr_config_destroy(cfg);
+    return buf;
+}
+
+static void test_exclude_seen_types(void **state)
+{
+    (void)state;
+    char buf[512];
+    assert_string_equal(exclude_with("true", buf, sizeof buf), "5,6,7,8");
+    assert_string_equal(exclude_with("purchase", buf, sizeof buf), "6");
+    assert_string_equal(exclude_with("purchase,add_to_cart", buf, sizeof buf), "6,7");
+    assert_string_equal(exclude_with("view", buf, sizeof buf), "5");
+    const char *e = exclude_with("purchase,wishlist", buf, sizeof buf);
+    if (!strstr(e, "error: recs.exclude_seen: event type 'wishlist' is not in session.event_types"))
+        fail_msg("got '%s'", e);
+    /* false builds no exclude_seen op at all; end to end: tests/integration exclude_types. */
+}
+
 /* ---- eval --------------------------------------------------------------------------------- */
 
 static void test_eval_metrics(void **state)
@@ -529,6 +626,8 @@ static void test_eval_metrics(void **state)
         {"d", 0, 0, {33, 34, 35}},   /* replaces the first before a target: unresolved */
         {"d", 40, 0, {0}},           /* not stored (append 0): not a target */
         {"e", 7, 1, {5, 8, 9}},      /* a target with nothing waiting, then a new rec: pending */
+        {"f", 0, 0, {40, 41, 42}},
+        {"f", 0, 1, {0}},            /* target not in the bundle: a miss, counted apart */
     };
     const int n = (int)(sizeof rows / sizeof *rows);
     sr_arena_t *A = sr_arena_new(1 << 16);
@@ -554,16 +653,17 @@ static void test_eval_metrics(void **state)
     assert_int_equal(d->run(ctx, &env, &b, &err), SR_OK);
     const struct sr_eval_report *r = env.eval;
     assert_int_equal(r->k, 3);
-    assert_int_equal(r->evaluated, 3);
+    assert_int_equal(r->evaluated, 4);
+    assert_int_equal(r->unknown_targets, 1);
     assert_int_equal(r->hits, 2);
     assert_int_equal(r->unresolved, 1);
     assert_int_equal(r->pending, 2); /* d's second rec and e's */
-    assert_int_equal(r->distinct_items, 17); /* 5-7, 10-12, 20-22, 30-35, 8, 9 */
+    assert_int_equal(r->distinct_items, 20); /* 5-7, 10-12, 20-22, 30-35, 8, 9, 40-42 */
     assert_int_equal(r->catalogue, 1000);
-    /* HitRate@3 = 2/3, MRR@3 = (1 + 1/3)/3, NDCG@3 = (1 + 1/log2(4))/3 = 0.5 */
-    assert_true(fabs((double)r->hits / (double)r->evaluated - 2.0 / 3.0) < 1e-12);
-    assert_true(fabs(r->mrr_sum / (double)r->evaluated - 4.0 / 9.0) < 1e-12);
-    assert_true(fabs(r->ndcg_sum / (double)r->evaluated - 0.5) < 1e-12);
+    /* HitRate@3 = 2/4, MRR@3 = (1 + 1/3)/4, NDCG@3 = (1 + 1/log2(4))/4 */
+    assert_true(fabs((double)r->hits / (double)r->evaluated - 0.5) < 1e-12);
+    assert_true(fabs(r->mrr_sum / (double)r->evaluated - 1.0 / 3.0) < 1e-12);
+    assert_true(fabs(r->ndcg_sum / (double)r->evaluated - 0.375) < 1e-12);
     d->fini(ctx);
     sr_arena_destroy(A);
     sr_bundle_unref(env.bundle);
@@ -580,11 +680,13 @@ int main(void)
         cmocka_unit_test(test_drop_items_bad_config),
         cmocka_unit_test(test_drop_items_category),
         cmocka_unit_test(test_require_available),
+        cmocka_unit_test(test_unknown_items_counted),
         cmocka_unit_test(test_session_ttl_event_time),
         cmocka_unit_test(test_session_ttl_off),
         cmocka_unit_test(test_session_max_len),
         cmocka_unit_test(test_session_skip_applied),
         cmocka_unit_test(test_eval_metrics),
+        cmocka_unit_test(test_exclude_seen_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

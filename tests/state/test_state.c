@@ -102,17 +102,22 @@ static void test_codec_roundtrip_and_rejects(void **unused)
 {
     (void)unused;
     uint64_t items[3] = { 1, 0xFFFFFFFFFFFFFFFFULL, 0x0123456789ABCDEFULL };
-    struct sr_session s = { .items = items, .len = 3, .last_ts = -5, .found = true };
+    uint32_t types[3] = { 3, 0xDEADBEEFu, sr_session_type_code("purchase", 8) };
+    struct sr_session s = { .items = items, .types = types, .len = 3, .last_ts = -5, .found = true };
     uint8_t buf[64];
     size_t n;
     struct sr_error err = { 0 };
-    assert_int_equal(sr_session_encoded_size(3), 1 + 1 + 8 + 24);
+    assert_int_equal(sr_session_encoded_size(3), 1 + 1 + 8 + 24 + 12);
     assert_int_equal(sr_session_encode(&s, buf, sizeof buf, &n, &err), SR_OK);
-    assert_int_equal(n, 34);
+    assert_int_equal(n, 46);
     assert_int_equal(buf[0], SR_SESSION_VALUE_VERSION);
+    assert_int_equal(buf[0], 2);
     assert_int_equal(buf[1], 3);
     assert_int_equal(buf[10], 1); /* first item LE */
-    assert_int_equal(sr_session_encode(&s, buf, 33, &n, &err), SR_ERANGE);
+    assert_int_equal(buf[34], 3); /* first type code LE, after the items */
+    assert_int_equal(sr_session_encode(&s, buf, 45, &n, &err), SR_ERANGE);
+    assert_int_not_equal(sr_session_type_code("purchase", 8), sr_session_type_code("view", 4));
+    assert_int_not_equal(sr_session_type_code("", 0), 0);
 
     sr_arena_t *a = sr_arena_new(4096);
     struct sr_session d;
@@ -120,6 +125,28 @@ static void test_codec_roundtrip_and_rejects(void **unused)
     assert_int_equal(d.len, 3);
     assert_int_equal(d.last_ts, -5);
     assert_memory_equal(d.items, items, sizeof items);
+    assert_non_null(d.types);
+    assert_memory_equal(d.types, types, sizeof types);
+
+    /* A version-1 value (no type codes) still reads: same items, types not recorded; it
+     * re-encodes as version 2 with codes 0. */
+    uint8_t v1[34];
+    v1[0] = 1;
+    memcpy(v1 + 1, buf + 1, 33);
+    struct sr_session d1;
+    assert_int_equal(sr_session_decode(v1, sizeof v1, a, &d1, &err), SR_OK);
+    assert_int_equal(d1.len, 3);
+    assert_int_equal(d1.last_ts, -5);
+    assert_memory_equal(d1.items, items, sizeof items);
+    assert_null(d1.types);
+    uint8_t re[64];
+    size_t rn;
+    assert_int_equal(sr_session_encode(&d1, re, sizeof re, &rn, &err), SR_OK);
+    assert_int_equal(rn, 46);
+    assert_memory_equal(re + 1, v1 + 1, 33);
+    for (int i = 34; i < 46; i++)
+        assert_int_equal(re[i], 0);
+    assert_int_equal(sr_session_decode(v1, 33, a, &d1, &err), SR_EFORMAT);
 
     /* every strict prefix and one extra byte are rejected by length */
     for (size_t k = 0; k < n; k++)
@@ -151,8 +178,8 @@ static void test_codec_roundtrip_and_rejects(void **unused)
             g[0] = (rng_next(&r) & 1) ? 1 : g[0];
         sr_err_t rc = sr_session_decode(g, gl, a, &d, &err);
         assert_true(rc == SR_OK || rc == SR_EFORMAT);
-        if (rc == SR_OK)
-            assert_int_equal(sr_session_encoded_size(d.len), gl);
+        if (rc == SR_OK) /* version 1 has no type codes: 4 bytes an item fewer */
+            assert_int_equal(sr_session_encoded_size(d.len) - (g[0] == 1 ? 4u * d.len : 0), gl);
         sr_arena_reset(a);
     }
     sr_arena_destroy(a);

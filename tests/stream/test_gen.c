@@ -372,6 +372,126 @@ static void test_clicklog_diginetica(void **state)
                    "diginetica-sample.expected.jsonl");
 }
 
+/* ---- click-log preprocessing ---------------------------------------------------------------- */
+
+static sr_clicklog_set_t *prepare(const char *name, struct sr_clicklog_prep_params p)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/clicklogs/%s", SR_TEST_DATA, name);
+    sr_clicklog_t *c = NULL;
+    sr_clicklog_set_t *s = NULL;
+    struct sr_error err = {0};
+    assert_int_equal(sr_clicklog_open(path, &c, &err), SR_OK);
+    if (sr_clicklog_prepare(c, &p, &s, &err) != SR_OK)
+        fail_msg("prepare %s: %s", name, err.msg);
+    sr_clicklog_close(c);
+    return s;
+}
+
+/* "session:item@ts" of every event of a part, ';'-separated. */
+static const char *part_str(const sr_clicklog_set_t *s, int part, char *buf, size_t cap)
+{
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (int64_t i = 0; i < sr_clicklog_set_count(s, part); i++) {
+        struct sr_event ev;
+        const char *cat;
+        size_t cl;
+        sr_clicklog_set_event(s, part, i, &ev, &cat, &cl);
+        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%.*s:%.*s@%" PRId64, i ? ";" : "",
+                                (int)ev.session_id_len, ev.session_id, (int)ev.item_id_len,
+                                ev.item_id, ev.timestamp_ms);
+    }
+    return buf;
+}
+
+#define MAY1 INT64_C(1462060800000) /* 2016-05-01T00:00:00Z */
+#define DAY INT64_C(86400000)
+
+static void test_clicklog_prepare(void **state)
+{
+    (void)state;
+    char buf[2048], want[2048];
+    /* No option: every row, in time order; session 10 starts on May 1 and its row dated May 2
+     * (after midnight) is 90 s after the start, not a day and 90 s. */
+    sr_clicklog_set_t *s = prepare("diginetica-midnight.csv", (struct sr_clicklog_prep_params){0});
+    const struct sr_clicklog_prep_stats *st = sr_clicklog_set_stats(s);
+    assert_int_equal(st->rows, 13);
+    assert_int_equal(st->sessions, 6);
+    assert_int_equal(st->items, 7);
+    assert_int_equal(sr_clicklog_set_count(s, 0), 13);
+    assert_int_equal(sr_clicklog_set_count(s, 1), 0);
+    part_str(s, 0, buf, sizeof buf);
+    snprintf(want, sizeof want, "10:102@%" PRId64 ";10:103@%" PRId64 ";10:101@%" PRId64 ";",
+             MAY1, MAY1 + 30000, MAY1 + 90000);
+    assert_true(!strncmp(buf, want, strlen(want)));
+    /* every part in time order */
+    int64_t prev = INT64_MIN;
+    for (int64_t i = 0; i < 13; i++) {
+        struct sr_event ev;
+        const char *cat;
+        size_t cl;
+        sr_clicklog_set_event(s, 0, i, &ev, &cat, &cl);
+        assert_true(ev.timestamp_ms >= prev);
+        assert_null(cat); /* Diginetica has no category */
+        prev = ev.timestamp_ms;
+    }
+    sr_clicklog_set_destroy(s);
+
+    /* Support and length: session 12 is too short; items 105-107 occur once; without 107,
+     * session 14 is too short. */
+    s = prepare("diginetica-midnight.csv",
+                (struct sr_clicklog_prep_params){.min_item_support = 2, .min_session_len = 2});
+    st = sr_clicklog_set_stats(s);
+    assert_int_equal(st->dropped_short, 1 + 1);
+    assert_int_equal(st->dropped_rare, 2);
+    assert_int_equal(sr_clicklog_set_count(s, 0), 9);
+    assert_int_equal(st->out_sessions[0], 4);
+    sr_clicklog_set_destroy(s);
+
+    /* Split by days: sessions ending in the last 2 days are the test part; item 106 and 107
+     * are unseen in training: dropped, and session 14 with them. */
+    s = prepare("diginetica-midnight.csv",
+                (struct sr_clicklog_prep_params){.min_session_len = 2, .split_days = 2});
+    st = sr_clicklog_set_stats(s);
+    assert_int_equal(st->split_ms, MAY1 + 9 * DAY + 1000 - 2 * DAY); /* session 14 ends last */
+    snprintf(want, sizeof want, "10:102@%" PRId64 ";10:103@%" PRId64 ";10:101@%" PRId64
+             ";11:104@%" PRId64 ";11:101@%" PRId64, MAY1, MAY1 + 30000, MAY1 + 90000,
+             MAY1 + 2 * DAY, MAY1 + 2 * DAY + 5000);
+    assert_string_equal(part_str(s, 0, buf, sizeof buf), want);
+    snprintf(want, sizeof want, "13:102@%" PRId64 ";13:101@%" PRId64 ";15:104@%" PRId64
+             ";15:101@%" PRId64, MAY1 + 8 * DAY, MAY1 + 8 * DAY + 60000, MAY1 + 9 * DAY,
+             MAY1 + 9 * DAY + 500);
+    assert_string_equal(part_str(s, 1, buf, sizeof buf), want);
+    assert_int_equal(st->dropped_unseen, 2);
+    assert_int_equal(st->out_sessions[1], 2);
+    sr_clicklog_set_destroy(s);
+
+    /* ... or kept. */
+    s = prepare("diginetica-midnight.csv", (struct sr_clicklog_prep_params){
+                    .min_session_len = 2, .split_days = 2, .keep_unseen = true});
+    snprintf(want, sizeof want, "13:102@%" PRId64 ";13:106@%" PRId64 ";13:101@%" PRId64
+             ";14:107@%" PRId64 ";15:104@%" PRId64 ";15:101@%" PRId64 ";14:103@%" PRId64,
+             MAY1 + 8 * DAY, MAY1 + 8 * DAY + 20000, MAY1 + 8 * DAY + 60000, MAY1 + 9 * DAY,
+             MAY1 + 9 * DAY, MAY1 + 9 * DAY + 500, MAY1 + 9 * DAY + 1000);
+    assert_string_equal(part_str(s, 1, buf, sizeof buf), want);
+    sr_clicklog_set_destroy(s);
+
+    /* YooChoose out of file order: each session in time order (a zone offset honoured), equal
+     * times in file order; categories from the item's first row. */
+    s = prepare("yoochoose-unordered.dat", (struct sr_clicklog_prep_params){0});
+    assert_string_equal(part_str(s, 0, buf, sizeof buf),
+                        "8:303@1396515599999;8:300@1396515600000;8:301@1396515600000;"
+                        "7:301@1396519260000;7:302@1396519380000;7:300@1396519500000");
+    struct sr_event ev;
+    const char *cat;
+    size_t cl;
+    sr_clicklog_set_event(s, 0, 1, &ev, &cat, &cl);
+    assert_int_equal(cl, 1);
+    assert_memory_equal(cat, "0", 1); /* 300's first row (session 7) says 0 */
+    sr_clicklog_set_destroy(s);
+}
+
 static void test_clicklog_bad(void **state)
 {
     (void)state;
@@ -475,9 +595,28 @@ static void test_command(void **state)
     /* --from-csv through the command. */
     snprintf(cmd, sizeof cmd,
              "%s gen --from-csv %s/clicklogs/diginetica-sample.csv --output %s/d.jsonl && "
-             "cmp -s %s/d.jsonl %s/clicklogs/diginetica-sample.expected.jsonl",
+             "cmp -s %s/d.jsonl %s/clicklogs/diginetica-sample.gen.jsonl",
              bin, SR_TEST_DATA, dir, dir, SR_TEST_DATA);
     assert_int_equal(run(cmd), 0);
+    /* The preprocessing through the command: a Diginetica log out of order with a session
+     * across midnight, filtered and split into two files (tests/data/clicklogs). */
+    snprintf(cmd, sizeof cmd,
+             "%s gen --from-csv %s/clicklogs/diginetica-midnight.csv --min-session-len 2 "
+             "--split-days 2 --output %s/tr.jsonl --test-output %s/te.jsonl 2>/dev/null && "
+             "cmp -s %s/tr.jsonl %s/clicklogs/diginetica-midnight.train.jsonl && "
+             "cmp -s %s/te.jsonl %s/clicklogs/diginetica-midnight.test.jsonl && "
+             "%s gen --from-csv %s/clicklogs/yoochoose-unordered.dat --output %s/yu.jsonl "
+             "2>/dev/null && cmp -s %s/yu.jsonl %s/clicklogs/yoochoose-unordered.expected.jsonl",
+             bin, SR_TEST_DATA, dir, dir, dir, SR_TEST_DATA, dir, SR_TEST_DATA,
+             bin, SR_TEST_DATA, dir, dir, SR_TEST_DATA);
+    assert_int_equal(run(cmd), 0);
+    /* --split-days without --test-output, and preprocessing without --from-csv, are refused. */
+    snprintf(cmd, sizeof cmd, "%s gen --from-csv %s/clicklogs/diginetica-midnight.csv "
+             "--split-days 2 --output %s/x.jsonl 2>/dev/null", bin, SR_TEST_DATA, dir);
+    assert_int_not_equal(run(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s gen --min-session-len 2 --output %s/x.jsonl 2>/dev/null",
+             bin, dir);
+    assert_int_not_equal(run(cmd), 0);
     /* --items-out of a click log: distinct items in order of first appearance. */
     snprintf(cmd, sizeof cmd,
              "%s gen --from-csv %s/clicklogs/yoochoose-sample.dat --output /dev/null "
@@ -516,7 +655,7 @@ int main(void)
         cmocka_unit_test(test_markov_learnable),   cmocka_unit_test(test_catalogue),
         cmocka_unit_test(test_refusals),           cmocka_unit_test(test_iso8601),
         cmocka_unit_test(test_clicklog_yoochoose), cmocka_unit_test(test_clicklog_diginetica),
-        cmocka_unit_test(test_clicklog_bad),       cmocka_unit_test(test_command),
+        cmocka_unit_test(test_clicklog_bad),       cmocka_unit_test(test_clicklog_prepare),       cmocka_unit_test(test_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
