@@ -97,6 +97,10 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
         sr_log(SR_LOG_WARN, CMP, "cannot read committed offsets", "error=\"%s\"",
                rd_kafka_err2str(e));
     rt->joined = true;
+    if (!rt->notified_ready) { /* systemd Type=notify: ready once in the group (DEPLOY.md) */
+        rt->notified_ready = true;
+        sr_notify_ready("joined the consumer group");
+    }
     /* With a changelog, each new partition is restored before it is consumed: it is assigned
      * paused, its state restored off the loop (JOB_RESTORE steps between batches), then sought
      * to what its state applied and resumed (sr__rt_restore_finished). */

@@ -67,6 +67,7 @@ void sr__rt_begin_drain(sr_runtime_t *rt)
     if (rt->draining)
         return;
     rt->draining = true;
+    sr_notify_stopping();
     sr_log(SR_LOG_INFO, CMP, "draining: finishing in-flight batches", "inflight_events=%lld",
            (long long)rt->inflight_events);
     if (rt->consumer)
@@ -100,6 +101,24 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_signal_stop(&rt->sigint);
     uv_signal_stop(&rt->sigterm);
     sr__rt_begin_drain(rt);
+}
+
+/* SIGHUP (systemd's ExecReload): the bundle is not reloaded in place by this build; the signal
+ * is acknowledged and logged, and serving goes on (a reload must never stop the stream). */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    sr_runtime_t *rt = s->data;
+    sr_notify_reloading();
+    sr_log(SR_LOG_WARN, CMP, "SIGHUP: reloading the bundle in place is not supported; a restart "
+           "loads a new one", "model_version=%s", rt->version);
+    sr_notify_ready(NULL);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    sr_notify_watchdog();
 }
 
 static void on_house(uv_timer_t *t)
@@ -383,6 +402,9 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
         rt->sigint.data = rt->sigterm.data = rt;
         uv_signal_start(&rt->sigint, on_signal, SIGINT);
         uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
+        uv_signal_init(&rt->loop, &rt->sighup);
+        rt->sighup.data = rt;
+        uv_signal_start(&rt->sighup, on_sighup, SIGHUP);
     }
     if (rc == SR_OK) {
         rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
@@ -400,6 +422,11 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
     }
     if (rc == SR_OK) {
         uv_timer_start(&rt->house_timer, on_house, 100, 100);
+        uint64_t wd_us = 0;
+        if (sr_notify_watchdog_usec(&wd_us) == 1 && wd_us >= 2000) {
+            uv_timer_init(&rt->loop, &rt->watchdog_timer);
+            uv_timer_start(&rt->watchdog_timer, on_watchdog, 0, wd_us / 2000);
+        }
         sr_log(SR_LOG_INFO, CMP, "started", "input=%s output=%s dlq=%s model_version=%s metrics=%s",
                rt->input_topic, sr_config_get(rt->cfg, "output.topic"),
                rt->dlq_topic && *rt->dlq_topic ? rt->dlq_topic : "(off)", rt->version,

@@ -8,6 +8,7 @@
 #include "sr_kernels.h"
 #include "sr_state.h"
 #include "sr_stream.h"
+#include "sd_notify.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -131,7 +132,9 @@ struct sr_runtime {
     int64_t max_inflight, max_outq;
     bool held;               /* backpressure: messages are left in mq */
     /* lifecycle */
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
+    uv_timer_t watchdog_timer;   /* systemd WatchdogSec keep-alives (sd_notify.c), when asked */
+    bool notified_ready;         /* READY=1 sent: the group was joined once */
     bool signals;
     bool draining, finishing, fatal;
     char fatal_msg[SR_ERROR_MSG_MAX];
