@@ -26,6 +26,9 @@ struct work {
     uint64_t *items;   /* max_len slots: a ring would save a memmove; sessions are short */
     uint32_t len;
     int64_t last_ts;
+    const uint8_t *aux; /* encoder state as read, carried over (DESIGN §3.5); the encode op
+                         * replaces it in the staged batch */
+    uint32_t aux_len;
     bool dirty;
 };
 
@@ -149,6 +152,8 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
         if (w[i].len)
             memcpy(w[i].items, cur[i].items + skip, sizeof(uint64_t) * w[i].len);
         w[i].last_ts = cur[i].found ? cur[i].last_ts : INT64_MIN;
+        w[i].aux = cur[i].found ? cur[i].aux : NULL;
+        w[i].aux_len = cur[i].found ? cur[i].aux_len : 0;
     }
 
     /* 4. Apply events in stream order; snapshot at triggers. */
@@ -164,8 +169,10 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
             continue;
         s++;
         struct work *x = &w[row_work[r]];
-        if (c->ttl_ms > 0 && x->len > 0 && x->last_ts != INT64_MIN && ts[r] - x->last_ts > c->ttl_ms)
+        if (c->ttl_ms > 0 && x->len > 0 && x->last_ts != INT64_MIN && ts[r] - x->last_ts > c->ttl_ms) {
             x->len = 0; /* idle longer than the TTL: the session starts again */
+            x->aux_len = 0;
+        }
         if (app[r]) {
             if (x->len == c->max_len) {
                 memmove(x->items, x->items + 1, sizeof(uint64_t) * (c->max_len - 1));
@@ -190,7 +197,8 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
     for (int32_t i = 0; i < n_work && rc == SR_OK; i++) {
         if (!w[i].dirty)
             continue;
-        struct sr_session v = {.items = w[i].items, .len = w[i].len, .last_ts = w[i].last_ts, .found = true};
+        struct sr_session v = {.items = w[i].items, .len = w[i].len, .last_ts = w[i].last_ts,
+                               .found = true, .aux = w[i].aux, .aux_len = w[i].aux_len};
         rc = sr_state_batch_put(sb, &keys[i], &v, err);
     }
     /* Highest offset per partition of the batch (a batch spans few partitions). */

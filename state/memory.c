@@ -17,6 +17,8 @@ struct mem_node {
     int64_t last_ts;
     uint64_t *items; /* max_len capacity, after the header */
     char *id;        /* after the items */
+    uint8_t *aux;    /* encoder state (malloc'd) */
+    uint32_t aux_len, aux_cap;
 };
 
 struct mem_ctx {
@@ -76,8 +78,12 @@ static sr_err_t mem_get(void *ctx, size_t n, const struct sr_state_key *keys,
                 return sr_error_set(err, SR_ENOMEM, "state memory: read of %u items", e->len);
             memcpy(items, e->items, (size_t)e->len * 8);
         }
+        const uint8_t *a = sr__aux_read(arena, e->aux, e->aux_len);
+        if (e->aux_len && !a)
+            return sr_error_set(err, SR_ENOMEM, "state memory: read of %u bytes of encoder "
+                                "state", e->aux_len);
         out[i] = (struct sr_session){ .items = items, .len = e->len, .last_ts = e->last_ts,
-                                      .found = true };
+                                      .found = true, .aux = a, .aux_len = e->aux_len };
     }
     return SR_OK;
 }
@@ -86,6 +92,7 @@ static void mem_unlink_free(struct mem_ctx *m, struct mem_node **link)
 {
     struct mem_node *e = *link;
     *link = e->next;
+    free(e->aux);
     free(e);
     m->count--;
 }
@@ -101,12 +108,22 @@ static sr_err_t mem_apply(struct mem_ctx *m, const struct sr__state_entry *en,
         return SR_OK;
     }
     struct mem_node *e = *link;
+    if (e && !sr__aux_keep(&e->aux, &e->aux_cap, &e->aux_len, en->s.aux, en->s.aux_len))
+        return sr_error_set(err, SR_ENOMEM, "state memory: encoder state of %u bytes",
+                            en->s.aux_len);
     if (!e) {
         e = malloc(sizeof *e + (size_t)m->max_len * 8 + en->idlen);
         if (!e)
             return sr_error_set(err, SR_ENOMEM, "state memory: new session");
         e->items = (uint64_t *)(e + 1);
         e->id = (char *)(e->items + m->max_len);
+        e->aux = NULL;
+        e->aux_len = e->aux_cap = 0;
+        if (!sr__aux_keep(&e->aux, &e->aux_cap, &e->aux_len, en->s.aux, en->s.aux_len)) {
+            free(e);
+            return sr_error_set(err, SR_ENOMEM, "state memory: encoder state of %u bytes",
+                                en->s.aux_len);
+        }
         e->hash = en->hash;
         e->partition = en->partition;
         e->idlen = en->idlen;
@@ -166,7 +183,8 @@ static sr_err_t mem_foreach(void *ctx, int32_t partition, sr_state_visit_fn fn, 
                 continue;
             struct sr_state_key k = { e->partition, e->idlen, e->id };
             struct sr_session s = { .items = e->len ? e->items : NULL, .len = e->len,
-                                    .last_ts = e->last_ts, .found = true };
+                                    .last_ts = e->last_ts, .found = true, .aux = e->aux,
+                                    .aux_len = e->aux_len };
             if (fn(opaque, &k, &s))
                 return SR_OK;
         }
@@ -214,6 +232,7 @@ static void mem_close(void *ctx)
         struct mem_node *e = m->buckets[i], *next;
         for (; e; e = next) {
             next = e->next;
+            free(e->aux);
             free(e);
         }
     }

@@ -104,7 +104,7 @@ static unsigned char ttl_filter(void *state, int level, const char *key, size_t 
     uint32_t count;
     int64_t last_ts;
     const uint8_t *raw;
-    if (sr__session_peek((const uint8_t *)val, vlen, &count, &last_ts, &raw, NULL))
+    if (sr__session_peek((const uint8_t *)val, vlen, &count, &last_ts, &raw, NULL, NULL, NULL))
         return 0; /* undecodable: keep, the reader names it */
     int64_t cutoff;
     if (__builtin_sub_overflow(wm, fs->horizon, &cutoff))
@@ -128,8 +128,9 @@ static sr_err_t session_from_value(struct rdb_ctx *r, const struct sr_state_key 
 {
     uint32_t count;
     int64_t ts;
-    const uint8_t *raw;
-    if (sr__session_peek(val, vlen, &count, &ts, &raw, err))
+    const uint8_t *raw, *aux;
+    uint32_t aux_len;
+    if (sr__session_peek(val, vlen, &count, &ts, &raw, &aux, &aux_len, err))
         return sr_error_prefix(err, "state rocksdb %s: partition %d session \"%.*s\"", r->dir,
                                k->partition, (int)(k->len > 128 ? 128 : k->len), k->id);
     uint32_t m = count > r->max_len ? r->max_len : count; /* max_len may have shrunk */
@@ -140,7 +141,12 @@ static sr_err_t session_from_value(struct rdb_ctx *r, const struct sr_state_key 
             return sr_error_set(err, SR_ENOMEM, "state rocksdb: read of %u items", m);
         sr__session_items_load(items, raw, count, m);
     }
-    *out = (struct sr_session){ .items = items, .len = m, .last_ts = ts, .found = true };
+    const uint8_t *a = sr__aux_read(arena, aux, aux_len);
+    if (aux_len && !a)
+        return sr_error_set(err, SR_ENOMEM, "state rocksdb: read of %u bytes of encoder state",
+                            aux_len);
+    *out = (struct sr_session){ .items = items, .len = m, .last_ts = ts, .found = true,
+                                .aux = a, .aux_len = aux_len };
     return SR_OK;
 }
 
@@ -167,8 +173,12 @@ static sr_err_t rdb_get(void *ctx, size_t n, const struct sr_state_key *keys,
                 return sr_error_set(err, SR_ENOMEM, "state rocksdb: read of %u items", e->len);
             memcpy(items, e->items, (size_t)e->len * 8);
         }
+        const uint8_t *a = sr__aux_read(arena, e->aux, e->aux_len);
+        if (e->aux_len && !a)
+            return sr_error_set(err, SR_ENOMEM, "state rocksdb: read of %u bytes of encoder "
+                                "state", e->aux_len);
         out[i] = (struct sr_session){ .items = items, .len = e->len, .last_ts = e->last_ts,
-                                      .found = true };
+                                      .found = true, .aux = a, .aux_len = e->aux_len };
     }
     if (!nmiss)
         return SR_OK;
@@ -243,7 +253,7 @@ static sr_err_t rdb_write(void *ctx, sr_state_batch_t *const *batches, size_t nb
         for (size_t i = 0; i < bt->n; i++) {
             const struct sr__state_entry *en = &bt->ents[i];
             size_t klen = 4 + (size_t)en->idlen;
-            size_t vlen = en->del ? 0 : sr_session_encoded_size(en->s.len);
+            size_t vlen = en->del ? 0 : sr_session_value_size(&en->s);
             uint8_t *kb = scratch(r, klen + vlen);
             if (!kb)
                 return sr_error_set(err, SR_ENOMEM, "state rocksdb: commit scratch");

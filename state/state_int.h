@@ -6,6 +6,8 @@
 #include "sr_state.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ---- keys ------------------------------------------------------------------------------ */
 
@@ -23,9 +25,42 @@ static inline bool sr__state_key_eq(int32_t pa, const char *ida, uint32_t la, in
 
 /* ---- codec ----------------------------------------------------------------------------- */
 
-/* Validates a value and returns its fields; *raw points at the LE item bytes inside buf. */
+/* Validates a value (version 1 or 2) and returns its fields; *raw points at the LE item bytes
+ * inside buf, *aux at the encoder state (NULL, *aux_len 0 when none; aux may be NULL when the
+ * caller does not want it). */
 sr_err_t sr__session_peek(const uint8_t *buf, size_t n, uint32_t *count, int64_t *last_ts,
-                          const uint8_t **raw, struct sr_error *err);
+                          const uint8_t **raw, const uint8_t **aux, uint32_t *aux_len,
+                          struct sr_error *err);
+/* Holds a copy of an encoder state (struct sr_session.aux) in a malloc'd buffer *buf of *cap
+ * bytes, grown as needed; n == 0 empties it. False on OOM (the old contents are kept). */
+static inline bool sr__aux_keep(uint8_t **buf, uint32_t *cap, uint32_t *len, const uint8_t *src,
+                                uint32_t n)
+{
+    if (n > *cap) {
+        uint8_t *p = realloc(*buf, n);
+        if (!p)
+            return false;
+        *buf = p;
+        *cap = n;
+    }
+    if (n)
+        memcpy(*buf, src, n);
+    *len = n;
+    return true;
+}
+
+/* An arena copy of n bytes of encoder state for a read (NULL when n == 0 or on OOM: check
+ * n && !result). */
+static inline const uint8_t *sr__aux_read(sr_arena_t *arena, const uint8_t *src, uint32_t n)
+{
+    if (!n)
+        return NULL;
+    uint8_t *p = sr_arena_alloc(arena, n, 16);
+    if (p)
+        memcpy(p, src, n);
+    return p;
+}
+
 /* Copies `count` LE item keys from raw into dst, keeping the last `keep` when count > keep. */
 uint32_t sr__session_items_load(uint64_t *dst, const uint8_t *raw, uint32_t count, uint32_t keep);
 
@@ -116,6 +151,8 @@ struct sr__cache_ent {
     int64_t last_ts;
     uint64_t *items;            /* max_len capacity, after the header */
     char *id;                   /* idcap bytes, after the items */
+    uint8_t *aux;               /* encoder state (malloc'd, aux_cap bytes), aux_len used */
+    uint32_t aux_len, aux_cap;
 };
 
 struct sr__cache {

@@ -109,7 +109,7 @@ static void test_codec_roundtrip_and_rejects(void **unused)
     assert_int_equal(sr_session_encoded_size(3), 1 + 1 + 8 + 24);
     assert_int_equal(sr_session_encode(&s, buf, sizeof buf, &n, &err), SR_OK);
     assert_int_equal(n, 34);
-    assert_int_equal(buf[0], SR_SESSION_VALUE_VERSION);
+    assert_int_equal(buf[0], SR_SESSION_VALUE_VERSION_V1); /* no encoder state: version 1 */
     assert_int_equal(buf[1], 3);
     assert_int_equal(buf[10], 1); /* first item LE */
     assert_int_equal(sr_session_encode(&s, buf, 33, &n, &err), SR_ERANGE);
@@ -155,6 +155,53 @@ static void test_codec_roundtrip_and_rejects(void **unused)
             assert_int_equal(sr_session_encoded_size(d.len), gl);
         sr_arena_reset(a);
     }
+    sr_arena_destroy(a);
+}
+
+/* Version 2 carries the encoder state after the items; version 1 values still decode. */
+static void test_codec_v2_encoder_state(void **unused)
+{
+    (void)unused;
+    uint64_t items[2] = { 7, 0x8000000000000001ULL };
+    uint8_t aux[200];
+    for (size_t i = 0; i < sizeof aux; i++)
+        aux[i] = (uint8_t)(i * 37 + 1);
+    struct sr_session s = { .items = items, .len = 2, .last_ts = 99, .found = true,
+                            .aux = aux, .aux_len = sizeof aux };
+    size_t want = sr_session_encoded_size(2) + 2 /* varint 200 */ + sizeof aux;
+    assert_int_equal(sr_session_value_size(&s), want);
+    uint8_t buf[512];
+    size_t n;
+    struct sr_error err = { 0 };
+    assert_int_equal(sr_session_encode(&s, buf, sizeof buf, &n, &err), SR_OK);
+    assert_int_equal(n, want);
+    assert_int_equal(buf[0], SR_SESSION_VALUE_VERSION);
+    assert_int_equal(sr_session_encode(&s, buf, want - 1, &n, &err), SR_ERANGE);
+    sr_arena_t *a = sr_arena_new(4096);
+    struct sr_session d;
+    assert_int_equal(sr_session_decode(buf, n, a, &d, &err), SR_OK);
+    assert_int_equal(d.len, 2);
+    assert_int_equal(d.last_ts, 99);
+    assert_memory_equal(d.items, items, sizeof items);
+    assert_int_equal(d.aux_len, sizeof aux);
+    assert_memory_equal(d.aux, aux, sizeof aux);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(sr_session_decode(buf, k, a, &d, &err), SR_EFORMAT);
+    buf[n] = 0;
+    assert_int_equal(sr_session_decode(buf, n + 1, a, &d, &err), SR_EFORMAT);
+    /* a version 2 value with an empty state is malformed (writers use version 1) */
+    uint8_t v2e[64];
+    struct sr_session e = { .items = items, .len = 2, .last_ts = 1 };
+    assert_int_equal(sr_session_encode(&e, v2e, sizeof v2e, &n, &err), SR_OK);
+    v2e[0] = SR_SESSION_VALUE_VERSION;
+    v2e[n] = 0;
+    assert_int_equal(sr_session_decode(v2e, n + 1, a, &d, &err), SR_EFORMAT);
+    assert_non_null(strstr(err.msg, "encoder state"));
+    /* a version 1 value (as earlier releases wrote it) decodes without state */
+    v2e[0] = SR_SESSION_VALUE_VERSION_V1;
+    assert_int_equal(sr_session_decode(v2e, n, a, &d, &err), SR_OK);
+    assert_null(d.aux);
+    assert_int_equal(d.aux_len, 0);
     sr_arena_destroy(a);
 }
 
@@ -227,6 +274,90 @@ static void basic_ops(const char *backend)
     sr_arena_destroy(a);
     remove_dir(dir);
 }
+
+/* The encoder state rides with the session: put, replaced in a pending batch, read through
+ * the overlay, committed, read from the cache and (rocksdb) from disk after a reopen, visited
+ * by foreach and staged_foreach, and dropped by a later put without one. */
+static int count_aux(void *opaque, const struct sr_state_key *k, const struct sr_session *s)
+{
+    (void)k;
+    *(uint32_t *)opaque += s->aux_len;
+    return 0;
+}
+
+static int staged_aux(void *opaque, const struct sr_state_key *k, const struct sr_session *s,
+                      int64_t applied)
+{
+    (void)k, (void)applied;
+    if (s)
+        *(uint32_t *)opaque += s->aux_len;
+    return 0;
+}
+
+static void encoder_state(const char *backend)
+{
+    char dir[64];
+    make_dir(dir, sizeof dir);
+    sr_state_t *st = open_store(backend, dir, 8, 0, 0, 16);
+    sr_arena_t *a = sr_arena_new(4096);
+    struct sr_error err = { 0 };
+    uint64_t items[3] = { 1, 2, 3 };
+    uint8_t aux1[5] = { 1, 2, 3, 4, 5 }, aux2[300];
+    memset(aux2, 0xAB, sizeof aux2);
+    struct sr_state_key k = key_of(3, "s");
+    sr_state_batch_t *b = sr_state_batch_new(st);
+    struct sr_session v = { .items = items, .len = 3, .last_ts = 10, .aux = aux1, .aux_len = 5 };
+    assert_int_equal(sr_state_batch_put(b, &k, &v, &err), SR_OK);
+    uint64_t id;
+    assert_int_equal(sr_state_stage(st, b, &id, &err), SR_OK);
+    struct sr_session r = get1(st, a, 3, "s", NULL);
+    assert_int_equal(r.aux_len, 5);
+    assert_memory_equal(r.aux, aux1, 5);
+    /* the encode op replaces it in the pending batch */
+    assert_int_equal(sr_state_stage_set_aux(st, id, &k, aux2, sizeof aux2, &err), SR_OK);
+    struct sr_state_key other = key_of(3, "t");
+    assert_int_equal(sr_state_stage_set_aux(st, id, &other, aux1, 5, &err), SR_EINVAL);
+    assert_non_null(strstr(err.msg, "no put"));
+    assert_int_equal(sr_state_stage_set_aux(st, id + 1, &k, aux1, 5, &err), SR_EINVAL);
+    uint32_t seen = 0;
+    assert_int_equal(sr_state_staged_foreach(st, id, staged_aux, &seen, &err), SR_OK);
+    assert_int_equal(seen, sizeof aux2);
+    r = get1(st, a, 3, "s", NULL);
+    assert_int_equal(r.aux_len, sizeof aux2);
+    assert_memory_equal(r.aux, aux2, sizeof aux2);
+    assert_int_equal(sr_state_commit(st, id, &err), SR_OK);
+    r = get1(st, a, 3, "s", NULL); /* committed: cache (rocksdb) or map (memory) */
+    assert_int_equal(r.len, 3);
+    assert_int_equal(r.aux_len, sizeof aux2);
+    assert_memory_equal(r.aux, aux2, sizeof aux2);
+    seen = 0;
+    assert_int_equal(sr_state_partition_foreach(st, 3, count_aux, &seen, &err), SR_OK);
+    assert_int_equal(seen, sizeof aux2);
+    if (strcmp(backend, "rocksdb") == 0) {
+        sr_state_close(st);
+        st = open_store(backend, dir, 8, 0, 0, 16);
+        r = get1(st, a, 3, "s", NULL); /* from disk */
+        assert_int_equal(r.aux_len, sizeof aux2);
+        assert_memory_equal(r.aux, aux2, sizeof aux2);
+        r = get1(st, a, 3, "s", NULL); /* from the cache it filled */
+        assert_int_equal(r.aux_len, sizeof aux2);
+        assert_memory_equal(r.aux, aux2, sizeof aux2);
+    }
+    /* a put without state drops it */
+    b = sr_state_batch_new(st);
+    put1(b, 3, "s", items, 2, 11);
+    commit_now(st, b);
+    r = get1(st, a, 3, "s", NULL);
+    assert_int_equal(r.len, 2);
+    assert_int_equal(r.aux_len, 0);
+    assert_null(r.aux);
+    sr_arena_destroy(a);
+    sr_state_close(st);
+    remove_dir(dir);
+}
+
+static void test_encoder_state_memory(void **u) { (void)u; encoder_state("memory"); }
+static void test_encoder_state_rocksdb(void **u) { (void)u; encoder_state("rocksdb"); }
 
 static void test_basic_memory(void **u) { (void)u; basic_ops("memory"); }
 static void test_basic_rocksdb(void **u) { (void)u; basic_ops("rocksdb"); }
@@ -1025,6 +1156,9 @@ int main(void)
     sr_log_set_level(SR_LOG_OFF);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip_and_rejects),
+        cmocka_unit_test(test_codec_v2_encoder_state),
+        cmocka_unit_test(test_encoder_state_memory),
+        cmocka_unit_test(test_encoder_state_rocksdb),
         cmocka_unit_test(test_basic_memory),
         cmocka_unit_test(test_dir_private),
         cmocka_unit_test(test_basic_rocksdb),
