@@ -267,6 +267,25 @@ sr_err_t sr_model_encode(sr_model_t *m, const struct sr_session_batch *batch, fl
     return m->bi->download(m->bctx, vecs, dv, sizeof(float) * (size_t)batch->n * m->d, err);
 }
 
+size_t sr_model_state_size(const sr_model_t *m)
+{
+    return m && m->info->arch == SR_ARCH_GRU4REC ? sr__gru4rec_state_size(m) : 0;
+}
+
+sr_err_t sr_model_encode_resume(sr_model_t *m, const struct sr_session_batch *batch,
+                                struct sr_encode_states *st, float *vecs, struct sr_error *err)
+{
+    if (!m || !vecs || !st || (batch && batch->n > 0 && (!st->out || !st->out_ok)))
+        return sr_error_set(err, SR_EINVAL, "model encode resume: NULL argument");
+    if (!sr_model_state_size(m))
+        return sr_error_set(err, SR_EUNSUPPORTED, "model encode resume: %s on backend %s keeps "
+                            "no encoder state", m->info->arch_name, m->bi->name);
+    sr_err_t rc = check_batch(m, batch, err);
+    if (rc != SR_OK || batch->n == 0)
+        return rc;
+    return sr__gru4rec_encode_resume(m, batch, st, vecs, err);
+}
+
 /* Candidates fetched beyond k for re-scoring (see rescore()). */
 #define SR_RESCORE_MARGIN 8
 

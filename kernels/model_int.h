@@ -20,7 +20,8 @@ struct sr__gru_layer {
 enum sr__mbuf {
     SR__MB_X, SR__MB_H, SR__MB_QKV, SR__MB_ATT, SR__MB_FF, SR__MB_XL, SR__MB_AL, SR__MB_GH,
     SR__MB_ITEMS, SR__MB_POS, SR__MB_OFF, SR__MB_LAST, SR__MB_IOTA, SR__MB_VECS,
-    SR__MB_EXCL_OFF, SR__MB_EXCL, SR__MB_COUNT
+    SR__MB_EXCL_OFF, SR__MB_EXCL, SR__MB_H0, SR__MB_HS /* gru4rec states in, out */,
+    SR__MB_COUNT
 };
 /* Host scratch slots (int32 unless said). */
 enum sr__hbuf {
@@ -28,6 +29,8 @@ enum sr__hbuf {
     SR__HB_TSTART, SR__HB_ZERO /* floats, all zero */,
     SR__HB_RS_IDX, SR__HB_RS_SCORE, SR__HB_RS_Q /* re-scoring: candidates, their scores, queries */,
     SR__HB_FQ, SR__HB_FID, SR__HB_FSC, SR__HB_FVEC, /* FAISS retrieval (retrieval.c) */
+    SR__HB_FIRST, SR__HB_GROUP, SR__HB_GSTEPS, SR__HB_H0, /* incremental gru4rec (int32, */
+    SR__HB_STATE_IN, SR__HB_STATE_OUT,                     /* then floats) */
     SR__HB_COUNT
 };
 
@@ -56,6 +59,7 @@ struct sr_model {
     struct sr__gpt2_layer *gl;
     /* gru4rec */
     struct sr__gru_layer *rl;
+    uint64_t state_id;                     /* identity of its encoder states; 0: not computed */
     /* retrieval (retrieval.c): FAISS when use_faiss, else exact */
     bool use_faiss;
     const struct sr_faiss *faiss;          /* the bundle's index or a borrowed override */
@@ -103,5 +107,11 @@ sr_err_t sr__gru4rec_bind(sr_model_t *m, struct sr_error *err);
 sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
                             struct sr_error *err);
 double sr__gru4rec_flops(const sr_model_t *m, int64_t tokens, int32_t n);
+/* Incremental encoding (DESIGN §3.5): the size of a session's state (0: not resumable on this
+ * backend) and sr_model_encode_resume's body (vecs on the host). */
+size_t sr__gru4rec_state_size(const sr_model_t *m);
+sr_err_t sr__gru4rec_encode_resume(sr_model_t *m, const struct sr_session_batch *b,
+                                   struct sr_encode_states *st, float *vecs,
+                                   struct sr_error *err);
 
 #endif /* SR_MODEL_INT_H */

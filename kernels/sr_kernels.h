@@ -120,6 +120,34 @@ sr_backend_t *sr_model_backend(const sr_model_t *m); /* borrowed */
 /* Session vectors: vecs is B×d_model on the host, row-major. */
 sr_err_t sr_model_encode(sr_model_t *m, const struct sr_session_batch *batch, float *vecs,
                          struct sr_error *err);
+/* ---- incremental encoding (DESIGN §3.5) ---------------------------------------------------
+ * A session's vector is a function of the model and its last max_len items. A recurrent model
+ * can keep a session's state after its items and, on the next event, run only the new items
+ * from it; the vector is byte-identical to sr_model_encode's. */
+
+/* Bytes of one session's encoder state, 0 when this model on this backend cannot resume one
+ * (gpt2; a backend without gru_layer_h0, e.g. cuda): gru4rec keeps n_layers × d_model floats
+ * plus a 24-byte header naming the model (weights, shape, backend arithmetic) and the items. */
+size_t sr_model_state_size(const sr_model_t *m);
+
+/* The states a batch starts from and those it leaves (host memory). */
+struct sr_encode_states {
+    const uint8_t *const *in;  /* [n]: the state an earlier call left for this session, or NULL
+                                * (in == NULL: none at all). A state of another model, of other
+                                * items or of a session past max_len is ignored, never wrong. */
+    const uint32_t *in_len;    /* [n] bytes of each */
+    uint8_t *out;              /* n × sr_model_state_size(m) bytes: each session's new state */
+    uint8_t *out_ok;           /* [n]: 1 when out's row is a state to keep; 0 when the session is
+                                * longer than max_len (the window slides: nothing to resume) */
+    int32_t resumed;           /* out: sessions resumed from their state */
+    int64_t steps;             /* out: recurrence steps run (sr_model_encode: Σ min(len, max_len)) */
+};
+
+/* sr_model_encode that resumes each session from its state where that is valid and leaves the
+ * new states; vecs are the same bytes. SR_EUNSUPPORTED when sr_model_state_size is 0. */
+sr_err_t sr_model_encode_resume(sr_model_t *m, const struct sr_session_batch *batch,
+                                struct sr_encode_states *st, float *vecs, struct sr_error *err);
+
 /* Exact top-k of host query vectors (B×d) over the catalogue: score = q·E[j] (+ output.bias[j])
  * for j in first_index..V-1, minus exclusions; descending score, ties to the lower index. The
  * B×V matrix is never materialised. Rows with fewer than k eligible items are padded with

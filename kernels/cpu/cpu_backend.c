@@ -462,6 +462,8 @@ static sr_err_t cpu_gru_gates(void *ctx, const float *gi, const float *gh, float
  * tails. Neither x·W_ihᵀ nor h·W_hhᵀ leaves the registers. */
 struct gru_job {
     const float *x, *wi, *wh, *b_ih, *b_hh; /* wi, wh: packed panels */
+    const float *h0;                        /* step 0's initial states in its row order, or
+                                             * NULL: zeros (the h·W_hhᵀ term is skipped) */
     const int32_t *x_rows, *tstart;
     int L, H, tasks;
     float *out;
@@ -518,7 +520,10 @@ static void gru_task(void *arg, int task, int w)
     const float *wi = j->wi, *wh = j->wh, *bi = j->b_ih, *bh = j->b_hh;
     for (int t = 0; t < j->L; t++) {
         int t0 = j->tstart[t], n = j->tstart[t + 1] - t0;
-        const float *prev = t ? j->out + (size_t)j->tstart[t - 1] * H : NULL;
+        /* a resumed recurrence (h0) runs step 0 exactly as a later step of the whole one:
+         * the same kernel over the same bits, so the state it continues from gives the same
+         * results as recomputing it (DESIGN §3.5) */
+        const float *prev = t ? j->out + (size_t)j->tstart[t - 1] * H : j->h0;
         float *cur = j->out + (size_t)t0 * H;
         for (int i0 = task * 4; i0 < n; i0 += j->tasks * 4) {
             int nr = n - i0 < 4 ? n - i0 : 4;
@@ -569,9 +574,10 @@ static void gru_task(void *arg, int task, int w)
     }
 }
 
-static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
-                              const float *w_hh, const float *b_ih, const float *b_hh,
-                              const int32_t *tstart, int L, int H, float *out, struct sr_error *err)
+static sr_err_t cpu_gru_layer_h0(void *ctx, const float *x, const int32_t *x_rows,
+                                 const float *w_ih, const float *w_hh, const float *b_ih,
+                                 const float *b_hh, const int32_t *tstart, int L, int H,
+                                 const float *h0, float *out, struct sr_error *err)
 {
     struct sr__cpu *c = ctx;
     if (L < 0 || H <= 0)
@@ -600,11 +606,26 @@ static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, 
     gru_pack(w_hh, H, c->gru_panels + panel);
     int blocks = (tstart[1] - tstart[0] + 3) / 4, tasks = c->threads > 1 ? 4 * c->threads : 1;
     struct gru_job j = {.x = x, .x_rows = x_rows, .wi = c->gru_panels,
-                        .wh = c->gru_panels + panel, .b_ih = b_ih, .b_hh = b_hh,
+                        .wh = c->gru_panels + panel, .b_ih = b_ih, .b_hh = b_hh, .h0 = h0,
                         .tstart = tstart, .L = L, .H = H, .out = out};
     j.tasks = blocks < tasks ? blocks : tasks;
     sr__cpu_parallel(c, j.tasks, gru_task, &j);
     return SR_OK;
+}
+
+static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
+                              const float *w_hh, const float *b_ih, const float *b_hh,
+                              const int32_t *tstart, int L, int H, float *out, struct sr_error *err)
+{
+    return cpu_gru_layer_h0(ctx, x, x_rows, w_ih, w_hh, b_ih, b_hh, tstart, L, H, NULL, out, err);
+}
+
+/* The unit block widths gru_width picks (FMA or not) decide the bits of a GRU step. */
+static const char *cpu_numerics(void *ctx)
+{
+    (void)ctx;
+    pthread_once(&cpu_wide_once, cpu_detect);
+    return cpu_wide512 ? "cpu gru avx512+fma" : cpu_wide ? "cpu gru avx2+fma" : "cpu gru sse";
 }
 
 /* ---- attention ---------------------------------------------------------------------------- */
@@ -713,6 +734,8 @@ static const struct sr_backend_iface cpu_iface = {
     .gather_rows = cpu_gather_rows,
     .topk = sr__cpu_topk,
     .gru_layer = cpu_gru_layer,
+    .gru_layer_h0 = cpu_gru_layer_h0,
+    .numerics = cpu_numerics,
 };
 
 sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface, void **ctx,
