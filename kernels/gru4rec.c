@@ -41,6 +41,11 @@ sr_err_t sr__gru4rec_bind(sr_model_t *m, struct sr_error *err)
         snprintf(name, sizeof name, "gru.bias_hh_l%d", l);
         if (!(L->b_hh = sr__model_weight(m, name, 1, s_b, err)))
             return err ? err->code : SR_EFORMAT;
+        /* packed once here instead of per call (an event at a time is a one-step call) */
+        if (m->bi->gru_layer_h0 && m->bi->gru_pack &&
+            !(L->packed = m->bi->gru_pack(m->bctx, L->w_ih, L->w_hh, (int)H)))
+            return sr_error_set(err, SR_ENOMEM, "gru4rec: %s backend out of memory for the "
+                                "packed weights of layer %d", m->bi->name, l);
     }
     return SR_OK;
 }
@@ -151,7 +156,8 @@ static sr_err_t gru_run(sr_model_t *m, int B, const int32_t *b_items, const int3
     TRY(bi->upload(cx, di, items, sizeof(int32_t) * T, err));
     TRY(bi->upload(cx, dl, last, sizeof(int32_t) * B, err));
 
-    if (h0 || hs) { /* resumable: gru_layer_h0 with the states in and out (DESIGN §3.5) */
+    if (h0 || hs || bi->gru_layer_h0) { /* gru_layer_h0 (with the weights packed once), the
+                                          * states in and out when asked (DESIGN §3.5) */
         size_t rows = (size_t)B * H;
         float *dh0 = sr__model_buf(m, SR__MB_H0, sizeof(float) * rows, err);
         float *hh0 = dh0 ? sr__model_host(m, SR__HB_H0, sizeof(float) * rows, err) : NULL;
@@ -172,7 +178,7 @@ static sr_err_t gru_run(sr_model_t *m, int B, const int32_t *b_items, const int3
                 lh0 = dh0;
             }
             TRY(bi->gru_layer_h0(cx, in, rows_in, L->w_ih, L->w_hh, L->b_ih, L->b_hh, tstart,
-                                 Lmax, H, lh0, out, err));
+                                 Lmax, H, lh0, L->packed, out, err));
             if (hs) {
                 TRY(bi->gather_rows(cx, out, dl, B, H, dhs, err));
                 TRY(bi->download(cx, hh0, dhs, sizeof(float) * rows, err));

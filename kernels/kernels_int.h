@@ -136,8 +136,12 @@ struct sr_backend_iface {
      * holds (row-deterministic, the same kernel for step 0 as for later steps). */
     sr_err_t (*gru_layer_h0)(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
                              const float *w_hh, const float *b_ih, const float *b_hh,
-                             const int32_t *tstart, int L, int H, const float *h0, float *out,
-                             struct sr_error *err);
+                             const int32_t *tstart, int L, int H, const float *h0,
+                             const void *packed, float *out, struct sr_error *err);
+    /* Optional with gru_layer_h0: w_ih and w_hh in the layout its kernels read, made once per
+     * model (backend memory, released with free; NULL on OOM) and passed as gru_layer_h0's
+     * `packed` (NULL there: packed per call). The same bits either way. */
+    void *(*gru_pack)(void *ctx, const float *w_ih, const float *w_hh, int H);
     /* Optional: a name for what decides the bits of gru_layer_h0 on this machine (the kernel
      * variant), mixed into the identity of stored encoder states so that a state computed with
      * other arithmetic is never resumed. Required with gru_layer_h0. */

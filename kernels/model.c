@@ -112,6 +112,9 @@ static void model_free(sr_model_t *m)
     for (int i = 0; i < m->n_owned; i++)
         m->bi->free(m->bctx, m->owned[i]);
     free(m->owned);
+    for (int l = 0; m->rl && l < m->info->n_layers; l++)
+        if (m->rl[l].packed)
+            m->bi->free(m->bctx, m->rl[l].packed);
     for (int i = 0; i < SR__MB_COUNT; i++)
         if (m->mb[i].p)
             m->bi->free(m->bctx, m->mb[i].p);

@@ -14,6 +14,7 @@ struct sr__gpt2_layer {
 
 struct sr__gru_layer {
     const float *w_ih, *w_hh, *b_ih, *b_hh;
+    void *packed; /* backend gru_pack of w_ih, w_hh (owned), or NULL */
 };
 
 /* Backend scratch slots. */

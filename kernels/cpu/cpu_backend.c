@@ -574,10 +574,26 @@ static void gru_task(void *arg, int task, int w)
     }
 }
 
+/* Both panels, W_ih's then W_hh's, into wp (2 × 3H × H floats). */
+static void gru_pack_both(const float *w_ih, const float *w_hh, int H, float *wp)
+{
+    gru_pack(w_ih, H, wp);
+    gru_pack(w_hh, H, wp + (size_t)3 * H * H);
+}
+
+static void *cpu_gru_pack(void *ctx, const float *w_ih, const float *w_hh, int H)
+{
+    float *p = cpu_alloc(ctx, sizeof(float) * 2 * (size_t)3 * H * H);
+    if (p)
+        gru_pack_both(w_ih, w_hh, H, p);
+    return p;
+}
+
 static sr_err_t cpu_gru_layer_h0(void *ctx, const float *x, const int32_t *x_rows,
                                  const float *w_ih, const float *w_hh, const float *b_ih,
                                  const float *b_hh, const int32_t *tstart, int L, int H,
-                                 const float *h0, float *out, struct sr_error *err)
+                                 const float *h0, const void *packed, float *out,
+                                 struct sr_error *err)
 {
     struct sr__cpu *c = ctx;
     if (L < 0 || H <= 0)
@@ -592,7 +608,7 @@ static sr_err_t cpu_gru_layer_h0(void *ctx, const float *x, const int32_t *x_row
                                 t ? tstart[t] - tstart[t - 1] : 0);
     }
     size_t panel = (size_t)3 * H * H, bytes = sizeof(float) * 2 * panel;
-    if (bytes > c->gru_cap) {
+    if (!packed && bytes > c->gru_cap) {
         float *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
         if (!p)
             return sr_error_set(err, SR_ENOMEM, "cpu gru_layer: out of memory for %d×%d panels",
@@ -602,11 +618,13 @@ static sr_err_t cpu_gru_layer_h0(void *ctx, const float *x, const int32_t *x_row
         c->gru_panels = p;
         c->gru_cap = bytes;
     }
-    gru_pack(w_ih, H, c->gru_panels);
-    gru_pack(w_hh, H, c->gru_panels + panel);
+    const float *wp = packed;
+    if (!wp) {
+        gru_pack_both(w_ih, w_hh, H, c->gru_panels);
+        wp = c->gru_panels;
+    }
     int blocks = (tstart[1] - tstart[0] + 3) / 4, tasks = c->threads > 1 ? 4 * c->threads : 1;
-    struct gru_job j = {.x = x, .x_rows = x_rows, .wi = c->gru_panels,
-                        .wh = c->gru_panels + panel, .b_ih = b_ih, .b_hh = b_hh, .h0 = h0,
+    struct gru_job j = {.x = x, .x_rows = x_rows, .wi = wp, .wh = wp + panel, .b_ih = b_ih, .b_hh = b_hh, .h0 = h0,
                         .tstart = tstart, .L = L, .H = H, .out = out};
     j.tasks = blocks < tasks ? blocks : tasks;
     sr__cpu_parallel(c, j.tasks, gru_task, &j);
@@ -617,7 +635,8 @@ static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, 
                               const float *w_hh, const float *b_ih, const float *b_hh,
                               const int32_t *tstart, int L, int H, float *out, struct sr_error *err)
 {
-    return cpu_gru_layer_h0(ctx, x, x_rows, w_ih, w_hh, b_ih, b_hh, tstart, L, H, NULL, out, err);
+    return cpu_gru_layer_h0(ctx, x, x_rows, w_ih, w_hh, b_ih, b_hh, tstart, L, H, NULL, NULL, out,
+                            err);
 }
 
 /* The unit block widths gru_width picks (FMA or not) decide the bits of a GRU step. */
@@ -735,6 +754,7 @@ static const struct sr_backend_iface cpu_iface = {
     .topk = sr__cpu_topk,
     .gru_layer = cpu_gru_layer,
     .gru_layer_h0 = cpu_gru_layer_h0,
+    .gru_pack = cpu_gru_pack,
     .numerics = cpu_numerics,
 };
 
