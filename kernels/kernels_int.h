@@ -142,9 +142,12 @@ struct sr_backend_iface {
      * model (backend memory, released with free; NULL on OOM) and passed as gru_layer_h0's
      * `packed` (NULL there: packed per call). The same bits either way. */
     void *(*gru_pack)(void *ctx, const float *w_ih, const float *w_hh, int H);
-    /* Optional: a name for what decides the bits of gru_layer_h0 on this machine (the kernel
-     * variant), mixed into the identity of stored encoder states so that a state computed with
-     * other arithmetic is never resumed. Required with gru_layer_h0. */
+    /* Optional: set only by a backend whose gemm, embed, layer_norm, bias_act and gather_rows
+     * are row-deterministic (a row's bits do not depend on the other rows of the call) and whose
+     * attention is per session; names what decides the bits of gru_layer_h0 on this machine
+     * (the kernel variant), mixed into the identity of stored encoder states so that a state
+     * computed with other arithmetic is never resumed. Required with gru_layer_h0 and for the
+     * gpt2 encode cache (DESIGN §3.5). */
     const char *(*numerics)(void *ctx);
 };
 

@@ -148,6 +148,26 @@ struct sr_encode_states {
 sr_err_t sr_model_encode_resume(sr_model_t *m, const struct sr_session_batch *batch,
                                 struct sr_encode_states *st, float *vecs, struct sr_error *err);
 
+/* GPT-2: keep, in memory, each encoded session's q, k and v rows of every layer (up to `bytes`
+ * in all, least recently used out first; 0 turns the cache off), so that the next encode of a
+ * session that grew by a few items computes only their rows and runs attention over the cached
+ * ones: sr_model_encode gives the same bytes, hit or miss. Entries are found by the items
+ * themselves (an exact comparison), so the cache, which dies with the model, can never serve
+ * another model or another sequence. Sessions longer than max_len (the window slides) are
+ * encoded in full. SR_EUNSUPPORTED for gru4rec (it keeps states, above), for gpt2 with more
+ * than one layer (the cpu attention is not prefix-consistent: a later block's cached rows would
+ * not be the full forward's bits; DESIGN §3.5) and on a backend without row-deterministic
+ * kernels (cuda: it encodes in full). */
+sr_err_t sr_model_set_encode_cache(sr_model_t *m, size_t bytes, struct sr_error *err);
+
+struct sr_encode_cache_stats {
+    uint64_t hits, misses, evictions; /* sessions found (in part), not found; entries dropped */
+    uint64_t rows_computed, rows_reused; /* token rows run through the layers, rows reused */
+    size_t bytes, entries;
+};
+/* Counters of the encode cache (all zero when it is off). */
+void sr_model_encode_cache_stats(const sr_model_t *m, struct sr_encode_cache_stats *out);
+
 /* Exact top-k of host query vectors (B×d) over the catalogue: score = q·E[j] (+ output.bias[j])
  * for j in first_index..V-1, minus exclusions; descending score, ties to the lower index. The
  * B×V matrix is never materialised. Rows with fewer than k eligible items are padded with

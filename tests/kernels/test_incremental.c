@@ -2,7 +2,8 @@
  * same bytes as sr_model_encode over random sessions that grow event by event in random
  * batches (resumed, fresh and zero-step sessions mixed in one call), through the model's window
  * slide and the session store's; states of another model, of other items or damaged ones are
- * ignored; gpt2 keeps no state. Runs on the cpu backend with 1 and 2 threads and on unit widths
+ * ignored; gpt2 keeps no state but its encode cache gives the same bytes as no cache (growing,
+ * repeated, restarted and sliding sessions, a cache small enough to evict). Runs on the cpu backend with 1 and 2 threads and on unit widths
  * that take every step kernel (16/8/4-wide and scalar tails). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -215,6 +216,78 @@ static void test_gru_state_mismatch(void **u)
     sr_model_unref(b);
 }
 
+/* gpt2 through its encode cache vs without, byte for byte: sessions grow by 0..3 items per
+ * batch (0: the same sequence again), some past max_len (the window slides: encoded in full),
+ * identical sessions share a batch, and a small cache evicts. */
+static void run_gpt2_cache(const struct sr_synth_params *p, int threads, size_t cache_bytes,
+                           int rounds, uint64_t seed, bool expect_evictions)
+{
+    sr_model_t *plain = make_model(p, threads), *cached = make_model(p, threads);
+    struct sr_error err = {0};
+    assert_int_equal(sr_model_set_encode_cache(cached, cache_bytes, &err), SR_OK);
+    int d = p->d_model;
+    struct sess *S = calloc(NS, sizeof *S);
+    int32_t *offs = malloc(sizeof(int32_t) * (NS + 1)), *items = malloc(sizeof(int32_t) * NS * CAP);
+    float *full = malloc(sizeof(float) * NS * d), *inc = malloc(sizeof(float) * NS * d);
+    for (int r = 0; r < rounds; r++) {
+        int n = 0;
+        offs[0] = 0;
+        for (int s = 0; s < NS; s++) {
+            if (rng(&seed) % 3 == 0)
+                continue;
+            struct sess *x = &S[s];
+            int add = (int)(rng(&seed) % 4);
+            if (x->len == 0 && add == 0)
+                add = 1;
+            if (rng(&seed) % 16 == 0)
+                x->len = 0; /* the session starts again */
+            for (int a = 0; a < add && x->len < CAP; a++)
+                x->items[x->len++] = 2 + (int32_t)(rng(&seed) % 5); /* prefixes repeat */
+            if (x->len == 0)
+                x->items[x->len++] = 2;
+            memcpy(items + offs[n], x->items, sizeof(int32_t) * x->len);
+            offs[n + 1] = offs[n] + x->len;
+            n++;
+        }
+        if (!n)
+            continue;
+        struct sr_session_batch sb = {.n = n, .offsets = offs, .items = items};
+        assert_int_equal(sr_model_encode(plain, &sb, full, &err), SR_OK);
+        if (sr_model_encode(cached, &sb, inc, &err))
+            fail_msg("cached encode: %s", err.msg);
+        for (int i = 0; i < n; i++)
+            if (memcmp(full + (size_t)i * d, inc + (size_t)i * d, sizeof(float) * d))
+                fail_msg("round %d session %d (len %d): cached encode differs", r, i,
+                         offs[i + 1] - offs[i]);
+    }
+    struct sr_encode_cache_stats st;
+    sr_model_encode_cache_stats(cached, &st);
+    assert_true(st.hits > (uint64_t)rounds);
+    assert_true(st.misses > 0);
+    assert_true(st.rows_reused > st.rows_computed / 4);
+    if (expect_evictions) {
+        assert_true(st.evictions > 0);
+        assert_true(st.bytes <= cache_bytes);
+    }
+    free(S), free(offs), free(items), free(full), free(inc);
+    sr_model_unref(plain);
+    sr_model_unref(cached);
+}
+
+static void test_gpt2_cache_equal_random(void **u)
+{
+    (void)u;
+    struct sr_synth_params p = {.arch = SR_ARCH_GPT2, .d_model = 32, .n_layers = 1, .n_heads = 4,
+                                .d_ff = 48, .max_len = 12, .n_items = 50, .seed = 4};
+    run_gpt2_cache(&p, 2, 64u << 20, 60, 5, false);
+    run_gpt2_cache(&p, 1, 64u << 20, 60, 6, false);
+    run_gpt2_cache(&p, 2, 40000, 60, 7, true); /* a few entries: evictions all along */
+    struct sr_synth_params q = {.arch = SR_ARCH_GPT2, .d_model = 24, .n_layers = 1, .n_heads = 2,
+                                .d_ff = 40, .max_len = 40, .n_items = 30, .seed = 8,
+                                .activation = SR_ACT_GELU_ERF};
+    run_gpt2_cache(&q, 2, 64u << 20, 40, 9, false);
+}
+
 static void test_gpt2_keeps_no_state(void **u)
 {
     (void)u;
@@ -230,6 +303,18 @@ static void test_gpt2_keeps_no_state(void **u)
     struct sr_error err = {0};
     assert_int_equal(sr_model_encode_resume(m, &sb, &st, v, &err), SR_EUNSUPPORTED);
     sr_model_unref(m);
+    /* nor a cache with two layers (the cpu attention is not prefix-consistent) */
+    p.n_layers = 2;
+    m = make_model(&p, 1);
+    assert_int_equal(sr_model_set_encode_cache(m, 1 << 20, &err), SR_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "one layer"));
+    sr_model_unref(m);
+    /* and gru4rec keeps no cache */
+    struct sr_synth_params g = gru(8, 1, 4, 1);
+    m = make_model(&g, 1);
+    assert_int_equal(sr_model_set_encode_cache(m, 1 << 20, &err), SR_EUNSUPPORTED);
+    assert_int_equal(sr_model_set_encode_cache(m, 0, &err), SR_OK);
+    sr_model_unref(m);
 }
 
 int main(void)
@@ -237,6 +322,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gru_equal_random),
         cmocka_unit_test(test_gru_state_mismatch),
+        cmocka_unit_test(test_gpt2_cache_equal_random),
         cmocka_unit_test(test_gpt2_keeps_no_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
