@@ -56,7 +56,10 @@ const struct sr_op_desc sr__op_categorify = {
 /* ---- encode --------------------------------------------------------------------------- */
 
 struct encode_ctx {
-    bool incremental; /* encode.incremental */
+    bool incremental;        /* encode.incremental */
+    int64_t cache_bytes;     /* encode.cache.bytes (gpt2) */
+    const sr_model_t *armed; /* the model whose encode cache was set (a reload brings another;
+                              * a reused address only means that one runs without a cache) */
 };
 
 static sr_err_t encode_init(struct sr_op_env *env, const char *prefix, void **ctx,
@@ -67,6 +70,11 @@ static sr_err_t encode_init(struct sr_op_env *env, const char *prefix, void **ct
     if (!c)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
     sr_err_t rc = sr_config_get_bool(env->cfg, "encode.incremental", &c->incremental, err);
+    if (rc == SR_OK)
+        rc = sr_config_get_int(env->cfg, "encode.cache.bytes", &c->cache_bytes, err);
+    if (rc == SR_OK && c->cache_bytes < 0)
+        rc = sr_error_set(err, SR_ECONFIG, "encode.cache.bytes: %lld is negative",
+                          (long long)c->cache_bytes);
     if (rc != SR_OK) {
         free(c);
         return rc;
@@ -167,6 +175,14 @@ static sr_err_t encode_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
         }
     }
     struct sr_session_batch sb = {.n = n, .offsets = offsets, .items = packed};
+    if (c->incremental && c->cache_bytes > 0 && c->armed != env->model) {
+        /* gpt2 with one layer on cpu keeps an encode cache; other models go without one */
+        struct sr_error e2 = {0};
+        rc = sr_model_set_encode_cache(env->model, (size_t)c->cache_bytes, &e2);
+        if (rc != SR_OK && rc != SR_EUNSUPPORTED)
+            return sr_error_set(err, rc, "encode: %s", e2.msg);
+        c->armed = env->model;
+    }
     /* resumable only where session_update staged this batch's sessions (the states live with
      * them) and the model keeps states */
     if (c->incremental && env->state && env->has_staged && sr_batch_col(b, SR_C_SESSION) &&
