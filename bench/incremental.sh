@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/incremental.sh — per-event encode cost against session length (DESIGN §3.5): main's
+# bench/incremental.sh — per-event encode cost against session length (DESIGN §3.1): main's
 # binary (bench model, full recompute, one length at a time) next to this build's
 # `bench model --incremental` (full recompute and resumed, checked byte for byte), gru4rec d=64
 # 1 layer max_len 50, at batch 1 and 64, one thread. Usage: bench/incremental.sh NEW_BIN [OLD_BIN]

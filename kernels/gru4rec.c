@@ -157,7 +157,7 @@ static sr_err_t gru_run(sr_model_t *m, int B, const int32_t *b_items, const int3
     TRY(bi->upload(cx, dl, last, sizeof(int32_t) * B, err));
 
     if (h0 || hs || bi->gru_layer_h0) { /* gru_layer_h0 (with the weights packed once), the
-                                          * states in and out when asked (DESIGN §3.5) */
+                                          * states in and out when asked (DESIGN §3.1) */
         size_t rows = (size_t)B * H;
         float *dh0 = sr__model_buf(m, SR__MB_H0, sizeof(float) * rows, err);
         float *hh0 = dh0 ? sr__model_host(m, SR__HB_H0, sizeof(float) * rows, err) : NULL;
@@ -236,7 +236,7 @@ sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, flo
     return gru_run(m, B, b->items, first, len, NULL, NULL, vecs, err);
 }
 
-/* ---- incremental encoding (DESIGN §3.5) ---------------------------------------------------
+/* ---- incremental encoding (DESIGN §3.1) ---------------------------------------------------
  * A session's encoder state is its hidden state in every layer after its first p items, with
  * what it is a function of: the model (weights and the backend's arithmetic: state_id) and
  * those p bundle indices (an XXH64 of them). A state is resumed only when all of these match

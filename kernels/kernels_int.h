@@ -129,7 +129,7 @@ struct sr_backend_iface {
                           const int32_t *tstart, int L, int H, float *out, struct sr_error *err);
 
     /* ---- api_version 3 ---- */
-    /* Optional (NULL: the model recomputes every session from h0 = 0; DESIGN §3.5). gru_layer
+    /* Optional (NULL: the model recomputes every session from h0 = 0; DESIGN §3.1). gru_layer
      * resuming from given states: h0 (tstart[1] rows of H, in step 0's row order) is each
      * session's hidden state before step 0; NULL is gru_layer. A session's rows must get the
      * same bits as the step of the whole recurrence they continue, whatever else the call
@@ -147,7 +147,7 @@ struct sr_backend_iface {
      * attention is per session; names what decides the bits of gru_layer_h0 on this machine
      * (the kernel variant), mixed into the identity of stored encoder states so that a state
      * computed with other arithmetic is never resumed. Required with gru_layer_h0 and for the
-     * gpt2 encode cache (DESIGN §3.5). */
+     * gpt2 encode cache (DESIGN §3.1). */
     const char *(*numerics)(void *ctx);
 };
 

@@ -1,4 +1,4 @@
-/* kvcache.c — the gpt2 encode cache (DESIGN §3.5): per encoded sequence, the q|k|v rows of
+/* kvcache.c — the gpt2 encode cache (DESIGN §3.1): per encoded sequence, the q|k|v rows of
  * every layer, so that when a session grows by n items the next encode runs only the n new rows
  * through the projections and MLPs, and attention over the cached rows plus the new ones.
  *
@@ -14,7 +14,7 @@
  * j different bits in an L-row call than in a (j+1)-row one (its reduction order depends on
  * the call's shape; test_incremental found it at 2 layers). So sr_model_set_encode_cache takes
  * one-block models only, until attention is prefix-consistent (a one-time change of the gpt2
- * bytes, DESIGN §3.5).
+ * bytes, DESIGN §3.1).
  *
  * Entries are keyed by a hash of the item prefix they hold and checked against the items
  * themselves, so a hit is exact; the longest cached prefix of a session wins. An entry found

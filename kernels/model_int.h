@@ -117,7 +117,7 @@ struct sr__gpt2_capture {
 sr_err_t sr__gpt2_forward(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
                           const struct sr__gpt2_capture *cap, struct sr_error *err);
 
-/* The gpt2 encode cache (kvcache.c, DESIGN §3.5). */
+/* The gpt2 encode cache (kvcache.c, DESIGN §3.1). */
 struct sr__kv;
 sr_err_t sr__kv_new(sr_model_t *m, size_t bytes, struct sr__kv **out, struct sr_error *err);
 void sr__kv_free(sr_model_t *m, struct sr__kv *kv);
@@ -130,7 +130,7 @@ sr_err_t sr__gru4rec_bind(sr_model_t *m, struct sr_error *err);
 sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
                             struct sr_error *err);
 double sr__gru4rec_flops(const sr_model_t *m, int64_t tokens, int32_t n);
-/* Incremental encoding (DESIGN §3.5): the size of a session's state (0: not resumable on this
+/* Incremental encoding (DESIGN §3.1): the size of a session's state (0: not resumable on this
  * backend) and sr_model_encode_resume's body (vecs on the host). */
 size_t sr__gru4rec_state_size(const sr_model_t *m);
 sr_err_t sr__gru4rec_encode_resume(sr_model_t *m, const struct sr_session_batch *b,

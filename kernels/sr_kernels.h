@@ -120,7 +120,7 @@ sr_backend_t *sr_model_backend(const sr_model_t *m); /* borrowed */
 /* Session vectors: vecs is B×d_model on the host, row-major. */
 sr_err_t sr_model_encode(sr_model_t *m, const struct sr_session_batch *batch, float *vecs,
                          struct sr_error *err);
-/* ---- incremental encoding (DESIGN §3.5) ---------------------------------------------------
+/* ---- incremental encoding (DESIGN §3.1) ---------------------------------------------------
  * A session's vector is a function of the model and its last max_len items. A recurrent model
  * can keep a session's state after its items and, on the next event, run only the new items
  * from it; the vector is byte-identical to sr_model_encode's. */
@@ -156,7 +156,7 @@ sr_err_t sr_model_encode_resume(sr_model_t *m, const struct sr_session_batch *ba
  * another model or another sequence. Sessions longer than max_len (the window slides) are
  * encoded in full. SR_EUNSUPPORTED for gru4rec (it keeps states, above), for gpt2 with more
  * than one layer (the cpu attention is not prefix-consistent: a later block's cached rows would
- * not be the full forward's bits; DESIGN §3.5) and on a backend without row-deterministic
+ * not be the full forward's bits; DESIGN §3.1) and on a backend without row-deterministic
  * kernels (cuda: it encodes in full). */
 sr_err_t sr_model_set_encode_cache(sr_model_t *m, size_t bytes, struct sr_error *err);
 

@@ -4,7 +4,7 @@
  *   `encode`      the sequence model over every trigger row's session, one batched call;
  *                 with encode.incremental and a model that keeps encoder states (gru4rec on
  *                 cpu), each session resumes from the state stored with it and the new states
- *                 go into the batch session_update staged (DESIGN §3.5);
+ *                 go into the batch session_update staged (DESIGN §3.1);
  *   `retrieve`    top-k over the catalogue for those rows (B×k), honouring the per-row
  *                 `exclude` lists and the static item rules (env->item_allowed): exact, or
  *                 through the bundle's FAISS index as the model's retrieval mode says

@@ -26,7 +26,7 @@ struct work {
     uint64_t *items;   /* max_len slots: a ring would save a memmove; sessions are short */
     uint32_t len;
     int64_t last_ts;
-    const uint8_t *aux; /* encoder state as read, carried over (DESIGN §3.5); the encode op
+    const uint8_t *aux; /* encoder state as read, carried over (DESIGN §3.1); the encode op
                          * replaces it in the staged batch */
     uint32_t aux_len;
     bool dirty;

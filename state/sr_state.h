@@ -72,7 +72,7 @@ struct sr_session {
     int64_t last_ts;       /* event time (ms) of the last event; INT64_MIN when not found */
     bool found;            /* false: never seen, deleted, or expired for the reading event */
     bool expired;          /* found in the store but older than ttl: returned empty; last_ts kept */
-    /* The session encoder's state (DESIGN §3.5: the recurrent model's hidden state after a
+    /* The session encoder's state (DESIGN §3.1: the recurrent model's hidden state after a
      * prefix of the items), opaque to the store and owned by the encode op; NULL/0 when none.
      * Read like items (into the call's arena); copied by sr_state_batch_put; dropped with the
      * session on TTL expiry. */

@@ -522,7 +522,7 @@ static void gru_task(void *arg, int task, int w)
         int t0 = j->tstart[t], n = j->tstart[t + 1] - t0;
         /* a resumed recurrence (h0) runs step 0 exactly as a later step of the whole one:
          * the same kernel over the same bits, so the state it continues from gives the same
-         * results as recomputing it (DESIGN §3.5) */
+         * results as recomputing it (DESIGN §3.1) */
         const float *prev = t ? j->out + (size_t)j->tstart[t - 1] * H : j->h0;
         float *cur = j->out + (size_t)t0 * H;
         for (int i0 = task * 4; i0 < n; i0 += j->tasks * 4) {

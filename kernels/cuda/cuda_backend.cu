@@ -217,7 +217,7 @@ static const struct sr_backend_iface sr__cuda_iface = {
     .topk = sr__cuda_topk,
     .gru_layer = NULL, /* optional: gru4rec steps through gemm + gru_gates */
     /* no resumable GRU, no row-deterministic kernels: every encode recomputes its sessions
-     * (DESIGN §3.5) */
+     * (DESIGN §3.1) */
     .gru_layer_h0 = NULL,
     .gru_pack = NULL,
     .numerics = NULL,

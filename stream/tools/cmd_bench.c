@@ -1,6 +1,6 @@
 /* cmd_bench.c — `streamrec bench retrieval|model`: reproducible micro-benchmarks of exact top-k
  * and of the sequence encoders (issue 2, Performance); `model --incremental` times the encode of
- * one new event against session length, full recompute vs resumed from the state (DESIGN §3.5). Inputs are random from a seed; every
+ * one new event against session length, full recompute vs resumed from the state (DESIGN §3.1). Inputs are random from a seed; every
  * figure is the median over --reps timed runs after at least 0.5 s of warm-up. Human lines, then ONE
  * final JSON line that bench/compare.sh parses. Retrieval drives the backend's function table
  * directly (kernels_int.h) on a synthetic table, so no bundle is needed; the table is generated

@@ -30,7 +30,7 @@ CASE is one of
   avro_output  --output X.avro writes a container that reads back (avro_tool recs) to the same
                bytes as the JSON Lines output;
   incremental  gru4rec with encode.incremental=true (each session resumes from the hidden state
-               stored with it, DESIGN §3.5) gives the bytes of encode.incremental=false over
+               stored with it, DESIGN §3.1) gives the bytes of encode.incremental=false over
                sessions that outgrow max_len, on both state backends, at batch sizes 1 and 37,
                with session.max_len below the model's, and across a resumed run whose states
                come from disk (rocksdb state.dir).

@@ -1,4 +1,4 @@
-/* test_incremental.c — incremental encoding (DESIGN §3.5): sr_model_encode_resume gives the
+/* test_incremental.c — incremental encoding (DESIGN §3.1): sr_model_encode_resume gives the
  * same bytes as sr_model_encode over random sessions that grow event by event in random
  * batches (resumed, fresh and zero-step sessions mixed in one call), through the model's window
  * slide and the session store's; states of another model, of other items or damaged ones are
