@@ -31,7 +31,7 @@ SR_CONFIG_KEY("state.changelog.replication.factor", "-1", "run: replication fact
 SR_CONFIG_KEY("device",                  "auto",      "compute device: auto, cpu, cuda")
 SR_CONFIG_KEY("device.threads",          "0",         "CPU backend threads (0: all cores)")
 SR_CONFIG_KEY("encode.incremental",      "true",      "gru4rec on cpu: keep each session's hidden state with the session and run only its new items (same bytes as a full encode)")
-SR_CONFIG_KEY("encode.cache.bytes",      "67108864",  "with encode.incremental, gpt2 with one layer on cpu: memory for per-session attention rows, least recently used out first (0: off)")
+SR_CONFIG_KEY("encode.cache.bytes",      "0",         "with encode.incremental, gpt2 with one layer on cpu: memory for per-session attention rows, least recently used out first (0: off)")
 SR_CONFIG_KEY("retrieval.mode",          "auto",      "auto (FAISS index when the bundle has one), exact, faiss")
 SR_CONFIG_KEY("retrieval.nprobe",        "16",        "FAISS IVF lists probed per query")
 SR_CONFIG_KEY("retrieval.ef_search",     "64",        "FAISS HNSW search depth")
