@@ -31,6 +31,11 @@ CASE is one of
                bytes as the JSON Lines output;
   exclude_types  recs.exclude_seen=purchase[,add_to_cart] excludes exactly the items the session
                had such an event for (viewed items come back), true all seen items.
+  incremental  gru4rec with encode.incremental=true (each session resumes from the hidden state
+               stored with it, DESIGN §3.1) gives the bytes of encode.incremental=false over
+               sessions that outgrow max_len, on both state backends, at batch sizes 1 and 37,
+               with session.max_len below the model's, and across a resumed run whose states
+               come from disk (rocksdb state.dir).
 Exit 0 on success, 1 with the reason.
 """
 import argparse
@@ -52,8 +57,8 @@ class Fail(Exception):
     pass
 
 
-def replay(args, cwd, inp, out, sets=(), report=None, extra=()):
-    cmd = [args.streamrec, "replay", "--set", "model.bundle=" + os.path.join(args.data, "gpt2-small"),
+def replay(args, cwd, inp, out, sets=(), report=None, extra=(), bundle="gpt2-small"):
+    cmd = [args.streamrec, "replay", "--set", "model.bundle=" + os.path.join(args.data, bundle),
            "--set", "device=cpu", "--set", "log.level=error", "--input", inp, "--output", out]
     for s in sets:
         cmd += ["--set", s]
@@ -373,9 +378,53 @@ def case_exclude_types(args, tmp):
         raise Fail("the number of recommendations changed with exclude_seen: %r" % counts)
 
 
+def case_incremental(args, tmp):
+    bundle = "gru4rec-small"
+    ev = os.path.join(tmp, "events.jsonl")
+    # 3000 events over 40 sessions: ~75 per session, past max_len 20
+    generate_events(os.path.join(args.data, bundle), ev, 3000, 40, 11)
+    ref = os.path.join(tmp, "ref.jsonl")
+    replay(args, tmp, ev, ref, ["state.backend=memory", "encode.incremental=false"], bundle=bundle)
+    runs = [("memory b1", ["state.backend=memory", "batch.max.events=1"]),
+            ("memory b37", ["state.backend=memory", "batch.max.events=37"]),
+            ("rocksdb b37", ["state.backend=rocksdb", "batch.max.events=37",
+                             "state.dir=" + os.path.join(tmp, "db1")])]
+    for i, (what, sets) in enumerate(runs):
+        out = os.path.join(tmp, "inc%d.jsonl" % i)
+        replay(args, tmp, ev, out, sets + ["encode.incremental=true"], bundle=bundle)
+        same_bytes(ref, out, "encode.incremental true (%s) vs false" % what)
+    # the session store keeps fewer items than the model reads: its window slides first
+    short_ref, short = os.path.join(tmp, "short_ref.jsonl"), os.path.join(tmp, "short.jsonl")
+    replay(args, tmp, ev, short_ref, ["state.backend=memory", "session.max_len=7",
+                                      "encode.incremental=false"], bundle=bundle)
+    replay(args, tmp, ev, short, ["state.backend=memory", "session.max_len=7",
+                                  "batch.max.events=13"], bundle=bundle)
+    same_bytes(short_ref, short, "session.max_len=7: encode.incremental true vs false")
+    # two runs on one state.dir: the first replays half the events, the second resumes after
+    # them on the whole file (the same input path, so the store accepts it) with the states of
+    # the first read from disk
+    with open(ev) as f:
+        lines = f.readlines()
+    part = os.path.join(tmp, "part.jsonl")
+    for inc, name in (("true", "o"), ("false", "r")):
+        db = ["state.backend=rocksdb", "batch.max.events=29", "encode.incremental=" + inc,
+              "state.dir=" + os.path.join(tmp, "db_" + name)]
+        with open(part, "w") as f:
+            f.writelines(lines[:1500])
+        replay(args, tmp, part, os.path.join(tmp, name + "1.jsonl"), db, bundle=bundle)
+        with open(part, "w") as f:
+            f.writelines(lines)
+        replay(args, tmp, part, os.path.join(tmp, name + "2.jsonl"), db, bundle=bundle,
+               extra=["--resume"])
+    same_bytes(os.path.join(tmp, "r1.jsonl"), os.path.join(tmp, "o1.jsonl"),
+               "first half on a state.dir, incremental true vs false")
+    same_bytes(os.path.join(tmp, "r2.jsonl"), os.path.join(tmp, "o2.jsonl"),
+               "second half resumed from the state.dir, incremental true vs false")
+
+
 CASES = {"state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
          "restart": case_restart, "avro_input": case_avro_input, "avro_output": case_avro_output,
-         "exclude_types": case_exclude_types}
+         "exclude_types": case_exclude_types, "incremental": case_incremental}
 
 
 def main():
