@@ -163,6 +163,8 @@ struct sr_runtime {
     /* metrics (loop thread) */
     sr_http_t *http;
     pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */
+    uint64_t dlq_dropped;    /* dead letters the producer or broker refused (atomic) */
+    int64_t dlq_max_bytes;   /* dlq.max.bytes */
     uint64_t consumed, committed_events, published, dlq_published, delivery_failures, rebalances,
         recovered_batches;
     struct sr_hist batch_hist, lat_hist;
