@@ -91,7 +91,6 @@ sr_err_t sr__graph_validate(const struct sr__graph_node_ports *nodes, int n, str
 
 /* The registry (ops_builtin.c): every op type, looked up by name. */
 const struct sr_op_desc *sr__op_find(const char *name);
-void sr__op_list(FILE *f);
 /* Writes the op type names, ", "-separated, into out (for messages). */
 void sr__op_names(char *out, size_t n);
 

@@ -61,7 +61,6 @@ enum sr_format {
 
 /* Parses "json", "avro", "avro-confluent" (the input.format / output.format values). */
 sr_err_t sr_format_parse(const char *s, enum sr_format *out, struct sr_error *err);
-const char *sr_format_name(enum sr_format f);
 
 /* ---- events --------------------------------------------------------------------------- */
 
