@@ -12,6 +12,7 @@
 #define SR_C_RAW "raw"                 /* STR: undecoded record bytes (source) */
 #define SR_C_SRC_PARTITION "src_partition" /* I32 (source) */
 #define SR_C_SRC_OFFSET "src_offset"   /* I64 (source) */
+#define SR_C_SRC_TIMESTAMP "src_timestamp" /* I64 (source): the record's timestamp (ms), -1 unknown */
 #define SR_C_DECODE_ERROR "decode_error" /* STR: reason a record was dropped, NULL if decoded */
 #define SR_C_SESSION "session_id"      /* STR */
 #define SR_C_USER "user_id"            /* STR, NULL when absent */

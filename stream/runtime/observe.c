@@ -96,6 +96,9 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
              (unsigned long long)__atomic_load_n(&st->reason_count[i], __ATOMIC_RELAXED));
     counter(b, "streamrec_events_filtered_total", "valid events of types neither stored nor triggering",
             __atomic_load_n(&st->filtered, __ATOMIC_RELAXED));
+    counter(b, "streamrec_events_timestamp_from_record_total", "events without timestamp_ms "
+            "that took their Kafka record's timestamp",
+            __atomic_load_n(&st->timestamp_from_record, __ATOMIC_RELAXED));
     counter(b, "streamrec_events_unknown_item_total", "valid events whose item the bundle does not know",
             __atomic_load_n(&st->unknown_items, __ATOMIC_RELAXED));
     counter(b, "streamrec_recommendations_published_total",

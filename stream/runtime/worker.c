@@ -133,6 +133,7 @@ static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
             src.raw_len[i] = (uint32_t)m->len;
             src.partition[i] = m->partition;
             src.offset[i] = m->offset;
+            src.timestamp[i] = rd_kafka_message_timestamp(m, NULL);
             b->refs[i].b = b;
             b->refs[i].row = i;
         }
