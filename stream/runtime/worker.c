@@ -62,11 +62,12 @@ static sr_err_t out_emit(void *opaque, const struct sr_batch *sb, int32_t row,
  * (DESIGN §4). A message that cannot be delivered whole (key + value above dlq.max.bytes) goes
  * out truncated to fit, flagged streamrec.truncated=true with streamrec.original.size; one the
  * producer still refuses is skipped with an error line and counted
- * (streamrec_dlq_dropped_total). A dead letter never stops the stream. */
+ * (streamrec_dlq_dropped_total): under at_least_once a dead letter never stops the stream.
+ * Under exactly_once a refused produce fails the batch, as for a recommendation: the
+ * transaction aborts and its events are processed again. */
 static sr_err_t out_dead_letter(void *opaque, const struct sr_batch *sb, int32_t row,
                                 const char *reason, struct sr_error *err)
 {
-    (void)err;
     sr_runtime_t *rt = opaque;
     struct rt_batch *b = sb->owner;
     const rd_kafka_message_t *m = b->msgs[row];
@@ -102,6 +103,12 @@ static sr_err_t out_dead_letter(void *opaque, const struct sr_batch *sb, int32_t
                                    false, &perr);
     if (rc == SR_OK) {
         b->produced++;
+    } else if (rt->eos || rd_kafka_fatal_error(rt->producer, NULL, 0)) {
+        /* exactly_once (a failed transaction refuses every produce) or a fatal producer:
+         * the batch fails and the transaction or the runtime handles it (DESIGN §8.8) */
+        if (err)
+            *err = perr;
+        return rc;
     } else {
         sr_log(SR_LOG_ERROR, CMP, "dead letter dropped", "source=%s[%d]@%lld reason=%s error=\"%s\"",
                rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, reason,
