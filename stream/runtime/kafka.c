@@ -154,6 +154,17 @@ sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partiti
     }
 }
 
+void sr_kafka_headers_add_source(rd_kafka_headers_t *h, const char *topic, size_t topic_len,
+                                 int32_t partition, int64_t offset)
+{
+    char part[16], off[24];
+    int pl = snprintf(part, sizeof part, "%d", (int)partition);
+    int ol = snprintf(off, sizeof off, "%lld", (long long)offset);
+    rd_kafka_header_add(h, "streamrec.source.topic", -1, topic, (ssize_t)topic_len);
+    rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
+    rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
+}
+
 /* ---- topic sink ------------------------------------------------------------------------ */
 
 struct sr_topic_sink {
@@ -174,15 +185,10 @@ static sr_err_t topic_emit(void *opaque, const struct sr_batch *b, int32_t row, 
     if (rc != SR_OK)
         return rc;
     rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-    char part[16], off[24];
-    int pl = snprintf(part, sizeof part, "%d", (int)rec->source_partition);
-    int ol = snprintf(off, sizeof off, "%lld", (long long)rec->source_offset);
     rd_kafka_header_add(h, "streamrec.model.version", -1, rec->model_version,
                         (ssize_t)rec->model_version_len);
-    rd_kafka_header_add(h, "streamrec.source.topic", -1, rec->source_topic,
-                        (ssize_t)rec->source_topic_len);
-    rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
-    rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
+    sr_kafka_headers_add_source(h, rec->source_topic, rec->source_topic_len,
+                                rec->source_partition, rec->source_offset);
     void *mo = s->p.msg_opaque ? s->p.msg_opaque(s->p.ctx, b, row) : NULL;
     rc = sr_kafka_produce(s->p.producer, s->rkt, RD_KAFKA_PARTITION_UA, rec->session_id, rec->session_id_len, s->buf.data,
                           s->buf.len, h, 0, mo, s->p.serve_when_full, err);

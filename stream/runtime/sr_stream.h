@@ -179,6 +179,10 @@ sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partiti
                           rd_kafka_headers_t *hdrs, int64_t timestamp_ms, void *opaque,
                           bool serve_when_full, struct sr_error *err);
 
+/* Adds the provenance headers streamrec.source.topic / .partition / .offset (DESIGN §4.4). */
+void sr_kafka_headers_add_source(rd_kafka_headers_t *h, const char *topic, size_t topic_len,
+                                 int32_t partition, int64_t offset);
+
 /* ---- topic source: replay --input topic:NAME[@start[..end]] (topic_io.c) --------------- */
 
 /* A half-open range start <= x < end of offsets or times (epoch ms); -1 = open. */

@@ -76,13 +76,10 @@ static sr_err_t out_dead_letter(void *opaque, const struct sr_batch *sb, int32_t
         h = rd_kafka_headers_copy(orig);
     else
         h = rd_kafka_headers_new(6);
-    char part[16], off[24], size[24];
-    int pl = snprintf(part, sizeof part, "%d", (int)m->partition);
-    int ol = snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    char size[24];
+    const char *topic = rd_kafka_topic_name(m->rkt);
     rd_kafka_header_add(h, "streamrec.error", -1, reason, -1);
-    rd_kafka_header_add(h, "streamrec.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
-    rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
+    sr_kafka_headers_add_source(h, topic, strlen(topic), m->partition, m->offset);
     size_t key_len = m->key_len, len = m->len, max = (size_t)rt->dlq_max_bytes;
     if (key_len + len > max) {
         int sl = snprintf(size, sizeof size, "%zu", m->len);
