@@ -841,20 +841,6 @@ sr_err_t sr_config_get_int(const sr_config_t *cfg, const char *key, int64_t *out
     return SR_OK;
 }
 
-sr_err_t sr_config_get_double(const sr_config_t *cfg, const char *key, double *out, struct sr_error *err)
-{
-    const char *v = sr_config_get(cfg, key);
-    if (!v || !*v)
-        return sr_error_set(err, SR_ECONFIG, "configuration key '%s' is not set", key);
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end != '\0' || !isfinite(x))
-        return get_failed(cfg, key, v, "a number", err);
-    *out = x;
-    return SR_OK;
-}
-
 sr_err_t sr_config_get_bool(const sr_config_t *cfg, const char *key, bool *out, struct sr_error *err)
 {
     const char *v = sr_config_get(cfg, key);

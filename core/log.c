@@ -1,5 +1,5 @@
-/* log.c — one line per event of interest: "ts level component msg k=v...". The level and the
- * sink are process-wide; a mutex keeps lines whole when several threads log. */
+/* log.c — one line per event of interest: "ts level component msg k=v...", to stderr.
+ * The level is process-wide; a mutex keeps lines whole when several threads log. */
 #include "sr_core.h"
 
 #include <pthread.h>
@@ -9,8 +9,6 @@
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static sr_log_level_t log_level = SR_LOG_INFO;
-static sr_log_sink_fn log_sink;
-static void *log_sink_opaque;
 
 static const char *const level_name[] = {"debug", "info", "warn", "error", "off"};
 
@@ -26,14 +24,6 @@ sr_err_t sr_log_level_parse(const char *s, sr_log_level_t *out)
         }
     }
     return SR_EINVAL;
-}
-
-void sr_log_set_sink(sr_log_sink_fn fn, void *opaque)
-{
-    pthread_mutex_lock(&log_mu);
-    log_sink = fn;
-    log_sink_opaque = opaque;
-    pthread_mutex_unlock(&log_mu);
 }
 
 void sr_log(sr_log_level_t level, const char *component, const char *msg, const char *kv, ...)
@@ -57,9 +47,6 @@ void sr_log(sr_log_level_t level, const char *component, const char *msg, const 
         va_end(ap);
     }
     pthread_mutex_lock(&log_mu);
-    if (log_sink)
-        log_sink(log_sink_opaque, level, line);
-    else
-        fprintf(stderr, "%s\n", line);
+    fprintf(stderr, "%s\n", line);
     pthread_mutex_unlock(&log_mu);
 }

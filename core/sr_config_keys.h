@@ -16,6 +16,7 @@ SR_CONFIG_KEY("model.bundle",            DIR,  "",       NULL,        "model bun
 SR_CONFIG_KEY("input.topic",             TOPIC, "",      "events",    "topic of user events (one topic)")
 SR_CONFIG_KEY("output.topic",            TOPIC, "",      "recommendations", "topic recommendations are published to")
 SR_CONFIG_KEY("dlq.topic",               TOPIC, "opt",   "",          "dead-letter topic for undecodable events; empty turns it off")
+SR_CONFIG_KEY("dlq.max.bytes",           INT,  "1024..2147483647", "900000", "largest dead letter (key + value, bytes): a larger one is truncated to fit and flagged streamrec.truncated (keep below the producer's and the topic's message.max.bytes)")
 SR_CONFIG_KEY("input.format",            ENUM, "json|avro|avro-confluent", "json", "event encoding: json, avro (bare binary), avro-confluent")
 SR_CONFIG_KEY("output.format",           ENUM, "json|avro|avro-confluent", "json", "recommendation encoding: json, avro, avro-confluent")
 SR_CONFIG_KEY("input.avro.writer_schema", FILE, "opt",   "",          "writer schema file for input.format=avro (default: schemas/user_event.avsc)")

@@ -84,10 +84,6 @@ void sr_log_set_level(sr_log_level_t level);
 sr_log_level_t sr_log_get_level(void);
 /* Parses "debug|info|warn|error|off". */
 sr_err_t sr_log_level_parse(const char *s, sr_log_level_t *out);
-/* Redirects log lines (default: stderr). The callback receives the whole formatted line
- * without its newline; pass NULL to restore stderr. */
-typedef void (*sr_log_sink_fn)(void *opaque, sr_log_level_t level, const char *line);
-void sr_log_set_sink(sr_log_sink_fn fn, void *opaque);
 
 #define SR_LOG_DEBUG_ON() (sr_log_get_level() <= SR_LOG_DEBUG)
 
@@ -142,7 +138,6 @@ const char *sr_config_get(const sr_config_t *cfg, const char *key);
 /* Typed getters: a value that does not parse (or, for a known INT key, lies outside its
  * allowed range) is SR_ECONFIG with the message sr_config_check gives. */
 sr_err_t sr_config_get_int(const sr_config_t *cfg, const char *key, int64_t *out, struct sr_error *err);
-sr_err_t sr_config_get_double(const sr_config_t *cfg, const char *key, double *out, struct sr_error *err);
 sr_err_t sr_config_get_bool(const sr_config_t *cfg, const char *key, bool *out, struct sr_error *err);
 /* True when the key was set explicitly (file, env or --set), not only defaulted. */
 bool sr_config_is_set(const sr_config_t *cfg, const char *key);

@@ -40,7 +40,7 @@ sr_err_t sr_batch_init(struct sr_batch *b, sr_arena_t *arena, int32_t n, struct 
 sr_err_t sr_batch_init_source(struct sr_batch *b, sr_arena_t *arena, int32_t n,
                               struct sr_source_cols *out, struct sr_error *err)
 {
-    struct sr_col *raw, *part, *off;
+    struct sr_col *raw, *part, *off, *ts;
     sr_err_t rc = sr_batch_init(b, arena, n, err);
     if (rc == SR_OK)
         rc = sr_batch_add(b, SR_C_RAW, SR_COL_STR, 0, &raw, err);
@@ -48,10 +48,15 @@ sr_err_t sr_batch_init_source(struct sr_batch *b, sr_arena_t *arena, int32_t n,
         rc = sr_batch_add(b, SR_C_SRC_PARTITION, SR_COL_I32, 0, &part, err);
     if (rc == SR_OK)
         rc = sr_batch_add(b, SR_C_SRC_OFFSET, SR_COL_I64, 0, &off, err);
+    if (rc == SR_OK)
+        rc = sr_batch_add(b, SR_C_SRC_TIMESTAMP, SR_COL_I64, 0, &ts, err);
     if (rc != SR_OK)
         return rc;
+    for (int32_t i = 0; i < n; i++)
+        ((int64_t *)ts->data)[i] = -1;
     *out = (struct sr_source_cols){.raw = (const char **)raw->data, .raw_len = raw->lens,
-                                   .partition = part->data, .offset = off->data};
+                                   .partition = part->data, .offset = off->data,
+                                   .timestamp = ts->data};
     return SR_OK;
 }
 

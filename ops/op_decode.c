@@ -87,12 +87,26 @@ static sr_err_t decode_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
     uint64_t *v_key = key->data;
     const int64_t *offs = sr_batch_col(b, SR_C_SRC_OFFSET)->data;
     const int32_t *parts = sr_batch_col(b, SR_C_SRC_PARTITION)->data;
+    struct sr_col *rts = sr_batch_col(b, SR_C_SRC_TIMESTAMP);
+    const int64_t *rec_ts = rts ? rts->data : NULL;
     for (int32_t s = 0; s < b->n_sel; s++) {
         int32_t r = b->sel[s];
         struct sr_event ev;
         enum sr_event_invalid why = SR_EVENT_INVALID_NONE;
         struct sr_error e;
         sr_err_t drc = sr_event_decode(c->dec, rawp[r], raw->lens[r], b->arena, &ev, &why, &e);
+        if (drc == SR_OK && ev.timestamp_ms == SR_EVENT_TS_ABSENT) {
+            /* No timestamp_ms: the record's timestamp stands in (counted); a source without
+             * one (a file) leaves the event invalid. */
+            if (rec_ts && rec_ts[r] >= 0) {
+                ev.timestamp_ms = rec_ts[r];
+                __atomic_fetch_add(&env->stats->timestamp_from_record, 1, __ATOMIC_RELAXED);
+            } else {
+                drc = sr_error_set(&e, SR_EFORMAT, "field timestamp_ms: missing (and the record "
+                                   "has no timestamp)");
+                why = SR_EVENT_INVALID_MISSING_FIELD;
+            }
+        }
         if (drc == SR_ENOMEM)
             return sr_error_set(err, SR_ENOMEM, "decode: out of memory");
         if (drc != SR_OK) {

@@ -24,12 +24,6 @@ const struct sr_op_desc *sr__op_find(const char *name)
     return NULL;
 }
 
-void sr__op_list(FILE *f)
-{
-    for (size_t i = 0; i < sizeof registry / sizeof *registry; i++)
-        fprintf(f, "  %-18s %s\n", registry[i]->name, registry[i]->help);
-}
-
 void sr__op_names(char *out, size_t n)
 {
     size_t j = 0;

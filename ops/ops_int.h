@@ -12,6 +12,7 @@
 #define SR_C_RAW "raw"                 /* STR: undecoded record bytes (source) */
 #define SR_C_SRC_PARTITION "src_partition" /* I32 (source) */
 #define SR_C_SRC_OFFSET "src_offset"   /* I64 (source) */
+#define SR_C_SRC_TIMESTAMP "src_timestamp" /* I64 (source): the record's timestamp (ms), -1 unknown */
 #define SR_C_DECODE_ERROR "decode_error" /* STR: reason a record was dropped, NULL if decoded */
 #define SR_C_SESSION "session_id"      /* STR */
 #define SR_C_USER "user_id"            /* STR, NULL when absent */
@@ -91,7 +92,6 @@ sr_err_t sr__graph_validate(const struct sr__graph_node_ports *nodes, int n, str
 
 /* The registry (ops_builtin.c): every op type, looked up by name. */
 const struct sr_op_desc *sr__op_find(const char *name);
-void sr__op_list(FILE *f);
 /* Writes the op type names, ", "-separated, into out (for messages). */
 void sr__op_names(char *out, size_t n);
 

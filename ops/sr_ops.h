@@ -68,6 +68,7 @@ struct sr_source_cols {
     uint32_t *raw_len;
     int32_t *partition;
     int64_t *offset;
+    int64_t *timestamp;  /* the record's timestamp (ms; Kafka's), -1 when the source has none */
 };
 /* sr_batch_init plus the three source columns, zeroed. */
 sr_err_t sr_batch_init_source(struct sr_batch *b, sr_arena_t *arena, int32_t n,
@@ -95,6 +96,7 @@ struct sr_stats {
     uint64_t recommendations; /* recommendations emitted */
     uint64_t batches;
     uint64_t sessions_seen;   /* distinct sessions touched (approximate for large streams) */
+    uint64_t timestamp_from_record; /* events without timestamp_ms given the record's */
     int n_reasons;
     const char *reason[SR_STATS_MAX_REASONS];
     uint64_t reason_count[SR_STATS_MAX_REASONS];

@@ -46,7 +46,7 @@ sr_err_t sr_event_validate(const struct sr_event *ev, enum sr_event_invalid *why
             return sr__invalid(why, SR_EVENT_INVALID_INVALID_UTF8, err,
                                "field %s: invalid UTF-8 or NUL at byte %td", f[i].name, bad);
     }
-    if (ev->timestamp_ms < 0)
+    if (ev->timestamp_ms < 0 && ev->timestamp_ms != SR_EVENT_TS_ABSENT)
         return sr__invalid(why, SR_EVENT_INVALID_BAD_TIMESTAMP, err,
                            "field timestamp_ms: negative (%" PRId64 ")", ev->timestamp_ms);
     if (why)
@@ -123,8 +123,12 @@ sr_err_t sr__event_decode_json(const void *buf, size_t len, sr_arena_t *arena,
                          why, err)) != SR_OK)
         goto out;
     json_t *ts = json_object_get(root, "timestamp_ms");
-    if (!ts) {
-        rc = sr__invalid(why, SR_EVENT_INVALID_MISSING_FIELD, err, "field timestamp_ms: missing");
+    if (!ts || json_is_null(ts)) {
+        /* absent: the caller may take the record's own timestamp (sr_event.timestamp_ms) */
+        ev.timestamp_ms = SR_EVENT_TS_ABSENT;
+        rc = sr_event_validate(&ev, why, err);
+        if (rc == SR_OK)
+            *out = ev;
         goto out;
     }
     if (!json_is_integer(ts)) {

@@ -53,16 +53,6 @@ sr_err_t sr_format_parse(const char *s, enum sr_format *out, struct sr_error *er
     return SR_OK;
 }
 
-const char *sr_format_name(enum sr_format f)
-{
-    switch (f) {
-    case SR_FORMAT_JSON: return "json";
-    case SR_FORMAT_AVRO: return "avro";
-    case SR_FORMAT_AVRO_CONFLUENT: return "avro-confluent";
-    }
-    return "unknown";
-}
-
 sr_err_t sr__schema_parse(const char *json, size_t len, const char *what, avro_schema_t *out,
                           struct sr_error *err)
 {

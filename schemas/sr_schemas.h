@@ -61,7 +61,6 @@ enum sr_format {
 
 /* Parses "json", "avro", "avro-confluent" (the input.format / output.format values). */
 sr_err_t sr_format_parse(const char *s, enum sr_format *out, struct sr_error *err);
-const char *sr_format_name(enum sr_format f);
 
 /* ---- events --------------------------------------------------------------------------- */
 
@@ -76,8 +75,10 @@ struct sr_event {
     size_t item_id_len;
     const char *event_type;
     size_t event_type_len;
-    int64_t timestamp_ms;
+    int64_t timestamp_ms;   /* SR_EVENT_TS_ABSENT: the event has none (JSON: absent or null) */
 };
+/* An event without timestamp_ms: the runtime takes the Kafka record's timestamp instead. */
+#define SR_EVENT_TS_ABSENT INT64_MIN
 
 /* Why a message was refused. The names are stable: they are metrics labels and DLQ headers. */
 #define SR_EVENT_INVALID_MAP(X)                                                         \

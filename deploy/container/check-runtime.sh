@@ -48,6 +48,8 @@ while read -r soname path; do
   # The image is built with SR_CUDA=OFF: a CUDA-enabled build's toolkit libraries are not the
   # image's business (and belong to no Debian package).
   case "$path" in /usr/local/cuda*) continue ;; esac
+  # Nor are a sanitizer build's runtimes (the image is a release build).
+  case "$soname" in libasan.so*|libubsan.so*|liblsan.so*|libtsan.so*) continue ;; esac
   n=$((n + 1))
   if ! pkg=$(owner "$path"); then
     echo "FAIL: $soname ($path) belongs to no Debian package"; fail=1; continue

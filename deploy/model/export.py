@@ -164,7 +164,23 @@ def to_bundle_tensors(sd, arch=None, item_embedding=None, output_bias=None):
             notes.append("item embedding taken from %s" % emb_key)
         W["item_embedding.weight"] = sd[emb_key]
         src["item_embedding.weight"] = emb_key
-    V = (W.get("wte.weight") if arch == "gpt2" else W["item_embedding.weight"]).shape[0]
+    table = W.get("wte.weight") if arch == "gpt2" else W["item_embedding.weight"]
+    V = table.shape[0]
+    # The bundle scores with the item table (DESIGN §3): a separate output head ([V, d], e.g.
+    # lm_head.weight) that differs from it would be served as a different model. Refuse it
+    # rather than export (and verify against) something other than what was trained.
+    heads = [k for k in sd if k.endswith(("lm_head.weight", "output.weight", "output_layer.weight",
+                                          "head.weight", "decoder.weight"))
+             and k != src.get("wte.weight", src.get("item_embedding.weight"))
+             and hasattr(sd[k], "dim") and sd[k].dim() == 2 and tuple(sd[k].shape) == tuple(table.shape)]
+    for k in heads:
+        if not torch.equal(sd[k].float(), table.float()):
+            raise ExportError("%s is an output head not tied to the item table %s: the bundle scores "
+                              "with the item table, so this model cannot be served as trained (tie the "
+                              "head to the embedding, or train with tied weights)"
+                              % (k, src.get("wte.weight", src.get("item_embedding.weight"))))
+        src[k] = k  # tied: the same tensor, nothing more to export
+        notes.append("output head %s is tied to the item table" % k)
     ob = output_bias
     if ob is None:
         ob = _only([k for k in sd if (k.endswith("output.bias") or k.endswith("output_layer_bias"))

@@ -21,6 +21,14 @@ static void usage(void)
            "  /readyz).\n");
 }
 
+static int log_key(void *opaque, const char *key, const char *value)
+{
+    (void)opaque;
+    sr_log(SR_LOG_INFO, "run", "configuration", "%s=%s", key,
+           sr_config_key_is_secret(key) ? "***" : value);
+    return 0;
+}
+
 int sr__cmd_run(int argc, char **argv)
 {
     if (sr__cli_wants_help(argc, argv)) {
@@ -52,6 +60,8 @@ int sr__cmd_run(int argc, char **argv)
     }
     if (!rc)
         rc = sr__cli_config_load("run", cfg, cfg_file, true, argc, argv, false);
+    if (!rc) /* the effective configuration, secrets masked: what this process runs with */
+        sr_config_foreach(cfg, "", log_key, NULL);
     signal(SIGPIPE, SIG_IGN);
     sr_runtime_t *rt = NULL;
     if (!rc && sr_runtime_new(cfg, &rt, &err) != SR_OK)

@@ -12,14 +12,14 @@
 
 static const struct sr__command commands[] = {
     {"config", sr__cmd_config, "list every configuration key with its default and meaning"},
-    {"bundle", sr__cmd_bundle, "check a model bundle (bundle check BUNDLE)"},
+    {"bundle", sr__cmd_bundle, "bundle check BUNDLE, bundle build-index, bundle add-items: check, index, extend a bundle"},
     {"score", sr__cmd_score, "score sessions (JSON lines on stdin) with a bundle: raw model top-k"},
     {"replay", sr__cmd_replay, "offline runtime: replay an event file through the graph (--eval)"},
     {"run", sr__cmd_run, "online runtime: consumer group in, recommendations to a topic"},
     {"gen", sr__cmd_gen, "synthetic sessions (or a YooChoose/Diginetica log) to a file or topic"},
     {"broker", sr__cmd_broker, "a local Kafka-protocol broker (librdkafka mock cluster)"},
     {"demo", sr__cmd_demo, "everything embedded, zero set-up: broker, events, runtime, live hit rate"},
-    {"bench", sr__cmd_bench, "micro-benchmarks: exact top-k retrieval, sequence encoders"},
+    {"bench", sr__cmd_bench, "benchmarks: bench retrieval, bench model (encoders), bench e2e (the online runtime)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -274,10 +274,10 @@ static int log_change(void *opaque, const struct sr_state_key *key, const struct
         char v[24];
         int n = snprintf(v, sizeof v, "%" PRId64, applied);
         c->rc = sr_kafka_produce(cl->producer, cl->rkt, key->partition, APPLIED_KEY, APPLIED_KEY_LEN,
-                                 v, (size_t)n, NULL, c->opaque, false, c->err);
+                                 v, (size_t)n, NULL, 0, c->opaque, false, c->err);
     } else if (!s) {
         c->rc = sr_kafka_produce(cl->producer, cl->rkt, key->partition, key->id, key->len, NULL, 0,
-                                 NULL, c->opaque, false, c->err);
+                                 NULL, 0, c->opaque, false, c->err);
     } else {
         size_t need = sr_session_value_size(s);
         sr_buf_reset(&cl->buf);
@@ -287,7 +287,7 @@ static int log_change(void *opaque, const struct sr_state_key *key, const struct
             c->rc = sr_session_encode(s, cl->buf.data, need, &need, c->err);
         if (c->rc == SR_OK)
             c->rc = sr_kafka_produce(cl->producer, cl->rkt, key->partition, key->id, key->len,
-                                     cl->buf.data, need, NULL, c->opaque, false, c->err);
+                                     cl->buf.data, need, NULL, 0, c->opaque, false, c->err);
     }
     if (c->rc == SR_OK)
         c->produced++;

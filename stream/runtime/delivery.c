@@ -174,6 +174,17 @@ void sr__rt_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     struct rt_batch *b = ref->b;
     bool dlq = rt->dlq_rkt && m->rkt == rt->dlq_rkt;
+    if (m->err && dlq && !rt->eos && !rd_kafka_fatal_error(rt->producer, NULL, 0)) {
+        /* A dead letter the broker refuses (too large for its message.max.bytes, a policy):
+         * logged and counted, never a reason to reprocess or stop the stream (DESIGN §4).
+         * Under exactly_once the transaction aborts instead, below. */
+        sr_log(SR_LOG_ERROR, CMP, "dead letter dropped", "source=%s[%d]@%lld error=\"%s\"",
+               rd_kafka_topic_name(b->msgs[ref->row]->rkt), (int)b->msgs[ref->row]->partition,
+               (long long)b->msgs[ref->row]->offset, rd_kafka_err2str(m->err));
+        __atomic_fetch_add(&rt->dlq_dropped, 1, __ATOMIC_RELAXED);
+        b->acked++;
+        return;
+    }
     if (m->err) {
         b->failed++;
         pthread_mutex_lock(&rt->mmu);

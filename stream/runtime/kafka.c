@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 void sr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -103,6 +104,15 @@ sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_k
         if (rc == SR_OK)
             rc = sr_kafka_conf_set(conf, "linger.ms", "1", err);
     }
+    /* client.id names the instance in broker logs and quotas: streamrec-<instance.id or host>. */
+    if (rc == SR_OK) {
+        char id[300], host[256] = "";
+        const char *inst = sr_config_get(cfg, "instance.id");
+        if (!inst || !*inst)
+            inst = gethostname(host, sizeof host - 1) == 0 && *host ? host : "unknown";
+        snprintf(id, sizeof id, "streamrec-%s", inst);
+        rc = sr_kafka_conf_set(conf, "client.id", id, err);
+    }
     struct conf_walk w = {conf, side, err, SR_OK};
     if (rc == SR_OK) {
         sr_config_foreach(cfg, "kafka.", conf_one, &w);
@@ -118,14 +128,15 @@ sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_k
 
 sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition, const void *key,
                           size_t key_len, const void *value, size_t value_len,
-                          rd_kafka_headers_t *hdrs, void *opaque, bool serve_when_full,
-                          struct sr_error *err)
+                          rd_kafka_headers_t *hdrs, int64_t timestamp_ms, void *opaque,
+                          bool serve_when_full, struct sr_error *err)
 {
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key, key_len),
             RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_TIMESTAMP(timestamp_ms > 0 ? timestamp_ms : 0),
+            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return SR_OK; /* the headers now belong to the message */
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -141,6 +152,17 @@ sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partiti
             nanosleep(&ts, NULL);
         }
     }
+}
+
+void sr_kafka_headers_add_source(rd_kafka_headers_t *h, const char *topic, size_t topic_len,
+                                 int32_t partition, int64_t offset)
+{
+    char part[16], off[24];
+    int pl = snprintf(part, sizeof part, "%d", (int)partition);
+    int ol = snprintf(off, sizeof off, "%lld", (long long)offset);
+    rd_kafka_header_add(h, "streamrec.source.topic", -1, topic, (ssize_t)topic_len);
+    rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
+    rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
 }
 
 /* ---- topic sink ------------------------------------------------------------------------ */
@@ -163,18 +185,13 @@ static sr_err_t topic_emit(void *opaque, const struct sr_batch *b, int32_t row, 
     if (rc != SR_OK)
         return rc;
     rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-    char part[16], off[24];
-    int pl = snprintf(part, sizeof part, "%d", (int)rec->source_partition);
-    int ol = snprintf(off, sizeof off, "%lld", (long long)rec->source_offset);
     rd_kafka_header_add(h, "streamrec.model.version", -1, rec->model_version,
                         (ssize_t)rec->model_version_len);
-    rd_kafka_header_add(h, "streamrec.source.topic", -1, rec->source_topic,
-                        (ssize_t)rec->source_topic_len);
-    rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
-    rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
+    sr_kafka_headers_add_source(h, rec->source_topic, rec->source_topic_len,
+                                rec->source_partition, rec->source_offset);
     void *mo = s->p.msg_opaque ? s->p.msg_opaque(s->p.ctx, b, row) : NULL;
     rc = sr_kafka_produce(s->p.producer, s->rkt, RD_KAFKA_PARTITION_UA, rec->session_id, rec->session_id_len, s->buf.data,
-                          s->buf.len, h, mo, s->p.serve_when_full, err);
+                          s->buf.len, h, 0, mo, s->p.serve_when_full, err);
     if (rc == SR_OK)
         s->produced++;
     return rc;

@@ -23,7 +23,9 @@ int sr__rt_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
             json_object_foreach(parts, k, v) {
                 json_int_t p = json_integer_value(json_object_get(v, "partition"));
                 json_t *lag = json_object_get(v, "consumer_lag");
-                if (p < 0 || !lag || !json_is_true(json_object_get(v, "desired")))
+                /* -1: position or high watermark not known yet: export nothing then */
+                if (p < 0 || !lag || json_integer_value(lag) < 0 ||
+                    !json_is_true(json_object_get(v, "desired")))
                     continue;
                 rt->lags[rt->n_lags].partition = (int32_t)p;
                 rt->lags[rt->n_lags].lag = json_integer_value(lag);
@@ -94,12 +96,17 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
              (unsigned long long)__atomic_load_n(&st->reason_count[i], __ATOMIC_RELAXED));
     counter(b, "streamrec_events_filtered_total", "valid events of types neither stored nor triggering",
             __atomic_load_n(&st->filtered, __ATOMIC_RELAXED));
+    counter(b, "streamrec_events_timestamp_from_record_total", "events without timestamp_ms "
+            "that took their Kafka record's timestamp",
+            __atomic_load_n(&st->timestamp_from_record, __ATOMIC_RELAXED));
     counter(b, "streamrec_events_unknown_item_total", "valid events whose item the bundle does not know",
             __atomic_load_n(&st->unknown_items, __ATOMIC_RELAXED));
     counter(b, "streamrec_recommendations_published_total",
             "recommendations acknowledged by the broker", rt->published);
     counter(b, "streamrec_dlq_published_total", "messages acknowledged on the dead-letter topic",
             rt->dlq_published);
+    counter(b, "streamrec_dlq_dropped_total", "dead letters the producer or the broker refused "
+            "(logged; the stream went on)", __atomic_load_n(&rt->dlq_dropped, __ATOMIC_RELAXED));
     counter(b, "streamrec_delivery_failures_total", "messages the producer failed to deliver",
             rt->delivery_failures);
     counter(b, "streamrec_rebalances_total", "consumer group rebalances (assign and revoke)",

@@ -27,6 +27,20 @@ static void restore_forget(sr_runtime_t *rt, struct restore *rs)
 
 /* Loop: a partition's restore ended. Consumption starts after what its state applied (or the
  * group's committed offset, whichever is later): seek, then resume. */
+/* The state applied further than the group committed (a crash between the local commit and
+ * the offset commit, DESIGN §8): the start offset is stored for commit at once, so the group's
+ * lag reaches 0 even when the partition gets no new event (at_least_once; exactly_once commits
+ * offsets only inside transactions). l holds one partition with its start offset. */
+static void store_ahead(sr_runtime_t *rt, rd_kafka_topic_partition_list_t *l, int64_t committed)
+{
+    if (rt->eos || l->elems[0].offset < 0 || l->elems[0].offset <= committed)
+        return;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(rt->consumer, l);
+    if (e)
+        sr_log(SR_LOG_WARN, CMP, "cannot store the applied offset for commit", "partition=%d "
+               "error=\"%s\"", (int)l->elems[0].partition, rd_kafka_err2str(e));
+}
+
 void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs)
 {
     if (__atomic_load_n(&rs->cancel, __ATOMIC_ACQUIRE)) {
@@ -48,13 +62,16 @@ void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs)
         start >= 0 ? start : RD_KAFKA_OFFSET_BEGINNING;
     sr_log(SR_LOG_INFO, CMP, "partition restored: consuming", "topic=%s partition=%d offset=%lld "
            "applied=%lld", rt->input_topic, (int)rs->partition, (long long)start, (long long)applied);
+    int64_t committed = rs->committed;
     restore_forget(rt, rs);
     rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, l, 0);
     if (e) {
         sr__rt_fail(rt, "seek after a restore: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
-    } else if (!rt->draining && !rt->fatal) {
-        rd_kafka_resume_partitions(rt->consumer, l);
+    } else {
+        store_ahead(rt, l, committed);
+        if (!rt->draining && !rt->fatal)
+            rd_kafka_resume_partitions(rt->consumer, l);
     }
     rd_kafka_topic_partition_list_destroy(l);
 }
@@ -105,9 +122,12 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
      * paused, its state restored off the loop (JOB_RESTORE steps between batches), then sought
      * to what its state applied and resumed (sr__rt_restore_finished). */
     rd_kafka_topic_partition_list_t *hold = rd_kafka_topic_partition_list_new(l->cnt > 0 ? l->cnt : 1);
+    int64_t *committed_of = calloc((size_t)(l->cnt > 0 ? l->cnt : 1), sizeof *committed_of);
     for (int i = 0; i < l->cnt; i++) {
         rd_kafka_topic_partition_t *p = &l->elems[i];
         int64_t committed = e || p->err || p->offset < 0 ? -1 : p->offset;
+        if (committed_of)
+            committed_of[i] = committed;
         if (rt->cl) {
             struct restore *rs = calloc(1, sizeof *rs);
             struct restore **nr = rt->n_restores == rt->cap_restores
@@ -158,6 +178,14 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
     } else {
         rd_kafka_assign(rk, l);
     }
+    for (int i = 0; !rt->cl && i < l->cnt; i++) { /* with a changelog: after the restore */
+        rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(one, l->elems[i].topic, l->elems[i].partition)->offset =
+            l->elems[i].offset;
+        store_ahead(rt, one, committed_of ? committed_of[i] : INT64_MAX);
+        rd_kafka_topic_partition_list_destroy(one);
+    }
+    free(committed_of);
     rt->assigned += l->cnt;
     if (rt->draining || rt->fatal)
         rd_kafka_pause_partitions(rk, l);

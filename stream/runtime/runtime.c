@@ -257,6 +257,8 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
         rc = get_int(cfg, "runtime.max.producer.queue", 1, INT32_MAX, &rt->max_outq, err);
     if (rc == SR_OK)
         rc = get_int(cfg, "runtime.max.recoveries", 0, INT32_MAX, &rt->max_recoveries, err);
+    if (rc == SR_OK)
+        rc = get_int(cfg, "dlq.max.bytes", 1024, INT32_MAX, &rt->dlq_max_bytes, err);
     int64_t txn_ms = 100;
     if (rc == SR_OK)
         rc = get_int(cfg, "commit.interval.ms", 1, 3600000, &txn_ms, err);

@@ -163,6 +163,8 @@ struct sr_runtime {
     /* metrics (loop thread) */
     sr_http_t *http;
     pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */
+    uint64_t dlq_dropped;    /* dead letters the producer or broker refused (atomic) */
+    int64_t dlq_max_bytes;   /* dlq.max.bytes */
     uint64_t consumed, committed_events, published, dlq_published, delivery_failures, rebalances,
         recovered_batches;
     struct sr_hist batch_hist, lat_hist;
@@ -173,12 +175,13 @@ struct sr_runtime {
     const char *version;
 };
 
-/* runtime.c */
+/* runtime.c — @thread loop */
 void sr__rt_fail(sr_runtime_t *rt, const char *fmt, ...);
 void sr__rt_begin_drain(sr_runtime_t *rt);
 void sr__rt_drain_blocking(sr_runtime_t *rt, int timeout_ms);
 
-/* batcher.c */
+/* batcher.c — @thread loop (sr__rt_set_nonblock_pipe, sr__rt_batch_free: any, before
+ * the loop runs or after it ends) */
 int sr__rt_set_nonblock_pipe(int fds[2]);
 void sr__rt_batch_put(sr_runtime_t *rt, struct rt_batch *b);
 void sr__rt_batch_free(struct rt_batch *b);
@@ -192,14 +195,15 @@ void sr__rt_on_cpoll(uv_poll_t *h, int status, int events);
 void sr__rt_on_mpoll(uv_poll_t *h, int status, int events);
 void sr__rt_on_ppoll(uv_poll_t *h, int status, int events);
 
-/* worker.c */
+/* worker.c — @thread worker, except sr__rt_job_push (@thread loop) and
+ * sr__rt_outputs_init (@thread loop, before the worker starts) */
 void sr__rt_job_push(sr_runtime_t *rt, struct job *j);
 void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *sb, int32_t row);
 /* Fills rt->outputs, the graph's sink (recommendations, dead letters), once dlq_rkt is set. */
 void sr__rt_outputs_init(sr_runtime_t *rt);
 void *sr__rt_worker_main(void *arg);
 
-/* delivery.c */
+/* delivery.c — @thread loop (sr__rt_dr_cb runs inside rd_kafka_poll on the loop) */
 void sr__rt_batch_job(sr_runtime_t *rt, struct rt_batch *b, enum job_type type);
 void sr__rt_rewind_note(sr_runtime_t *rt, const rd_kafka_message_t *m);
 void sr__rt_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
@@ -208,14 +212,15 @@ void sr__rt_advance(sr_runtime_t *rt);
 void sr__rt_handle_completions(sr_runtime_t *rt);
 void sr__rt_on_async(uv_async_t *a);
 
-/* rebalance.c */
+/* rebalance.c — @thread loop (librdkafka calls sr__rt_rebalance_cb from the consumer
+ * queue the loop polls) */
 struct restore *sr__rt_restoring(sr_runtime_t *rt, int32_t partition);
 void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs);
 void sr__rt_log_parts(const char *what, const rd_kafka_topic_partition_list_t *l);
 void sr__rt_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
 
-/* observe.c */
+/* observe.c — @thread loop (statistics and errors arrive on the queues the loop polls) */
 int sr__rt_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque);
 void sr__rt_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 void sr__rt_http_handler(void *ctx, const char *path, int *status, const char **ctype,

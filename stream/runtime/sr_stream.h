@@ -172,11 +172,16 @@ uint64_t sr_topic_sink_produced(const sr_topic_sink_t *s);
 void sr_topic_sink_destroy(sr_topic_sink_t *s);
 
 /* Produces bytes (copied) to `partition` (RD_KAFKA_PARTITION_UA: the partitioner's choice)
- * with retry while the producer queue is full (see serve_when_full). Takes hdrs (NULL: none). */
+ * with timestamp_ms (0: now), retrying while the producer queue is full (see
+ * serve_when_full). Takes hdrs (NULL: none). */
 sr_err_t sr_kafka_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition, const void *key,
                           size_t key_len, const void *value, size_t value_len,
-                          rd_kafka_headers_t *hdrs, void *opaque, bool serve_when_full,
-                          struct sr_error *err);
+                          rd_kafka_headers_t *hdrs, int64_t timestamp_ms, void *opaque,
+                          bool serve_when_full, struct sr_error *err);
+
+/* Adds the provenance headers streamrec.source.topic / .partition / .offset (DESIGN §4.4). */
+void sr_kafka_headers_add_source(rd_kafka_headers_t *h, const char *topic, size_t topic_len,
+                                 int32_t partition, int64_t offset);
 
 /* ---- topic source: replay --input topic:NAME[@start[..end]] (topic_io.c) --------------- */
 

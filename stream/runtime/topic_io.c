@@ -267,6 +267,7 @@ sr_err_t sr_topic_source_read(sr_topic_source_t *s, int32_t max, sr_arena_t *are
             src.raw_len[n] = (uint32_t)m->len;
             pp[n] = m->partition;
             op[n] = m->offset;
+            src.timestamp[n] = rd_kafka_message_timestamp(m, NULL);
             n++;
         }
         if (m->offset + 1 >= tp->end)

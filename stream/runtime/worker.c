@@ -57,27 +57,62 @@ static sr_err_t out_emit(void *opaque, const struct sr_batch *sb, int32_t row,
     return rc;
 }
 
-/* The graph's dead-letter output (worker): the original message to dlq.topic with the reason
- * and its source position in headers (DESIGN §4). */
+/* The graph's dead-letter output (worker): the original message to dlq.topic, copied unchanged
+ * (key, value, headers, timestamp) plus streamrec's headers: the reason and the source position
+ * (DESIGN §4). A message that cannot be delivered whole (key + value above dlq.max.bytes) goes
+ * out truncated to fit, flagged streamrec.truncated=true with streamrec.original.size; one the
+ * producer still refuses is skipped with an error line and counted
+ * (streamrec_dlq_dropped_total): under at_least_once a dead letter never stops the stream.
+ * Under exactly_once a refused produce fails the batch, as for a recommendation: the
+ * transaction aborts and its events are processed again. */
 static sr_err_t out_dead_letter(void *opaque, const struct sr_batch *sb, int32_t row,
                                 const char *reason, struct sr_error *err)
 {
     sr_runtime_t *rt = opaque;
     struct rt_batch *b = sb->owner;
     const rd_kafka_message_t *m = b->msgs[row];
-    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-    char part[16], off[24];
-    int pl = snprintf(part, sizeof part, "%d", (int)m->partition);
-    int ol = snprintf(off, sizeof off, "%lld", (long long)m->offset);
+    rd_kafka_headers_t *orig = NULL, *h;
+    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+        h = rd_kafka_headers_copy(orig);
+    else
+        h = rd_kafka_headers_new(6);
+    char size[24];
+    const char *topic = rd_kafka_topic_name(m->rkt);
     rd_kafka_header_add(h, "streamrec.error", -1, reason, -1);
-    rd_kafka_header_add(h, "streamrec.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    rd_kafka_header_add(h, "streamrec.source.partition", -1, part, pl);
-    rd_kafka_header_add(h, "streamrec.source.offset", -1, off, ol);
+    sr_kafka_headers_add_source(h, topic, strlen(topic), m->partition, m->offset);
+    size_t key_len = m->key_len, len = m->len, max = (size_t)rt->dlq_max_bytes;
+    if (key_len + len > max) {
+        int sl = snprintf(size, sizeof size, "%zu", m->len);
+        rd_kafka_header_add(h, "streamrec.truncated", -1, "true", 4);
+        rd_kafka_header_add(h, "streamrec.original.size", -1, size, sl);
+        if (key_len > max / 4) {
+            sl = snprintf(size, sizeof size, "%zu", m->key_len);
+            rd_kafka_header_add(h, "streamrec.original.key.size", -1, size, sl);
+            key_len = max / 4;
+        }
+        len = max - key_len;
+    }
+    rd_kafka_timestamp_type_t tst;
+    int64_t ts = rd_kafka_message_timestamp(m, &tst);
+    struct sr_error perr = {0};
     sr_err_t rc = sr_kafka_produce(rt->producer, rt->dlq_rkt, RD_KAFKA_PARTITION_UA, m->key,
-                                   m->key_len, m->payload, m->len, h, &b->refs[row], false, err);
-    if (rc == SR_OK)
+                                   key_len, m->payload, len, h, ts > 0 ? ts : 0, &b->refs[row],
+                                   false, &perr);
+    if (rc == SR_OK) {
         b->produced++;
-    return rc;
+    } else if (rt->eos || rd_kafka_fatal_error(rt->producer, NULL, 0)) {
+        /* exactly_once (a failed transaction refuses every produce) or a fatal producer:
+         * the batch fails and the transaction or the runtime handles it (DESIGN §8.8) */
+        if (err)
+            *err = perr;
+        return rc;
+    } else {
+        sr_log(SR_LOG_ERROR, CMP, "dead letter dropped", "source=%s[%d]@%lld reason=%s error=\"%s\"",
+               rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, reason,
+               perr.msg);
+        __atomic_fetch_add(&rt->dlq_dropped, 1, __ATOMIC_RELAXED);
+    }
+    return SR_OK;
 }
 
 void sr__rt_outputs_init(sr_runtime_t *rt)
@@ -102,6 +137,7 @@ static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
             src.raw_len[i] = (uint32_t)m->len;
             src.partition[i] = m->partition;
             src.offset[i] = m->offset;
+            src.timestamp[i] = rd_kafka_message_timestamp(m, NULL);
             b->refs[i].b = b;
             b->refs[i].row = i;
         }

@@ -844,6 +844,8 @@ static void usage(FILE *f)
 
 int sr__cmd_bench(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "e2e")) /* its own options and help */
+        return sr__bench_e2e(argc - 1, argv + 1);
     if (sr__cli_wants_help(argc, argv)) {
         usage(stdout);
         return 0;
@@ -851,8 +853,6 @@ int sr__cmd_bench(int argc, char **argv)
     if (argc < 2)
         return sr__cli_fail(CMD, "missing benchmark: retrieval or model (see --help)");
     const char *what = argv[1];
-    if (!strcmp(what, "e2e"))
-        return sr__bench_e2e(argc - 1, argv + 1);
     bool retrieval = !strcmp(what, "retrieval");
     if (!retrieval && strcmp(what, "model"))
         return sr__cli_fail(CMD, "unknown benchmark '%s' (retrieval, model or e2e)", what);

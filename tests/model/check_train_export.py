@@ -97,6 +97,23 @@ def main():
         items = json.load(f)["items"]
     if (items["first_index"], items["oov_index"]) != (3, 2):
         sys.exit("FAIL: --nvtabular did not give first_index 3, oov_index 2")
+    # An untied output head (lm_head.weight != the item table) is refused, never exported as a
+    # different model; a tied one exports.
+    sd_head = dict(sd)
+    sd_head["lm_head.weight"] = sd["transformer.wte.weight"] * 1.5
+    ck_head = os.path.join(work, "gpt2_untied.pt")
+    torch.save(sd_head, ck_head)
+    r = subprocess.run([PY, export, ck_head, "--items", mapping, "--nvtabular", "--n-heads", "2",
+                        "--out", os.path.join(work, "untied"), "--streamrec", streamrec],
+                       capture_output=True, text=True)
+    if r.returncode == 0 or "not tied to the item table" not in r.stderr + r.stdout:
+        sys.exit("FAIL: export.py accepted an untied lm_head.weight: %s" % (r.stderr + r.stdout)[-400:])
+    if os.path.exists(os.path.join(work, "untied", "bundle.json")):
+        sys.exit("FAIL: export.py wrote a bundle for an untied head")
+    sd_head["lm_head.weight"] = sd["transformer.wte.weight"].clone()
+    torch.save(sd_head, ck_head)
+    run([PY, export, ck_head, "--items", mapping, "--nvtabular", "--n-heads", "2",
+         "--out", os.path.join(work, "tied"), "--streamrec", streamrec])
     # GRU with other names, mapped by detection; TSV mapping with an attribute column.
     c, W, ids = srbundle.load_bundle(os.path.join(work, "gru"))
     sd = {k.replace("gru.", "rnn.").replace("item_embedding.", "item_emb."): v.float() for k, v in W.items()}

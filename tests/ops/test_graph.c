@@ -78,6 +78,7 @@ struct capture {
     int attr_col;       /* column checked in every recommended item, -1: none */
     const char *bad;    /* value that must never be recommended */
     uint64_t recs, items, bad_items;
+    int64_t last_ts;         /* event_timestamp_ms of the last recommendation */
     struct sr_state *state;  /* the graph's session store (build opens it) */
 };
 
@@ -89,6 +90,7 @@ static sr_err_t capture_emit(void *opaque, const struct sr_batch *b, int32_t row
     (void)row;
     struct capture *c = opaque;
     c->recs++;
+    c->last_ts = rec->event_timestamp_ms;
     for (size_t i = 0; i < rec->n_items; i++) {
         c->items++;
         int32_t j = sr_bundle_item_index(c->bundle, rec->items[i].item_id, rec->items[i].item_id_len);
@@ -328,6 +330,44 @@ static void test_unknown_items_counted(void **state)
     run_events(g, cap.state, 64);
     assert_int_equal(stats.events - stats.invalid, 950);
     assert_int_equal(stats.unknown_items, 41);
+    sr_graph_destroy(g);
+    sr_state_close(cap.state);
+    sr_config_destroy(cfg);
+}
+
+/* An event without timestamp_ms takes its record's timestamp (counted); from a source without
+ * record timestamps (a file) it stays invalid (missing_field), as before. */
+static void test_timestamp_from_record(void **state)
+{
+    (void)state;
+    sr_config_t *cfg = base_config();
+    struct capture cap = {.attr_col = -1};
+    struct sr_stats stats = {0};
+    struct sr_sink sink;
+    sr_graph_t *g = NULL;
+    struct sr_error err = {0};
+    if (build(cfg, &cap, &stats, &sink, &g, &err) != SR_OK)
+        fail_msg("graph: %s", err.msg);
+    sr_arena_t *A = sr_arena_new(1 << 16);
+    static const char ev[] = "{\"session_id\": \"s-ts\", \"item_id\": \"i1\", \"event_type\": \"view\"}";
+    for (int pass = 0; pass < 2; pass++) {
+        struct sr_batch b;
+        struct sr_source_cols src;
+        assert_int_equal(sr_batch_init_source(&b, A, 1, &src, &err), SR_OK);
+        src.raw[0] = ev;
+        src.raw_len[0] = (uint32_t)strlen(ev);
+        src.partition[0] = 0;
+        src.offset[0] = pass;
+        src.timestamp[0] = pass == 0 ? 1700000000123LL : -1;
+        assert_int_equal(sr_graph_run(g, &b, &err), SR_OK);
+        if (b.has_state)
+            assert_int_equal(sr_state_commit(cap.state, b.state_id, &err), SR_OK);
+    }
+    assert_int_equal(cap.recs, 1);
+    assert_int_equal(cap.last_ts, 1700000000123LL);
+    assert_int_equal(stats.timestamp_from_record, 1);
+    assert_int_equal(stats.invalid, 1);
+    sr_arena_destroy(A);
     sr_graph_destroy(g);
     sr_state_close(cap.state);
     sr_config_destroy(cfg);
@@ -684,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_session_ttl_event_time),
         cmocka_unit_test(test_session_ttl_off),
         cmocka_unit_test(test_session_max_len),
+        cmocka_unit_test(test_timestamp_from_record),
         cmocka_unit_test(test_session_skip_applied),
         cmocka_unit_test(test_eval_metrics),
         cmocka_unit_test(test_exclude_seen_types),

@@ -180,8 +180,12 @@ static void test_json_invalid_reasons(void **state)
     assert_int_equal(json_why("{}"), SR_EVENT_INVALID_MISSING_FIELD);
     assert_int_equal(json_why("{\"session_id\": \"x\", \"event_type\": \"view\", \"timestamp_ms\": 1}"),
                      SR_EVENT_INVALID_MISSING_FIELD);
+    /* no timestamp_ms: decoded, marked absent (the runtime takes the record's timestamp) */
     assert_int_equal(json_why("{\"session_id\": \"x\", \"item_id\": \"a\", \"event_type\": \"v\"}"),
-                     SR_EVENT_INVALID_MISSING_FIELD);
+                     SR_EVENT_INVALID_NONE);
+    assert_int_equal(json_why("{\"session_id\": \"x\", \"item_id\": \"a\", \"event_type\": \"v\", "
+                              "\"timestamp_ms\": null}"),
+                     SR_EVENT_INVALID_NONE);
     assert_int_equal(json_why("{\"session_id\": null, " OK_TAIL), SR_EVENT_INVALID_WRONG_TYPE);
     assert_int_equal(json_why("{\"session_id\": \"x\", \"item_id\": 5, \"event_type\": \"view\", "
                               "\"timestamp_ms\": 1}"),

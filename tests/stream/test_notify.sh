@@ -17,6 +17,7 @@ model.bundle=$here/../../deploy/demo-bundle
 kafka.bootstrap.servers=$SR_BOOTSTRAP
 state.dir=$work/state
 metrics.listen=
+schema.registry.ssl.key.password=hunter2
 P
 # The supervisor: records each datagram with the time it came, until STOPPING=1 or 60 s.
 "$py" - "$work/notify.sock" "$work/notify.log" <<'PY' &
@@ -52,5 +53,10 @@ dogs=$(grep -c '^WATCHDOG=1' "$work/notify.log")
 [ "$dogs" -ge 3 ] || { echo "FAIL: only $dogs WATCHDOG=1 in ~2 s at a 0.5 s period"; exit 1; }
 tail -n 1 "$work/notify.log" | grep -q '^STOPPING=1' ||
     { echo "FAIL: the last notification is not STOPPING=1"; cat "$work/notify.log"; exit 1; }
+# The effective configuration is logged at start-up, secrets masked.
+grep -q "info run configuration kafka.bootstrap.servers=$SR_BOOTSTRAP" "$work/run.log" ||
+    { echo "FAIL: the effective configuration is not logged"; head "$work/run.log"; exit 1; }
+grep -q 'schema.registry.ssl.key.password=\*\*\*' "$work/run.log" && ! grep -q hunter2 "$work/run.log" ||
+    { echo "FAIL: a secret is not masked in the log"; exit 1; }
 sr_broker_stop
 echo "ok: READY after join, $dogs watchdog keep-alives, reload acknowledged, STOPPING on SIGTERM"

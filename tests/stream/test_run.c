@@ -400,11 +400,79 @@ static void test_replay_topic(void **state)
     msgs_free(&ms);
 }
 
+/* Poison messages never stop the stream: an ~1 MB undecodable message and a valid-looking event
+ * whose session_id is ~1 MB (refused as too long), mixed with the fixture. Their dead letters
+ * cannot go out whole (the DLQ copy's headers push them past the producer's message.max.bytes):
+ * they go out truncated and flagged, every good event is answered exactly as replay answers it,
+ * and the group's offsets reach the end of every partition. */
+static void test_poison_messages(void **state)
+{
+    struct env *e = *state;
+    topics(e, 4, CLUSTER_ANY);
+    enum { BIG = 999000 };
+    char *junk = malloc(BIG), *ev = malloc(BIG + 200);
+    assert_non_null(junk);
+    assert_non_null(ev);
+    memset(junk, '{', BIG);
+    int n = snprintf(ev, 200, "{\"event_type\": \"view\", \"item_id\": \"i1\", "
+                              "\"timestamp_ms\": 1700000000000, \"session_id\": \"");
+    memset(ev + n, 's', BIG - n - 2);
+    memcpy(ev + BIG - 2, "\"}", 2);
+    const char *extra[][2] = {{"enable.idempotence", "true"}, {NULL, NULL}};
+    rd_kafka_t *p = client(e->c.bootstraps, RD_KAFKA_PRODUCER, extra);
+    const char *hkey = "poison";
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(e->t_events), RD_KAFKA_V_PARTITION(1),
+                                       RD_KAFKA_V_KEY(hkey, strlen(hkey)),
+                                       RD_KAFKA_V_VALUE(junk, (size_t)BIG),
+                                       RD_KAFKA_V_HEADER("origin", "test", 4),
+                                       RD_KAFKA_V_TIMESTAMP(1234567890123LL),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END), 0);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(e->t_events), RD_KAFKA_V_PARTITION(2),
+                                       RD_KAFKA_V_VALUE(ev, (size_t)BIG),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END), 0);
+    assert_int_equal(rd_kafka_flush(p, 30000), 0);
+    rd_kafka_destroy(p);
+    free(junk);
+    free(ev);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
+    int port = free_port();
+    char cfgx[128], cfg[300];
+    snprintf(cfgx, sizeof cfgx, "metrics.listen=127.0.0.1:%d\n", port);
+    write_config(e, "a", cfgx, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "a");
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 90, 1000, &ms);
+    int unmatched, mismatched, dups, missing;
+    check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    assert_int_equal(unmatched + mismatched + dups + missing, 0);
+    msgs_free(&ms);
+    /* The dead letters: the fixture's 50 unchanged, and the two big ones truncated to fit. */
+    struct msgs dl = {0};
+    consume_topic(e->c.bootstraps, e->t_dlq, 1, N_INVALID + 2, 60, 500, &dl);
+    assert_int_equal(dl.n, N_INVALID + 2);
+    int truncated = 0;
+    for (int i = 0; i < dl.n; i++)
+        if (dl.m[i].value_len + dl.m[i].key_len <= 900000 && dl.m[i].value_len > 800000 &&
+            (dl.m[i].value[0] == '{'))
+            truncated++;
+    assert_int_equal(truncated, 2);
+    msgs_free(&dl);
+    /* Offsets committed to the end of every partition: 1000 fixture events + 2. */
+    int64_t sum = 0;
+    int committed = 0;
+    for (int i = 0; i < 200 && sum != e->fx.n + 2; i++, sleep_ms(100))
+        sum = group_committed(e->c.bootstraps, e->group, e->t_events, 4, &committed);
+    assert_int_equal(sum, e->fx.n + 2);
+    assert_int_equal(stop_run(e, pid, "a", 30), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_replay_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_matches_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poison_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_then_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_dir_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_faults, setup, teardown),
