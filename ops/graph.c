@@ -164,8 +164,12 @@ static sr_err_t load_model(sr_graph_t *g, struct sr_bundle *bundle, sr_backend_t
     if (nprobe < 1 || nprobe > (1 << 20) || ef < 1 || ef > (1 << 20))
         return sr_error_set(err, SR_ECONFIG, "retrieval.nprobe / retrieval.ef_search: %lld / %lld "
                             "out of range (1..1048576)", (long long)nprobe, (long long)ef);
-    rp.nprobe = (int)nprobe;
-    rp.ef_search = (int)ef;
+    /* unless set, the values `bundle build-index` chose for its recall target (DESIGN §3) */
+    const struct sr_bundle_info *bi = sr_bundle_info(g->env.bundle);
+    rp.nprobe = !sr_config_is_set(cfg, "retrieval.nprobe") && bi->index_nprobe ? bi->index_nprobe
+                                                                               : (int)nprobe;
+    rp.ef_search = !sr_config_is_set(cfg, "retrieval.ef_search") && bi->index_ef_search
+                       ? bi->index_ef_search : (int)ef;
     if ((rc = sr_model_set_retrieval(g->env.model, &rp, err)) != SR_OK)
         return rc;
     int64_t k;
