@@ -10,18 +10,50 @@
 #include <unistd.h>
 #include <time.h>
 
-void sr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+static void log_line(const rd_kafka_t *rk, int level, const char *fac, const char *buf,
+                     bool has_error_cb)
 {
-    (void)rk;
     /* syslog levels: errors and warnings always; notices and info only when debugging (e.g.
      * the mock broker's own "no bootstrap.servers"). kafka.* keys go to both clients, so a
-     * side-specific one warns on the other (CONFWARN): not news either. */
+     * side-specific one warns on the other (CONFWARN): not news either. A broker failure at
+     * error level (FAIL) is also queued for the error_cb with the same text: where there is
+     * one, it is the line that stays (it carries the error code and acts on it). */
     sr_log_level_t l = level <= 3 ? SR_LOG_ERROR : level <= 4 ? SR_LOG_WARN : SR_LOG_DEBUG;
-    if (!strcmp(fac, "CONFWARN"))
+    if (!strcmp(fac, "CONFWARN") || (has_error_cb && level <= 3 && !strcmp(fac, "FAIL")))
         l = SR_LOG_DEBUG;
     if (l == SR_LOG_DEBUG && !SR_LOG_DEBUG_ON())
         return;
-    sr_log(l, "kafka", buf, "facility=%s", fac);
+    sr_log(l, "kafka", buf, "client=%s facility=%s", rk ? rd_kafka_name(rk) : "-", fac);
+}
+
+void sr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    log_line(rk, level, fac, buf, false);
+}
+
+void sr_kafka_log_cb_with_error_cb(const rd_kafka_t *rk, int level, const char *fac,
+                                   const char *buf)
+{
+    log_line(rk, level, fac, buf, true);
+}
+
+const char *sr_kafka_offset_str(int64_t offset, char buf[SR_KAFKA_OFFSET_STR])
+{
+    switch (offset) {
+    case RD_KAFKA_OFFSET_BEGINNING: return "beginning";
+    case RD_KAFKA_OFFSET_END: return "end";
+    case RD_KAFKA_OFFSET_STORED: return "stored";
+    case RD_KAFKA_OFFSET_INVALID: return "(none)";
+    default: break;
+    }
+    if (offset <= RD_KAFKA_OFFSET_TAIL_BASE)
+        snprintf(buf, SR_KAFKA_OFFSET_STR, "end-%lld",
+                 (long long)(RD_KAFKA_OFFSET_TAIL_BASE - offset));
+    else if (offset < 0)
+        snprintf(buf, SR_KAFKA_OFFSET_STR, "(logical %lld)", (long long)offset);
+    else
+        snprintf(buf, SR_KAFKA_OFFSET_STR, "%lld", (long long)offset);
+    return buf;
 }
 
 bool sr__kafka_err_is_access(rd_kafka_resp_err_t e)

@@ -107,7 +107,8 @@ static sr_err_t out_dead_letter(void *opaque, const struct sr_batch *sb, int32_t
             *err = perr;
         return rc;
     } else {
-        sr_log(SR_LOG_ERROR, CMP, "dead letter dropped", "source=%s[%d]@%lld reason=%s error=\"%s\"",
+        sr_log(SR_LOG_ERROR, CMP, "dead letter dropped", "topic=%s partition=%d offset=%lld "
+               "reason=%s error=\"%s\"",
                rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, reason,
                perr.msg);
         __atomic_fetch_add(&rt->dlq_dropped, 1, __ATOMIC_RELAXED);
