@@ -64,8 +64,7 @@ void sr__rt_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
              rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
         return;
     }
-    sr_log(SR_LOG_WARN, CMP, "kafka error", "client=%s error=\"%s\" reason=\"%s\"",
-           rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    sr_kafka_error_log(rk, err, reason);
 }
 
 static void counter(struct sr_buf *b, const char *name, const char *help, uint64_t v)

@@ -152,7 +152,6 @@ static sr_err_t make_client(sr_runtime_t *rt, enum sr_kafka_side side, struct sr
         return rc;
     rd_kafka_conf_set_opaque(conf, rt);
     rd_kafka_conf_set_error_cb(conf, sr__rt_error_cb);
-    rd_kafka_conf_set_log_cb(conf, sr_kafka_log_cb_with_error_cb); /* each error logged once */
     if (side == SR_KAFKA_CONSUMER) {
         rd_kafka_conf_set_rebalance_cb(conf, sr__rt_rebalance_cb);
         rd_kafka_conf_set_stats_cb(conf, sr__rt_stats_cb);
