@@ -78,7 +78,7 @@ pw = find(lambda o: o.get('key') == 'schema.registry.ssl.key.password', 'the mas
 assert pw['value'] == '***', pw
 assert not any('hunter2' in l for l in lines), 'a secret in the log'
 bad = find(lambda o: o['message'] == 'invalid event', 'the undecodable event')
-assert bad.get('partition') == '1' and bad.get('offset') == '0', bad
+assert (bad.get('topic'), bad.get('partition'), bad.get('offset')) == ('events', '1', '0'), bad
 find(lambda o: o['component'] == 'kafka' and o.get('facility'), "librdkafka's own lines")
 # The broker down: connection failures, each once. librdkafka's FAIL line stays; the
 # error_cb must not repeat it (same client, same text).
