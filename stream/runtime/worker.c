@@ -165,7 +165,8 @@ static void sessions_gauge(sr_runtime_t *rt)
 
 /* Worker, g_mu held: removes expired sessions each time the committed watermark (the max
  * event time committed) has moved a quarter of session.ttl.ms since the last sweep. Event
- * time, like the TTL itself (DESIGN §8): a replay at any speed sweeps at the same points. On
+ * time, like the TTL itself (DESIGN §4.2): the same input at any speed sweeps at the same
+ * events. O(sessions) on memory, O(cache) on rocksdb, once per quarter TTL of event time. On
  * memory this is what bounds the store; on rocksdb it raises the compaction filter's
  * watermark and empties expired sessions out of the cache. */
 static void sweep(sr_runtime_t *rt, int64_t ttl, int64_t *swept)
