@@ -783,6 +783,11 @@ sr_err_t sr_config_load(sr_config_t *cfg, const struct sr_config_sources *src,
         if (sr_log_level_parse(sr_config_get(cfg, "log.level"), &level) == SR_OK)
             sr_log_set_level(level);
     }
+    if (src->apply_log_level && sr_config_is_set(cfg, "log.format")) {
+        sr_log_format_t f;
+        if (sr_log_format_parse(sr_config_get(cfg, "log.format"), &f) == SR_OK)
+            sr_log_set_format(f);
+    }
     /* After log.level took effect, so `--set log.level=debug` shows these. */
     for (char *const *ep = src->envp; ep && *ep; ep++) {
         char name[256], kbuf[256];
