@@ -38,6 +38,7 @@ SR_CONFIG_KEY("schema.registry.negative.cache.ms", INT, "0..86400000", "30000", 
 SR_CONFIG_KEY("kafka.group.id",          TEXT, "",       "streamrec", "consumer group")
 SR_CONFIG_KEY("batch.max.events",        INT,  "1..1000000", "256",   "micro-batch size cap (events)")
 SR_CONFIG_KEY("batch.max.wait.ms",       INT,  "0..60000", "5",       "deadline from the first event of a batch (ms)")
+SR_CONFIG_KEY("batch.adaptive",          BOOL, "",       "true",      "run: hand a partial batch to the worker as soon as it is idle and no input is waiting (small batches at low load, larger as load grows); false: wait batch.max.wait.ms")
 SR_CONFIG_KEY("session.event_types",     LIST, "",       "view,click,add_to_cart,purchase", "event types appended to a session")
 SR_CONFIG_KEY("recs.trigger_types",      LIST, "",       "view,click,add_to_cart", "event types that produce a recommendation")
 SR_CONFIG_KEY("session.max_len",         INT,  "1..1000000", NULL,    "items kept per session (default: the model's max_len)")

@@ -235,6 +235,18 @@ static bool take_message(sr_runtime_t *rt, rd_kafka_message_t *m, uint64_t now)
     return true;
 }
 
+/* Adaptive batching (batch.adaptive): when every waiting message has been taken and the worker
+ * is idle, the gathering batch goes now instead of at its deadline. At low load batches are
+ * small and wait for nothing; as load grows, messages arrive while the worker computes, so the
+ * next batch has grown by the time it is free (the deadline keeps that wait bounded; the
+ * timer callback dispatches when the computation completes). Outputs do not depend on the
+ * batch (DESIGN §8). */
+void sr__rt_dispatch_if_idle(sr_runtime_t *rt)
+{
+    if (rt->adaptive && rt->gather && rt->gather->n > 0 && rt->computing == 0 && !rt->held)
+        sr__rt_dispatch(rt);
+}
+
 static void count_consumed(sr_runtime_t *rt, uint64_t n)
 {
     if (!n)
@@ -255,6 +267,8 @@ void sr__rt_serve_consumer(sr_runtime_t *rt)
     }
     count_consumed(rt, n);
     sr__rt_check_backpressure(rt);
+    if (n)
+        sr__rt_dispatch_if_idle(rt);
 }
 
 /* Message queue: takes what is there, a batch's room at a time, unless held back. */
@@ -276,6 +290,8 @@ void sr__rt_serve_messages(sr_runtime_t *rt)
             break;
     }
     count_consumed(rt, total);
+    if (total)
+        sr__rt_dispatch_if_idle(rt);
 }
 
 void sr__rt_serve_producer(sr_runtime_t *rt)

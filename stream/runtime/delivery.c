@@ -446,6 +446,10 @@ void sr__rt_handle_completions(sr_runtime_t *rt)
     }
     if (rt->due && rt->computing == 0)
         sr__rt_dispatch(rt);
+    else if (rt->adaptive && rt->computing == 0 && rt->gather) {
+        sr__rt_serve_messages(rt); /* what waits in the queue joins the batch first */
+        sr__rt_dispatch_if_idle(rt);
+    }
     sr__rt_advance(rt);
 }
 

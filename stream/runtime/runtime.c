@@ -252,6 +252,8 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
     if (rc == SR_OK)
         rc = get_int(cfg, "batch.max.wait.ms", 0, 60000, &rt->max_wait_ms, err);
     if (rc == SR_OK)
+        rc = sr_config_get_bool(cfg, "batch.adaptive", &rt->adaptive, err);
+    if (rc == SR_OK)
         rc = get_int(cfg, "runtime.max.inflight.events", 1, INT32_MAX, &rt->max_inflight, err);
     if (rc == SR_OK)
         rc = get_int(cfg, "runtime.max.producer.queue", 1, INT32_MAX, &rt->max_outq, err);

@@ -124,6 +124,7 @@ struct sr_runtime {
     /* batching */
     int32_t max_events;
     int64_t max_wait_ms;
+    bool adaptive;             /* batch.adaptive: dispatch when the worker idles (batcher.c) */
     struct rt_batch *gather, *free_list, *ihead, *itail;
     int computing;           /* batches handed to the worker and not computed yet */
     bool due;                /* the gathering batch passed its deadline while the worker ran */
@@ -187,6 +188,8 @@ void sr__rt_batch_free(struct rt_batch *b);
 void sr__rt_pause_resume_all(sr_runtime_t *rt, bool pause);
 void sr__rt_check_backpressure(sr_runtime_t *rt);
 void sr__rt_dispatch(sr_runtime_t *rt);
+/* batch.adaptive: the gathering batch goes now when the worker is idle and input is drained. */
+void sr__rt_dispatch_if_idle(sr_runtime_t *rt);
 void sr__rt_serve_consumer(sr_runtime_t *rt);
 void sr__rt_serve_messages(sr_runtime_t *rt);
 void sr__rt_serve_producer(sr_runtime_t *rt);
