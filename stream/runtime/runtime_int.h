@@ -198,7 +198,7 @@ void sr__rt_on_ppoll(uv_poll_t *h, int status, int events);
 /* worker.c — @thread worker, except sr__rt_job_push (@thread loop) and
  * sr__rt_outputs_init (@thread loop, before the worker starts) */
 void sr__rt_job_push(sr_runtime_t *rt, struct job *j);
-void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *sb, int32_t row);
+void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *batch, int32_t row);
 /* Fills rt->outputs, the graph's sink (recommendations, dead letters), once dlq_rkt is set. */
 void sr__rt_outputs_init(sr_runtime_t *rt);
 void *sr__rt_worker_main(void *arg);
