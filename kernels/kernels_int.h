@@ -64,9 +64,12 @@ const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias
 
 /* ---- backend function table ------------------------------------------------------------ */
 
-/* 1: the first table. 2: the optional gru_layer slot. A table may leave optional slots NULL
- * (designated initializers do); the model checks them before use. */
-#define SR_BACKEND_API_VERSION 2
+/* 1: the first table. 2: the optional gru_layer slot. 3: capability flags. A table may leave
+ * optional slots NULL (designated initializers do); the model checks them before use. */
+#define SR_BACKEND_API_VERSION 3
+
+/* Capabilities (struct sr_backend_iface.flags). */
+#define SR_BACKEND_HOST_MEMORY 1u /* backend memory is host memory: host pointers serve as is */
 
 /* All pointers to data are backend memory (device memory for cuda; host memory for cpu)
  * obtained from alloc, unless said otherwise. Calls are ordered on one stream: results are
@@ -74,6 +77,7 @@ const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias
 struct sr_backend_iface {
     int api_version;
     const char *name;
+    unsigned flags;                                   /* SR_BACKEND_* capabilities; since 3 */
     void (*destroy)(void *ctx);
     const char *(*describe)(void *ctx);
 
