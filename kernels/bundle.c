@@ -540,7 +540,7 @@ sr_err_t sr_bundle_load(const char *dir, sr_bundle_t **out, struct sr_error *err
     return bundle_load(dir, true, out, err);
 }
 
-sr_err_t sr__bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err)
+sr_err_t sr_bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err)
 {
     return bundle_load(dir, false, out, err);
 }

@@ -57,8 +57,6 @@ struct sr_bundle {
  * b->faiss NULL. Messages name the index file. */
 sr_err_t sr__bundle_index_load(struct sr_bundle *b, struct sr_error *err);
 void sr__bundle_index_free(struct sr_bundle *b);
-/* sr_bundle_load without reading retrieval.index (build-index replaces a bad one). */
-sr_err_t sr__bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err);
 /* The item embedding table [V×d] and output.bias [V] (NULL when absent), host F32 views. */
 const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias);
 

@@ -8,11 +8,8 @@
  * or updated (kernels/bundle_edit.c).
  * Subcommands are listed once in the table below. */
 #include "cli.h"
-#include "kernels_int.h"
-#include "sr_kernels.h"
-#ifdef SR_HAVE_FAISS
 #include "sr_faiss.h"
-#endif
+#include "sr_kernels.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -40,16 +37,20 @@ static int bundle_check(int argc, char **argv)
                "  problem when the bundle would be refused.\n");
         return 0;
     }
-    if (argc != 2)
+    const char *dir = NULL;
+    const struct sr__opt opts[] = {SR__OPT_END};
+    if (sr__cli_parse("bundle check", opts, argc, argv, &dir, 1, NULL))
+        return 1;
+    if (!dir)
         return sr__cli_fail("bundle", "check takes exactly one BUNDLE directory (see "
                             "streamrec bundle --help)");
     sr_bundle_t *b;
     struct sr_error err;
-    if (sr_bundle_load(argv[1], &b, &err) != SR_OK) {
+    if (sr_bundle_load(dir, &b, &err) != SR_OK) {
         /* Messages name the file inside the bundle; add the bundle unless already there. */
-        if (!strncmp(err.msg, argv[1], strlen(argv[1])))
+        if (!strncmp(err.msg, dir, strlen(dir)))
             return sr__cli_fail("bundle", "%s", err.msg);
-        return sr__cli_fail("bundle", "%s: %s", argv[1], err.msg);
+        return sr__cli_fail("bundle", "%s: %s", dir, err.msg);
     }
     const struct sr_bundle_info *in = sr_bundle_info(b);
     printf("bundle       %s: ok\n", in->dir);
@@ -77,22 +78,12 @@ static int bundle_check(int argc, char **argv)
 
 /* ---- build-index ------------------------------------------------------------------------- */
 
-#ifdef SR_HAVE_FAISS
 static uint64_t mix64(uint64_t z)
 {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
-}
-
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    int64_t v;
-    if (!sr__cli_parse_i64(s, lo, hi, &v)) /* accepts 1e5 */
-        return false;
-    *out = (long)v;
-    return true;
 }
 
 /* Recall@k of the model's FAISS retrieval (index ix) against exact top-k on nq sessions of 1..10
@@ -198,7 +189,6 @@ static int record_index(const char *dir, const char *name)
     }
     return 0;
 }
-#endif /* SR_HAVE_FAISS */
 
 static int bundle_build_index(int argc, char **argv)
 {
@@ -215,40 +205,28 @@ static int bundle_build_index(int argc, char **argv)
                "  Defaults: --nprobe 16, --ef-search 64, --train-sample 200000, --queries 500.\n");
         return 0;
     }
-#ifndef SR_HAVE_FAISS
-    (void)argc, (void)argv;
-    return sr__cli_fail("bundle", "build-index: this build has no FAISS (libfaiss.a was not "
-                        "found at configure time; see deploy/install-deps.sh)");
-#else
+    if (!sr_faiss_available())
+        return sr__cli_fail("bundle", "build-index: this build has no FAISS (libfaiss.a was not "
+                            "found at configure time; see deploy/install-deps.sh)");
     const char *dir = NULL, *factory = NULL;
-    long nprobe = 16, ef = 64, sample = 200000, nq = 500, seed = 42;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long *dst = !strcmp(a, "--nprobe") ? &nprobe : !strcmp(a, "--ef-search") ? &ef
-                  : !strcmp(a, "--train-sample") ? &sample : !strcmp(a, "--queries") ? &nq
-                  : !strcmp(a, "--seed") ? &seed : NULL;
-        if (dst || !strcmp(a, "--factory")) {
-            if (!v)
-                return sr__cli_fail("bundle", "build-index: %s needs a value", a);
-            i++;
-            if (!dst)
-                factory = v;
-            else if (!parse_long(v, dst == &sample ? 0 : 1, dst == &seed ? (1L << 62) : (1L << 30), dst))
-                return sr__cli_fail("bundle", "build-index: %s: '%s' is not a positive integer", a, v);
-        } else if (a[0] == '-') {
-            return sr__cli_fail("bundle", "build-index: unknown option '%s' (see --help)", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return sr__cli_fail("bundle", "build-index: unexpected argument '%s'", a);
-        }
-    }
+    int64_t nprobe = 16, ef = 64, sample = 200000, nq = 500, seed = 42;
+    const struct sr__opt opts[] = {
+        SR__STR("--factory", &factory),
+        SR__I64("--nprobe", &nprobe, 1, INT64_C(1) << 30),
+        SR__I64("--ef-search", &ef, 1, INT64_C(1) << 30),
+        SR__I64("--train-sample", &sample, 0, INT64_C(1) << 30),
+        SR__I64("--queries", &nq, 1, INT64_C(1) << 30),
+        SR__I64("--seed", &seed, 1, INT64_C(1) << 62),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("bundle build-index", opts, argc, argv, &dir, 1, NULL))
+        return 1;
     if (!dir || !factory)
         return sr__cli_fail("bundle", "build-index needs BUNDLE and --factory (see --help)");
     struct sr_error err;
     sr_bundle_t *b = NULL;
     /* An existing retrieval.index is not read: building a new one is how a bad one is fixed. */
-    if (sr__bundle_load_noindex(dir, &b, &err) != SR_OK)
+    if (sr_bundle_load_noindex(dir, &b, &err) != SR_OK)
         return sr__cli_fail("bundle", "%s", err.msg);
     const struct sr_bundle_info *in = sr_bundle_info(b);
     sr_faiss_t *ix = NULL;
@@ -289,15 +267,14 @@ static int bundle_build_index(int argc, char **argv)
            sr_faiss_d(ix), (long long)sr_faiss_ntotal(ix));
     printf("build        %.2f s\n", build_s);
     printf("recall@10    %.4f vs exact on %ld encoded random sessions (nprobe %ld, ef_search %ld)\n",
-           recall, nq, nprobe, ef);
-    printf("queries/s    faiss %.0f, exact %.0f (batch of %ld, 1 process)\n", fq, eq, nq);
+           recall, (long)nq, (long)nprobe, (long)ef);
+    printf("queries/s    faiss %.0f, exact %.0f (batch of %ld, 1 process)\n", fq, eq, (long)nq);
     printf("bundle.json  retrieval.index = \"items.faiss\"\n");
     rc = 0;
 done:
     sr_faiss_destroy(ix);
     sr_bundle_unref(b);
     return rc;
-#endif
 }
 
 
@@ -324,24 +301,16 @@ static int bundle_add_items(int argc, char **argv)
     }
     const char *dir = NULL;
     struct sr_bundle_add_params p = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = !strcmp(a, "--items") ? &p.items
-                         : !strcmp(a, "--embeddings") ? &p.embeddings
-                         : !strcmp(a, "--out") ? &p.out : !strcmp(a, "--version") ? &p.version
-                         : !strcmp(a, "--factory") ? &p.factory : NULL;
-        if (dst) {
-            if (i + 1 >= argc)
-                return sr__cli_fail("bundle", "add-items: %s needs a value", a);
-            *dst = argv[++i];
-        } else if (a[0] == '-') {
-            return sr__cli_fail("bundle", "add-items: unknown option '%s' (see --help)", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return sr__cli_fail("bundle", "add-items: unexpected argument '%s'", a);
-        }
-    }
+    const struct sr__opt opts[] = {
+        SR__STR("--items", &p.items),
+        SR__STR("--embeddings", &p.embeddings),
+        SR__STR("--out", &p.out),
+        SR__STR("--version", &p.version),
+        SR__STR("--factory", &p.factory),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("bundle add-items", opts, argc, argv, &dir, 1, NULL))
+        return 1;
     if (!dir || !p.items || !p.out)
         return sr__cli_fail("bundle", "add-items needs BUNDLE, --items and --out (see --help)");
     struct sr_bundle_add_result res;

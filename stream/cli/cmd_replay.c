@@ -96,32 +96,22 @@ int sr__cmd_replay(int argc, char **argv)
         usage();
         return 0;
     }
-    const char *input = NULL, *output = NULL, *report = NULL;
+    const char *input = NULL, *output = NULL, *report = NULL, *cfg_file = NULL;
     bool eval = false, resume = false;
+    struct sr__cli_list sets = {0}; /* applied after the file and the environment, below */
+    const struct sr__opt opts[] = {
+        SR__STR("-c", &cfg_file),
+        SR__LIST("--set", &sets),
+        SR__STR("--input", &input),
+        SR__STR("--output", &output),
+        SR__STR("--report", &report),
+        SR__FLAG("--eval", &eval),
+        SR__FLAG("--resume", &resume),
+        SR__OPT_END,
+    };
     struct sr_error err = {0};
     sr_config_t *cfg = sr_config_new();
-    int rc = 0;
-    const char *cfg_file = NULL;
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "-c") && more)
-            cfg_file = argv[++i];
-        else if (!strcmp(a, "--set") && more)
-            ++i; /* applied after the file and the environment, below */
-        else if (!strcmp(a, "--input") && more)
-            input = argv[++i];
-        else if (!strcmp(a, "--output") && more)
-            output = argv[++i];
-        else if (!strcmp(a, "--report") && more)
-            report = argv[++i];
-        else if (!strcmp(a, "--eval"))
-            eval = true;
-        else if (!strcmp(a, "--resume"))
-            resume = true;
-        else
-            rc = sr__cli_fail("replay", "unexpected argument '%s' (see --help)", a);
-    }
+    int rc = sr__cli_parse("replay", opts, argc, argv, NULL, 0, NULL);
     if (!rc && (!input || !output))
         rc = sr__cli_fail("replay", "--input and --output are required (see --help)");
     /* The topic range is checked with the configuration, before anything is opened. */
@@ -132,7 +122,7 @@ int sr__cmd_replay(int argc, char **argv)
             rc = sr__cli_fail("replay", "--input %s", err.msg);
     }
     if (!rc)
-        rc = sr__cli_config_load("replay", cfg, cfg_file, true, argc, argv, false);
+        rc = sr__cli_config_load("replay", cfg, cfg_file, true, &sets, false);
     struct progress prog = {.tty = sr__cli_tty(), .t0 = sr_now_ns()};
     struct sr_replay_params rp = {.cfg = cfg, .input = input, .output = output, .eval = eval,
                                   .resume = resume, .on_batch = on_batch, .ctx = &prog};
@@ -160,5 +150,6 @@ int sr__cmd_replay(int argc, char **argv)
     if (sr_replay_destroy(r, &err) != SR_OK && !rc)
         rc = sr__cli_fail("replay", "%s", err.msg);
     sr_config_destroy(cfg);
+    sr__cli_list_free(&sets);
     return rc;
 }

@@ -31,15 +31,6 @@ static int usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-    int64_t v;
-    if (!sr__cli_parse_i64(s, lo, hi, &v))
-        return false;
-    *out = (long)v;
-    return true;
-}
-
 /* Growable buffers reused across batches. */
 struct score_buf {
     int32_t *offsets, *items;
@@ -165,46 +156,27 @@ int sr__cmd_score(int argc, char **argv)
         return usage(stdout);
     const char *dir = NULL, *device = "auto";
     const char *retrieval = "auto";
-    long k = 10, batch = 256, threads = 0, nprobe = 16, ef_search = 64;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-k") || !strcmp(a, "--batch") || !strcmp(a, "--device") ||
-            !strcmp(a, "--threads") || !strcmp(a, "--retrieval") || !strcmp(a, "--nprobe") ||
-            !strcmp(a, "--ef-search")) {
-            if (!v)
-                return sr__cli_fail("score", "%s needs a value", a);
-            i++;
-            if (!strcmp(a, "-k") && !parse_int(v, 1, 100000, &k))
-                return sr__cli_fail("score", "-k: '%s' is not an integer in 1..100000", v);
-            if (!strcmp(a, "--batch") && !parse_int(v, 1, 1000000, &batch))
-                return sr__cli_fail("score", "--batch: '%s' is not an integer in 1..1000000", v);
-            if (!strcmp(a, "--threads") && !parse_int(v, 0, 256, &threads))
-                return sr__cli_fail("score", "--threads: '%s' is not an integer in 0..256", v);
-            if (!strcmp(a, "--nprobe") && !parse_int(v, 1, 1 << 20, &nprobe))
-                return sr__cli_fail("score", "--nprobe: '%s' is not an integer in 1..1048576", v);
-            if (!strcmp(a, "--ef-search") && !parse_int(v, 1, 1 << 20, &ef_search))
-                return sr__cli_fail("score", "--ef-search: '%s' is not an integer in 1..1048576", v);
-            if (!strcmp(a, "--device"))
-                device = v;
-            if (!strcmp(a, "--retrieval"))
-                retrieval = v;
-        } else if (a[0] == '-' && a[1]) {
-            return sr__cli_fail("score", "unknown option '%s' (see streamrec score --help)", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return sr__cli_fail("score", "unexpected argument '%s'", a);
-        }
-    }
+    int k = 10, batch = 256, threads = 0, nprobe = 16, ef_search = 64, n_pos = 0;
+    const struct sr__opt opts[] = {
+        SR__INT("-k", &k, 1, 100000),
+        SR__INT("--batch", &batch, 1, 1000000),
+        SR__INT("--threads", &threads, 0, 256),
+        SR__INT("--nprobe", &nprobe, 1, 1 << 20),
+        SR__INT("--ef-search", &ef_search, 1, 1 << 20),
+        SR__STR("--device", &device),
+        SR__STR("--retrieval", &retrieval),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("score", opts, argc, argv, &dir, 1, &n_pos))
+        return 1;
     if (!dir)
         return sr__cli_fail("score", "missing BUNDLE (see streamrec score --help)");
 
     struct sr_error err;
-    struct sr_backend_params bp = {.threads = (int)threads};
+    struct sr_backend_params bp = {.threads = threads};
     if (sr_device_parse(device, &bp.device, &err) != SR_OK)
         return sr__cli_fail("score", "%s", err.msg);
-    struct sr_retrieval_params rp = {.nprobe = (int)nprobe, .ef_search = (int)ef_search};
+    struct sr_retrieval_params rp = {.nprobe = nprobe, .ef_search = ef_search};
     if (sr_retrieval_mode_parse(retrieval, &rp.mode, &err) != SR_OK)
         return sr__cli_fail("score", "--retrieval: %s", err.msg);
     sr_bundle_t *b = NULL;
@@ -229,7 +201,7 @@ int sr__cmd_score(int argc, char **argv)
     ssize_t len;
     long lineno = 0;
     if (!buf.idx || !buf.score) {
-        rc = sr__cli_fail("score", "out of memory for a batch of %ld×%ld", batch, k);
+        rc = sr__cli_fail("score", "out of memory for a batch of %d×%d", batch, k);
         goto done;
     }
     while ((len = getline(&line, &cap, stdin)) >= 0) {

@@ -39,8 +39,7 @@ struct e2e {
     int n_rates;
     bool ingest_only;
     const char *device;
-    const char *sets[32];     /* --set KEY=VALUE: runtime configuration over the bench's own */
-    int n_sets;
+    struct sr__cli_list sets; /* --set KEY=VALUE: runtime configuration over the bench's own */
     char **items;
     int n_items;
     char bootstraps[256];
@@ -417,13 +416,7 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
         }
     /* The one loader (no file, no environment: the bench owns its broker): --set, then the
      * start-up checks. */
-    char **argv = calloc((size_t)b->n_sets * 2 + 1, sizeof *argv);
-    for (int i = 0; argv && i < b->n_sets; i++) {
-        argv[1 + 2 * i] = "--set";
-        argv[2 + 2 * i] = (char *)b->sets[i];
-    }
-    int lrc = argv ? sr__cli_config_load(CMD, cfg, NULL, false, b->n_sets * 2 + 1, argv, false) : 1;
-    free(argv);
+    int lrc = sr__cli_config_load(CMD, cfg, NULL, false, &b->sets, false);
     if (lrc) {
         sr_config_destroy(cfg);
         return lrc;
@@ -559,42 +552,37 @@ int sr__bench_e2e(int argc, char **argv)
     struct e2e b = {.partitions = 4, .events = 50000, .seconds = 5, .sessions = 20000,
                     .batch = 256, .device = "cpu"};
     bool both = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "--bundle") && more)
-            b.bundle = argv[++i];
-        else if (!strcmp(a, "--events") && more)
-            b.events = atoi(argv[++i]);
-        else if (!strcmp(a, "--seconds") && more)
-            b.seconds = atoi(argv[++i]);
-        else if (!strcmp(a, "--partitions") && more)
-            b.partitions = atoi(argv[++i]);
-        else if (!strcmp(a, "--sessions") && more)
-            b.sessions = atoi(argv[++i]);
-        else if (!strcmp(a, "--batch") && more)
-            b.batch = atoi(argv[++i]);
-        else if (!strcmp(a, "--set") && more && b.n_sets < 32)
-            b.sets[b.n_sets++] = argv[++i];
-        else if (!strcmp(a, "--device") && more)
-            b.device = argv[++i];
-        else if (!strcmp(a, "--ingest-only"))
-            b.ingest_only = true;
-        else if (!strcmp(a, "--both"))
-            both = true;
-        else if (!strcmp(a, "--brokers") && more) {
-            const char *m = argv[++i];
-            if (strcmp(m, "real") && strcmp(m, "mock"))
-                return sr__cli_fail(CMD, "--brokers %s: expected real or mock", m);
-            b.real = !strcmp(m, "real");
-        } else if (!strcmp(a, "--bootstrap") && more)
-            snprintf(b.bootstraps, sizeof b.bootstraps, "%s", argv[++i]);
-        else if (!strcmp(a, "--rates") && more) {
-            char *s = argv[++i], *save = NULL;
-            for (char *t = strtok_r(s, ",", &save); t && b.n_rates < 16; t = strtok_r(NULL, ",", &save))
-                b.rates[b.n_rates++] = atof(t);
-        } else
-            return sr__cli_fail(CMD, "unexpected argument '%s' (see --help)", a);
+    const char *brokers = "mock", *bootstrap = NULL, *rates = NULL;
+    const struct sr__opt opts[] = {
+        SR__STR("--bundle", &b.bundle),
+        SR__INT("--events", &b.events, 1, INT32_MAX),
+        SR__INT("--seconds", &b.seconds, 1, 86400),
+        SR__INT("--partitions", &b.partitions, 1, 10000),
+        SR__INT("--sessions", &b.sessions, 1, INT32_MAX),
+        SR__INT("--batch", &b.batch, 1, 1 << 20),
+        SR__LIST("--set", &b.sets),
+        SR__STR("--device", &b.device),
+        SR__FLAG("--ingest-only", &b.ingest_only),
+        SR__FLAG("--both", &both),
+        SR__CHOICE("--brokers", &brokers, "mock|real"),
+        SR__STR("--bootstrap", &bootstrap),
+        SR__STR("--rates", &rates),
+        SR__OPT_END,
+    };
+    int prc = sr__cli_parse(CMD, opts, argc, argv, NULL, 0, NULL);
+    b.real = !strcmp(brokers, "real");
+    if (bootstrap)
+        snprintf(b.bootstraps, sizeof b.bootstraps, "%s", bootstrap);
+    char rates_buf[1024];
+    snprintf(rates_buf, sizeof rates_buf, "%s", rates ? rates : "");
+    char *save = NULL;
+    for (char *t = strtok_r(rates_buf, ",", &save); !prc && t && b.n_rates < 16;
+         t = strtok_r(NULL, ",", &save))
+        if (!sr__cli_parse_double(t, 0, 1e9, &b.rates[b.n_rates++]))
+            prc = sr__cli_bad_number(CMD, "--rates", t, 0, 1e9);
+    if (prc) {
+        sr__cli_list_free(&b.sets);
+        return prc;
     }
     if (!b.bundle)
         return sr__cli_fail(CMD, "--bundle is required (e.g. tests/data/ref/gru4rec_100k)");
@@ -664,5 +652,6 @@ int sr__bench_e2e(int argc, char **argv)
     for (int i = 0; i < b.n_items; i++)
         free(b.items[i]);
     free(b.items);
+    sr__cli_list_free(&b.sets);
     return rc;
 }

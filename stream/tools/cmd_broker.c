@@ -97,6 +97,21 @@ static bool parse_topic(const char *s, struct topic_arg *t)
     return true;
 }
 
+/* --topic, repeatable: appended to a list with room for one per argument. */
+struct topic_list {
+    struct topic_arg *t;
+    int n;
+};
+
+static bool add_topic(const char *v, void *dst)
+{
+    struct topic_list *l = dst;
+    if (!parse_topic(v, &l->t[l->n]))
+        return false;
+    l->n++;
+    return true;
+}
+
 /* ---- --control: fault injection from stdin ---------------------------------------------- */
 
 static const struct {
@@ -291,43 +306,25 @@ int sr__cmd_broker(int argc, char **argv)
 {
     if (sr__cli_wants_help(argc, argv))
         return usage(stdout);
-    long brokers = 3;
+    int brokers = 3;
     bool quiet = false, control = false;
     struct topic_arg *topics = calloc((size_t)argc, sizeof *topics);
-    int n_topics = 0;
+    struct topic_list tl = {.t = topics};
     if (!topics)
         return sr__cli_fail("broker", "out of memory");
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--brokers") && i + 1 < argc) {
-            char *end;
-            errno = 0;
-            brokers = strtol(argv[++i], &end, 10);
-            if (errno || *end || end == argv[i] || brokers < 1 || brokers > 32) {
-                free(topics);
-                return sr__cli_fail("broker", "--brokers %s: expected 1..32", argv[i]);
-            }
-        } else if (!strcmp(argv[i], "--topic") && i + 1 < argc) {
-            if (!parse_topic(argv[++i], &topics[n_topics])) {
-                free(topics);
-                return sr__cli_fail("broker",
-                                    "--topic %s: expected NAME:PARTITIONS (name of [A-Za-z0-9._-], "
-                                    "1..10000 partitions)",
-                                    argv[i]);
-            }
-            n_topics++;
-        } else if (!strcmp(argv[i], "--quiet")) {
-            quiet = true;
-        } else if (!strcmp(argv[i], "--control")) {
-            control = true;
-        } else {
-            free(topics);
-            return sr__cli_fail("broker", "%s '%s' (see --help)",
-                                (!strcmp(argv[i], "--brokers") || !strcmp(argv[i], "--topic"))
-                                    ? "missing value after"
-                                    : "unknown argument",
-                                argv[i]);
-        }
+    const struct sr__opt opts[] = {
+        SR__INT("--brokers", &brokers, 1, 32),
+        SR__FN("--topic", &tl, add_topic, "NAME:PARTITIONS (a name of [A-Za-z0-9._-], 1..10000 "
+                                           "partitions)"),
+        SR__FLAG("--quiet", &quiet),
+        SR__FLAG("--control", &control),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("broker", opts, argc, argv, NULL, 0, NULL)) {
+        free(topics);
+        return 1;
     }
+    int n_topics = tl.n;
 
     /* Stop signals: a handler in whichever thread gets them writes to the stop pipe. */
     if (pipe(stop_pipe) != 0) {
@@ -371,7 +368,7 @@ int sr__cmd_broker(int argc, char **argv)
     printf("bootstrap.servers=%s\n", bs);
     fflush(stdout);
     if (!quiet && sr__cli_tty())
-        fprintf(stderr, "streamrec broker: %ld broker(s), %d topic(s) created; Ctrl-C stops it\n",
+        fprintf(stderr, "streamrec broker: %d broker(s), %d topic(s) created; Ctrl-C stops it\n",
                 brokers, n_topics);
 
     /* Static: the detached thread may outlive this frame until exit. */

@@ -97,6 +97,7 @@ struct demo {
     int32_t concurrency;
     int partitions;
     const char *state;
+    struct sr__cli_list sets; /* --set: applied after the demo's own settings */
     bool tty;
     /* parts */
     sr_config_t *cfg;
@@ -783,7 +784,7 @@ bad:
     return NULL;
 }
 
-static int configure(struct demo *d, int argc, char **argv)
+static int configure(struct demo *d)
 {
     struct sr_error err = {0};
     const char *kv[][2] = {
@@ -805,7 +806,7 @@ static int configure(struct demo *d, int argc, char **argv)
         if (sr_config_set(d->cfg, kv[i][0], kv[i][1], &err) != SR_OK)
             return sr__cli_fail(CMD, "%s", err.msg);
     /* The one loader: no file and no environment (the demo owns its broker), --set, checks. */
-    int lrc = sr__cli_config_load(CMD, d->cfg, NULL, false, argc, argv, false);
+    int lrc = sr__cli_config_load(CMD, d->cfg, NULL, false, &d->sets, false);
     if (lrc)
         return lrc;
     int64_t k;
@@ -847,7 +848,7 @@ static void demo_free(struct demo *d)
 }
 
 /* Runs the demo once everything is parsed; returns the exit code. */
-static int run_demo(struct demo *d, int argc, char **argv)
+static int run_demo(struct demo *d)
 {
     struct sr_error err = {0};
     char errstr[512];
@@ -921,7 +922,7 @@ static int run_demo(struct demo *d, int argc, char **argv)
 
     /* The processor. */
     d->cfg = sr_config_new();
-    if ((rc = configure(d, argc, argv)) != 0)
+    if ((rc = configure(d)) != 0)
         goto out;
     if (sr_runtime_new(d->cfg, &d->rt, &err) != SR_OK) {
         rc = sr__cli_fail(CMD, "%s", err.msg);
@@ -1125,45 +1126,25 @@ int sr__cmd_demo(int argc, char **argv)
     struct demo d = {.rate = 2000, .seed = 1, .concurrency = 200, .state = "rocksdb"};
     bool have_duration = false;
     char bundle_buf[PATH_MAX];
-    double v;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "--duration") && more) {
-            if (!sr__cli_parse_double(argv[++i], 0, 86400, &d.duration))
-                return sr__cli_fail(CMD, "--duration: expected seconds (0..86400), got '%s'", argv[i]);
-            have_duration = true;
-        } else if (!strcmp(a, "--events") && more) {
-            if (!sr__cli_parse_double(argv[++i], 1, 1e9, &v))
-                return sr__cli_fail(CMD, "--events: expected 1..1000000000, got '%s'", argv[i]);
-            d.events = (int64_t)v;
-        } else if (!strcmp(a, "--rate") && more) {
-            if (!sr__cli_parse_double(argv[++i], 1, 1e6, &d.rate))
-                return sr__cli_fail(CMD, "--rate: expected events/s (1..1000000), got '%s'", argv[i]);
-        } else if (!strcmp(a, "--seed") && more) {
-            if (!sr__cli_parse_double(argv[++i], 0, 1e18, &v))
-                return sr__cli_fail(CMD, "--seed: expected a number, got '%s'", argv[i]);
-            d.seed = (uint64_t)v;
-        } else if (!strcmp(a, "--concurrency") && more) {
-            if (!sr__cli_parse_double(argv[++i], 1, 1e6, &v))
-                return sr__cli_fail(CMD, "--concurrency: expected 1..1000000, got '%s'", argv[i]);
-            d.concurrency = (int32_t)v;
-        } else if (!strcmp(a, "--partitions") && more) {
-            if (!sr__cli_parse_double(argv[++i], 1, 1000, &v))
-                return sr__cli_fail(CMD, "--partitions: expected 1..1000, got '%s'", argv[i]);
-            d.partitions = (int)v;
-        } else if (!strcmp(a, "--bundle") && more) {
-            d.bundle = argv[++i];
-        } else if (!strcmp(a, "--state") && more) {
-            d.state = argv[++i];
-            if (strcmp(d.state, "rocksdb") && strcmp(d.state, "memory"))
-                return sr__cli_fail(CMD, "--state: expected rocksdb or memory, got '%s'", d.state);
-        } else if (!strcmp(a, "--set") && more) {
-            ++i; /* applied after the demo's own settings */
-        } else {
-            return sr__cli_fail(CMD, "unexpected argument '%s' (see --help)", a);
-        }
+    int64_t seed = 1;
+    const struct sr__opt opts[] = {
+        {.name = "--duration", .type = SR__OPT_DOUBLE, .dst = &d.duration, .fmin = 0,
+         .fmax = 86400, .given = &have_duration},
+        SR__I64("--events", &d.events, 1, 1000000000),
+        SR__DOUBLE("--rate", &d.rate, 1, 1e6),
+        SR__I64("--seed", &seed, 0, INT64_C(1000000000000000000)),
+        SR__INT("--concurrency", &d.concurrency, 1, 1000000),
+        SR__INT("--partitions", &d.partitions, 1, 1000),
+        SR__STR("--bundle", &d.bundle),
+        SR__CHOICE("--state", &d.state, "rocksdb|memory"),
+        SR__LIST("--set", &d.sets),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse(CMD, opts, argc, argv, NULL, 0, NULL)) {
+        sr__cli_list_free(&d.sets);
+        return 1;
     }
+    d.seed = (uint64_t)seed;
     if (!have_duration && !d.events)
         d.duration = 20;
     if (d.duration <= 0 && !d.events)
@@ -1188,10 +1169,11 @@ int sr__cmd_demo(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    int rc = run_demo(&d, argc, argv);
+    int rc = run_demo(&d);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     demo_free(&d);
+    sr__cli_list_free(&d.sets);
     pthread_mutex_destroy(&d.qmu);
     return rc;
 }
