@@ -15,10 +15,10 @@
  *      the model never does; events/s and events per CPU-second of the runtime ("per core").
  * Human lines, then one JSON line. */
 #include "cli.h"
+#include "sr_mock_broker.h"
 #include "sr_state.h"
 #include "sr_stream.h"
 
-#include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -330,8 +330,7 @@ static int create_topics(rd_kafka_t *rk, const char *const *names, int n, int pa
 static void child_main(struct e2e *b, int cmd_fd, int reply_fd)
 {
     char boot[256] = {0};
-    rd_kafka_t *mrk = NULL;
-    rd_kafka_mock_cluster_t *mc = NULL;
+    sr_mock_broker_t *mb = NULL;
     const char *topics[3] = {b->t_events, b->t_ingest, b->t_recs};
     if (b->real) {
         snprintf(boot, sizeof boot, "%s", b->bootstraps);
@@ -341,21 +340,17 @@ static void child_main(struct e2e *b, int cmd_fd, int reply_fd)
         if (p)
             rd_kafka_destroy(p);
     } else {
-        rd_kafka_conf_t *c = rd_kafka_conf_new();
-        char errstr[256];
-        rd_kafka_conf_set(c, "log_level", "3", errstr, sizeof errstr);
-        mrk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof errstr);
-        mc = mrk ? rd_kafka_mock_cluster_new(mrk, 1) : NULL;
-        if (mc) {
-            snprintf(boot, sizeof boot, "%s", rd_kafka_mock_cluster_bootstraps(mc));
+        struct sr_error err = {0};
+        if (sr_mock_broker_start(1, &mb, &err) == SR_OK) {
+            snprintf(boot, sizeof boot, "%s", sr_mock_broker_bootstraps(mb));
             for (int i = 0; i < 3; i++)
-                rd_kafka_mock_topic_create(mc, topics[i], b->partitions, 1);
+                sr_mock_broker_topic_create(mb, topics[i], b->partitions, 1, &err);
             /* The runtimes' state changelogs (the mock cannot create topics on request). */
             char cl[128];
             snprintf(cl, sizeof cl, "%s-sessions-changelog", b->g_model);
-            rd_kafka_mock_topic_create(mc, cl, b->partitions, 1);
+            sr_mock_broker_topic_create(mb, cl, b->partitions, 1, &err);
             snprintf(cl, sizeof cl, "%s-sessions-changelog", b->g_ingest);
-            rd_kafka_mock_topic_create(mc, cl, b->partitions, 1);
+            sr_mock_broker_topic_create(mb, cl, b->partitions, 1, &err);
         }
     }
     if (write_full(reply_fd, boot, sizeof boot) != 0 || !boot[0])
@@ -370,10 +365,7 @@ static void child_main(struct e2e *b, int cmd_fd, int reply_fd)
     }
     if (p)
         rd_kafka_destroy(p);
-    if (mc)
-        rd_kafka_mock_cluster_destroy(mc);
-    if (mrk)
-        rd_kafka_destroy(mrk);
+    sr_mock_broker_stop(mb);
     _exit(0); /* no atexit handlers: they belong to the parent (OpenBLAS's pool) */
 }
 

@@ -20,6 +20,7 @@
  * a client gets 4 partitions and replication min(3, brokers); offsets_for_times answers -1;
  * transactions are accepted but not enforced. */
 #include "cli.h"
+#include "sr_mock_broker.h"
 #include "sr_stream.h"
 
 #include <errno.h>
@@ -336,35 +337,21 @@ int sr__cmd_broker(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, sr_kafka_log_cb);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
+    struct sr_error err = {0};
+    sr_mock_broker_t *mb = NULL;
+    if (sr_mock_broker_start(brokers, &mb, &err) != SR_OK) {
         free(topics);
-        return sr__cli_fail("broker", "creating the client handle: %s", errstr);
+        return sr__cli_fail("broker", "%s", err.msg);
     }
-    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, (int)brokers);
-    if (!mc) {
-        rd_kafka_destroy(rk);
-        free(topics);
-        return sr__cli_fail("broker", "could not start the mock cluster (listeners on 127.0.0.1)");
-    }
-    int rf = brokers < 3 ? (int)brokers : 3;
+    rd_kafka_mock_cluster_t *mc = sr_mock_broker_cluster(mb);
     for (int i = 0; i < n_topics; i++) {
-        rd_kafka_resp_err_t e =
-            rd_kafka_mock_topic_create(mc, topics[i].name, topics[i].partitions, rf);
-        if (e) {
-            rd_kafka_mock_cluster_destroy(mc);
-            rd_kafka_destroy(rk);
-            int rc = sr__cli_fail("broker", "creating topic %s: %s", topics[i].name,
-                                  rd_kafka_err2str(e));
+        if (sr_mock_broker_topic_create(mb, topics[i].name, topics[i].partitions, 0, &err) != SR_OK) {
+            sr_mock_broker_stop(mb);
             free(topics);
-            return rc;
+            return sr__cli_fail("broker", "%s", err.msg);
         }
     }
-    const char *bs = rd_kafka_mock_cluster_bootstraps(mc);
+    const char *bs = sr_mock_broker_bootstraps(mb);
     printf("bootstrap.servers=%s\n", bs);
     fflush(stdout);
     if (!quiet && sr__cli_tty())
@@ -387,8 +374,7 @@ int sr__cmd_broker(int argc, char **argv)
     pthread_mutex_unlock(&ctl.lock);
     if (thr_started)
         pthread_detach(thr); /* may sit in read on stdin; exit ends it */
-    rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(rk);
+    sr_mock_broker_stop(mb);
     free(topics);
     return 0;
 }

@@ -30,11 +30,11 @@
  * librdkafka's. Exit 0 after the summary; 1 with a one-line reason when a part fails. */
 #include "cli.h"
 #include "sr_gen.h"
+#include "sr_mock_broker.h"
 #include "sr_state.h"
 #include "sr_stream.h"
 
 #include <errno.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -101,8 +101,7 @@ struct demo {
     bool tty;
     /* parts */
     sr_config_t *cfg;
-    rd_kafka_t *mrk;
-    rd_kafka_mock_cluster_t *mc;
+    sr_mock_broker_t *broker;
     char bootstraps[256];
     char state_dir[PATH_MAX];
     sr_gen_t *gen;
@@ -897,28 +896,20 @@ static int run_demo(struct demo *d)
         }
     }
 
-    /* The embedded broker, its topics created before any client touches them. */
-    rd_kafka_conf_t *mc_conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(mc_conf, sr_kafka_log_cb);
-    d->mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mc_conf, errstr, sizeof errstr);
-    if (!d->mrk) {
-        rd_kafka_conf_destroy(mc_conf);
-        rc = sr__cli_fail(CMD, "embedded broker: %s", errstr);
+    /* The embedded broker, its topics created before any client touches them. The runtime's
+     * state changelog too: librdkafka 2.0's mock cannot create topics on request. */
+    static const char *const topics[] = {"events", "recommendations",
+                                         "streamrec-demo-sessions-changelog"};
+    if (sr_mock_broker_start(1, &d->broker, &err) != SR_OK) {
+        rc = sr__cli_fail(CMD, "%s", err.msg);
         goto out;
     }
-    d->mc = rd_kafka_mock_cluster_new(d->mrk, 1);
-    if (!d->mc) {
-        rc = sr__cli_fail(CMD, "cannot start the embedded broker (librdkafka mock cluster)");
-        goto out;
-    }
-    snprintf(d->bootstraps, sizeof d->bootstraps, "%s", rd_kafka_mock_cluster_bootstraps(d->mc));
-    /* The runtime's state changelog too: librdkafka 2.0's mock cannot create topics on request. */
-    if (rd_kafka_mock_topic_create(d->mc, "events", d->partitions, 1) ||
-        rd_kafka_mock_topic_create(d->mc, "recommendations", d->partitions, 1) ||
-        rd_kafka_mock_topic_create(d->mc, "streamrec-demo-sessions-changelog", d->partitions, 1)) {
-        rc = sr__cli_fail(CMD, "cannot create the demo topics on the embedded broker");
-        goto out;
-    }
+    snprintf(d->bootstraps, sizeof d->bootstraps, "%s", sr_mock_broker_bootstraps(d->broker));
+    for (size_t i = 0; i < sizeof topics / sizeof *topics; i++)
+        if (sr_mock_broker_topic_create(d->broker, topics[i], d->partitions, 1, &err) != SR_OK) {
+            rc = sr__cli_fail(CMD, "cannot create the demo topics on the embedded broker");
+            goto out;
+        }
 
     /* The processor. */
     d->cfg = sr_config_new();
@@ -1106,10 +1097,7 @@ out:
     if (d->prod)
         rd_kafka_destroy(d->prod);
     sr_runtime_destroy(d->rt);
-    if (d->mc)
-        rd_kafka_mock_cluster_destroy(d->mc);
-    if (d->mrk)
-        rd_kafka_destroy(d->mrk);
+    sr_mock_broker_stop(d->broker);
     if (d->state_dir[0]) {
         sr_state_destroy_db(d->state_dir, NULL);
         rmdir(d->state_dir);
