@@ -156,6 +156,13 @@ struct sr_eval_report {
     uint64_t catalogue;       /* recommendable items (V - first_index) */
 };
 
+/* Scores one recommendation rec[0..n) (best first) against its target into r: evaluated + 1,
+ * and at the target's rank j (1-based) hits + 1, mrr_sum + 1/j, ndcg_sum + 1/log2(j+1). The one
+ * definition of HitRate/MRR/NDCG@K, used by the eval op and by `streamrec demo`. */
+void sr_eval_score(struct sr_eval_report *r, const int32_t *rec, int32_t n, int32_t target);
+/* HitRate@K (= Recall@K), MRR@K and NDCG@K of r: the sums over r->evaluated (0 when none). */
+void sr_eval_rates(const struct sr_eval_report *r, double *hit_rate, double *mrr, double *ndcg);
+
 /* The graph's outputs, implemented by each runtime (stream/: file, topic): recommendations and
  * dead letters. `emit` is called once per recommendation in source order with the batch and the
  * row it answers (the rec and its strings are valid during the call only); `flush` (optional)

@@ -31,6 +31,7 @@
 #include "cli.h"
 #include "sr_gen.h"
 #include "sr_mock_broker.h"
+#include "sr_ops.h"
 #include "sr_state.h"
 #include "sr_stream.h"
 
@@ -82,11 +83,6 @@ struct dsess {
     int32_t n_seen, cap_seen;
 };
 
-struct score {
-    uint64_t n, hits;
-    double mrr, ndcg;
-};
-
 struct demo {
     /* options */
     const char *bundle;
@@ -135,7 +131,7 @@ struct demo {
     uint64_t *pop_cnt;
     int32_t *pop_order, *pop_pos;
     struct trig *free_trigs;
-    struct score model, base;
+    struct sr_eval_report model, base; /* scored by sr_eval_score, as replay --eval */
     uint64_t triggers, recs, unmatched, evaluated_unresolved;
     float *lat;              /* ms, every recommendation */
     size_t n_lat, cap_lat;
@@ -426,18 +422,6 @@ static struct trig *trig_new(struct demo *d)
     return t;
 }
 
-static void score_add(struct score *s, const int32_t *list, int32_t n, int32_t target)
-{
-    s->n++;
-    for (int32_t j = 0; j < n; j++)
-        if (list[j] == target) {
-            s->hits++;
-            s->mrr += 1.0 / (j + 1);
-            s->ndcg += 1.0 / log2(j + 2.0);
-            return;
-        }
-}
-
 static int32_t rank_of(const int32_t *list, int32_t n, int32_t target)
 {
     for (int32_t j = 0; j < n; j++)
@@ -480,8 +464,8 @@ static void trig_finish(struct demo *d, int64_t sn, struct dsess *s, struct trig
                         struct trig *t)
 {
     if (t->target >= 0 && t->nm > 0) {
-        score_add(&d->model, t->model, t->nm, t->target);
-        score_add(&d->base, t->base, t->nb, t->target);
+        sr_eval_score(&d->model, t->model, t->nm, t->target);
+        sr_eval_score(&d->base, t->base, t->nb, t->target);
         uint64_t now = sr_now_ns();
         if (d->tty && (d->samples < 3 || now - d->last_sample > 3000000000ull)) {
             d->last_sample = now;
@@ -675,7 +659,12 @@ static double quantile(float *v, size_t n, double q)
     return v[i ? i - 1 : 0];
 }
 
-static double rate_of(const struct score *s) { return s->n ? (double)s->hits / (double)s->n : 0; }
+static double rate_of(const struct sr_eval_report *r)
+{
+    double hit, mrr, ndcg;
+    sr_eval_rates(r, &hit, &mrr, &ndcg);
+    return hit;
+}
 
 struct snap {
     uint64_t t, consumed;
@@ -736,16 +725,15 @@ static void summary(struct demo *d, const char *why, uint64_t t_end)
     printf("                    p50 %.1f ms  p99 %.1f ms  in the processor (event consumed -> "
            "recommendation delivered)\n",
            sr_hist_quantile(&h, 0.5) * 1e3, sr_hist_quantile(&h, 0.99) * 1e3);
+    double mh, mm, mn, bh, bm, bn;
+    sr_eval_rates(&d->model, &mh, &mm, &mn);
+    sr_eval_rates(&d->base, &bh, &bm, &bn);
     printf("  evaluated         %llu recommendations whose session's next event arrived\n",
-           (unsigned long long)d->model.n);
+           (unsigned long long)d->model.evaluated);
     printf("                    %-10s %s\n", "model", "most-popular");
-    printf("  HitRate@%-2d        %-10.4f %.4f\n", k, rate_of(&d->model), rate_of(&d->base));
-    printf("  MRR@%-2d            %-10.4f %.4f\n", k,
-           d->model.n ? d->model.mrr / (double)d->model.n : 0.0,
-           d->base.n ? d->base.mrr / (double)d->base.n : 0.0);
-    printf("  NDCG@%-2d           %-10.4f %.4f\n", k,
-           d->model.n ? d->model.ndcg / (double)d->model.n : 0.0,
-           d->base.n ? d->base.ndcg / (double)d->base.n : 0.0);
+    printf("  HitRate@%-2d        %-10.4f %.4f\n", k, mh, bh);
+    printf("  MRR@%-2d            %-10.4f %.4f\n", k, mm, bm);
+    printf("  NDCG@%-2d           %-10.4f %.4f\n", k, mn, bn);
     if (d->base.hits)
         printf("  the model finds the next item %.1fx as often as the most-popular baseline\n",
                rate_of(&d->model) / rate_of(&d->base));
