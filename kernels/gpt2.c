@@ -64,6 +64,12 @@ sr_err_t sr__gpt2_bind(sr_model_t *m, struct sr_error *err)
 sr_err_t sr__gpt2_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
                          struct sr_error *err)
 {
+    return sr__gpt2_forward(m, b, vecs, NULL, err);
+}
+
+sr_err_t sr__gpt2_forward(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
+                          const struct sr__gpt2_capture *cap, struct sr_error *err)
+{
     const struct sr_backend_iface *bi = m->bi;
     void *cx = m->bctx;
     const struct sr_bundle_info *in = m->info;
@@ -127,6 +133,8 @@ sr_err_t sr__gpt2_encode(sr_model_t *m, const struct sr_session_batch *b, float 
         TRY(bi->gemm(cx, false, false, n, 3 * d, d, 1.0f, H, d, L->attn_w, 3 * d, 0.0f, QKV,
                      3 * d, err));
         TRY(bi->bias_act(cx, QKV, L->attn_b, n, 3 * d, SR_ACT_NONE, err));
+        if (cap) /* every row's q, k, v of this layer, for the encode cache (DESIGN §3.1) */
+            TRY(cap->fn(cap->opaque, l, QKV, ho, err));
         TRY(bi->attention(cx, QKV, dof, B, m->max_len, in->n_heads, d / in->n_heads, ATT, err));
         const float *att = ATT;
         if (l == nl - 1) {

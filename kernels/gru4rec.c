@@ -41,6 +41,11 @@ sr_err_t sr__gru4rec_bind(sr_model_t *m, struct sr_error *err)
         snprintf(name, sizeof name, "gru.bias_hh_l%d", l);
         if (!(L->b_hh = sr__model_weight(m, name, 1, s_b, err)))
             return err ? err->code : SR_EFORMAT;
+        /* packed once here instead of per call (an event at a time is a one-step call) */
+        if (m->bi->gru_layer_h0 && m->bi->gru_pack &&
+            !(L->packed = m->bi->gru_pack(m->bctx, L->w_ih, L->w_hh, (int)H)))
+            return sr_error_set(err, SR_ENOMEM, "gru4rec: %s backend out of memory for the "
+                                "packed weights of layer %d", m->bi->name, l);
     }
     return SR_OK;
 }
@@ -77,25 +82,29 @@ static sr_err_t gru_steps(sr_model_t *m, const struct sr__gru_layer *L, float *G
     return SR_OK;
 }
 
-sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
-                            struct sr_error *err)
+/* One recurrence over n sessions: session s runs steps[s] >= 1 steps over the items
+ * items[first[s] ..], from the states h0 (host, n × n_layers × H in session order; NULL:
+ * zeros, the whole recurrence). Writes each session's last-layer state to vecs (backend
+ * memory, n × H) and, when hs is not NULL, every layer's final state to hs (host, n ×
+ * n_layers × H). h0 and hs need the backend's gru_layer_h0. */
+static sr_err_t gru_run(sr_model_t *m, int B, const int32_t *b_items, const int32_t *first,
+                        const int32_t *steps, const float *h0, float *hs, float *vecs,
+                        struct sr_error *err)
 {
     const struct sr_backend_iface *bi = m->bi;
     void *cx = m->bctx;
-    int B = b->n, H = m->d, nl = m->info->n_layers;
+    int H = m->d, nl = m->info->n_layers;
+    const int32_t *len = steps;
 
-    int32_t *len = sr__model_host(m, SR__HB_LEN, sizeof(int32_t) * B, err);
     int32_t *order = sr__model_host(m, SR__HB_ORDER, sizeof(int32_t) * B, err);
     int32_t *iota = sr__model_host(m, SR__HB_IOTA, sizeof(int32_t) * B, err);
     int32_t *last = sr__model_host(m, SR__HB_LAST, sizeof(int32_t) * B, err);
-    if (!len || !order || !iota || !last)
+    if (!order || !iota || !last)
         return SR_ENOMEM;
     int64_t T64 = 0;
     int Lmax = 0;
     /* counting sort by length, longest first, stable in batch order */
     for (int s = 0; s < B; s++) {
-        int n = b->offsets[s + 1] - b->offsets[s];
-        len[s] = n < m->max_len ? n : m->max_len;
         T64 += len[s];
         Lmax = len[s] > Lmax ? len[s] : Lmax;
     }
@@ -131,7 +140,7 @@ sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, flo
     tstart[Lmax] = acc;
     for (int rank = 0; rank < B; rank++) {
         int s = order[rank], L = len[s];
-        const int32_t *src = b->items + b->offsets[s + 1] - L;
+        const int32_t *src = b_items + first[s];
         for (int t = 0; t < L; t++)
             items[tstart[t] + rank] = src[t];
         last[s] = tstart[L - 1] + rank;
@@ -146,6 +155,41 @@ sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, flo
         return SR_ENOMEM;
     TRY(bi->upload(cx, di, items, sizeof(int32_t) * T, err));
     TRY(bi->upload(cx, dl, last, sizeof(int32_t) * B, err));
+
+    if (h0 || hs || bi->gru_layer_h0) { /* gru_layer_h0 (with the weights packed once), the
+                                          * states in and out when asked (DESIGN §3.1) */
+        size_t rows = (size_t)B * H;
+        float *dh0 = sr__model_buf(m, SR__MB_H0, sizeof(float) * rows, err);
+        float *hh0 = dh0 ? sr__model_host(m, SR__HB_H0, sizeof(float) * rows, err) : NULL;
+        float *dhs = hh0 ? sr__model_buf(m, SR__MB_HS, sizeof(float) * rows, err) : NULL;
+        if (!dhs)
+            return SR_ENOMEM;
+        const float *in = m->emb;
+        const int32_t *rows_in = di;
+        for (int l = 0; l < nl; l++) {
+            const struct sr__gru_layer *L = &m->rl[l];
+            float *out = l % 2 ? Y : X;
+            const float *lh0 = NULL;
+            if (h0) { /* step 0 holds every session, in rank order */
+                for (int rank = 0; rank < B; rank++)
+                    memcpy(hh0 + (size_t)rank * H, h0 + ((size_t)order[rank] * nl + l) * H,
+                           sizeof(float) * H);
+                TRY(bi->upload(cx, dh0, hh0, sizeof(float) * rows, err));
+                lh0 = dh0;
+            }
+            TRY(bi->gru_layer_h0(cx, in, rows_in, L->w_ih, L->w_hh, L->b_ih, L->b_hh, tstart,
+                                 Lmax, H, lh0, L->packed, out, err));
+            if (hs) {
+                TRY(bi->gather_rows(cx, out, dl, B, H, dhs, err));
+                TRY(bi->download(cx, hh0, dhs, sizeof(float) * rows, err));
+                for (int s = 0; s < B; s++)
+                    memcpy(hs + ((size_t)s * nl + l) * H, hh0 + (size_t)s * H, sizeof(float) * H);
+            }
+            in = out;
+            rows_in = NULL;
+        }
+        return bi->gather_rows(cx, in, dl, B, H, vecs, err);
+    }
 
     if (bi->gru_layer) { /* the backend runs whole layers; layer 0 reads the embeddings */
         const float *in = m->emb;
@@ -174,6 +218,180 @@ sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, flo
         Y = tmp;
     }
     return bi->gather_rows(cx, X, dl, B, H, vecs, err);
+}
+
+sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
+                            struct sr_error *err)
+{
+    int B = b->n;
+    int32_t *len = sr__model_host(m, SR__HB_LEN, sizeof(int32_t) * B, err);
+    int32_t *first = sr__model_host(m, SR__HB_FIRST, sizeof(int32_t) * B, err);
+    if (!len || !first)
+        return SR_ENOMEM;
+    for (int s = 0; s < B; s++) { /* the last min(len, max_len) items, from h0 = 0 */
+        int n = b->offsets[s + 1] - b->offsets[s];
+        len[s] = n < m->max_len ? n : m->max_len;
+        first[s] = b->offsets[s + 1] - len[s];
+    }
+    return gru_run(m, B, b->items, first, len, NULL, NULL, vecs, err);
+}
+
+/* ---- incremental encoding (DESIGN §3.1) ---------------------------------------------------
+ * A session's encoder state is its hidden state in every layer after its first p items, with
+ * what it is a function of: the model (weights and the backend's arithmetic: state_id) and
+ * those p bundle indices (an XXH64 of them). A state is resumed only when all of these match
+ * and the session has not outgrown max_len (the full encode then runs over the same items
+ * from h0 = 0, so resuming after p items runs the very steps p.. of that recurrence — the
+ * same kernel on the same bits). Layout (host byte order):
+ *   u32 magic "SRG1" | u32 p | u64 state_id | u64 prefix hash | f32 [n_layers][d_model]. */
+
+#define GRU_STATE_MAGIC 0x31475253u /* "SRG1" little-endian */
+#define GRU_STATE_HEAD 24
+
+struct gru_state_head {
+    uint32_t magic, p;
+    uint64_t id, prefix;
+};
+
+size_t sr__gru4rec_state_size(const sr_model_t *m)
+{
+    if (!m->bi->gru_layer_h0 || !m->bi->numerics)
+        return 0;
+    return GRU_STATE_HEAD + sizeof(float) * (size_t)m->info->n_layers * m->d;
+}
+
+/* XXH64 of everything a hidden state depends on besides the items: the weights the recurrence
+ * reads (host copies in the bundle), the shape and the backend's arithmetic. Computed once. */
+static uint64_t gru_state_id(sr_model_t *m)
+{
+    if (m->state_id)
+        return m->state_id;
+    const struct sr_bundle_info *in = m->info;
+    uint64_t acc[2];
+    char head[160];
+    int n = snprintf(head, sizeof head, "gru4rec-state-1 d=%d layers=%d V=%d %s", in->d_model,
+                     in->n_layers, (int)in->n_items, m->bi->numerics(m->bctx));
+    acc[0] = sr_hash64(head, (size_t)(n > 0 ? n : 0));
+    char name[64];
+    for (int l = -1; l < in->n_layers; l++)
+        for (int w = 0; w < (l < 0 ? 1 : 4); w++) {
+            static const char *fmt[4] = {"gru.weight_ih_l%d", "gru.weight_hh_l%d",
+                                         "gru.bias_ih_l%d", "gru.bias_hh_l%d"};
+            if (l < 0)
+                snprintf(name, sizeof name, "item_embedding.weight");
+            else
+                snprintf(name, sizeof name, fmt[w], l);
+            int nd;
+            int64_t sh[4], cnt = 1;
+            const float *t = sr_bundle_tensor(m->bundle, name, &nd, sh);
+            for (int i = 0; t && i < nd; i++)
+                cnt *= sh[i];
+            acc[1] = t ? sr_hash64(t, sizeof(float) * (size_t)cnt) : 0;
+            acc[0] = sr_hash64(acc, sizeof acc);
+        }
+    m->state_id = acc[0] ? acc[0] : 1; /* 0 means "not computed" */
+    return m->state_id;
+}
+
+sr_err_t sr__gru4rec_encode_resume(sr_model_t *m, const struct sr_session_batch *b,
+                                   struct sr_encode_states *st, float *vecs,
+                                   struct sr_error *err)
+{
+    int B = b->n, H = m->d, nl = m->info->n_layers;
+    size_t ssz = sr__gru4rec_state_size(m), fl = (size_t)nl * H;
+    uint64_t id = gru_state_id(m);
+    /* per session: resume (p > 0) or not, the items to run, and where its results go */
+    int32_t *len = sr__model_host(m, SR__HB_LEN, sizeof(int32_t) * B, err);
+    int32_t *first = sr__model_host(m, SR__HB_FIRST, sizeof(int32_t) * B, err);
+    int32_t *grp = sr__model_host(m, SR__HB_GROUP, sizeof(int32_t) * B, err);
+    float *h0 = sr__model_host(m, SR__HB_STATE_IN, sizeof(float) * fl * B, err);
+    float *hs = sr__model_host(m, SR__HB_STATE_OUT, sizeof(float) * fl * B, err);
+    float *dv = sr__model_buf(m, SR__MB_VECS, sizeof(float) * (size_t)B * H, err);
+    if (!len || !first || !grp || !h0 || !hs || !dv)
+        return SR_ENOMEM;
+    int32_t *gsess = grp; /* the sessions of the group being run */
+    int nres = 0;
+    st->resumed = 0;
+    st->steps = 0;
+    /* pass 1: which sessions resume; resumed ones are packed first in gsess */
+    uint8_t *resume = st->out_ok; /* scratch until pass 3 sets it */
+    for (int s = 0; s < B; s++) {
+        int n = b->offsets[s + 1] - b->offsets[s];
+        const int32_t *all = b->items + b->offsets[s];
+        resume[s] = 0;
+        struct gru_state_head hd;
+        if (n > m->max_len || !st->in || !st->in[s] || st->in_len[s] != ssz)
+            continue;
+        memcpy(&hd, st->in[s], sizeof hd);
+        if (hd.magic != GRU_STATE_MAGIC || hd.id != id || hd.p < 1 || (int64_t)hd.p > n ||
+            hd.prefix != sr_hash64(all, sizeof(int32_t) * hd.p))
+            continue;
+        resume[s] = 1;
+        len[s] = n - (int32_t)hd.p;
+        first[s] = b->offsets[s] + (int32_t)hd.p;
+        st->resumed++;
+    }
+    /* group 1: resumed sessions with steps to run, from their states */
+    for (int s = 0; s < B; s++)
+        if (resume[s] && len[s] > 0) {
+            memcpy(h0 + (size_t)nres * fl, st->in[s] + GRU_STATE_HEAD, sizeof(float) * fl);
+            gsess[nres++] = s;
+        }
+    for (int pass = 0; pass < 2; pass++) {
+        int ng = 0;
+        if (pass == 0) {
+            ng = nres;
+        } else { /* group 2: everything else that runs, from h0 = 0 */
+            for (int s = 0; s < B; s++)
+                if (!resume[s]) {
+                    int n = b->offsets[s + 1] - b->offsets[s];
+                    len[s] = n < m->max_len ? n : m->max_len;
+                    first[s] = b->offsets[s + 1] - len[s];
+                    gsess[ng++] = s;
+                }
+        }
+        if (!ng)
+            continue;
+        int32_t *gl = sr__model_host(m, SR__HB_GSTEPS, sizeof(int32_t) * 2 * ng, err);
+        if (!gl)
+            return SR_ENOMEM;
+        int32_t *gf = gl + ng;
+        for (int i = 0; i < ng; i++) {
+            gl[i] = len[gsess[i]];
+            gf[i] = first[gsess[i]];
+            st->steps += gl[i];
+        }
+        /* hs rows: the resumed group (batch order), then the others (batch order); each
+         * session's vector is its last layer's state */
+        TRY(gru_run(m, ng, b->items, gf, gl, pass ? NULL : h0, hs + (size_t)(pass ? nres : 0) * fl,
+                    dv, err));
+    }
+    /* vectors and states out, in batch order */
+    int ir = 0, ifr = 0;
+    for (int s = 0; s < B; s++) {
+        int n = b->offsets[s + 1] - b->offsets[s];
+        const float *state;
+        if (resume[s] && len[s] == 0)
+            state = (const float *)(st->in[s] + GRU_STATE_HEAD);
+        else if (resume[s])
+            state = hs + (size_t)(ir++) * fl;
+        else
+            state = hs + (size_t)(nres + ifr++) * fl;
+        uint8_t *o = st->out + (size_t)s * ssz;
+        memmove(o + GRU_STATE_HEAD, state, sizeof(float) * fl); /* in may alias out */
+        memcpy(vecs + (size_t)s * H, o + GRU_STATE_HEAD + sizeof(float) * (fl - H),
+               sizeof(float) * H);
+        if (n > m->max_len) {
+            st->out_ok[s] = 0;
+            continue;
+        }
+        struct gru_state_head hd = {.magic = GRU_STATE_MAGIC, .p = (uint32_t)n, .id = id,
+                                    .prefix = sr_hash64(b->items + b->offsets[s],
+                                                        sizeof(int32_t) * (size_t)n)};
+        memcpy(o, &hd, sizeof hd);
+        st->out_ok[s] = 1;
+    }
+    return SR_OK;
 }
 
 double sr__gru4rec_flops(const sr_model_t *m, int64_t tokens, int32_t n)

@@ -62,9 +62,10 @@ const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias
 
 /* ---- backend function table ------------------------------------------------------------ */
 
-/* 1: the first table. 2: the optional gru_layer slot. 3: capability flags. A table may leave
- * optional slots NULL (designated initializers do); the model checks them before use. */
-#define SR_BACKEND_API_VERSION 3
+/* 1: the first table. 2: the optional gru_layer slot. 3: the optional gru_layer_h0 and
+ * numerics slots (incremental encoding). 4: capability flags. A table may leave optional slots
+ * NULL (designated initializers do); the model checks them before use. */
+#define SR_BACKEND_API_VERSION 4
 
 /* Capabilities (struct sr_backend_iface.flags). */
 #define SR_BACKEND_HOST_MEMORY 1u /* backend memory is host memory: host pointers serve as is */
@@ -75,7 +76,7 @@ const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias
 struct sr_backend_iface {
     int api_version;
     const char *name;
-    unsigned flags;                                   /* SR_BACKEND_* capabilities; since 3 */
+    unsigned flags;                                   /* SR_BACKEND_* capabilities; since 4 */
     void (*destroy)(void *ctx);
     const char *(*describe)(void *ctx);
 
@@ -137,6 +138,27 @@ struct sr_backend_iface {
     sr_err_t (*topk_pin)(void *ctx, const float *table, int d, int first, int V,
                          struct sr_error *err);
     void (*topk_unpin)(void *ctx, const float *table, int d, int first, int V);
+    /* ---- api_version 3 ---- */
+    /* Optional (NULL: the model recomputes every session from h0 = 0; DESIGN §3.1). gru_layer
+     * resuming from given states: h0 (tstart[1] rows of H, in step 0's row order) is each
+     * session's hidden state before step 0; NULL is gru_layer. A session's rows must get the
+     * same bits as the step of the whole recurrence they continue, whatever else the call
+     * holds (row-deterministic, the same kernel for step 0 as for later steps). */
+    sr_err_t (*gru_layer_h0)(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
+                             const float *w_hh, const float *b_ih, const float *b_hh,
+                             const int32_t *tstart, int L, int H, const float *h0,
+                             const void *packed, float *out, struct sr_error *err);
+    /* Optional with gru_layer_h0: w_ih and w_hh in the layout its kernels read, made once per
+     * model (backend memory, released with free; NULL on OOM) and passed as gru_layer_h0's
+     * `packed` (NULL there: packed per call). The same bits either way. */
+    void *(*gru_pack)(void *ctx, const float *w_ih, const float *w_hh, int H);
+    /* Optional: set only by a backend whose gemm, embed, layer_norm, bias_act and gather_rows
+     * are row-deterministic (a row's bits do not depend on the other rows of the call) and whose
+     * attention is per session; names what decides the bits of gru_layer_h0 on this machine
+     * (the kernel variant), mixed into the identity of stored encoder states so that a state
+     * computed with other arithmetic is never resumed. Required with gru_layer_h0 and for the
+     * gpt2 encode cache (DESIGN §3.1). */
+    const char *(*numerics)(void *ctx);
 };
 
 struct sr_backend {

@@ -114,6 +114,10 @@ static void model_free(sr_model_t *m)
     for (int i = 0; i < m->n_owned; i++)
         m->bi->free(m->bctx, m->owned[i]);
     free(m->owned);
+    sr__kv_free(m, m->kv);
+    for (int l = 0; m->rl && l < m->info->n_layers; l++)
+        if (m->rl[l].packed)
+            m->bi->free(m->bctx, m->rl[l].packed);
     for (int i = 0; i < SR__MB_COUNT; i++)
         if (m->mb[i].p)
             m->bi->free(m->bctx, m->mb[i].p);
@@ -266,11 +270,57 @@ sr_err_t sr_model_encode(sr_model_t *m, const struct sr_session_batch *batch, fl
 {
     if (!m || !vecs)
         return sr_error_set(err, SR_EINVAL, "model encode: NULL argument");
+    if (m->kv) { /* gpt2 through its encode cache (kvcache.c) */
+        sr_err_t rc = check_batch(m, batch, err);
+        if (rc != SR_OK || batch->n == 0)
+            return rc;
+        return sr__gpt2_encode_cached(m, batch, vecs, err);
+    }
     float *dv;
     sr_err_t rc = encode_dev(m, batch, &dv, err);
     if (rc != SR_OK || batch->n == 0)
         return rc;
     return m->bi->download(m->bctx, vecs, dv, sizeof(float) * (size_t)batch->n * m->d, err);
+}
+
+sr_err_t sr_model_set_encode_cache(sr_model_t *m, size_t bytes, struct sr_error *err)
+{
+    if (!m)
+        return sr_error_set(err, SR_EINVAL, "model encode cache: NULL model");
+    if (bytes && (m->info->arch != SR_ARCH_GPT2 || m->info->n_layers != 1 || !m->bi->numerics))
+        return sr_error_set(err, SR_EUNSUPPORTED, "model encode cache: %s with %d layers on "
+                            "backend %s keeps no cache (gpt2 with one layer on a "
+                            "row-deterministic backend only: see DESIGN §3.1)",
+                            m->info->arch_name, m->info->n_layers, m->bi->name);
+    sr__kv_free(m, m->kv);
+    m->kv = NULL;
+    return bytes ? sr__kv_new(m, bytes, &m->kv, err) : SR_OK;
+}
+
+void sr_model_encode_cache_stats(const sr_model_t *m, struct sr_encode_cache_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (m && m->kv)
+        sr__kv_stats(m->kv, out);
+}
+
+size_t sr_model_state_size(const sr_model_t *m)
+{
+    return m && m->info->arch == SR_ARCH_GRU4REC ? sr__gru4rec_state_size(m) : 0;
+}
+
+sr_err_t sr_model_encode_resume(sr_model_t *m, const struct sr_session_batch *batch,
+                                struct sr_encode_states *st, float *vecs, struct sr_error *err)
+{
+    if (!m || !vecs || !st || (batch && batch->n > 0 && (!st->out || !st->out_ok)))
+        return sr_error_set(err, SR_EINVAL, "model encode resume: NULL argument");
+    if (!sr_model_state_size(m))
+        return sr_error_set(err, SR_EUNSUPPORTED, "model encode resume: %s on backend %s keeps "
+                            "no encoder state", m->info->arch_name, m->bi->name);
+    sr_err_t rc = check_batch(m, batch, err);
+    if (rc != SR_OK || batch->n == 0)
+        return rc;
+    return sr__gru4rec_encode_resume(m, batch, st, vecs, err);
 }
 
 /* Candidates fetched beyond k for re-scoring (see rescore()). */

@@ -14,13 +14,16 @@ struct sr__gpt2_layer {
 
 struct sr__gru_layer {
     const float *w_ih, *w_hh, *b_ih, *b_hh;
+    void *packed; /* backend gru_pack of w_ih, w_hh (owned), or NULL */
 };
 
 /* Backend scratch slots. */
 enum sr__mbuf {
     SR__MB_X, SR__MB_H, SR__MB_QKV, SR__MB_ATT, SR__MB_FF, SR__MB_XL, SR__MB_AL, SR__MB_GH,
     SR__MB_ITEMS, SR__MB_POS, SR__MB_OFF, SR__MB_LAST, SR__MB_IOTA, SR__MB_VECS,
-    SR__MB_EXCL_OFF, SR__MB_EXCL, SR__MB_COUNT
+    SR__MB_EXCL_OFF, SR__MB_EXCL, SR__MB_H0, SR__MB_HS /* gru4rec states in, out */,
+    SR__MB_KV_QKV, SR__MB_KV_SEL, SR__MB_KV_LA, SR__MB_KV_LN /* gpt2 encode cache */,
+    SR__MB_COUNT
 };
 /* Host scratch slots (int32 unless said). */
 enum sr__hbuf {
@@ -28,6 +31,9 @@ enum sr__hbuf {
     SR__HB_TSTART, SR__HB_ZERO /* floats, all zero */,
     SR__HB_RS_IDX, SR__HB_RS_SCORE, SR__HB_RS_Q /* re-scoring: candidates, their scores, queries */,
     SR__HB_FQ, SR__HB_FID, SR__HB_FSC, SR__HB_FVEC, /* FAISS retrieval (retrieval.c) */
+    SR__HB_FIRST, SR__HB_GROUP, SR__HB_GSTEPS, SR__HB_H0, /* incremental gru4rec (int32, */
+    SR__HB_STATE_IN, SR__HB_STATE_OUT,                     /* then floats) */
+    SR__HB_KV /* gpt2 encode cache: per-batch host arrays */,
     SR__HB_COUNT
 };
 
@@ -57,6 +63,8 @@ struct sr_model {
     struct sr__gpt2_layer *gl;
     /* gru4rec */
     struct sr__gru_layer *rl;
+    uint64_t state_id;                     /* identity of its encoder states; 0: not computed */
+    struct sr__kv *kv;                     /* gpt2 encode cache, or NULL (kvcache.c) */
     /* retrieval (retrieval.c): FAISS when use_faiss, else exact */
     bool use_faiss;
     const struct sr_faiss *faiss;          /* the bundle's index or a borrowed override */
@@ -100,9 +108,34 @@ sr_err_t sr__gpt2_encode(sr_model_t *m, const struct sr_session_batch *b, float 
                          struct sr_error *err);
 double sr__gpt2_flops(const sr_model_t *m, int64_t tokens, int32_t n);
 
+/* sr__gpt2_encode with a capture: after each layer's q|k|v projection (T×3d backend rows,
+ * session s at rows ho[s] .. ho[s+1]-1, host offsets) fn sees them; an error stops the encode. */
+struct sr__gpt2_capture {
+    sr_err_t (*fn)(void *opaque, int layer, const float *qkv, const int32_t *ho,
+                   struct sr_error *err);
+    void *opaque;
+};
+sr_err_t sr__gpt2_forward(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
+                          const struct sr__gpt2_capture *cap, struct sr_error *err);
+
+/* The gpt2 encode cache (kvcache.c, DESIGN §3.1). */
+struct sr__kv;
+sr_err_t sr__kv_new(sr_model_t *m, size_t bytes, struct sr__kv **out, struct sr_error *err);
+void sr__kv_free(sr_model_t *m, struct sr__kv *kv);
+void sr__kv_stats(const struct sr__kv *kv, struct sr_encode_cache_stats *out);
+/* sr_model_encode through the cache: vecs on the host. */
+sr_err_t sr__gpt2_encode_cached(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
+                                struct sr_error *err);
+
 sr_err_t sr__gru4rec_bind(sr_model_t *m, struct sr_error *err);
 sr_err_t sr__gru4rec_encode(sr_model_t *m, const struct sr_session_batch *b, float *vecs,
                             struct sr_error *err);
 double sr__gru4rec_flops(const sr_model_t *m, int64_t tokens, int32_t n);
+/* Incremental encoding (DESIGN §3.1): the size of a session's state (0: not resumable on this
+ * backend) and sr_model_encode_resume's body (vecs on the host). */
+size_t sr__gru4rec_state_size(const sr_model_t *m);
+sr_err_t sr__gru4rec_encode_resume(sr_model_t *m, const struct sr_session_batch *b,
+                                   struct sr_encode_states *st, float *vecs,
+                                   struct sr_error *err);
 
 #endif /* SR_MODEL_INT_H */

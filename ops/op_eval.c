@@ -7,6 +7,7 @@
 #include "sr_kernels.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@ struct pending {
     uint64_t hash;
     int32_t n;           /* items in rec; 0 = nothing waiting */
     uint32_t id_len;
+    uint32_t evaluated, hits; /* this session's share of the report (paired comparisons) */
+    double mrr, ndcg;
     int32_t *rec;        /* k slots */
     char id[];           /* session id */
 };
@@ -27,17 +30,22 @@ struct eval_ctx {
     int32_t k;
 };
 
-void sr_eval_score(struct sr_eval_report *r, const int32_t *rec, int32_t n, int32_t target)
+double sr_eval_rr(int32_t rank) { return rank > 0 ? 1.0 / rank : 0.0; }
+
+double sr_eval_dcg(int32_t rank) { return rank > 0 ? 1.0 / log2(rank + 1.0) : 0.0; }
+
+int32_t sr_eval_score(struct sr_eval_report *r, const int32_t *rec, int32_t n, int32_t target)
 {
     r->evaluated++;
     for (int32_t j = 0; j < n; j++) {
         if (rec[j] == target) {
             r->hits++;
-            r->mrr_sum += 1.0 / (j + 1);
-            r->ndcg_sum += 1.0 / log2(j + 2.0);
-            return;
+            r->mrr_sum += sr_eval_rr(j + 1);
+            r->ndcg_sum += sr_eval_dcg(j + 1);
+            return j + 1;
         }
     }
+    return 0;
 }
 
 void sr_eval_rates(const struct sr_eval_report *r, double *hit_rate, double *mrr, double *ndcg)
@@ -141,7 +149,13 @@ static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
         if (p && ap[r] && p->n > 0) {
             int32_t target = sr_bundle_item_index_by_key(env->bundle, keys[r]);
             c->report.unknown_targets += target < sr_bundle_info(env->bundle)->first_index;
-            sr_eval_score(&c->report, p->rec, p->n, target);
+            int32_t rank = sr_eval_score(&c->report, p->rec, p->n, target);
+            p->evaluated++;
+            if (rank) {
+                p->hits++;
+                p->mrr += sr_eval_rr(rank);
+                p->ndcg += sr_eval_dcg(rank);
+            }
             p->n = 0;
             c->report.pending--;
         }
@@ -163,6 +177,22 @@ static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
         }
     }
     return SR_OK;
+}
+
+void sr__eval_sessions(const struct sr_eval_report *r, sr_eval_session_fn fn, void *opaque)
+{
+    const struct eval_ctx *c =
+        (const struct eval_ctx *)((const char *)r - offsetof(struct eval_ctx, report));
+    for (size_t i = 0; i < c->n_buckets; i++) {
+        for (const struct pending *p = c->buckets[i]; p; p = p->next) {
+            if (!p->evaluated)
+                continue;
+            struct sr_eval_session s = {.id = p->id, .id_len = p->id_len,
+                                        .evaluated = p->evaluated, .hits = p->hits,
+                                        .mrr = p->mrr, .ndcg = p->ndcg};
+            fn(opaque, &s);
+        }
+    }
 }
 
 static void eval_fini(void *ctx)

@@ -2,6 +2,9 @@
  *   `categorify`  session item keys (hashes of raw ids, as state stores them) → bundle indices,
  *                 unknown → items.oov_index;
  *   `encode`      the sequence model over every trigger row's session, one batched call;
+ *                 with encode.incremental and a model that keeps encoder states (gru4rec on
+ *                 cpu), each session resumes from the state stored with it and the new states
+ *                 go into the batch session_update staged (DESIGN §3.1);
  *   `retrieve`    top-k over the catalogue for those rows (B×k), honouring the per-row
  *                 `exclude` lists and the static item rules (env->item_allowed): exact, or
  *                 through the bundle's FAISS index as the model's retrieval mode says
@@ -9,6 +12,7 @@
  * The model is the graph's (env->model); these ops own only their contexts. */
 #include "ops_int.h"
 #include "sr_kernels.h"
+#include "sr_state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -51,21 +55,86 @@ const struct sr_op_desc sr__op_categorify = {
 
 /* ---- encode --------------------------------------------------------------------------- */
 
+struct encode_ctx {
+    bool incremental;        /* encode.incremental */
+    int64_t cache_bytes;     /* encode.cache.bytes (gpt2) */
+    const sr_model_t *armed; /* the model whose encode cache was set (a reload brings another;
+                              * a reused address only means that one runs without a cache) */
+};
+
 static sr_err_t encode_init(struct sr_op_env *env, const char *prefix, void **ctx,
                             struct sr_op_ports *ports, struct sr_error *err)
 {
-    (void)env, (void)prefix, (void)err;
-    *ctx = NULL;
+    (void)prefix;
+    struct encode_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return sr_error_set(err, SR_ENOMEM, "out of memory");
+    sr_err_t rc = sr_config_get_bool(env->cfg, "encode.incremental", &c->incremental, err);
+    if (rc == SR_OK)
+        rc = sr_config_get_int(env->cfg, "encode.cache.bytes", &c->cache_bytes, err);
+    if (rc == SR_OK && c->cache_bytes < 0)
+        rc = sr_error_set(err, SR_ECONFIG, "encode.cache.bytes: %lld is negative",
+                          (long long)c->cache_bytes);
+    if (rc != SR_OK) {
+        free(c);
+        return rc;
+    }
+    *ctx = c;
     sr__port_in(ports, SR_C_TRIGGER, SR_COL_I32, false);
     sr__port_in(ports, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, false);
+    sr__port_in(ports, SR_C_SESSION, SR_COL_STR, true);
     sr__port_out(ports, SR_C_VEC, SR_COL_LIST_F32);
     return SR_OK;
+}
+
+/* The incremental path: the trigger rows' sessions as session_update staged them (the
+ * encoder state they carry is the one read at the start of the batch), one resumed encode,
+ * and each session's new state — from its last trigger row — back into the staged batch. A
+ * state that cannot be kept (the session outgrew max_len) is removed. */
+static sr_err_t encode_resume(struct sr_op_env *env, struct sr_batch *b, const int32_t *rows,
+                              int32_t n, const struct sr_session_batch *sb, float *vecs,
+                              struct sr_error *err)
+{
+    sr_arena_t *A = b->arena;
+    struct sr_col *sess = sr_batch_col(b, SR_C_SESSION);
+    const char **ids = sess->data;
+    const int32_t *part = sr_batch_col(b, SR_C_SRC_PARTITION)->data;
+    size_t ssz = sr_model_state_size(env->model);
+    struct sr_state_key *keys = sr_arena_alloc(A, sizeof *keys * (size_t)n, 16);
+    struct sr_session *cur = sr_arena_alloc(A, sizeof *cur * (size_t)n, 16);
+    const uint8_t **in = sr_arena_alloc(A, sizeof *in * (size_t)n, 16);
+    uint32_t *in_len = sr_arena_alloc(A, sizeof *in_len * (size_t)n, 16);
+    uint8_t *out = sr_arena_alloc(A, ssz * (size_t)n, 16), *ok = sr_arena_alloc(A, (size_t)n, 16);
+    if (!keys || !cur || !in || !in_len || !out || !ok)
+        return sr_error_set(err, SR_ENOMEM, "encode: out of memory");
+    for (int32_t i = 0; i < n; i++)
+        keys[i] = (struct sr_state_key){.partition = part[rows[i]], .len = sess->lens[rows[i]],
+                                        .id = ids[rows[i]]};
+    sr_err_t rc = sr_state_multi_get(env->state, (size_t)n, keys, NULL, cur, A, err);
+    if (rc != SR_OK)
+        return rc;
+    for (int32_t i = 0; i < n; i++) {
+        in[i] = cur[i].found ? cur[i].aux : NULL;
+        in_len[i] = cur[i].found ? cur[i].aux_len : 0;
+    }
+    struct sr_encode_states st = {.in = in, .in_len = in_len, .out = out, .out_ok = ok};
+    if ((rc = sr_model_encode_resume(env->model, sb, &st, vecs, err)) != SR_OK)
+        return rc;
+    /* rows are in stream order: the last trigger row of a session writes last and wins */
+    for (int32_t i = 0; i < n && rc == SR_OK; i++) {
+        if (ok[i])
+            rc = sr_state_stage_set_aux(env->state, env->staged_id, &keys[i],
+                                        out + (size_t)i * ssz, (uint32_t)ssz, err);
+        else if (in_len[i])
+            rc = sr_state_stage_set_aux(env->state, env->staged_id, &keys[i], NULL, 0, err);
+    }
+    return rc;
 }
 
 static sr_err_t encode_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
                            struct sr_error *err)
 {
-    (void)ctx;
+    struct encode_ctx *c = ctx;
     const int d = sr_bundle_info(env->bundle)->d_model;
     struct sr_col *items = sr_batch_col(b, SR_C_SESSION_ITEMS), *vec;
     const int32_t *trig = sr_batch_col(b, SR_C_TRIGGER)->data;
@@ -84,7 +153,8 @@ static sr_err_t encode_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
         return rc;
     int32_t *offsets = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)(n + 1), 16);
     int32_t *packed = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)(tokens > 0 ? tokens : 1), 16);
-    if (!offsets || !packed)
+    int32_t *rows = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)n, 16);
+    if (!offsets || !packed || !rows)
         return sr_error_set(err, SR_ENOMEM, "encode: out of memory");
     const int32_t *src = items->data;
     int32_t j = 0, t = 0;
@@ -98,20 +168,37 @@ static sr_err_t encode_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
             if (trig[r] && hi > lo) {
                 memcpy(packed + t, src + lo, sizeof(int32_t) * (size_t)(hi - lo));
                 t += hi - lo;
+                rows[j] = r;
                 offsets[++j] = t;
                 vec->offsets[r + 1] += d;
             }
         }
     }
     struct sr_session_batch sb = {.n = n, .offsets = offsets, .items = packed};
+    if (c->incremental && c->cache_bytes > 0 && c->armed != env->model) {
+        /* gpt2 with one layer on cpu keeps an encode cache; other models go without one */
+        struct sr_error e2 = {0};
+        rc = sr_model_set_encode_cache(env->model, (size_t)c->cache_bytes, &e2);
+        if (rc != SR_OK && rc != SR_EUNSUPPORTED)
+            return sr_error_set(err, rc, "encode: %s", e2.msg);
+        c->armed = env->model;
+    }
+    /* resumable only where session_update staged this batch's sessions (the states live with
+     * them) and the model keeps states */
+    if (c->incremental && env->state && env->has_staged && sr_batch_col(b, SR_C_SESSION) &&
+        sr_batch_col(b, SR_C_SRC_PARTITION) && sr_model_state_size(env->model))
+        return encode_resume(env, b, rows, n, &sb, vec->data, err);
     return sr_model_encode(env->model, &sb, vec->data, err);
 }
+
+static void encode_fini(void *ctx) { free(ctx); }
 
 const struct sr_op_desc sr__op_encode = {
     .name = "encode",
     .help = "session vectors from the sequence model (gpt2 or gru4rec) for trigger rows",
     .init = encode_init,
     .run = encode_run,
+    .fini = encode_fini,
 };
 
 /* ---- retrieve ------------------------------------------------------------------------- */

@@ -29,6 +29,9 @@ struct work {
     uint32_t *types;   /* max_len slots: each item's event type code */
     uint32_t len;
     int64_t last_ts;
+    const uint8_t *aux; /* encoder state as read, carried over (DESIGN §3.1); the encode op
+                         * replaces it in the staged batch */
+    uint32_t aux_len;
     bool dirty;
 };
 
@@ -164,6 +167,8 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
                 memset(w[i].types, 0, sizeof(uint32_t) * w[i].len);
         }
         w[i].last_ts = cur[i].found ? cur[i].last_ts : INT64_MIN;
+        w[i].aux = cur[i].found ? cur[i].aux : NULL;
+        w[i].aux_len = cur[i].found ? cur[i].aux_len : 0;
     }
 
     /* 4. Apply events in stream order; snapshot at triggers. */
@@ -184,8 +189,10 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
             continue;
         s++;
         struct work *x = &w[row_work[r]];
-        if (c->ttl_ms > 0 && x->len > 0 && x->last_ts != INT64_MIN && ts[r] - x->last_ts > c->ttl_ms)
+        if (c->ttl_ms > 0 && x->len > 0 && x->last_ts != INT64_MIN && ts[r] - x->last_ts > c->ttl_ms) {
             x->len = 0; /* idle longer than the TTL: the session starts again */
+            x->aux_len = 0;
+        }
         if (app[r]) {
             if (x->len == c->max_len) {
                 memmove(x->items, x->items + 1, sizeof(uint64_t) * (c->max_len - 1));
@@ -215,7 +222,8 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
         if (!w[i].dirty)
             continue;
         struct sr_session v = {.items = w[i].items, .types = w[i].types, .len = w[i].len,
-                               .last_ts = w[i].last_ts, .found = true};
+                               .last_ts = w[i].last_ts, .found = true, .aux = w[i].aux,
+                               .aux_len = w[i].aux_len};
         rc = sr_state_batch_put(bt, &keys[i], &v, err);
     }
     /* Highest offset per partition of the batch (a batch spans few partitions). */

@@ -34,8 +34,10 @@ sr_err_t sr__cache_init(struct sr__cache *c, size_t cap, uint32_t max_len)
 
 void sr__cache_fini(struct sr__cache *c)
 {
-    for (size_t i = 0; i < c->count; i++)
+    for (size_t i = 0; i < c->count; i++) {
+        free(c->slots[i]->aux);
         free(c->slots[i]);
+    }
     free(c->buckets);
     free(c->slots);
     memset(c, 0, sizeof *c);
@@ -82,6 +84,7 @@ static void remove_slot(struct sr__cache *c, size_t i)
 {
     struct sr__cache_ent *e = c->slots[i];
     unlink_ent(c, e);
+    free(e->aux);
     free(e);
     c->count--;
     if (i != c->count) {
@@ -103,12 +106,17 @@ static struct sr__cache_ent *ent_alloc(uint32_t max_len, uint32_t idcap)
     e->types = (uint32_t *)(e->items + max_len);
     e->id = (char *)(e->types + max_len);
     e->idcap = idcap;
+    e->aux = NULL;
+    e->aux_len = e->aux_cap = 0;
     return e;
 }
 
-static void fill(struct sr__cache_ent *e, uint64_t hash, int32_t partition, const char *id,
+/* False when the encoder state does not fit in memory (the entry must not stay cached). */
+static bool fill(struct sr__cache_ent *e, uint64_t hash, int32_t partition, const char *id,
                  uint32_t len, const struct sr_session *s, uint32_t max_len)
 {
+    if (!sr__aux_keep(&e->aux, &e->aux_cap, &e->aux_len, s->aux, s->aux_len))
+        return false;
     e->hash = hash;
     e->partition = partition;
     e->idlen = len;
@@ -122,6 +130,7 @@ static void fill(struct sr__cache_ent *e, uint64_t hash, int32_t partition, cons
     e->len = m;
     e->last_ts = s->last_ts;
     e->ref = 0;
+    return true;
 }
 
 void sr__cache_put(struct sr__cache *c, uint64_t hash, int32_t partition, const char *id,
@@ -132,7 +141,10 @@ void sr__cache_put(struct sr__cache *c, uint64_t hash, int32_t partition, const 
     struct sr__cache_ent **link = find_link(c, hash, partition, id, len);
     if (*link) { /* replace in place: the key is the same, the id fits */
         struct sr__cache_ent *e = *link;
-        fill(e, hash, partition, id, len, s, c->max_len);
+        if (!fill(e, hash, partition, id, len, s, c->max_len)) {
+            remove_slot(c, e->slot); /* best effort: a later read goes to RocksDB */
+            return;
+        }
         e->ref = 1;
         return;
     }
@@ -162,11 +174,22 @@ void sr__cache_put(struct sr__cache *c, uint64_t hash, int32_t partition, const 
                 remove_slot(c, slot);
                 return;
             }
+            free(e->aux);
             free(e);
             e = n;
         }
     }
-    fill(e, hash, partition, id, len, s, c->max_len);
+    if (!fill(e, hash, partition, id, len, s, c->max_len)) {
+        /* out of memory for the encoder state: the slot must stay dense, so link the entry
+         * with an empty session under its own key and remove it at once */
+        e->hash = hash, e->partition = partition, e->idlen = 0;
+        e->slot = (uint32_t)slot;
+        c->slots[slot] = e;
+        e->next = c->buckets[hash & (c->nbuckets - 1)];
+        c->buckets[hash & (c->nbuckets - 1)] = e;
+        remove_slot(c, slot);
+        return;
+    }
     e->slot = (uint32_t)slot;
     c->slots[slot] = e;
     struct sr__cache_ent **b = &c->buckets[hash & (c->nbuckets - 1)];

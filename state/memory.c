@@ -18,6 +18,8 @@ struct mem_node {
     uint64_t *items; /* max_len capacity, after the header */
     uint32_t *types; /* max_len capacity, after the items */
     char *id;        /* after the types */
+    uint8_t *aux;    /* encoder state (malloc'd) */
+    uint32_t aux_len, aux_cap;
 };
 
 struct mem_ctx {
@@ -80,8 +82,13 @@ static sr_err_t mem_get(void *ctx, size_t n, const struct sr_state_key *keys,
             memcpy(items, e->items, (size_t)e->len * 8);
             memcpy(types, e->types, (size_t)e->len * 4);
         }
+        const uint8_t *a = sr__aux_read(arena, e->aux, e->aux_len);
+        if (e->aux_len && !a)
+            return sr_error_set(err, SR_ENOMEM, "state memory: read of %u bytes of encoder "
+                                "state", e->aux_len);
         out[i] = (struct sr_session){ .items = items, .types = types, .len = e->len,
-                                      .last_ts = e->last_ts, .found = true };
+                                      .last_ts = e->last_ts, .found = true, .aux = a,
+                                      .aux_len = e->aux_len };
     }
     return SR_OK;
 }
@@ -90,6 +97,7 @@ static void mem_unlink_free(struct mem_ctx *m, struct mem_node **link)
 {
     struct mem_node *e = *link;
     *link = e->next;
+    free(e->aux);
     free(e);
     m->count--;
 }
@@ -105,6 +113,9 @@ static sr_err_t mem_apply(struct mem_ctx *m, const struct sr__state_entry *en,
         return SR_OK;
     }
     struct mem_node *e = *link;
+    if (e && !sr__aux_keep(&e->aux, &e->aux_cap, &e->aux_len, en->s.aux, en->s.aux_len))
+        return sr_error_set(err, SR_ENOMEM, "state memory: encoder state of %u bytes",
+                            en->s.aux_len);
     if (!e) {
         e = malloc(sizeof *e + (size_t)m->max_len * 12 + en->idlen);
         if (!e)
@@ -112,6 +123,13 @@ static sr_err_t mem_apply(struct mem_ctx *m, const struct sr__state_entry *en,
         e->items = (uint64_t *)(e + 1);
         e->types = (uint32_t *)(e->items + m->max_len);
         e->id = (char *)(e->types + m->max_len);
+        e->aux = NULL;
+        e->aux_len = e->aux_cap = 0;
+        if (!sr__aux_keep(&e->aux, &e->aux_cap, &e->aux_len, en->s.aux, en->s.aux_len)) {
+            free(e);
+            return sr_error_set(err, SR_ENOMEM, "state memory: encoder state of %u bytes",
+                                en->s.aux_len);
+        }
         e->hash = en->hash;
         e->partition = en->partition;
         e->idlen = en->idlen;
@@ -174,7 +192,8 @@ static sr_err_t mem_foreach(void *ctx, int32_t partition, sr_state_visit_fn fn, 
             struct sr_state_key k = { e->partition, e->idlen, e->id };
             struct sr_session s = { .items = e->len ? e->items : NULL,
                                     .types = e->len ? e->types : NULL, .len = e->len,
-                                    .last_ts = e->last_ts, .found = true };
+                                    .last_ts = e->last_ts, .found = true, .aux = e->aux,
+                                    .aux_len = e->aux_len };
             if (fn(opaque, &k, &s))
                 return SR_OK;
         }
@@ -222,6 +241,7 @@ static void mem_close(void *ctx)
         struct mem_node *e = m->buckets[i], *next;
         for (; e; e = next) {
             next = e->next;
+            free(e->aux);
             free(e);
         }
     }

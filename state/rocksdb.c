@@ -104,7 +104,8 @@ static unsigned char ttl_filter(void *state, int level, const char *key, size_t 
     uint32_t count;
     int64_t last_ts;
     const uint8_t *raw;
-    if (sr__session_peek((const uint8_t *)val, vlen, &count, &last_ts, &raw, NULL, NULL))
+    if (sr__session_peek((const uint8_t *)val, vlen, &count, &last_ts, &raw, NULL, NULL, NULL,
+                         NULL))
         return 0; /* undecodable: keep, the reader names it */
     int64_t cutoff;
     if (__builtin_sub_overflow(wm, fs->horizon, &cutoff))
@@ -128,8 +129,9 @@ static sr_err_t session_from_value(struct rdb_ctx *r, const struct sr_state_key 
 {
     uint32_t count;
     int64_t ts;
-    const uint8_t *raw, *traw;
-    if (sr__session_peek(val, vlen, &count, &ts, &raw, &traw, err))
+    const uint8_t *raw, *traw, *aux;
+    uint32_t aux_len;
+    if (sr__session_peek(val, vlen, &count, &ts, &raw, &traw, &aux, &aux_len, err))
         return sr_error_prefix(err, "state rocksdb %s: partition %d session \"%.*s\"", r->dir,
                                k->partition, (int)(k->len > 128 ? 128 : k->len), k->id);
     uint32_t m = count > r->max_len ? r->max_len : count; /* max_len may have shrunk */
@@ -143,8 +145,12 @@ static sr_err_t session_from_value(struct rdb_ctx *r, const struct sr_state_key 
         sr__session_items_load(items, raw, count, m);
         sr__session_types_load(types, traw, count, m);
     }
+    const uint8_t *a = sr__aux_read(arena, aux, aux_len);
+    if (aux_len && !a)
+        return sr_error_set(err, SR_ENOMEM, "state rocksdb: read of %u bytes of encoder state",
+                            aux_len);
     *out = (struct sr_session){ .items = items, .types = types, .len = m, .last_ts = ts,
-                                .found = true };
+                                .found = true, .aux = a, .aux_len = aux_len };
     return SR_OK;
 }
 
@@ -174,8 +180,13 @@ static sr_err_t rdb_get(void *ctx, size_t n, const struct sr_state_key *keys,
             memcpy(items, e->items, (size_t)e->len * 8);
             memcpy(types, e->types, (size_t)e->len * 4);
         }
+        const uint8_t *a = sr__aux_read(arena, e->aux, e->aux_len);
+        if (e->aux_len && !a)
+            return sr_error_set(err, SR_ENOMEM, "state rocksdb: read of %u bytes of encoder "
+                                "state", e->aux_len);
         out[i] = (struct sr_session){ .items = items, .types = types, .len = e->len,
-                                      .last_ts = e->last_ts, .found = true };
+                                      .last_ts = e->last_ts, .found = true, .aux = a,
+                                      .aux_len = e->aux_len };
     }
     if (!nmiss)
         return SR_OK;
@@ -250,7 +261,7 @@ static sr_err_t rdb_write(void *ctx, sr_state_batch_t *const *batches, size_t nb
         for (size_t i = 0; i < bt->n; i++) {
             const struct sr__state_entry *en = &bt->ents[i];
             size_t klen = 4 + (size_t)en->idlen;
-            size_t vlen = en->del ? 0 : sr_session_encoded_size(en->s.len);
+            size_t vlen = en->del ? 0 : sr_session_value_size(&en->s);
             uint8_t *kb = scratch(r, klen + vlen);
             if (!kb)
                 return sr_error_set(err, SR_ENOMEM, "state rocksdb: commit scratch");

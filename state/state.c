@@ -396,6 +396,10 @@ sr_err_t sr_state_batch_put(sr_state_batch_t *b, const struct sr_state_key *key,
     if (s->len && !s->items)
         return sr_error_set(err, SR_EINVAL, "state batch put: %u items but no item array",
                             s->len);
+    if ((s->aux_len && !s->aux) || s->aux_len > SR_SESSION_AUX_MAX)
+        return sr_error_set(err, s->aux_len > SR_SESSION_AUX_MAX ? SR_ERANGE : SR_EINVAL,
+                            "state batch put: encoder state of %u bytes (max %u, non-null)",
+                            s->aux_len, SR_SESSION_AUX_MAX);
     uint32_t m = s->len > b->store->p.max_len ? b->store->p.max_len : s->len;
     uint64_t *items = NULL;
     uint32_t *types = NULL;
@@ -407,12 +411,16 @@ sr_err_t sr_state_batch_put(sr_state_batch_t *b, const struct sr_state_key *key,
         memcpy(items, s->items + (s->len - m), (size_t)m * 8);
         sr__types_copy(types, s->types ? s->types + (s->len - m) : NULL, m);
     }
+    const uint8_t *aux = sr__aux_read(b->arena, s->aux, s->aux_len);
+    if (s->aux_len && !aux)
+        return sr_error_set(err, SR_ENOMEM, "state batch put: encoder state of %u bytes",
+                            s->aux_len);
     struct sr__state_entry *e;
     if ((rc = batch_slot(b, key, &e, err)))
         return rc;
     e->del = false;
     e->s = (struct sr_session){ .items = items, .types = types, .len = m, .last_ts = s->last_ts,
-                                .found = true };
+                                .found = true, .aux = aux, .aux_len = s->aux_len };
     if (s->last_ts > b->watermark)
         b->watermark = s->last_ts;
     return SR_OK;
@@ -509,6 +517,35 @@ sr_err_t sr_state_staged_foreach(sr_state_t *st, uint64_t id, sr_state_change_fn
         if (r)
             return sr_error_set(err, SR_EIO, "state staged foreach: stopped (%d)", r);
     }
+    return SR_OK;
+}
+
+sr_err_t sr_state_stage_set_aux(sr_state_t *st, uint64_t id, const struct sr_state_key *key,
+                                const void *aux, uint32_t aux_len, struct sr_error *err)
+{
+    sr_err_t rc;
+    if ((rc = check_key(key, "stage set aux", err)))
+        return rc;
+    if (aux_len > SR_SESSION_AUX_MAX || (aux_len && !aux))
+        return sr_error_set(err, aux_len > SR_SESSION_AUX_MAX ? SR_ERANGE : SR_EINVAL,
+                            "state stage set aux: encoder state of %u bytes (max %u, non-null)",
+                            aux_len, SR_SESSION_AUX_MAX);
+    sr_state_batch_t *b = st ? staged_find(st, id) : NULL;
+    if (!b)
+        return sr_error_set(err, SR_EINVAL, "state stage set aux: batch %llu is not pending",
+                            (unsigned long long)id);
+    uint64_t h = sr__state_key_hash(key->partition, key->id, key->len);
+    struct sr__state_entry *e =
+        (struct sr__state_entry *)sr__state_batch_find(b, h, key->partition, key->id, key->len);
+    if (!e || e->del)
+        return sr_error_set(err, SR_EINVAL, "state stage set aux: batch %llu has no put of "
+                            "partition %d session \"%.*s\"", (unsigned long long)id,
+                            key->partition, (int)(key->len > 128 ? 128 : key->len), key->id);
+    const uint8_t *a = sr__aux_read(b->arena, aux, aux_len);
+    if (aux_len && !a)
+        return sr_error_set(err, SR_ENOMEM, "state stage set aux: %u bytes", aux_len);
+    e->s.aux = a;
+    e->s.aux_len = aux_len;
     return SR_OK;
 }
 
@@ -674,6 +711,9 @@ sr_err_t sr_state_multi_get(sr_state_t *st, size_t n, const struct sr_state_key 
             out[i].items = items;
             out[i].types = types;
         }
+        out[i].aux = sr__aux_read(arena, e->s.aux, e->s.aux_len);
+        if (e->s.aux_len && !out[i].aux)
+            return sr_error_set(err, SR_ENOMEM, "state multi_get: encoder state");
     }
     if (nm) {
         sr_err_t rc = st->iface->get(st->ctx, nm, mk, mh, ms, arena, err);
@@ -691,6 +731,8 @@ sr_err_t sr_state_multi_get(sr_state_t *st, size_t n, const struct sr_state_key 
                 out[i].expired = true;
                 out[i].len = 0;
                 out[i].items = NULL;
+                out[i].aux = NULL;
+                out[i].aux_len = 0;
             }
         }
     }

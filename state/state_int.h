@@ -6,6 +6,8 @@
 #include "sr_state.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ---- keys ------------------------------------------------------------------------------ */
 
@@ -23,10 +25,43 @@ static inline bool sr__state_key_eq(int32_t pa, const char *ida, uint32_t la, in
 
 /* ---- codec ----------------------------------------------------------------------------- */
 
-/* Validates a value and returns its fields; *raw points at the LE item bytes inside buf,
- * *traw (when not NULL) at the LE type codes, or NULL for a version-1 value. */
+/* Validates a value (version 1, 2 or 3) and returns its fields; *raw points at the LE item
+ * bytes inside buf, *traw (when not NULL) at the LE type codes, or NULL for a version-1 value,
+ * *aux at the encoder state (NULL, *aux_len 0 when none; aux may be NULL when the caller does
+ * not want it). */
 sr_err_t sr__session_peek(const uint8_t *buf, size_t n, uint32_t *count, int64_t *last_ts,
-                          const uint8_t **raw, const uint8_t **traw, struct sr_error *err);
+                          const uint8_t **raw, const uint8_t **traw, const uint8_t **aux,
+                          uint32_t *aux_len, struct sr_error *err);
+/* Holds a copy of an encoder state (struct sr_session.aux) in a malloc'd buffer *buf of *cap
+ * bytes, grown as needed; n == 0 empties it. False on OOM (the old contents are kept). */
+static inline bool sr__aux_keep(uint8_t **buf, uint32_t *cap, uint32_t *len, const uint8_t *src,
+                                uint32_t n)
+{
+    if (n > *cap) {
+        uint8_t *p = realloc(*buf, n);
+        if (!p)
+            return false;
+        *buf = p;
+        *cap = n;
+    }
+    if (n)
+        memcpy(*buf, src, n);
+    *len = n;
+    return true;
+}
+
+/* An arena copy of n bytes of encoder state for a read (NULL when n == 0 or on OOM: check
+ * n && !result). */
+static inline const uint8_t *sr__aux_read(sr_arena_t *arena, const uint8_t *src, uint32_t n)
+{
+    if (!n)
+        return NULL;
+    uint8_t *p = sr_arena_alloc(arena, n, 16);
+    if (p)
+        memcpy(p, src, n);
+    return p;
+}
+
 /* Copies `count` LE item keys from raw into dst, keeping the last `keep` when count > keep. */
 uint32_t sr__session_items_load(uint64_t *dst, const uint8_t *raw, uint32_t count, uint32_t keep);
 /* The same for the type codes; traw NULL (version 1) gives zeros. */
@@ -128,6 +163,8 @@ struct sr__cache_ent {
     uint64_t *items;            /* max_len capacity, after the header */
     uint32_t *types;            /* max_len capacity, after the items */
     char *id;                   /* idcap bytes, after the types */
+    uint8_t *aux;               /* encoder state (malloc'd, aux_cap bytes), aux_len used */
+    uint32_t aux_len, aux_cap;
 };
 
 struct sr__cache {

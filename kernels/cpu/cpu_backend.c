@@ -462,6 +462,8 @@ static sr_err_t cpu_gru_gates(void *ctx, const float *gi, const float *gh, float
  * tails. Neither x·W_ihᵀ nor h·W_hhᵀ leaves the registers. */
 struct gru_job {
     const float *x, *wi, *wh, *b_ih, *b_hh; /* wi, wh: packed panels */
+    const float *h0;                        /* step 0's initial states in its row order, or
+                                             * NULL: zeros (the h·W_hhᵀ term is skipped) */
     const int32_t *x_rows, *tstart;
     int L, H, tasks;
     float *out;
@@ -518,7 +520,10 @@ static void gru_task(void *arg, int task, int w)
     const float *wi = j->wi, *wh = j->wh, *bi = j->b_ih, *bh = j->b_hh;
     for (int t = 0; t < j->L; t++) {
         int t0 = j->tstart[t], n = j->tstart[t + 1] - t0;
-        const float *prev = t ? j->out + (size_t)j->tstart[t - 1] * H : NULL;
+        /* a resumed recurrence (h0) runs step 0 exactly as a later step of the whole one:
+         * the same kernel over the same bits, so the state it continues from gives the same
+         * results as recomputing it (DESIGN §3.1) */
+        const float *prev = t ? j->out + (size_t)j->tstart[t - 1] * H : j->h0;
         float *cur = j->out + (size_t)t0 * H;
         for (int i0 = task * 4; i0 < n; i0 += j->tasks * 4) {
             int nr = n - i0 < 4 ? n - i0 : 4;
@@ -569,9 +574,26 @@ static void gru_task(void *arg, int task, int w)
     }
 }
 
-static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
-                              const float *w_hh, const float *b_ih, const float *b_hh,
-                              const int32_t *tstart, int L, int H, float *out, struct sr_error *err)
+/* Both panels, W_ih's then W_hh's, into wp (2 × 3H × H floats). */
+static void gru_pack_both(const float *w_ih, const float *w_hh, int H, float *wp)
+{
+    gru_pack(w_ih, H, wp);
+    gru_pack(w_hh, H, wp + (size_t)3 * H * H);
+}
+
+static void *cpu_gru_pack(void *ctx, const float *w_ih, const float *w_hh, int H)
+{
+    float *p = cpu_alloc(ctx, sizeof(float) * 2 * (size_t)3 * H * H);
+    if (p)
+        gru_pack_both(w_ih, w_hh, H, p);
+    return p;
+}
+
+static sr_err_t cpu_gru_layer_h0(void *ctx, const float *x, const int32_t *x_rows,
+                                 const float *w_ih, const float *w_hh, const float *b_ih,
+                                 const float *b_hh, const int32_t *tstart, int L, int H,
+                                 const float *h0, const void *packed, float *out,
+                                 struct sr_error *err)
 {
     struct sr__cpu *c = ctx;
     if (L < 0 || H <= 0)
@@ -586,7 +608,7 @@ static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, 
                                 t ? tstart[t] - tstart[t - 1] : 0);
     }
     size_t panel = (size_t)3 * H * H, bytes = sizeof(float) * 2 * panel;
-    if (bytes > c->gru_cap) {
+    if (!packed && bytes > c->gru_cap) {
         float *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
         if (!p)
             return sr_error_set(err, SR_ENOMEM, "cpu gru_layer: out of memory for %d×%d panels",
@@ -596,15 +618,33 @@ static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, 
         c->gru_panels = p;
         c->gru_cap = bytes;
     }
-    gru_pack(w_ih, H, c->gru_panels);
-    gru_pack(w_hh, H, c->gru_panels + panel);
+    const float *wp = packed;
+    if (!wp) {
+        gru_pack_both(w_ih, w_hh, H, c->gru_panels);
+        wp = c->gru_panels;
+    }
     int blocks = (tstart[1] - tstart[0] + 3) / 4, tasks = c->threads > 1 ? 4 * c->threads : 1;
-    struct gru_job j = {.x = x, .x_rows = x_rows, .wi = c->gru_panels,
-                        .wh = c->gru_panels + panel, .b_ih = b_ih, .b_hh = b_hh,
+    struct gru_job j = {.x = x, .x_rows = x_rows, .wi = wp, .wh = wp + panel, .b_ih = b_ih, .b_hh = b_hh, .h0 = h0,
                         .tstart = tstart, .L = L, .H = H, .out = out};
     j.tasks = blocks < tasks ? blocks : tasks;
     sr__cpu_parallel(c, j.tasks, gru_task, &j);
     return SR_OK;
+}
+
+static sr_err_t cpu_gru_layer(void *ctx, const float *x, const int32_t *x_rows, const float *w_ih,
+                              const float *w_hh, const float *b_ih, const float *b_hh,
+                              const int32_t *tstart, int L, int H, float *out, struct sr_error *err)
+{
+    return cpu_gru_layer_h0(ctx, x, x_rows, w_ih, w_hh, b_ih, b_hh, tstart, L, H, NULL, NULL, out,
+                            err);
+}
+
+/* The unit block widths gru_width picks (FMA or not) decide the bits of a GRU step. */
+static const char *cpu_numerics(void *ctx)
+{
+    (void)ctx;
+    pthread_once(&cpu_wide_once, cpu_detect);
+    return cpu_wide512 ? "cpu gru avx512+fma" : cpu_wide ? "cpu gru avx2+fma" : "cpu gru sse";
 }
 
 /* ---- attention ---------------------------------------------------------------------------- */
@@ -716,6 +756,9 @@ static const struct sr_backend_iface cpu_iface = {
     .gru_layer = cpu_gru_layer,
     .topk_pin = sr__cpu_topk_pin,
     .topk_unpin = sr__cpu_topk_unpin,
+    .gru_layer_h0 = cpu_gru_layer_h0,
+    .gru_pack = cpu_gru_pack,
+    .numerics = cpu_numerics,
 };
 
 sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface, void **ctx,

@@ -219,6 +219,11 @@ static const struct sr_backend_iface sr__cuda_iface = {
     .gru_layer = NULL, /* optional: gru4rec steps through gemm + gru_gates */
     .topk_pin = NULL, /* optional: topk reads the table as it is */
     .topk_unpin = NULL,
+    /* no resumable GRU, no row-deterministic kernels: every encode recomputes its sessions
+     * (DESIGN §3.1) */
+    .gru_layer_h0 = NULL,
+    .gru_pack = NULL,
+    .numerics = NULL,
 };
 
 /* ---- constructors --------------------------------------------------------------------- */

@@ -143,6 +143,54 @@ sr_backend_t *sr_model_backend(const sr_model_t *m); /* borrowed */
 /* Session vectors: vecs is B×d_model on the host, row-major. */
 sr_err_t sr_model_encode(sr_model_t *m, const struct sr_session_batch *batch, float *vecs,
                          struct sr_error *err);
+/* ---- incremental encoding (DESIGN §3.1) ---------------------------------------------------
+ * A session's vector is a function of the model and its last max_len items. A recurrent model
+ * can keep a session's state after its items and, on the next event, run only the new items
+ * from it; the vector is byte-identical to sr_model_encode's. */
+
+/* Bytes of one session's encoder state, 0 when this model on this backend cannot resume one
+ * (gpt2; a backend without gru_layer_h0, e.g. cuda): gru4rec keeps n_layers × d_model floats
+ * plus a 24-byte header naming the model (weights, shape, backend arithmetic) and the items. */
+size_t sr_model_state_size(const sr_model_t *m);
+
+/* The states a batch starts from and those it leaves (host memory). */
+struct sr_encode_states {
+    const uint8_t *const *in;  /* [n]: the state an earlier call left for this session, or NULL
+                                * (in == NULL: none at all). A state of another model, of other
+                                * items or of a session past max_len is ignored, never wrong. */
+    const uint32_t *in_len;    /* [n] bytes of each */
+    uint8_t *out;              /* n × sr_model_state_size(m) bytes: each session's new state */
+    uint8_t *out_ok;           /* [n]: 1 when out's row is a state to keep; 0 when the session is
+                                * longer than max_len (the window slides: nothing to resume) */
+    int32_t resumed;           /* out: sessions resumed from their state */
+    int64_t steps;             /* out: recurrence steps run (sr_model_encode: Σ min(len, max_len)) */
+};
+
+/* sr_model_encode that resumes each session from its state where that is valid and leaves the
+ * new states; vecs are the same bytes. SR_EUNSUPPORTED when sr_model_state_size is 0. */
+sr_err_t sr_model_encode_resume(sr_model_t *m, const struct sr_session_batch *batch,
+                                struct sr_encode_states *st, float *vecs, struct sr_error *err);
+
+/* GPT-2: keep, in memory, each encoded session's q, k and v rows of every layer (up to `bytes`
+ * in all, least recently used out first; 0 turns the cache off), so that the next encode of a
+ * session that grew by a few items computes only their rows and runs attention over the cached
+ * ones: sr_model_encode gives the same bytes, hit or miss. Entries are found by the items
+ * themselves (an exact comparison), so the cache, which dies with the model, can never serve
+ * another model or another sequence. Sessions longer than max_len (the window slides) are
+ * encoded in full. SR_EUNSUPPORTED for gru4rec (it keeps states, above), for gpt2 with more
+ * than one layer (the cpu attention is not prefix-consistent: a later block's cached rows would
+ * not be the full forward's bits; DESIGN §3.1) and on a backend without row-deterministic
+ * kernels (cuda: it encodes in full). */
+sr_err_t sr_model_set_encode_cache(sr_model_t *m, size_t bytes, struct sr_error *err);
+
+struct sr_encode_cache_stats {
+    uint64_t hits, misses, evictions; /* sessions found (in part), not found; entries dropped */
+    uint64_t rows_computed, rows_reused; /* token rows run through the layers, rows reused */
+    size_t bytes, entries;
+};
+/* Counters of the encode cache (all zero when it is off). */
+void sr_model_encode_cache_stats(const sr_model_t *m, struct sr_encode_cache_stats *out);
+
 /* Exact top-k of host query vectors (B×d) over the catalogue: score = q·E[j] (+ output.bias[j])
  * for j in first_index..V-1, minus exclusions; descending score, ties to the lower index. The
  * B×V matrix is never materialised. Rows with fewer than k eligible items are padded with
@@ -202,7 +250,7 @@ const char *sr_model_retrieval_name(const sr_model_t *m);
 sr_err_t sr_bundle_index_build(const sr_bundle_t *b, const char *factory, int64_t train_sample,
                                uint64_t seed, struct sr_faiss **out, struct sr_error *err);
 
-/* ---- catalogue updates (bundle_edit.c, DESIGN §3.1) ------------------------------------ */
+/* ---- catalogue updates (bundle_edit.c, DESIGN §3.2) ------------------------------------ */
 
 struct sr_bundle_add_params {
     const char *items;      /* TSV: `item_id` + attribute columns of the bundle; required */

@@ -157,11 +157,25 @@ struct sr_eval_report {
 };
 
 /* Scores one recommendation rec[0..n) (best first) against its target into r: evaluated + 1,
- * and at the target's rank j (1-based) hits + 1, mrr_sum + 1/j, ndcg_sum + 1/log2(j+1). The one
- * definition of HitRate/MRR/NDCG@K, used by the eval op and by `streamrec demo`. */
-void sr_eval_score(struct sr_eval_report *r, const int32_t *rec, int32_t n, int32_t target);
+ * and at the target's rank j (1-based) hits + 1, mrr_sum + sr_eval_rr(j), ndcg_sum +
+ * sr_eval_dcg(j). Returns j, 0 for a miss. The one definition of HitRate/MRR/NDCG@K (one
+ * relevant item), used by the eval op (per bundle and per session) and by `streamrec demo`. */
+int32_t sr_eval_score(struct sr_eval_report *r, const int32_t *rec, int32_t n, int32_t target);
+double sr_eval_rr(int32_t rank);  /* reciprocal rank 1/j; 0 for a miss (rank 0) */
+double sr_eval_dcg(int32_t rank); /* 1/log2(j+1); 0 for a miss */
 /* HitRate@K (= Recall@K), MRR@K and NDCG@K of r: the sums over r->evaluated (0 when none). */
 void sr_eval_rates(const struct sr_eval_report *r, double *hit_rate, double *mrr, double *ndcg);
+
+/* One session's share of the evaluation (only sessions with an evaluated recommendation):
+ * what a paired comparison of two bundles over the same events resamples (bootstrap over
+ * sessions, DESIGN §6). `id` is valid during the callback only. */
+struct sr_eval_session {
+    const char *id;
+    uint32_t id_len;
+    uint32_t evaluated, hits;
+    double mrr, ndcg;
+};
+typedef void (*sr_eval_session_fn)(void *opaque, const struct sr_eval_session *s);
 
 /* The graph's outputs, implemented by each runtime (stream/: file, topic): recommendations and
  * dead letters. `emit` is called once per recommendation in source order with the batch and the
@@ -199,6 +213,8 @@ void sr_graph_destroy(sr_graph_t *g);
 sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err);
 /* Fills the evaluation report (zeros when the graph has no evaluator). */
 void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r);
+/* Calls fn once per evaluated session, in no particular order (none without an evaluator). */
+void sr_graph_eval_sessions(const sr_graph_t *g, sr_eval_session_fn fn, void *opaque);
 /* The model version of the loaded bundle (copied into every recommendation). */
 const char *sr_graph_model_version(const sr_graph_t *g);
 

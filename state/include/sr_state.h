@@ -49,9 +49,15 @@ typedef struct sr_state_batch sr_state_batch_t;
 
 /* Longest session id accepted (bytes); the event schema caps fields at 64 KiB too. */
 #define SR_STATE_ID_MAX 65535u
-/* Version byte of the stored session value written now (2: with event types); version 1
- * values (without) are still read. */
-#define SR_SESSION_VALUE_VERSION 2
+/* Version byte of the stored session value: 1 = items and last_ts; 2 adds each item's event
+ * type code (DESIGN §8.9); 3 = version 2 followed by the encoder state, an opaque blob (DESIGN
+ * §3.1). A session without encoder state is written as version 2, so outputs and changelog
+ * bytes do not change when incremental encoding is off or unused; all three are read. */
+#define SR_SESSION_VALUE_VERSION 3
+#define SR_SESSION_VALUE_VERSION_V2 2
+#define SR_SESSION_VALUE_VERSION_V1 1
+/* Largest encoder state accepted (bytes). */
+#define SR_SESSION_AUX_MAX (1u << 20)
 
 /* A key: input partition (>= 0) and the session id bytes (not NUL-terminated; borrowed). */
 struct sr_state_key {
@@ -70,6 +76,12 @@ struct sr_session {
     int64_t last_ts;       /* event time (ms) of the last event; INT64_MIN when not found */
     bool found;            /* false: never seen, deleted, or expired for the reading event */
     bool expired;          /* found in the store but older than ttl: returned empty; last_ts kept */
+    /* The session encoder's state (DESIGN §3.1: the recurrent model's hidden state after a
+     * prefix of the items), opaque to the store and owned by the encode op; NULL/0 when none.
+     * Read like items (into the call's arena); copied by sr_state_batch_put; dropped with the
+     * session on TTL expiry. */
+    const uint8_t *aux;
+    uint32_t aux_len;
 };
 
 struct sr_state_params {
@@ -209,20 +221,31 @@ sr_err_t sr_state_compact(sr_state_t *store, struct sr_error *err);
 /* Committed sessions: exact on `memory`, RocksDB's estimate on `rocksdb` (for metrics). */
 uint64_t sr_state_count(sr_state_t *store);
 
+/* Replaces the encoder state of `key` in the pending batch `id` (aux copied; NULL/0 removes
+ * it), leaving its items and last_ts: the encode op runs after session_update staged the
+ * batch. SR_EINVAL when the batch is not pending or holds no put of the key (a delete or an
+ * unchanged session is left alone), SR_ERANGE when aux_len > SR_SESSION_AUX_MAX. */
+sr_err_t sr_state_stage_set_aux(sr_state_t *store, uint64_t id, const struct sr_state_key *key,
+                                const void *aux, uint32_t aux_len, struct sr_error *err);
+
 /* ---- value codec (also the changelog record value) ---------------------------------- */
 
-/* Bytes of an encoded session of len items (version 2): version byte, count varint, last_ts
- * (8 bytes LE), items (8 bytes LE each), then each item's event type code (4 bytes LE each).
- * Version 1 is the same without the type codes. */
+/* Bytes of an encoded session of len items without encoder state (version 2): version byte,
+ * count varint, last_ts (8 bytes LE), items (8 bytes LE each), then each item's event type code
+ * (4 bytes LE each). Version 1 is the same without the type codes. */
 size_t sr_session_encoded_size(uint32_t len);
+/* Bytes of the encoding of s: version 2 as above when s has no encoder state, else version 3
+ * = version 2's fields followed by the state's length as a varint and its bytes. */
+size_t sr_session_value_size(const struct sr_session *s);
 /* The code stored for an event type: 32 bits of sr_hash64(type), never 0 (0 = unknown). */
 uint32_t sr_session_type_code(const char *type, size_t len);
-/* Encodes s into buf (cap bytes); *written gets the size. SR_ERANGE when cap is too small. */
+/* Encodes s into buf (cap bytes, sr_session_value_size); *written gets the size. SR_ERANGE
+ * when cap is too small or the encoder state exceeds SR_SESSION_AUX_MAX. */
 sr_err_t sr_session_encode(const struct sr_session *s, void *buf, size_t cap, size_t *written,
                            struct sr_error *err);
-/* Decodes a value (version 1 or 2; types NULL for 1); items are copied into arena. A wrong
- * version, a truncated or overlong value
- * is SR_EFORMAT with the reason; never reads past n. */
+/* Decodes a value of version 1, 2 or 3 (types NULL for 1, aux NULL/0 for 1 and 2); items,
+ * types and encoder state are copied into arena. A wrong version, a truncated or overlong
+ * value is SR_EFORMAT with the reason; never reads past n. */
 sr_err_t sr_session_decode(const void *buf, size_t n, sr_arena_t *arena, struct sr_session *out,
                            struct sr_error *err);
 

@@ -279,7 +279,7 @@ static int log_change(void *opaque, const struct sr_state_key *key, const struct
         c->rc = sr_kafka_produce(cl->producer, cl->rkt, key->partition, key->id, key->len, NULL, 0,
                                  NULL, 0, c->opaque, false, c->err);
     } else {
-        size_t need = sr_session_encoded_size(s->len);
+        size_t need = sr_session_value_size(s);
         sr_buf_reset(&cl->buf);
         c->rc = sr_buf_reserve(&cl->buf, need) ? sr_error_set(c->err, SR_ENOMEM, "out of memory")
                                                : SR_OK;

@@ -1,5 +1,6 @@
 /* cmd_bench.c — `streamrec bench retrieval|model`: reproducible micro-benchmarks of exact top-k
- * and of the sequence encoders (issue 2, Performance). Inputs are random from a seed; every
+ * and of the sequence encoders (issue 2, Performance); `model --incremental` times the encode of
+ * one new event against session length, full recompute vs resumed from the state (DESIGN §3.1). Inputs are random from a seed; every
  * figure is the median over --reps timed runs after at least 0.5 s of warm-up. Human lines, then ONE
  * final JSON line that bench/compare.sh parses. Retrieval drives a backend's top-k directly
  * (sr_backend_topk) on a synthetic table, so no bundle is needed; the table is generated
@@ -34,6 +35,7 @@ struct bench_opts {
     const char *bundle, *arch, *act;
     int d, layers, heads, d_ff, len;
     bool output_bias;
+    bool incremental; /* model --incremental */
 };
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -472,7 +474,8 @@ static int bench_retrieval_faiss(const struct bench_opts *o)
 
 /* ---- model ------------------------------------------------------------------------------- */
 
-static int bench_model(const struct bench_opts *o)
+/* The bundle of `bench model`: --bundle DIR, or a synthetic one of the given shape. */
+static int model_bundle(const struct bench_opts *o, sr_bundle_t **out)
 {
     struct sr_error err = {0};
     sr_bundle_t *bundle = NULL;
@@ -503,6 +506,16 @@ static int bench_model(const struct bench_opts *o)
         if (sr_bundle_synthetic(&sp, &bundle, &err) != SR_OK)
             return sr__cli_fail(CMD, "%s", err.msg);
     }
+    *out = bundle;
+    return 0;
+}
+
+static int bench_model(const struct bench_opts *o)
+{
+    struct sr_error err = {0};
+    sr_bundle_t *bundle = NULL;
+    if (model_bundle(o, &bundle))
+        return 1;
     const struct sr_bundle_info *in = sr_bundle_info(bundle);
     sr_backend_t *be = NULL;
     sr_model_t *m = NULL;
@@ -612,6 +625,155 @@ done:
     return rc;
 }
 
+/* ---- incremental encoding ---------------------------------------------------------------- */
+
+/* Per-event encode cost against session length: B sessions of L items, each the previous L-1
+ * items plus one new event, encoded (a) from scratch as today (sr_model_encode) and (b) resumed
+ * from the state the L-1 prefix left (sr_model_encode_resume); the two must give the same
+ * bytes. Each timed sample repeats the call until it lasts >= 2 ms; medians over --reps. */
+static int bench_incremental(const struct bench_opts *o)
+{
+    struct sr_error err = {0};
+    sr_bundle_t *bundle = NULL;
+    if (model_bundle(o, &bundle))
+        return 1;
+    const struct sr_bundle_info *in = sr_bundle_info(bundle);
+    sr_backend_t *be = NULL;
+    sr_model_t *m = NULL;
+    int rc = 1;
+    const int B = o->batch, maxl = in->max_len, d = in->d_model;
+    static const int lens[] = {1, 5, 10, 20, 50, 100};
+    int32_t *offs = NULL, *items = NULL, *poffs = NULL;
+    float *vf = NULL, *vi = NULL;
+    uint8_t *pst = NULL, *ost = NULL, *ok = NULL;
+    const uint8_t **inp = NULL;
+    uint32_t *inl = NULL;
+    double *tf = NULL, *ti = NULL;
+    if (make_backend(o, &be))
+        goto done;
+    if (sr_model_new(bundle, be, &m, &err) != SR_OK) {
+        sr__cli_fail(CMD, "%s", err.msg);
+        goto done;
+    }
+    size_t ssz = sr_model_state_size(m);
+    int Lmax = maxl > 100 ? maxl : 100;
+    offs = malloc(sizeof *offs * (size_t)(B + 1));
+    poffs = malloc(sizeof *poffs * (size_t)(B + 1));
+    items = malloc(sizeof *items * (size_t)B * Lmax);
+    vf = malloc(sizeof *vf * (size_t)B * d);
+    vi = malloc(sizeof *vi * (size_t)B * d);
+    pst = malloc(ssz * (size_t)B + 1);
+    ost = malloc(ssz * (size_t)B + 1);
+    ok = malloc((size_t)B);
+    inp = malloc(sizeof *inp * (size_t)B);
+    inl = malloc(sizeof *inl * (size_t)B);
+    tf = calloc((size_t)o->reps, sizeof *tf);
+    ti = calloc((size_t)o->reps, sizeof *ti);
+    if (!offs || !poffs || !items || !vf || !vi || !pst || !ost || !ok || !inp || !inl || !tf || !ti) {
+        sr__cli_fail(CMD, "out of memory for host buffers");
+        goto done;
+    }
+    printf("incremental: %s d=%d layers=%d max_len %d, batch %d on %s; state %zu bytes/session%s\n",
+           in->arch_name, d, in->n_layers, maxl, B, sr_backend_describe(be), ssz,
+           ssz ? "" : " (none: full recompute only)");
+    printf("%6s %14s %14s %8s\n", "len", "full ns/event", "resumed ns/ev", "ratio");
+    enum { NL = sizeof lens / sizeof lens[0] };
+    double rf[NL], rr[NL];
+    int32_t rres[NL];
+    const uint64_t span = (uint64_t)(in->n_items - in->first_index);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        int L = lens[li];
+        for (int b = 0; b <= B; b++) {
+            offs[b] = b * L;
+            poffs[b] = b * L + (b ? -1 : 0); /* not used for L == 1 */
+        }
+        for (int64_t i = 0; i < (int64_t)B * L; i++)
+            items[i] = in->first_index + (int32_t)(mix64(o->seed ^ mix64((uint64_t)i)) % span);
+        struct sr_session_batch full = {.n = B, .offsets = offs, .items = items};
+        /* the states after the first L-1 items of each session */
+        for (int b = 0; b < B; b++)
+            inp[b] = NULL, inl[b] = 0;
+        if (ssz && L > 1) {
+            int32_t *pit = malloc(sizeof *pit * (size_t)B * (L - 1));
+            if (!pit) {
+                sr__cli_fail(CMD, "out of memory");
+                goto done;
+            }
+            for (int b = 0; b <= B; b++)
+                poffs[b] = b * (L - 1);
+            for (int b = 0; b < B; b++)
+                memcpy(pit + (size_t)b * (L - 1), items + (size_t)b * L, sizeof *pit * (L - 1));
+            struct sr_session_batch pre = {.n = B, .offsets = poffs, .items = pit};
+            struct sr_encode_states ps = {.out = pst, .out_ok = ok};
+            sr_err_t e = sr_model_encode_resume(m, &pre, &ps, vi, &err);
+            free(pit);
+            if (e != SR_OK) {
+                sr__cli_fail(CMD, "prefix: %s", err.msg);
+                goto done;
+            }
+            for (int b = 0; b < B; b++)
+                if (ok[b])
+                    inp[b] = pst + (size_t)b * ssz, inl[b] = (uint32_t)ssz;
+        }
+        struct sr_encode_states st = {.in = inp, .in_len = inl, .out = ost, .out_ok = ok};
+        /* calibrate: calls per sample so that one full-encode sample lasts >= 2 ms */
+        int iters = 1;
+        for (;;) {
+            uint64_t t0 = sr_now_ns();
+            for (int i = 0; i < iters; i++)
+                if (sr_model_encode(m, &full, vf, &err) != SR_OK) {
+                    sr__cli_fail(CMD, "encode: %s", err.msg);
+                    goto done;
+                }
+            if (sr_now_ns() - t0 >= 2000000 || iters >= 1 << 20)
+                break;
+            iters *= 2;
+        }
+        int32_t resumed = 0;
+        for (int rep = 0; rep < o->reps; rep++) {
+            uint64_t t0 = sr_now_ns();
+            for (int i = 0; i < iters; i++)
+                sr_model_encode(m, &full, vf, &err);
+            uint64_t t1 = sr_now_ns();
+            if (ssz)
+                for (int i = 0; i < iters; i++)
+                    if (sr_model_encode_resume(m, &full, &st, vi, &err) != SR_OK) {
+                        sr__cli_fail(CMD, "resume: %s", err.msg);
+                        goto done;
+                    }
+            uint64_t t2 = sr_now_ns();
+            tf[rep] = (double)(t1 - t0) / iters / B;
+            ti[rep] = (double)(t2 - t1) / iters / B;
+            resumed = st.resumed;
+        }
+        if (ssz && memcmp(vf, vi, sizeof *vf * (size_t)B * d) != 0) {
+            sr__cli_fail(CMD, "len %d: resumed vectors differ from the full encode", L);
+            goto done;
+        }
+        double f = median(tf, o->reps), r = ssz ? median(ti, o->reps) : f;
+        printf("%6d %14.0f %14.0f %7.1fx  (%d of %d resumed%s)\n", L, f, r, f / r, resumed, B,
+               L > maxl ? ", past max_len: recomputed" : "");
+        rf[li] = f, rr[li] = r, rres[li] = resumed;
+    }
+    printf("{\"bench\":\"incremental\",\"arch\":\"%s\",\"d\":%d,\"layers\":%d,\"max_len\":%d,"
+           "\"batch\":%d,\"backend\":", in->arch_name, d, in->n_layers, maxl, B);
+    json_str(sr_backend_describe(be));
+    printf(",\"reps\":%d,\"rows\":[", o->reps);
+    for (int li = 0; li < NL; li++)
+        printf("%s{\"len\":%d,\"full_ns\":%.0f,\"resumed_ns\":%.0f,\"resumed\":%d}",
+               li ? "," : "", lens[li], rf[li], rr[li], rres[li]);
+    printf("]}\n");
+    rc = 0;
+done:
+    free(offs), free(poffs), free(items), free(vf), free(vi), free(pst), free(ost), free(ok);
+    free(inp), free(inl), free(tf), free(ti);
+    sr_model_unref(m);
+    sr_backend_unref(be);
+    sr_bundle_unref(bundle);
+    fflush(stdout);
+    return rc;
+}
+
 /* ---- command ----------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -625,7 +787,7 @@ static void usage(FILE *f)
             "       streamrec bench model (--bundle DIR | --arch gpt2|gru4rec --d 64 --layers 2\n"
             "                             --heads 2 --len 50 [--d-ff F] [--items V]\n"
             "                             [--activation gelu_tanh|gelu|relu] [--output-bias])\n"
-            "                             [--batch 256] [-k 10] [common]\n"
+            "                             [--batch 256] [-k 10] [--incremental] [common]\n"
             "common: [--device auto|cpu|cuda] [--threads T] [--reps R] [--seed S] [--no-check]\n"
             "\n"
             "retrieval: exact top-k of B random queries over a random N x D table (no bundle).\n"
@@ -633,6 +795,9 @@ static void usage(FILE *f)
             "       encode + top-k. Defaults: --items 100000 (retrieval) / 10000 (model), --dim 64,\n"
             "       --batch 256, -k 10, --d 64, --layers 2, --heads 2, --d-ff 4*d, --len 50\n"
             "       (bundle: its max_len), --device cpu, --threads 0 (all cores), --reps 5.\n"
+            "model --incremental: per-event encode cost (ns) at session lengths 1..100, full\n"
+            "       recompute vs resumed from the previous event's state (gru4rec on cpu), checked\n"
+            "       byte for byte; use --batch 1 for an event at a time.\n"
             "Prints human lines, then one JSON line with queries_per_s or sessions_per_s,\n"
             "gflops and ms_per_batch (medians after one warm-up). retrieval checks queries 0-1\n"
             "against a naive scan unless --no-check.\n"
@@ -697,6 +862,7 @@ int sr__cmd_bench(int argc, char **argv)
         SR__INT("--d-ff", &o.d_ff, 1, 1 << 20),
         SR__INT("--len", &o.len, 1, 1 << 16),
         SR__FLAG("--output-bias", &o.output_bias),
+        SR__FLAG("--incremental", &o.incremental),
         SR__OPT_END,
     };
 #undef COMMON_OPTS
@@ -717,5 +883,5 @@ int sr__cmd_bench(int argc, char **argv)
         return sr__cli_fail(CMD, "model: --bundle excludes --arch and --items");
     if (!o.bundle && o.len == 0)
         o.len = 50;
-    return bench_model(&o);
+    return o.incremental ? bench_incremental(&o) : bench_model(&o);
 }

@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!s.found || s.expired || (s.len && !s.items))
         abort();
-    size_t need = sr_session_encoded_size(s.len), got = 0;
+    size_t need = sr_session_value_size(&s), got = 0;
     uint8_t *buf = malloc(need);
     /* A version-1 value re-encodes as version 2: 4 bytes of type code more per item. */
     size_t want = size + (data[0] == 1 ? 4u * s.len : 0);
@@ -38,7 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         back.last_ts != s.last_ts ||
         (s.len && memcmp(back.items, s.items, sizeof(uint64_t) * s.len) != 0) ||
         (s.len && !back.types) ||
-        (s.len && s.types && memcmp(back.types, s.types, sizeof(uint32_t) * s.len) != 0))
+        (s.len && s.types && memcmp(back.types, s.types, sizeof(uint32_t) * s.len) != 0) ||
+        back.aux_len != s.aux_len || (s.aux_len && memcmp(back.aux, s.aux, s.aux_len) != 0))
         abort();
     free(buf);
     return 0;

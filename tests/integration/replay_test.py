@@ -31,6 +31,11 @@ CASE is one of
                bytes as the JSON Lines output;
   exclude_types  recs.exclude_seen=purchase[,add_to_cart] excludes exactly the items the session
                had such an event for (viewed items come back), true all seen items.
+  incremental  gru4rec with encode.incremental=true (each session resumes from the hidden state
+               stored with it, DESIGN §3.1) gives the bytes of encode.incremental=false over
+               sessions that outgrow max_len, on both state backends, at batch sizes 1 and 37,
+               with session.max_len below the model's, and across a resumed run whose states
+               come from disk (rocksdb state.dir).
 Exit 0 on success, 1 with the reason.
 """
 import argparse
@@ -52,8 +57,8 @@ class Fail(Exception):
     pass
 
 
-def replay(args, cwd, inp, out, sets=(), report=None, extra=()):
-    cmd = [args.streamrec, "replay", "--set", "model.bundle=" + os.path.join(args.data, "gpt2-small"),
+def replay(args, cwd, inp, out, sets=(), report=None, extra=(), bundle="gpt2-small"):
+    cmd = [args.streamrec, "replay", "--set", "model.bundle=" + os.path.join(args.data, bundle),
            "--set", "device=cpu", "--set", "log.level=error", "--input", inp, "--output", out]
     for s in sets:
         cmd += ["--set", s]
@@ -373,9 +378,118 @@ def case_exclude_types(args, tmp):
         raise Fail("the number of recommendations changed with exclude_seen: %r" % counts)
 
 
-CASES = {"state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
+def case_incremental(args, tmp):
+    bundle = "gru4rec-small"
+    ev = os.path.join(tmp, "events.jsonl")
+    # 3000 events over 40 sessions: ~75 per session, past max_len 20
+    generate_events(os.path.join(args.data, bundle), ev, 3000, 40, 11)
+    ref = os.path.join(tmp, "ref.jsonl")
+    replay(args, tmp, ev, ref, ["state.backend=memory", "encode.incremental=false"], bundle=bundle)
+    runs = [("memory b1", ["state.backend=memory", "batch.max.events=1"]),
+            ("memory b37", ["state.backend=memory", "batch.max.events=37"]),
+            ("rocksdb b37", ["state.backend=rocksdb", "batch.max.events=37",
+                             "state.dir=" + os.path.join(tmp, "db1")])]
+    for i, (what, sets) in enumerate(runs):
+        out = os.path.join(tmp, "inc%d.jsonl" % i)
+        replay(args, tmp, ev, out, sets + ["encode.incremental=true"], bundle=bundle)
+        same_bytes(ref, out, "encode.incremental true (%s) vs false" % what)
+    # the session store keeps fewer items than the model reads: its window slides first
+    short_ref, short = os.path.join(tmp, "short_ref.jsonl"), os.path.join(tmp, "short.jsonl")
+    replay(args, tmp, ev, short_ref, ["state.backend=memory", "session.max_len=7",
+                                      "encode.incremental=false"], bundle=bundle)
+    replay(args, tmp, ev, short, ["state.backend=memory", "session.max_len=7",
+                                  "batch.max.events=13"], bundle=bundle)
+    same_bytes(short_ref, short, "session.max_len=7: encode.incremental true vs false")
+    # two runs on one state.dir: the first replays half the events, the second resumes after
+    # them on the whole file (the same input path, so the store accepts it) with the states of
+    # the first read from disk
+    with open(ev) as f:
+        lines = f.readlines()
+    part = os.path.join(tmp, "part.jsonl")
+    for inc, name in (("true", "o"), ("false", "r")):
+        db = ["state.backend=rocksdb", "batch.max.events=29", "encode.incremental=" + inc,
+              "state.dir=" + os.path.join(tmp, "db_" + name)]
+        with open(part, "w") as f:
+            f.writelines(lines[:1500])
+        replay(args, tmp, part, os.path.join(tmp, name + "1.jsonl"), db, bundle=bundle)
+        with open(part, "w") as f:
+            f.writelines(lines)
+        replay(args, tmp, part, os.path.join(tmp, name + "2.jsonl"), db, bundle=bundle,
+               extra=["--resume"])
+    same_bytes(os.path.join(tmp, "r1.jsonl"), os.path.join(tmp, "o1.jsonl"),
+               "first half on a state.dir, incremental true vs false")
+    same_bytes(os.path.join(tmp, "r2.jsonl"), os.path.join(tmp, "o2.jsonl"),
+               "second half resumed from the state.dir, incremental true vs false")
+
+
+def case_compare(args, tmp):
+    """Several bundles over the same events in one pass: each bundle's output is byte for byte
+    its own replay's; the report's metrics are each bundle's alone; a bundle against itself
+    differs by exactly 0; the bootstrap interval holds the difference and is reproducible."""
+    ev = events_path(args)
+    singles = {}
+    for name, bundle in (("g", "gpt2-small"), ("r", "gru4rec-small")):
+        singles[name] = (os.path.join(tmp, "single_%s.jsonl" % name), os.path.join(tmp, "single_%s.json" % name))
+        replay(args, tmp, ev, singles[name][0], ["state.backend=memory", "batch.max.events=37"],
+               report=singles[name][1], extra=["--eval"], bundle=bundle)
+    out, rep = os.path.join(tmp, "cmp.jsonl"), os.path.join(tmp, "cmp.json")
+    bundles = ["--bundle", "g=" + os.path.join(args.data, "gpt2-small"),
+               "--bundle", "r=" + os.path.join(args.data, "gru4rec-small"),
+               "--bundle", "g2=" + os.path.join(args.data, "gpt2-small")]
+    replay(args, tmp, ev, out, ["state.backend=memory", "batch.max.events=37"], report=rep,
+           extra=["--eval"] + bundles)
+    same_bytes(singles["g"][0], os.path.join(tmp, "cmp.g.jsonl"), "bundle g in a comparison vs alone")
+    same_bytes(singles["r"][0], os.path.join(tmp, "cmp.r.jsonl"), "bundle r in a comparison vs alone")
+    same_bytes(singles["g"][0], os.path.join(tmp, "cmp.g2.jsonl"), "bundle g2 in a comparison vs g alone")
+    with open(rep) as f:
+        r = json.load(f)
+    if [b["name"] for b in r["bundles"]] != ["g", "r", "g2"]:
+        raise Fail("report bundles %r" % [b["name"] for b in r["bundles"]])
+    for b in r["bundles"]:
+        with open(singles[b["name"][:1]][1]) as f:
+            alone = json.load(f)
+        for key in ("events", "invalid", "recommendations", "unknown_items", "sessions"):
+            if b[key] != alone[key]:
+                raise Fail("bundle %s: %s %r in the comparison, %r alone" % (b["name"], key, b[key], alone[key]))
+        for key in ("evaluated", "hits", "mrr", "ndcg", "coverage", "unknown_targets"):
+            if b["eval"][key] != alone["eval"][key]:
+                raise Fail("bundle %s: eval.%s %r in the comparison, %r alone" %
+                           (b["name"], key, b["eval"][key], alone["eval"][key]))
+    cmp = {c["candidate"]: c for c in r["comparison"]}
+    if set(cmp) != {"r", "g2"} or any(c["baseline"] != "g" for c in r["comparison"]):
+        raise Fail("comparison rows %r" % r["comparison"])
+    g, rr = r["bundles"][0]["eval"], r["bundles"][1]["eval"]
+    for m in ("hit_rate", "mrr", "ndcg"):
+        if cmp["g2"][m] != {"diff": 0.0, "lo": 0.0, "hi": 0.0}:
+            raise Fail("a bundle against itself: %s %r" % (m, cmp["g2"][m]))
+        d = cmp["r"][m]
+        if abs(d["diff"] - (rr[m] - g[m])) > 2e-6:
+            raise Fail("%s: diff %r, the bundles' metrics differ by %r" % (m, d["diff"], rr[m] - g[m]))
+        if not d["lo"] <= d["diff"] <= d["hi"] or d["lo"] == d["hi"]:
+            raise Fail("%s: interval %r does not hold the difference" % (m, d))
+    if cmp["r"]["sessions"] < 1 or cmp["r"]["resamples"] != 1000:
+        raise Fail("sessions %r resamples %r" % (cmp["r"]["sessions"], cmp["r"]["resamples"]))
+    rep2 = os.path.join(tmp, "cmp2.json")
+    replay(args, tmp, ev, os.path.join(tmp, "cmp2.jsonl"), ["state.backend=memory"], report=rep2,
+           extra=["--eval"] + bundles)
+    with open(rep2) as f:
+        if json.load(f)["comparison"] != r["comparison"]:
+            raise Fail("the comparison differs between two runs (batch 37 vs 256)")
+    # refused: one --bundle, a topic output, a name twice, a bundle that does not load
+    for extra, want in ((["--bundle", "g=" + os.path.join(args.data, "gpt2-small")], "two or more"),
+                        (bundles[:4] + ["--bundle", "g=" + os.path.join(args.data, "gpt2-small")], "twice"),
+                        (bundles[:2] + ["--bundle", "x=" + os.path.join(tmp, "nope")], "bundle x")):
+        cmd = [args.streamrec, "replay", "--set", "device=cpu", "--set", "state.backend=memory",
+               "--input", ev, "--output", out, "--eval"] + extra
+        p = subprocess.run(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if p.returncode == 0 or want not in p.stderr.decode():
+            raise Fail("%s: exit %d, stderr %r (expected %r)" % (" ".join(extra), p.returncode,
+                                                                  p.stderr.decode()[-300:], want))
+
+
+CASES = {"compare": case_compare, "state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
          "restart": case_restart, "avro_input": case_avro_input, "avro_output": case_avro_output,
-         "exclude_types": case_exclude_types}
+         "exclude_types": case_exclude_types, "incremental": case_incremental}
 
 
 def main():

@@ -110,7 +110,7 @@ static void test_codec_roundtrip_and_rejects(void **unused)
     assert_int_equal(sr_session_encoded_size(3), 1 + 1 + 8 + 24 + 12);
     assert_int_equal(sr_session_encode(&s, buf, sizeof buf, &n, &err), SR_OK);
     assert_int_equal(n, 46);
-    assert_int_equal(buf[0], SR_SESSION_VALUE_VERSION);
+    assert_int_equal(buf[0], SR_SESSION_VALUE_VERSION_V2); /* no encoder state: version 2 */
     assert_int_equal(buf[0], 2);
     assert_int_equal(buf[1], 3);
     assert_int_equal(buf[10], 1); /* first item LE */
@@ -179,9 +179,84 @@ static void test_codec_roundtrip_and_rejects(void **unused)
         sr_err_t rc = sr_session_decode(g, gl, a, &d, &err);
         assert_true(rc == SR_OK || rc == SR_EFORMAT);
         if (rc == SR_OK) /* version 1 has no type codes: 4 bytes an item fewer */
-            assert_int_equal(sr_session_encoded_size(d.len) - (g[0] == 1 ? 4u * d.len : 0), gl);
+            assert_int_equal(sr_session_value_size(&d) - (g[0] == 1 ? 4u * d.len : 0), gl);
         sr_arena_reset(a);
     }
+    sr_arena_destroy(a);
+}
+
+/* Version 3 is version 2 (items, type codes) followed by the encoder state; a session without
+ * state is still written as version 2, and version 1 and 2 values decode without state. */
+static void test_codec_v3_encoder_state(void **unused)
+{
+    (void)unused;
+    uint64_t items[2] = { 7, 0x8000000000000001ULL };
+    uint32_t types[2] = { sr_session_type_code("view", 4), 0xCAFEF00Du };
+    uint8_t aux[200];
+    for (size_t i = 0; i < sizeof aux; i++)
+        aux[i] = (uint8_t)(i * 37 + 1);
+    struct sr_session s = { .items = items, .types = types, .len = 2, .last_ts = 99,
+                            .found = true, .aux = aux, .aux_len = sizeof aux };
+    size_t want = sr_session_encoded_size(2) + 2 /* varint 200 */ + sizeof aux;
+    assert_int_equal(sr_session_value_size(&s), want);
+    uint8_t buf[512];
+    size_t n;
+    struct sr_error err = { 0 };
+    assert_int_equal(sr_session_encode(&s, buf, sizeof buf, &n, &err), SR_OK);
+    assert_int_equal(n, want);
+    assert_int_equal(buf[0], SR_SESSION_VALUE_VERSION);
+    assert_int_equal(buf[0], 3);
+    assert_int_equal(sr_session_encode(&s, buf, want - 1, &n, &err), SR_ERANGE);
+    /* the bytes before the state are exactly the version 2 encoding, but for the version byte */
+    struct sr_session nos = s;
+    nos.aux = NULL;
+    nos.aux_len = 0;
+    uint8_t v2[64];
+    size_t n2;
+    assert_int_equal(sr_session_encode(&nos, v2, sizeof v2, &n2, &err), SR_OK);
+    assert_int_equal(n2, sr_session_encoded_size(2));
+    assert_int_equal(v2[0], SR_SESSION_VALUE_VERSION_V2);
+    assert_memory_equal(buf + 1, v2 + 1, n2 - 1);
+    assert_int_equal(buf[n2], 0xC8); /* varint 200 */
+    assert_int_equal(buf[n2 + 1], 0x01);
+    assert_memory_equal(buf + n2 + 2, aux, sizeof aux);
+
+    sr_arena_t *a = sr_arena_new(4096);
+    struct sr_session d;
+    assert_int_equal(sr_session_decode(buf, n, a, &d, &err), SR_OK);
+    assert_int_equal(d.len, 2);
+    assert_int_equal(d.last_ts, 99);
+    assert_memory_equal(d.items, items, sizeof items);
+    assert_non_null(d.types);
+    assert_memory_equal(d.types, types, sizeof types);
+    assert_int_equal(d.aux_len, sizeof aux);
+    assert_memory_equal(d.aux, aux, sizeof aux);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(sr_session_decode(buf, k, a, &d, &err), SR_EFORMAT);
+    buf[n] = 0;
+    assert_int_equal(sr_session_decode(buf, n + 1, a, &d, &err), SR_EFORMAT);
+    /* a version 3 value with an empty or missing state is malformed (writers use version 2) */
+    uint8_t v3e[64];
+    memcpy(v3e, v2, n2);
+    v3e[0] = SR_SESSION_VALUE_VERSION;
+    assert_int_equal(sr_session_decode(v3e, n2, a, &d, &err), SR_EFORMAT);
+    v3e[n2] = 0;
+    assert_int_equal(sr_session_decode(v3e, n2 + 1, a, &d, &err), SR_EFORMAT);
+    assert_non_null(strstr(err.msg, "encoder state"));
+    /* version 2 (as written without state) decodes with types, without state */
+    assert_int_equal(sr_session_decode(v2, n2, a, &d, &err), SR_OK);
+    assert_memory_equal(d.types, types, sizeof types);
+    assert_null(d.aux);
+    assert_int_equal(d.aux_len, 0);
+    /* version 1 (no type codes) decodes without types and state */
+    uint8_t v1[64];
+    memcpy(v1, v2, n2 - 8);
+    v1[0] = SR_SESSION_VALUE_VERSION_V1;
+    assert_int_equal(sr_session_decode(v1, n2 - 8, a, &d, &err), SR_OK);
+    assert_memory_equal(d.items, items, sizeof items);
+    assert_null(d.types);
+    assert_null(d.aux);
+    assert_int_equal(d.aux_len, 0);
     sr_arena_destroy(a);
 }
 
@@ -254,6 +329,90 @@ static void basic_ops(const char *backend)
     sr_arena_destroy(a);
     remove_dir(dir);
 }
+
+/* The encoder state rides with the session: put, replaced in a pending batch, read through
+ * the overlay, committed, read from the cache and (rocksdb) from disk after a reopen, visited
+ * by foreach and staged_foreach, and dropped by a later put without one. */
+static int count_aux(void *opaque, const struct sr_state_key *k, const struct sr_session *s)
+{
+    (void)k;
+    *(uint32_t *)opaque += s->aux_len;
+    return 0;
+}
+
+static int staged_aux(void *opaque, const struct sr_state_key *k, const struct sr_session *s,
+                      int64_t applied)
+{
+    (void)k, (void)applied;
+    if (s)
+        *(uint32_t *)opaque += s->aux_len;
+    return 0;
+}
+
+static void encoder_state(const char *backend)
+{
+    char dir[64];
+    make_dir(dir, sizeof dir);
+    sr_state_t *st = open_store(backend, dir, 8, 0, 0, 16);
+    sr_arena_t *a = sr_arena_new(4096);
+    struct sr_error err = { 0 };
+    uint64_t items[3] = { 1, 2, 3 };
+    uint8_t aux1[5] = { 1, 2, 3, 4, 5 }, aux2[300];
+    memset(aux2, 0xAB, sizeof aux2);
+    struct sr_state_key k = key_of(3, "s");
+    sr_state_batch_t *b = sr_state_batch_new(st);
+    struct sr_session v = { .items = items, .len = 3, .last_ts = 10, .aux = aux1, .aux_len = 5 };
+    assert_int_equal(sr_state_batch_put(b, &k, &v, &err), SR_OK);
+    uint64_t id;
+    assert_int_equal(sr_state_stage(st, b, &id, &err), SR_OK);
+    struct sr_session r = get1(st, a, 3, "s", NULL);
+    assert_int_equal(r.aux_len, 5);
+    assert_memory_equal(r.aux, aux1, 5);
+    /* the encode op replaces it in the pending batch */
+    assert_int_equal(sr_state_stage_set_aux(st, id, &k, aux2, sizeof aux2, &err), SR_OK);
+    struct sr_state_key other = key_of(3, "t");
+    assert_int_equal(sr_state_stage_set_aux(st, id, &other, aux1, 5, &err), SR_EINVAL);
+    assert_non_null(strstr(err.msg, "no put"));
+    assert_int_equal(sr_state_stage_set_aux(st, id + 1, &k, aux1, 5, &err), SR_EINVAL);
+    uint32_t seen = 0;
+    assert_int_equal(sr_state_staged_foreach(st, id, staged_aux, &seen, &err), SR_OK);
+    assert_int_equal(seen, sizeof aux2);
+    r = get1(st, a, 3, "s", NULL);
+    assert_int_equal(r.aux_len, sizeof aux2);
+    assert_memory_equal(r.aux, aux2, sizeof aux2);
+    assert_int_equal(sr_state_commit(st, id, &err), SR_OK);
+    r = get1(st, a, 3, "s", NULL); /* committed: cache (rocksdb) or map (memory) */
+    assert_int_equal(r.len, 3);
+    assert_int_equal(r.aux_len, sizeof aux2);
+    assert_memory_equal(r.aux, aux2, sizeof aux2);
+    seen = 0;
+    assert_int_equal(sr_state_partition_foreach(st, 3, count_aux, &seen, &err), SR_OK);
+    assert_int_equal(seen, sizeof aux2);
+    if (strcmp(backend, "rocksdb") == 0) {
+        sr_state_close(st);
+        st = open_store(backend, dir, 8, 0, 0, 16);
+        r = get1(st, a, 3, "s", NULL); /* from disk */
+        assert_int_equal(r.aux_len, sizeof aux2);
+        assert_memory_equal(r.aux, aux2, sizeof aux2);
+        r = get1(st, a, 3, "s", NULL); /* from the cache it filled */
+        assert_int_equal(r.aux_len, sizeof aux2);
+        assert_memory_equal(r.aux, aux2, sizeof aux2);
+    }
+    /* a put without state drops it */
+    b = sr_state_batch_new(st);
+    put1(b, 3, "s", items, 2, 11);
+    commit_now(st, b);
+    r = get1(st, a, 3, "s", NULL);
+    assert_int_equal(r.len, 2);
+    assert_int_equal(r.aux_len, 0);
+    assert_null(r.aux);
+    sr_arena_destroy(a);
+    sr_state_close(st);
+    remove_dir(dir);
+}
+
+static void test_encoder_state_memory(void **u) { (void)u; encoder_state("memory"); }
+static void test_encoder_state_rocksdb(void **u) { (void)u; encoder_state("rocksdb"); }
 
 static void test_basic_memory(void **u) { (void)u; basic_ops("memory"); }
 static void test_basic_rocksdb(void **u) { (void)u; basic_ops("rocksdb"); }
@@ -1052,6 +1211,9 @@ int main(void)
     sr_log_set_level(SR_LOG_OFF);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip_and_rejects),
+        cmocka_unit_test(test_codec_v3_encoder_state),
+        cmocka_unit_test(test_encoder_state_memory),
+        cmocka_unit_test(test_encoder_state_rocksdb),
         cmocka_unit_test(test_basic_memory),
         cmocka_unit_test(test_dir_private),
         cmocka_unit_test(test_basic_rocksdb),
