@@ -172,7 +172,6 @@ struct sr_runtime {
     struct part_lag *lags;
     int n_lags;
     uint64_t sessions;       /* written by the worker (atomic) */
-    uint64_t sessions_at;
     const char *version;
 };
 
