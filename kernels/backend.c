@@ -115,3 +115,49 @@ const char *sr_backend_describe(const sr_backend_t *be)
         return "none";
     return be->iface->describe ? be->iface->describe(be->ctx) : be->iface->name;
 }
+
+void *sr_backend_alloc(sr_backend_t *be, size_t bytes)
+{
+    return be ? be->iface->alloc(be->ctx, bytes) : NULL;
+}
+
+void sr_backend_free(sr_backend_t *be, void *p)
+{
+    if (be && p)
+        be->iface->free(be->ctx, p);
+}
+
+sr_err_t sr_backend_upload(sr_backend_t *be, void *dst, const void *host_src, size_t bytes,
+                           struct sr_error *err)
+{
+    if (!be || !dst || (!host_src && bytes))
+        return sr_error_set(err, SR_EINVAL, "backend upload: NULL argument");
+    return be->iface->upload(be->ctx, dst, host_src, bytes, err);
+}
+
+sr_err_t sr_backend_topk(sr_backend_t *be, const float *q, int B, const float *table,
+                         const float *bias, int d, int first, int V, int k, int32_t *host_idx,
+                         float *host_score, struct sr_error *err)
+{
+    if (!be || !q || !table || !host_idx || !host_score)
+        return sr_error_set(err, SR_EINVAL, "backend topk: NULL argument");
+    if (B < 0 || d <= 0 || first < 0 || first > V || k < 1)
+        return sr_error_set(err, SR_EINVAL, "backend topk: bad shape B=%d d=%d first=%d V=%d k=%d",
+                            B, d, first, V, k);
+    return be->iface->topk(be->ctx, q, B, table, bias, d, first, V, NULL, NULL, k, host_idx,
+                           host_score, err);
+}
+
+sr_err_t sr_backend_topk_pin(sr_backend_t *be, const float *table, int d, int first, int V,
+                             struct sr_error *err)
+{
+    if (!be || !table)
+        return sr_error_set(err, SR_EINVAL, "backend topk_pin: NULL argument");
+    return be->iface->topk_pin ? be->iface->topk_pin(be->ctx, table, d, first, V, err) : SR_OK;
+}
+
+void sr_backend_topk_unpin(sr_backend_t *be, const float *table, int d, int first, int V)
+{
+    if (be && table && be->iface->topk_unpin)
+        be->iface->topk_unpin(be->ctx, table, d, first, V);
+}

@@ -358,7 +358,7 @@ sr_err_t sr__bundle_load_tensors(struct sr_bundle *b, const struct sr__bundle_co
 {
     const char *fn = c->weights;
     size_t plen = strlen(c->prefix);
-    char sa[128], sb[128];
+    char shape_a[128], shape_b[128];
     sr_err_t rc = SR_OK;
     char *full = malloc(plen + 64);
     struct spec *sp = malloc(sizeof *sp * (size_t)(5 + 12 * c->n_layers));
@@ -379,8 +379,8 @@ sr_err_t sr__bundle_load_tensors(struct sr_bundle *b, const struct sr__bundle_co
     if (E->ndim != 2 || E->shape[1] != c->d_model) {
         int64_t want[2] = {E->ndim >= 1 ? E->shape[0] : 0, c->d_model};
         rc = sr_error_set(err, SR_EFORMAT, "%s: tensor '%s': expected shape %s, got %s", fn, full,
-                          shape_str(sa, sizeof sa, 2, want, false),
-                          shape_str(sb, sizeof sb, E->ndim, E->shape, false));
+                          shape_str(shape_a, sizeof shape_a, 2, want, false),
+                          shape_str(shape_b, sizeof shape_b, E->ndim, E->shape, false));
         goto out;
     }
     int64_t V = E->shape[0];
@@ -411,9 +411,9 @@ sr_err_t sr__bundle_load_tensors(struct sr_bundle *b, const struct sr__bundle_co
                                           : e->shape[k] == sp[i].shape[k];
         if (!ok) {
             rc = sr_error_set(err, SR_EFORMAT, "%s: tensor '%s': expected shape %s%s, got %s", fn,
-                              full, shape_str(sa, sizeof sa, sp[i].ndim, sp[i].shape, sp[i].min_rows),
+                              full, shape_str(shape_a, sizeof shape_a, sp[i].ndim, sp[i].shape, sp[i].min_rows),
                               sp[i].min_rows ? " (at least model.max_len rows)" : "",
-                              shape_str(sb, sizeof sb, e->ndim, e->shape, false));
+                              shape_str(shape_b, sizeof shape_b, e->ndim, e->shape, false));
             goto out;
         }
     }
@@ -543,7 +543,7 @@ sr_err_t sr_bundle_load(const char *dir, sr_bundle_t **out, struct sr_error *err
     return bundle_load(dir, true, out, err);
 }
 
-sr_err_t sr__bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err)
+sr_err_t sr_bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err)
 {
     return bundle_load(dir, false, out, err);
 }

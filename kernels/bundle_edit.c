@@ -571,7 +571,7 @@ sr_err_t sr_bundle_add_items(const char *dir, const struct sr_bundle_add_params 
                 factory += 6;
         }
         sr_bundle_t *nb = NULL;
-        if ((rc = sr__bundle_load_noindex(tmp, &nb, err)) != SR_OK)
+        if ((rc = sr_bundle_load_noindex(tmp, &nb, err)) != SR_OK)
             goto out;
         rc = sr_bundle_index_build(nb, factory, p->train_sample ? p->train_sample : 200000,
                                    p->seed ? p->seed : 42, &ix, err);

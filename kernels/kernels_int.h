@@ -57,17 +57,18 @@ struct sr_bundle {
  * b->faiss NULL. Messages name the index file. */
 sr_err_t sr__bundle_index_load(struct sr_bundle *b, struct sr_error *err);
 void sr__bundle_index_free(struct sr_bundle *b);
-/* sr_bundle_load without reading retrieval.index (build-index replaces a bad one). */
-sr_err_t sr__bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err);
 /* The item embedding table [V×d] and output.bias [V] (NULL when absent), host F32 views. */
 const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias);
 
 /* ---- backend function table ------------------------------------------------------------ */
 
 /* 1: the first table. 2: the optional gru_layer slot. 3: the optional gru_layer_h0 and
- * numerics slots (incremental encoding). A table may leave optional slots NULL (designated
- * initializers do); the model checks them before use. */
-#define SR_BACKEND_API_VERSION 3
+ * numerics slots (incremental encoding). 4: capability flags. A table may leave optional slots
+ * NULL (designated initializers do); the model checks them before use. */
+#define SR_BACKEND_API_VERSION 4
+
+/* Capabilities (struct sr_backend_iface.flags). */
+#define SR_BACKEND_HOST_MEMORY 1u /* backend memory is host memory: host pointers serve as is */
 
 /* All pointers to data are backend memory (device memory for cuda; host memory for cpu)
  * obtained from alloc, unless said otherwise. Calls are ordered on one stream: results are
@@ -75,6 +76,7 @@ const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias
 struct sr_backend_iface {
     int api_version;
     const char *name;
+    unsigned flags;                                   /* SR_BACKEND_* capabilities; since 4 */
     void (*destroy)(void *ctx);
     const char *(*describe)(void *ctx);
 

@@ -151,9 +151,9 @@ sr_err_t sr_model_new(sr_bundle_t *bundle, sr_backend_t *be, sr_model_t **out, s
     m->V = m->info->n_items;
     m->first = m->info->first_index;
     m->max_len = m->info->max_len;
-    /* The cpu backend's memory is host memory: the bundle's F32 views (mmap or widened copies,
-     * alive as long as our bundle reference) serve directly, so a 10^6-row table is not copied. */
-    m->in_place = !strcmp(m->bi->name, "cpu");
+    /* A backend whose memory is host memory (cpu) uses the bundle's F32 views (mmap or widened
+     * copies, alive as long as our bundle reference) directly: a 10^6-row table is not copied. */
+    m->in_place = (m->bi->flags & SR_BACKEND_HOST_MEMORY) != 0;
     if (m->bi->api_version < SR_BACKEND_API_VERSION) {
         model_free(m);
         return sr_error_set(err, SR_EDEVICE, "model: backend '%s' has api_version %d, need %d",

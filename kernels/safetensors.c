@@ -123,7 +123,7 @@ static int range_cmp(const void *a, const void *b)
 static sr_err_t parse_entry(const char *fname, const char *key, json_t *val, uint64_t dlen,
                             struct sr__st_entry *e, struct range *rng, struct sr_error *err)
 {
-    char sb[160];
+    char shape_str[160];
     if (!json_is_object(val))
         return sr_error_set(err, SR_EFORMAT, "%s: tensor '%s': header entry is not an object",
                             fname, key);
@@ -170,7 +170,7 @@ static sr_err_t parse_entry(const char *fname, const char *key, json_t *val, uin
         for (int i = 0; i < e->ndim; i++) {
             if (count > INT64_MAX / 8 / e->shape[i])
                 return sr_error_set(err, SR_EFORMAT, "%s: tensor '%s': shape %s is too large",
-                                    fname, key, fmt_shape(sb, sizeof sb, e->ndim, e->shape));
+                                    fname, key, fmt_shape(shape_str, sizeof shape_str, e->ndim, e->shape));
             count *= e->shape[i];
         }
     }
@@ -197,7 +197,7 @@ static sr_err_t parse_entry(const char *fname, const char *key, json_t *val, uin
                             "%s: tensor '%s': data_offsets [%lld,%lld] hold %lld bytes, but %s %s "
                             "needs %" PRIu64,
                             fname, key, (long long)b, (long long)en, (long long)(en - b), ds,
-                            fmt_shape(sb, sizeof sb, e->ndim, e->shape), need);
+                            fmt_shape(shape_str, sizeof shape_str, e->ndim, e->shape), need);
     rng->begin = (uint64_t)b;
     rng->end = (uint64_t)en;
     return SR_OK;

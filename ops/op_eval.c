@@ -30,6 +30,32 @@ struct eval_ctx {
     int32_t k;
 };
 
+double sr_eval_rr(int32_t rank) { return rank > 0 ? 1.0 / rank : 0.0; }
+
+double sr_eval_dcg(int32_t rank) { return rank > 0 ? 1.0 / log2(rank + 1.0) : 0.0; }
+
+int32_t sr_eval_score(struct sr_eval_report *r, const int32_t *rec, int32_t n, int32_t target)
+{
+    r->evaluated++;
+    for (int32_t j = 0; j < n; j++) {
+        if (rec[j] == target) {
+            r->hits++;
+            r->mrr_sum += sr_eval_rr(j + 1);
+            r->ndcg_sum += sr_eval_dcg(j + 1);
+            return j + 1;
+        }
+    }
+    return 0;
+}
+
+void sr_eval_rates(const struct sr_eval_report *r, double *hit_rate, double *mrr, double *ndcg)
+{
+    double n = (double)r->evaluated;
+    *hit_rate = r->evaluated ? (double)r->hits / n : 0.0;
+    *mrr = r->evaluated ? r->mrr_sum / n : 0.0;
+    *ndcg = r->evaluated ? r->ndcg_sum / n : 0.0;
+}
+
 static sr_err_t eval_init(struct sr_op_env *env, const char *prefix, void **ctx,
                           struct sr_op_ports *ports, struct sr_error *err)
 {
@@ -122,19 +148,13 @@ static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
             return sr_error_set(err, SR_ENOMEM, "eval: out of memory");
         if (p && ap[r] && p->n > 0) {
             int32_t target = sr_bundle_item_index_by_key(env->bundle, keys[r]);
-            c->report.evaluated++;
-            p->evaluated++;
             c->report.unknown_targets += target < sr_bundle_info(env->bundle)->first_index;
-            for (int32_t j = 0; j < p->n; j++) {
-                if (p->rec[j] == target) {
-                    c->report.hits++;
-                    c->report.mrr_sum += 1.0 / (j + 1);
-                    c->report.ndcg_sum += 1.0 / log2(j + 2.0);
-                    p->hits++;
-                    p->mrr += 1.0 / (j + 1);
-                    p->ndcg += 1.0 / log2(j + 2.0);
-                    break;
-                }
+            int32_t rank = sr_eval_score(&c->report, p->rec, p->n, target);
+            p->evaluated++;
+            if (rank) {
+                p->hits++;
+                p->mrr += sr_eval_rr(rank);
+                p->ndcg += sr_eval_dcg(rank);
             }
             p->n = 0;
             c->report.pending--;

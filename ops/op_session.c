@@ -215,8 +215,8 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
 
     /* 5. Stage the batch: sessions, applied offsets (every record of the batch, valid or not,
      * is covered) and the watermark. */
-    sr_state_batch_t *sb = sr_state_batch_new(env->state);
-    if (!sb)
+    sr_state_batch_t *bt = sr_state_batch_new(env->state);
+    if (!bt)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
     for (int32_t i = 0; i < n_work && rc == SR_OK; i++) {
         if (!w[i].dirty)
@@ -224,7 +224,7 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
         struct sr_session v = {.items = w[i].items, .types = w[i].types, .len = w[i].len,
                                .last_ts = w[i].last_ts, .found = true, .aux = w[i].aux,
                                .aux_len = w[i].aux_len};
-        rc = sr_state_batch_put(sb, &keys[i], &v, err);
+        rc = sr_state_batch_put(bt, &keys[i], &v, err);
     }
     /* Highest offset per partition of the batch (a batch spans few partitions). */
     int32_t *pp = sr_arena_alloc(A, sizeof(int32_t) * (size_t)(b->n > 0 ? b->n : 1), 16);
@@ -245,11 +245,11 @@ static sr_err_t session_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
     }
     for (int32_t i = 0; i < np && rc == SR_OK; i++)
         if (po[i] > sr_state_applied_offset(env->state, pp[i]))
-            rc = sr_state_batch_set_offset(sb, pp[i], po[i], err);
+            rc = sr_state_batch_set_offset(bt, pp[i], po[i], err);
     if (rc == SR_OK)
-        rc = sr_state_stage(env->state, sb, &env->staged_id, err);
+        rc = sr_state_stage(env->state, bt, &env->staged_id, err);
     if (rc != SR_OK) {
-        sr_state_batch_destroy(sb);
+        sr_state_batch_destroy(bt);
         return rc;
     }
     env->has_staged = true;

@@ -737,6 +737,7 @@ static sr_err_t cpu_attention(void *ctx, const float *qkv, const int32_t *offset
 static const struct sr_backend_iface cpu_iface = {
     .api_version = SR_BACKEND_API_VERSION,
     .name = "cpu",
+    .flags = SR_BACKEND_HOST_MEMORY,
     .destroy = cpu_destroy,
     .describe = cpu_describe,
     .alloc = cpu_alloc,

@@ -200,6 +200,7 @@ static sr_err_t cuda_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, i
 static const struct sr_backend_iface sr__cuda_iface = {
     .api_version = SR_BACKEND_API_VERSION,
     .name = "cuda",
+    .flags = 0, /* device memory: the model uploads the bundle's tensors */
     .destroy = cuda_destroy,
     .describe = cuda_describe,
     .alloc = cuda_alloc,

@@ -3,6 +3,7 @@
 #ifndef SR_CLI_H
 #define SR_CLI_H
 
+#include "args.h"
 #include "sr_core.h"
 
 #include <stdbool.h>
@@ -22,20 +23,15 @@ int sr__cli_wants_help(int argc, char **argv);
 /* True when stderr is a terminal (progress lines are shown only then). */
 int sr__cli_tty(void);
 
-/* Number options: the whole string must parse and lie in [lo, hi]. Integers also accept an
- * exact scientific form ("1e6"). Return false otherwise (the caller names the option). */
-bool sr__cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
-bool sr__cli_parse_double(const char *s, double lo, double hi, double *out);
-
 /* The one configuration loader of every command (DESIGN §5): properties file (NULL: none),
- * then STREAMREC_* variables (when use_env), then the `--set key=value` arguments found in argv
- * (argv[i] == "--set", argv[i+1]), then the start-up checks of core (sr_config_check) and of the
+ * then STREAMREC_* variables (when use_env), then the `--set key=value` values (sets, in order;
+ * NULL: none), then the start-up checks of core (sr_config_check) and of the
  * graph's keys (sr_graph_config_check). Sets the process log level from log.level. With
  * all_problems every problem is printed as "streamrec <cmd>: <problem>" and the count returned;
  * otherwise the first is printed (the command refuses to start). Returns 0 when the
  * configuration is good. */
 int sr__cli_config_load(const char *cmd, sr_config_t *cfg, const char *file, bool use_env,
-                        int argc, char **argv, bool all_problems);
+                        const struct sr__cli_list *sets, bool all_problems);
 
 /* Commands. */
 int sr__cmd_config(int argc, char **argv);

@@ -8,11 +8,8 @@
  * or updated (kernels/bundle_edit.c).
  * Subcommands are listed once in the table below. */
 #include "cli.h"
-#include "kernels_int.h"
-#include "sr_kernels.h"
-#ifdef SR_HAVE_FAISS
 #include "sr_faiss.h"
-#endif
+#include "sr_kernels.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -40,16 +37,20 @@ static int bundle_check(int argc, char **argv)
                "  problem when the bundle would be refused.\n");
         return 0;
     }
-    if (argc != 2)
+    const char *dir = NULL;
+    const struct sr__opt opts[] = {SR__OPT_END};
+    if (sr__cli_parse("bundle check", opts, argc, argv, &dir, 1, NULL))
+        return 1;
+    if (!dir)
         return sr__cli_fail("bundle", "check takes exactly one BUNDLE directory (see "
                             "streamrec bundle --help)");
     sr_bundle_t *b;
     struct sr_error err;
-    if (sr_bundle_load(argv[1], &b, &err) != SR_OK) {
+    if (sr_bundle_load(dir, &b, &err) != SR_OK) {
         /* Messages name the file inside the bundle; add the bundle unless already there. */
-        if (!strncmp(err.msg, argv[1], strlen(argv[1])))
+        if (!strncmp(err.msg, dir, strlen(dir)))
             return sr__cli_fail("bundle", "%s", err.msg);
-        return sr__cli_fail("bundle", "%s: %s", argv[1], err.msg);
+        return sr__cli_fail("bundle", "%s: %s", dir, err.msg);
     }
     const struct sr_bundle_info *in = sr_bundle_info(b);
     printf("bundle       %s: ok\n", in->dir);
@@ -76,16 +77,6 @@ static int bundle_check(int argc, char **argv)
 }
 
 /* ---- build-index ------------------------------------------------------------------------- */
-
-#ifdef SR_HAVE_FAISS
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    int64_t v;
-    if (!sr__cli_parse_i64(s, lo, hi, &v)) /* accepts 1e5 */
-        return false;
-    *out = (long)v;
-    return true;
-}
 
 /* Sets retrieval.index, and the search parameter with the recall it measured, in bundle.json
  * (other fields and their order kept), atomically. */
@@ -122,7 +113,13 @@ static int record_index(const char *dir, const char *name, const struct sr_index
     }
     return 0;
 }
-#endif /* SR_HAVE_FAISS */
+
+/* --target-recall: a number in (0, 1]. */
+static bool parse_recall(const char *v, void *dst)
+{
+    double *r = dst;
+    return sr__cli_parse_double(v, 0, 1, r) && *r > 0;
+}
 
 static int bundle_build_index(int argc, char **argv)
 {
@@ -145,51 +142,33 @@ static int bundle_build_index(int argc, char **argv)
                "  --queries 500.\n");
         return 0;
     }
-#ifndef SR_HAVE_FAISS
-    (void)argc, (void)argv;
-    return sr__cli_fail("bundle", "build-index: this build has no FAISS (libfaiss.a was not "
-                        "found at configure time; see deploy/install-deps.sh)");
-#else
+    if (!sr_faiss_available())
+        return sr__cli_fail("bundle", "build-index: this build has no FAISS (libfaiss.a was not "
+                            "found at configure time; see deploy/install-deps.sh)");
     const char *dir = NULL, *factory = NULL;
-    long nprobe = 0, ef = 0, sample = 200000, nq = 500, seed = 42, k = 10;
+    int64_t nprobe = 0, ef = 0, sample = 200000, nq = 500, seed = 42, k = 10;
     double target = 0.95;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long *dst = !strcmp(a, "--nprobe") ? &nprobe : !strcmp(a, "--ef-search") ? &ef
-                  : !strcmp(a, "--train-sample") ? &sample : !strcmp(a, "--queries") ? &nq
-                  : !strcmp(a, "--seed") ? &seed : !strcmp(a, "-k") ? &k : NULL;
-        if (dst || !strcmp(a, "--factory") || !strcmp(a, "--target-recall")) {
-            if (!v)
-                return sr__cli_fail("bundle", "build-index: %s needs a value", a);
-            i++;
-            char *end;
-            if (!strcmp(a, "--target-recall")) {
-                target = strtod(v, &end);
-                if (end == v || *end || !(target > 0 && target <= 1))
-                    return sr__cli_fail("bundle", "build-index: --target-recall: '%s' is not a "
-                                        "number in (0, 1]", v);
-            } else if (!dst)
-                factory = v;
-            else if (!parse_long(v, dst == &sample ? 0 : 1, dst == &seed ? (1L << 62) : (1L << 30), dst))
-                return sr__cli_fail("bundle", "build-index: %s: '%s' is not a positive integer", a, v);
-        } else if (a[0] == '-') {
-            return sr__cli_fail("bundle", "build-index: unknown option '%s' (see --help)", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return sr__cli_fail("bundle", "build-index: unexpected argument '%s'", a);
-        }
-    }
+    const struct sr__opt opts[] = {
+        SR__STR("--factory", &factory),
+        SR__FN("--target-recall", &target, parse_recall, "a number in (0, 1]"),
+        SR__I64("--nprobe", &nprobe, 1, INT64_C(1) << 30),
+        SR__I64("--ef-search", &ef, 1, INT64_C(1) << 30),
+        SR__I64("--train-sample", &sample, 0, INT64_C(1) << 30),
+        SR__I64("--queries", &nq, 1, INT64_C(1) << 30),
+        SR__I64("--seed", &seed, 1, INT64_C(1) << 62),
+        SR__I64("-k", &k, 1, 1000),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("bundle build-index", opts, argc, argv, &dir, 1, NULL))
+        return 1;
     if (!dir || !factory)
         return sr__cli_fail("bundle", "build-index needs BUNDLE and --factory (see --help)");
     if (nprobe && ef)
         return sr__cli_fail("bundle", "build-index: --nprobe and --ef-search: give at most one");
-    if (k > 1000)
-        return sr__cli_fail("bundle", "build-index: -k %ld is out of range (1..1000)", k);
     struct sr_error err;
     sr_bundle_t *b = NULL;
     /* An existing retrieval.index is not read: building a new one is how a bad one is fixed. */
-    if (sr__bundle_load_noindex(dir, &b, &err) != SR_OK)
+    if (sr_bundle_load_noindex(dir, &b, &err) != SR_OK)
         return sr__cli_fail("bundle", "%s", err.msg);
     const struct sr_bundle_info *in = sr_bundle_info(b);
     sr_faiss_t *ix = NULL;
@@ -241,9 +220,9 @@ static int bundle_build_index(int argc, char **argv)
                tr.tried);
     for (int i = 0; i < tp.n_ks; i++)
         printf("recall@%-5d %.4f vs exact on %ld encoded random sessions (target %.2f)\n",
-               tp.ks[i], tr.recall[i], nq, target);
+               tp.ks[i], tr.recall[i], (long)nq, target);
     printf("queries/s    faiss %.0f, exact %.0f (batch of %ld, 1 process)\n", tr.faiss_qps,
-           tr.exact_qps, nq);
+           tr.exact_qps, (long)nq);
     printf("bundle.json  retrieval.index = \"items.faiss\"%s%s%s\n", tr.param ? ", retrieval." : "",
            tr.param ? tr.param : "", tr.param ? " and its recall" : "");
     if (!tr.reached)
@@ -255,7 +234,6 @@ done:
     sr_faiss_destroy(ix);
     sr_bundle_unref(b);
     return rc;
-#endif
 }
 
 
@@ -282,24 +260,16 @@ static int bundle_add_items(int argc, char **argv)
     }
     const char *dir = NULL;
     struct sr_bundle_add_params p = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = !strcmp(a, "--items") ? &p.items
-                         : !strcmp(a, "--embeddings") ? &p.embeddings
-                         : !strcmp(a, "--out") ? &p.out : !strcmp(a, "--version") ? &p.version
-                         : !strcmp(a, "--factory") ? &p.factory : NULL;
-        if (dst) {
-            if (i + 1 >= argc)
-                return sr__cli_fail("bundle", "add-items: %s needs a value", a);
-            *dst = argv[++i];
-        } else if (a[0] == '-') {
-            return sr__cli_fail("bundle", "add-items: unknown option '%s' (see --help)", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return sr__cli_fail("bundle", "add-items: unexpected argument '%s'", a);
-        }
-    }
+    const struct sr__opt opts[] = {
+        SR__STR("--items", &p.items),
+        SR__STR("--embeddings", &p.embeddings),
+        SR__STR("--out", &p.out),
+        SR__STR("--version", &p.version),
+        SR__STR("--factory", &p.factory),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("bundle add-items", opts, argc, argv, &dir, 1, NULL))
+        return 1;
     if (!dir || !p.items || !p.out)
         return sr__cli_fail("bundle", "add-items needs BUNDLE, --items and --out (see --help)");
     struct sr_bundle_add_result res;

@@ -14,7 +14,20 @@ int sr__cmd_config(int argc, char **argv)
                "             (exit 1), else \"configuration ok\"\n");
         return 0;
     }
-    if (argc >= 2 && !strcmp(argv[1], "--list")) {
+    const char *file = NULL;
+    bool list = false;
+    struct sr__cli_list sets = {0};
+    const struct sr__opt opts[] = {
+        SR__FLAG("--list", &list),
+        SR__STR("-c", &file),
+        SR__LIST("--set", &sets),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("config", opts, argc, argv, NULL, 0, NULL)) {
+        sr__cli_list_free(&sets);
+        return 1;
+    }
+    if (list) {
         /* Columns as wide as their longest entry plus two spaces, so a reader may split on
          * two or more spaces whatever a key's length. */
         int kw = 0, dw = 0;
@@ -30,20 +43,13 @@ int sr__cmd_config(int argc, char **argv)
             sr_config_known_at(i, &k, &d, &h);
             printf("%-*s  %-*s  %s\n", kw, k, dw, d ? (*d ? d : "(empty)") : "(none)", h);
         }
+        sr__cli_list_free(&sets);
         return 0;
     }
-    const char *file = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-c") && i + 1 < argc && !file)
-            file = argv[++i];
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc)
-            i++;
-        else
-            return sr__cli_fail("config", "unexpected argument '%s' (see --help)", argv[i]);
-    }
     sr_config_t *cfg = sr_config_new();
-    int n = sr__cli_config_load("config", cfg, file, true, argc, argv, true);
+    int n = sr__cli_config_load("config", cfg, file, true, &sets, true);
     sr_config_destroy(cfg);
+    sr__cli_list_free(&sets);
     if (n)
         return 1;
     printf("configuration ok\n");

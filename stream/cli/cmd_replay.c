@@ -179,56 +179,55 @@ static int print_comparison(const sr_replay_t *r, int resamples)
     return 0;
 }
 
+/* --bundle NAME=DIR, repeatable (a comparison). */
+_Static_assert(SR_REPLAY_MAX_BUNDLES == 8, "the --bundle error line says 8");
+struct bundle_list {
+    struct sr_replay_bundle b[SR_REPLAY_MAX_BUNDLES];
+    int n;
+};
+
+static bool add_bundle(const char *v, void *dst)
+{
+    struct bundle_list *l = dst;
+    const char *eq = strchr(v, '=');
+    if (l->n == SR_REPLAY_MAX_BUNDLES || !eq || eq == v || !eq[1] || eq - v > 32)
+        return false;
+    char *name = strndup(v, (size_t)(eq - v));
+    if (!name)
+        return false;
+    l->b[l->n++] = (struct sr_replay_bundle){.name = name, .dir = eq + 1};
+    return true;
+}
+
 int sr__cmd_replay(int argc, char **argv)
 {
     if (sr__cli_wants_help(argc, argv)) {
         usage();
         return 0;
     }
-    const char *input = NULL, *output = NULL, *report = NULL;
+    const char *input = NULL, *output = NULL, *report = NULL, *cfg_file = NULL;
     bool eval = false, resume = false;
-    struct sr_replay_bundle bundles[SR_REPLAY_MAX_BUNDLES];
-    int n_bundles = 0;
+    struct bundle_list bl = {.n = 0};
     int64_t resamples = 1000;
+    struct sr__cli_list sets = {0}; /* applied after the file and the environment, below */
+    const struct sr__opt opts[] = {
+        SR__STR("-c", &cfg_file),
+        SR__LIST("--set", &sets),
+        SR__STR("--input", &input),
+        SR__STR("--output", &output),
+        SR__STR("--report", &report),
+        SR__FLAG("--eval", &eval),
+        SR__FLAG("--resume", &resume),
+        SR__I64("--resamples", &resamples, 1, 1000000),
+        SR__FN("--bundle", &bl, add_bundle, "NAME=DIR (NAME up to 32 characters; at most 8 "
+                                            "bundles)"),
+        SR__OPT_END,
+    };
     struct sr_error err = {0};
     sr_config_t *cfg = sr_config_new();
-    int rc = 0;
-    const char *cfg_file = NULL;
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "-c") && more)
-            cfg_file = argv[++i];
-        else if (!strcmp(a, "--set") && more)
-            ++i; /* applied after the file and the environment, below */
-        else if (!strcmp(a, "--input") && more)
-            input = argv[++i];
-        else if (!strcmp(a, "--output") && more)
-            output = argv[++i];
-        else if (!strcmp(a, "--report") && more)
-            report = argv[++i];
-        else if (!strcmp(a, "--eval"))
-            eval = true;
-        else if (!strcmp(a, "--resume"))
-            resume = true;
-        else if (!strcmp(a, "--resamples") && more) {
-            if (!sr__cli_parse_i64(argv[++i], 1, 1000000, &resamples))
-                rc = sr__cli_fail("replay", "--resamples: '%s' is not an integer in 1..1000000",
-                                  argv[i]);
-        } else if (!strcmp(a, "--bundle") && more) {
-            const char *v = argv[++i], *eq = strchr(v, '=');
-            if (n_bundles == SR_REPLAY_MAX_BUNDLES)
-                rc = sr__cli_fail("replay", "--bundle: at most %d bundles", SR_REPLAY_MAX_BUNDLES);
-            else if (!eq || eq == v || !eq[1] || eq - v > 32)
-                rc = sr__cli_fail("replay", "--bundle '%s': expected NAME=DIR (NAME up to 32 "
-                                  "characters)", v);
-            else
-                bundles[n_bundles++] = (struct sr_replay_bundle){.name = strndup(v, (size_t)(eq - v)),
-                                                                 .dir = eq + 1};
-        }
-        else
-            rc = sr__cli_fail("replay", "unexpected argument '%s' (see --help)", a);
-    }
+    int rc = sr__cli_parse("replay", opts, argc, argv, NULL, 0, NULL);
+    struct sr_replay_bundle *bundles = bl.b;
+    int n_bundles = bl.n;
     if (!rc && n_bundles == 1)
         rc = sr__cli_fail("replay", "--bundle: give two or more to compare (one bundle is "
                           "model.bundle)");
@@ -245,7 +244,7 @@ int sr__cmd_replay(int argc, char **argv)
     if (!rc && n_bundles > 1 && sr_config_set(cfg, "model.bundle", bundles[0].dir, &err) != SR_OK)
         rc = sr__cli_fail("replay", "%s", err.msg);
     if (!rc)
-        rc = sr__cli_config_load("replay", cfg, cfg_file, true, argc, argv, false);
+        rc = sr__cli_config_load("replay", cfg, cfg_file, true, &sets, false);
     struct progress prog = {.tty = sr__cli_tty(), .t0 = sr_now_ns()};
     struct sr_replay_params rp = {.cfg = cfg, .input = input, .output = output, .eval = eval,
                                   .resume = resume, .on_batch = on_batch, .ctx = &prog,
@@ -281,7 +280,8 @@ int sr__cmd_replay(int argc, char **argv)
     if (sr_replay_destroy(r, &err) != SR_OK && !rc)
         rc = sr__cli_fail("replay", "%s", err.msg);
     sr_config_destroy(cfg);
-    for (int i = 0; i < n_bundles; i++)
-        free((char *)bundles[i].name);
+    sr__cli_list_free(&sets);
+    for (int i = 0; i < bl.n; i++)
+        free((char *)bl.b[i].name);
     return rc;
 }

@@ -41,30 +41,28 @@ int sr__cmd_run(int argc, char **argv)
         return 0;
     }
     struct sr_error err = {0};
-    sr_config_t *cfg = sr_config_new();
-    int rc = 0;
     const char *cfg_file = NULL;
-    for (int i = 1; i < argc && !rc; i++) {
-        if (!strcmp(argv[i], "-c") && i + 1 < argc)
-            cfg_file = argv[++i];
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc)
-            ++i;
-        else
-            rc = sr__cli_fail("run", "unexpected argument '%s' (see --help)", argv[i]);
-    }
+    struct sr__cli_list sets = {0};
+    const struct sr__opt opts[] = {
+        SR__STR("-c", &cfg_file),
+        SR__LIST("--set", &sets),
+        SR__OPT_END,
+    };
+    int rc = sr__cli_parse("run", opts, argc, argv, NULL, 0, NULL);
+    sr_config_t *cfg = sr_config_new();
     /* Without -c the environment and --set may still configure everything (a container);
      * what is missing is said in one line. */
     if (!rc && !cfg_file && !sr_config_is_set(cfg, "model.bundle") && !getenv("STREAMREC_MODEL_BUNDLE")) {
         bool set = false;
-        for (int i = 1; i + 1 < argc; i++)
-            set = set || (!strcmp(argv[i], "--set") && !strncmp(argv[i + 1], "model.bundle", 12));
+        for (int i = 0; i < sets.n; i++)
+            set = set || !strncmp(sets.v[i], "model.bundle", 12);
         if (!set)
             rc = sr__cli_fail("run", "no configuration: give -c FILE (a properties file with at "
                               "least model.bundle and kafka.bootstrap.servers), STREAMREC_* "
                               "variables or --set key=value");
     }
     if (!rc)
-        rc = sr__cli_config_load("run", cfg, cfg_file, true, argc, argv, false);
+        rc = sr__cli_config_load("run", cfg, cfg_file, true, &sets, false);
     if (!rc) /* the effective configuration, secrets masked: what this process runs with */
         sr_config_foreach(cfg, "", log_key, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -75,5 +73,6 @@ int sr__cmd_run(int argc, char **argv)
         rc = sr__cli_fail("run", "%s", err.msg);
     sr_runtime_destroy(rt);
     sr_config_destroy(cfg);
+    sr__cli_list_free(&sets);
     return rc;
 }

@@ -31,15 +31,6 @@ static int usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-    int64_t v;
-    if (!sr__cli_parse_i64(s, lo, hi, &v))
-        return false;
-    *out = (long)v;
-    return true;
-}
-
 /* Growable buffers reused across batches. */
 struct score_buf {
     int32_t *offsets, *items;
@@ -79,17 +70,17 @@ static void put_json_string(FILE *out, const char *s, size_t len)
     fputc('"', out);
 }
 
-static int flush_batch(sr_model_t *m, const sr_bundle_t *b, struct score_buf *sb, int k, FILE *out)
+static int flush_batch(sr_model_t *m, const sr_bundle_t *b, struct score_buf *buf, int k, FILE *out)
 {
-    if (sb->n == 0)
+    if (buf->n == 0)
         return 0;
-    struct sr_session_batch batch = {.n = sb->n, .offsets = sb->offsets, .items = sb->items};
+    struct sr_session_batch batch = {.n = buf->n, .offsets = buf->offsets, .items = buf->items};
     struct sr_error err;
-    if (sr_model_recommend(m, &batch, k, sb->idx, sb->score, &err) != SR_OK)
+    if (sr_model_recommend(m, &batch, k, buf->idx, buf->score, &err) != SR_OK)
         return sr__cli_fail("score", "%s", err.msg);
-    for (int32_t s = 0; s < sb->n; s++) {
-        const int32_t *ix = sb->idx + (size_t)s * k;
-        const float *sc = sb->score + (size_t)s * k;
+    for (int32_t s = 0; s < buf->n; s++) {
+        const int32_t *ix = buf->idx + (size_t)s * k;
+        const float *sc = buf->score + (size_t)s * k;
         int n = 0;
         while (n < k && ix[n] >= 0)
             n++;
@@ -106,7 +97,7 @@ static int flush_batch(sr_model_t *m, const sr_bundle_t *b, struct score_buf *sb
             fprintf(out, "%s%.9g", r ? ", " : "", (double)sc[r]);
         fputs("]}\n", out);
     }
-    sb->n = 0;
+    buf->n = 0;
     if (ferror(out))
         return sr__cli_fail("score", "writing output: %s", strerror(errno));
     return 0;
@@ -114,7 +105,7 @@ static int flush_batch(sr_model_t *m, const sr_bundle_t *b, struct score_buf *sb
 
 /* Parses one input line into the batch; returns NULL or a static reason. */
 static const char *parse_line(const sr_bundle_t *b, const char *line, size_t len,
-                              struct score_buf *sb, char *why, size_t whylen)
+                              struct score_buf *buf, char *why, size_t whylen)
 {
     json_error_t je;
     json_t *root = json_loadb(line, len, 0, &je);
@@ -137,9 +128,9 @@ static const char *parse_line(const sr_bundle_t *b, const char *line, size_t len
         return r;
     }
     size_t n = json_array_size(items);
-    size_t base = sb->n ? (size_t)sb->offsets[sb->n] : 0;
-    if (base + n > INT32_MAX || !grow((void **)&sb->items, &sb->cap_items, base + n, sizeof(int32_t)) ||
-        !grow((void **)&sb->offsets, &sb->cap_off, (size_t)sb->n + 2, sizeof(int32_t))) {
+    size_t base = buf->n ? (size_t)buf->offsets[buf->n] : 0;
+    if (base + n > INT32_MAX || !grow((void **)&buf->items, &buf->cap_items, base + n, sizeof(int32_t)) ||
+        !grow((void **)&buf->offsets, &buf->cap_off, (size_t)buf->n + 2, sizeof(int32_t))) {
         json_decref(root);
         return "out of memory";
     }
@@ -150,11 +141,11 @@ static const char *parse_line(const sr_bundle_t *b, const char *line, size_t len
             json_decref(root);
             return why;
         }
-        sb->items[base + i] = sr_bundle_item_index(b, json_string_value(it), json_string_length(it));
+        buf->items[base + i] = sr_bundle_item_index(b, json_string_value(it), json_string_length(it));
     }
-    sb->offsets[sb->n] = (int32_t)base;
-    sb->offsets[sb->n + 1] = (int32_t)(base + n);
-    sb->n++;
+    buf->offsets[buf->n] = (int32_t)base;
+    buf->offsets[buf->n + 1] = (int32_t)(base + n);
+    buf->n++;
     json_decref(root);
     return NULL;
 }
@@ -165,46 +156,27 @@ int sr__cmd_score(int argc, char **argv)
         return usage(stdout);
     const char *dir = NULL, *device = "auto";
     const char *retrieval = "auto";
-    long k = 10, batch = 256, threads = 0, nprobe = 16, ef_search = 64;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-k") || !strcmp(a, "--batch") || !strcmp(a, "--device") ||
-            !strcmp(a, "--threads") || !strcmp(a, "--retrieval") || !strcmp(a, "--nprobe") ||
-            !strcmp(a, "--ef-search")) {
-            if (!v)
-                return sr__cli_fail("score", "%s needs a value", a);
-            i++;
-            if (!strcmp(a, "-k") && !parse_int(v, 1, 100000, &k))
-                return sr__cli_fail("score", "-k: '%s' is not an integer in 1..100000", v);
-            if (!strcmp(a, "--batch") && !parse_int(v, 1, 1000000, &batch))
-                return sr__cli_fail("score", "--batch: '%s' is not an integer in 1..1000000", v);
-            if (!strcmp(a, "--threads") && !parse_int(v, 0, 256, &threads))
-                return sr__cli_fail("score", "--threads: '%s' is not an integer in 0..256", v);
-            if (!strcmp(a, "--nprobe") && !parse_int(v, 1, 1 << 20, &nprobe))
-                return sr__cli_fail("score", "--nprobe: '%s' is not an integer in 1..1048576", v);
-            if (!strcmp(a, "--ef-search") && !parse_int(v, 1, 1 << 20, &ef_search))
-                return sr__cli_fail("score", "--ef-search: '%s' is not an integer in 1..1048576", v);
-            if (!strcmp(a, "--device"))
-                device = v;
-            if (!strcmp(a, "--retrieval"))
-                retrieval = v;
-        } else if (a[0] == '-' && a[1]) {
-            return sr__cli_fail("score", "unknown option '%s' (see streamrec score --help)", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return sr__cli_fail("score", "unexpected argument '%s'", a);
-        }
-    }
+    int k = 10, batch = 256, threads = 0, nprobe = 16, ef_search = 64, n_pos = 0;
+    const struct sr__opt opts[] = {
+        SR__INT("-k", &k, 1, 100000),
+        SR__INT("--batch", &batch, 1, 1000000),
+        SR__INT("--threads", &threads, 0, 256),
+        SR__INT("--nprobe", &nprobe, 1, 1 << 20),
+        SR__INT("--ef-search", &ef_search, 1, 1 << 20),
+        SR__STR("--device", &device),
+        SR__STR("--retrieval", &retrieval),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("score", opts, argc, argv, &dir, 1, &n_pos))
+        return 1;
     if (!dir)
         return sr__cli_fail("score", "missing BUNDLE (see streamrec score --help)");
 
     struct sr_error err;
-    struct sr_backend_params bp = {.threads = (int)threads};
+    struct sr_backend_params bp = {.threads = threads};
     if (sr_device_parse(device, &bp.device, &err) != SR_OK)
         return sr__cli_fail("score", "%s", err.msg);
-    struct sr_retrieval_params rp = {.nprobe = (int)nprobe, .ef_search = (int)ef_search};
+    struct sr_retrieval_params rp = {.nprobe = nprobe, .ef_search = ef_search};
     if (sr_retrieval_mode_parse(retrieval, &rp.mode, &err) != SR_OK)
         return sr__cli_fail("score", "--retrieval: %s", err.msg);
     sr_bundle_t *b = NULL;
@@ -221,15 +193,15 @@ int sr__cmd_score(int argc, char **argv)
     sr_log(SR_LOG_INFO, "score", "model loaded", "bundle=%s version=%s backend=\"%s\" retrieval=\"%s\"",
            dir, sr_bundle_info(b)->version, sr_backend_describe(be), sr_model_retrieval_name(m));
 
-    struct score_buf sb = {0};
-    sb.idx = malloc(sizeof(int32_t) * (size_t)batch * k);
-    sb.score = malloc(sizeof(float) * (size_t)batch * k);
+    struct score_buf buf = {0};
+    buf.idx = malloc(sizeof(int32_t) * (size_t)batch * k);
+    buf.score = malloc(sizeof(float) * (size_t)batch * k);
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     long lineno = 0;
-    if (!sb.idx || !sb.score) {
-        rc = sr__cli_fail("score", "out of memory for a batch of %ld×%ld", batch, k);
+    if (!buf.idx || !buf.score) {
+        rc = sr__cli_fail("score", "out of memory for a batch of %d×%d", batch, k);
         goto done;
     }
     while ((len = getline(&line, &cap, stdin)) >= 0) {
@@ -237,26 +209,26 @@ int sr__cmd_score(int argc, char **argv)
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             len--;
         char why[256];
-        const char *bad = parse_line(b, line, (size_t)len, &sb, why, sizeof why);
+        const char *bad = parse_line(b, line, (size_t)len, &buf, why, sizeof why);
         if (bad) {
-            if ((rc = flush_batch(m, b, &sb, (int)k, stdout)) == 0) {
+            if ((rc = flush_batch(m, b, &buf, (int)k, stdout)) == 0) {
                 fflush(stdout);
                 rc = sr__cli_fail("score", "line %ld: %s", lineno, bad);
             }
             goto done;
         }
-        if (sb.n == batch && (rc = flush_batch(m, b, &sb, (int)k, stdout)) != 0)
+        if (buf.n == batch && (rc = flush_batch(m, b, &buf, (int)k, stdout)) != 0)
             goto done;
     }
-    rc = flush_batch(m, b, &sb, (int)k, stdout);
+    rc = flush_batch(m, b, &buf, (int)k, stdout);
     if (rc == 0 && fflush(stdout) != 0)
         rc = sr__cli_fail("score", "writing output: %s", strerror(errno));
 done:
     free(line);
-    free(sb.offsets);
-    free(sb.items);
-    free(sb.idx);
-    free(sb.score);
+    free(buf.offsets);
+    free(buf.items);
+    free(buf.idx);
+    free(buf.score);
 out:
     sr_model_unref(m);
     sr_backend_unref(be);

@@ -47,21 +47,14 @@ static void print_problem(void *opaque, const char *line)
 }
 
 int sr__cli_config_load(const char *cmd, sr_config_t *cfg, const char *file, bool use_env,
-                        int argc, char **argv, bool all_problems)
+                        const struct sr__cli_list *sets, bool all_problems)
 {
-    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    if (!sets)
-        return sr__cli_fail(cmd, "out of memory");
-    int n_sets = 0;
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--set"))
-            sets[n_sets++] = argv[++i];
     struct sr_config_sources src = {.file = file, .envp = use_env ? environ : NULL,
-                                    .sets = sets, .n_sets = n_sets, .apply_log_level = true};
+                                    .sets = sets ? sets->v : NULL, .n_sets = sets ? sets->n : 0,
+                                    .apply_log_level = true};
     struct config_report r = {.cmd = cmd};
     struct sr_error err = {0};
     sr_err_t rc = sr_config_load(cfg, &src, all_problems ? print_problem : NULL, &r, &err);
-    free(sets);
     if (rc == SR_OK || rc == SR_ECONFIG) {
         sr_err_t grc = sr_graph_config_check(cfg, all_problems ? print_problem : NULL, &r,
                                              rc == SR_OK ? &err : NULL);
@@ -94,34 +87,6 @@ int sr__cli_wants_help(int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
             return 1;
     return 0;
-}
-
-bool sr__cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end != s && *end && !errno) { /* "1e6": exact integers in scientific form */
-        double d = strtod(s, &end);
-        if (errno || *end || d != floor(d) || d < -9.2e18 || d > 9.2e18)
-            return false;
-        v = (long long)d;
-    }
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-bool sr__cli_parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return false;
-    *out = v;
-    return true;
 }
 
 int sr__cli_tty(void) { return isatty(STDERR_FILENO); }

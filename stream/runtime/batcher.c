@@ -141,7 +141,7 @@ void sr__rt_dispatch(sr_runtime_t *rt)
     if (rt->eos && !rt->txn_open) {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(rt->producer);
         if (e) {
-            sr__rt_fail(rt, "exactly_once: begin_transaction: %s", rd_kafka_error_string(e));
+            sr__rt_fail(rt, SR_EKAFKA, "exactly_once: begin_transaction: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
             return;
         }
@@ -183,7 +183,7 @@ static bool take_message(sr_runtime_t *rt, rd_kafka_message_t *m, uint64_t now)
 {
     if (m->err) {
         if (sr__kafka_err_is_access(m->err))
-            sr__rt_fail(rt, "kafka authorization failed (%s): %s; check the ACLs of kafka.sasl.username "
+            sr__rt_fail(rt, SR_EKAFKA, "kafka authorization failed (%s): %s; check the ACLs of kafka.sasl.username "
                  "for the input topic and kafka.group.id", rd_kafka_err2name(m->err),
                  rd_kafka_message_errstr(m));
         else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -221,7 +221,7 @@ static bool take_message(sr_runtime_t *rt, rd_kafka_message_t *m, uint64_t now)
         rt->gather = batch_get(rt);
         if (!rt->gather) {
             rd_kafka_message_destroy(m);
-            sr__rt_fail(rt, "out of memory for a batch");
+            sr__rt_fail(rt, SR_ENOMEM, "out of memory for a batch");
             return false;
         }
         uv_timer_start(&rt->batch_timer, on_batch_timer, (uint64_t)rt->max_wait_ms, 0);

@@ -395,7 +395,7 @@ int64_t sr_changelog_restore_remaining(const sr_changelog_restore_t *r)
 }
 
 /* Applies one consumed record to the batch. */
-static sr_err_t apply_record(sr_changelog_restore_t *r, sr_state_batch_t *sb,
+static sr_err_t apply_record(sr_changelog_restore_t *r, sr_state_batch_t *bt,
                              const rd_kafka_message_t *m, struct sr_error *err)
 {
     struct sr_state_key k = {r->partition, (uint32_t)m->key_len, m->key};
@@ -413,17 +413,17 @@ static sr_err_t apply_record(sr_changelog_restore_t *r, sr_state_batch_t *sb,
             return sr_error_set(err, SR_EFORMAT, "changelog %s [%d] offset %lld: applied offset "
                                 "'%s' is not a number", r->cl->topic, (int)r->partition,
                                 (long long)m->offset, v);
-        return sr_state_batch_set_offset(sb, r->partition, off, err);
+        return sr_state_batch_set_offset(bt, r->partition, off, err);
     }
     if (!m->payload)
-        return sr_state_batch_delete(sb, &k, err);
+        return sr_state_batch_delete(bt, &k, err);
     struct sr_session s;
     sr_err_t rc = sr_session_decode(m->payload, m->len, r->arena, &s, err);
     if (rc != SR_OK)
         return sr_error_prefix(err, "changelog %s [%d] offset %lld", r->cl->topic,
                                (int)r->partition, (long long)m->offset);
     s.found = true;
-    return sr_state_batch_put(sb, &k, &s, err);
+    return sr_state_batch_put(bt, &k, &s, err);
 }
 
 sr_err_t sr_changelog_restore_step(sr_changelog_restore_t *r, sr_state_t *st, uint64_t budget_ns,
@@ -433,8 +433,8 @@ sr_err_t sr_changelog_restore_step(sr_changelog_restore_t *r, sr_state_t *st, ui
     sr_err_t rc = SR_OK;
     *done = r->next >= r->end;
     while (!*done && rc == SR_OK && sr_now_ns() - t0 < budget_ns) {
-        sr_state_batch_t *sb = sr_state_batch_new(st);
-        if (!sb)
+        sr_state_batch_t *bt = sr_state_batch_new(st);
+        if (!bt)
             return sr_error_set(err, SR_ENOMEM, "out of memory");
         sr_arena_reset(r->arena);
         uint64_t n = 0, bytes = 0;
@@ -457,7 +457,7 @@ sr_err_t sr_changelog_restore_step(sr_changelog_restore_t *r, sr_state_t *st, ui
                        "topic=%s partition=%d error=\"%s\"", r->cl->topic, (int)r->partition,
                        rd_kafka_message_errstr(m));
             } else if (m->offset >= r->next) {
-                rc = apply_record(r, sb, m, err);
+                rc = apply_record(r, bt, m, err);
                 r->next = m->offset + 1;
                 n++;
                 bytes += m->len + m->key_len;
@@ -465,11 +465,11 @@ sr_err_t sr_changelog_restore_step(sr_changelog_restore_t *r, sr_state_t *st, ui
             rd_kafka_message_destroy(m);
         }
         if (rc == SR_OK)
-            rc = sr_state_batch_set_checkpoint(sb, r->partition, r->next, err);
+            rc = sr_state_batch_set_checkpoint(bt, r->partition, r->next, err);
         if (rc == SR_OK) /* alone: other partitions' pending batches stay pending */
-            rc = sr_state_batch_apply(st, sb, err); /* takes sb, also on a failed write */
+            rc = sr_state_batch_apply(st, bt, err); /* takes bt, also on a failed write */
         else
-            sr_state_batch_destroy(sb);
+            sr_state_batch_destroy(bt);
         r->records += n;
         __atomic_add_fetch(&r->cl->restored_records, n, __ATOMIC_RELAXED);
         __atomic_add_fetch(&r->cl->restored_bytes, bytes, __ATOMIC_RELAXED);

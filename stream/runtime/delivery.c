@@ -59,7 +59,7 @@ void sr__rt_rewind_note(sr_runtime_t *rt, const rd_kafka_message_t *m)
         int cap = rt->cap_rewinds ? rt->cap_rewinds * 2 : 16;
         struct rewind *nr = realloc(rt->rewinds, sizeof *nr * (size_t)cap);
         if (!nr) {
-            sr__rt_fail(rt, "out of memory while recovering from a failed delivery");
+            sr__rt_fail(rt, SR_ENOMEM, "out of memory while recovering from a failed delivery");
             return;
         }
         rt->rewinds = nr;
@@ -77,7 +77,7 @@ static void recover_begin(sr_runtime_t *rt, struct rt_batch *b)
         return; /* already dropped with an earlier batch */
     if (!rt->recovering) {
         if (++rt->recoveries > rt->max_recoveries) {
-            sr__rt_fail(rt, "%lld deliveries in a row failed (runtime.max.recoveries)",
+            sr__rt_fail(rt, SR_EKAFKA, "%lld deliveries in a row failed (runtime.max.recoveries)",
                  (long long)rt->recoveries);
             return;
         }
@@ -99,7 +99,7 @@ static void recover_begin(sr_runtime_t *rt, struct rt_batch *b)
     rt->txn_must_abort = rt->eos && rt->txn_open;
     struct job *j = calloc(1, sizeof *j);
     if (!j) {
-        sr__rt_fail(rt, "out of memory while recovering from a failed delivery");
+        sr__rt_fail(rt, SR_ENOMEM, "out of memory while recovering from a failed delivery");
         return;
     }
     j->type = JOB_DISCARD;
@@ -153,7 +153,7 @@ static void recover_check(sr_runtime_t *rt)
          * (its next owner starts from the committed offset). */
         rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, l, 0);
         if (e) {
-            sr__rt_fail(rt, "seek after a failed delivery: %s", rd_kafka_error_string(e));
+            sr__rt_fail(rt, SR_EKAFKA, "seek after a failed delivery: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
         }
         rd_kafka_topic_partition_list_destroy(l);
@@ -259,7 +259,7 @@ static void txn_abort(sr_runtime_t *rt)
     rt->aborts++;
     pthread_mutex_unlock(&rt->mmu);
     if (e) {
-        sr__rt_fail(rt, "exactly_once: abort_transaction: %s", rd_kafka_error_string(e));
+        sr__rt_fail(rt, SR_EKAFKA, "exactly_once: abort_transaction: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         return;
     }
@@ -304,7 +304,7 @@ void sr__rt_txn_maybe_commit(sr_runtime_t *rt)
     if (e) {
         bool fatal = rd_kafka_error_is_fatal(e), abortable = rd_kafka_error_txn_requires_abort(e);
         if (fatal)
-            sr__rt_fail(rt, "exactly_once: the transaction cannot commit (%s): %s%s",
+            sr__rt_fail(rt, SR_EKAFKA, "exactly_once: the transaction cannot commit (%s): %s%s",
                  rd_kafka_error_name(e), rd_kafka_error_string(e),
                  rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__FENCED ||
                  rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED
@@ -410,14 +410,14 @@ void sr__rt_handle_completions(sr_runtime_t *rt)
             b->computed = true;
             rt->computing--;
             if (b->rc != SR_OK && !txn_produce_failed(rt, b))
-                sr__rt_fail(rt, "batch of %d events failed: %s", (int)b->n, b->errmsg);
+                sr__rt_fail(rt, b->rc, "batch of %d events failed: %s", (int)b->n, b->errmsg);
         } else if (j->type == JOB_LOG) {
             b->logged = true;
             if (b->rc != SR_OK && !txn_produce_failed(rt, b))
-                sr__rt_fail(rt, "state changelog: %s", b->errmsg);
+                sr__rt_fail(rt, b->rc, "state changelog: %s", b->errmsg);
         } else if (j->type == JOB_COMMIT) {
             if (b->rc != SR_OK) {
-                sr__rt_fail(rt, "state commit failed: %s", b->errmsg);
+                sr__rt_fail(rt, b->rc, "state commit failed: %s", b->errmsg);
             } else {
                 b->committed = true;
                 rt->recoveries = 0;

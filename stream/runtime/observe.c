@@ -45,22 +45,22 @@ void sr__rt_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         char buf[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
         if (sr__kafka_err_is_access(orig))
-            sr__rt_fail(rt, "kafka authorization failed (%s): %s; check the ACLs of kafka.sasl.username",
+            sr__rt_fail(rt, SR_EKAFKA, "kafka authorization failed (%s): %s; check the ACLs of kafka.sasl.username",
                  rd_kafka_err2name(orig), buf);
         else
-            sr__rt_fail(rt, "fatal kafka error: %s", buf);
+            sr__rt_fail(rt, SR_EKAFKA, "fatal kafka error: %s", buf);
         return;
     }
     /* A wrong password or a missing ACL does not heal by retrying: librdkafka would retry
      * forever, so stop with the reason (nothing uncommitted is lost; a corrected restart
      * resumes from the committed offsets). */
     if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
-        sr__rt_fail(rt, "kafka authentication failed: %s; check kafka.sasl.* and kafka.security.protocol",
+        sr__rt_fail(rt, SR_EKAFKA, "kafka authentication failed: %s; check kafka.sasl.* and kafka.security.protocol",
              reason);
         return;
     }
     if (sr__kafka_err_is_access((rd_kafka_resp_err_t)err)) {
-        sr__rt_fail(rt, "kafka authorization failed (%s): %s; check the ACLs of kafka.sasl.username",
+        sr__rt_fail(rt, SR_EKAFKA, "kafka authorization failed (%s): %s; check the ACLs of kafka.sasl.username",
              rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
         return;
     }

@@ -48,7 +48,7 @@ void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs)
         return;
     }
     if (rs->rc != SR_OK) {
-        sr__rt_fail(rt, "restore of partition %d from the changelog failed: %s", (int)rs->partition,
+        sr__rt_fail(rt, rs->rc, "restore of partition %d from the changelog failed: %s", (int)rs->partition,
              rs->errmsg);
         restore_forget(rt, rs);
         return;
@@ -68,7 +68,7 @@ void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs)
     restore_forget(rt, rs);
     rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, l, 0);
     if (e) {
-        sr__rt_fail(rt, "seek after a restore: %s", rd_kafka_error_string(e));
+        sr__rt_fail(rt, SR_EKAFKA, "seek after a restore: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     } else {
         store_ahead(rt, l, committed);
@@ -131,7 +131,7 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
                 : rt->restores;
             if (!rs || !nr) {
                 free(rs);
-                sr__rt_fail(rt, "out of memory starting a restore");
+                sr__rt_fail(rt, SR_ENOMEM, "out of memory starting a restore");
             } else {
                 if (nr != rt->restores) {
                     rt->restores = nr;
@@ -168,7 +168,7 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
     if (cooperative) {
         rd_kafka_error_t *err = rd_kafka_incremental_assign(rk, l);
         if (err) {
-            sr__rt_fail(rt, "incremental assign: %s", rd_kafka_error_string(err));
+            sr__rt_fail(rt, SR_EKAFKA, "incremental assign: %s", rd_kafka_error_string(err));
             rd_kafka_error_destroy(err);
         }
     } else {

@@ -41,10 +41,11 @@
  * thread to notice, and pausing drops the prefetched messages. Nothing is dropped. */
 #include "runtime_int.h"
 
-void sr__rt_fail(sr_runtime_t *rt, const char *fmt, ...)
+void sr__rt_fail(sr_runtime_t *rt, sr_err_t code, const char *fmt, ...)
 {
     if (rt->fatal)
         return;
+    rt->fatal_rc = code != SR_OK ? code : SR_EINTERNAL;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(rt->fatal_msg, sizeof rt->fatal_msg, fmt, ap);
@@ -90,7 +91,7 @@ void sr__rt_drain_blocking(sr_runtime_t *rt, int timeout_ms)
     }
     sr__rt_handle_completions(rt);
     if (rt->ihead && !rt->fatal)
-        sr__rt_fail(rt, "in-flight batches did not finish within %d ms during a rebalance", timeout_ms);
+        sr__rt_fail(rt, SR_ECANCELED, "in-flight batches did not finish within %d ms during a rebalance", timeout_ms);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -126,7 +127,7 @@ static void on_house(uv_timer_t *t)
     sr_runtime_t *rt = t->data;
     struct sr_error err = {0};
     if (rt->cl && sr_changelog_check(rt->cl, &err) != SR_OK)
-        sr__rt_fail(rt, "%s", err.msg);
+        sr__rt_fail(rt, err.code, "%s", err.msg);
     /* A safety net under the queue wake-ups (they fire once until the queue is served). */
     sr__rt_serve_consumer(rt);
     sr__rt_serve_messages(rt);
@@ -335,7 +336,7 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
          * wrong password): the client's error events name the cause; report that instead. */
         rd_kafka_poll(rt->producer, 0);
         if (rt->fatal)
-            rc = sr_error_set(err, SR_EKAFKA, "%s", rt->fatal_msg);
+            rc = sr_error_set(err, rt->fatal_rc, "%s", rt->fatal_msg);
     }
     if (rc != SR_OK) {
         sr_runtime_destroy(rt);
@@ -469,7 +470,7 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
         rt->txn_open = false;
     }
     if (rc == SR_OK && rt->fatal)
-        rc = sr_error_set(err, SR_EKAFKA, "%s", rt->fatal_msg);
+        rc = sr_error_set(err, rt->fatal_rc, "%s", rt->fatal_msg);
     if (rc == SR_OK) {
         /* Say what the final commit did: the group may have moved on (fenced, generation
          * changed) or the broker be gone; never claim a commit not made. */

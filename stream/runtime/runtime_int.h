@@ -138,6 +138,7 @@ struct sr_runtime {
     bool notified_ready;         /* READY=1 sent: the group was joined once */
     bool signals;
     bool draining, finishing, fatal;
+    sr_err_t fatal_rc;
     char fatal_msg[SR_ERROR_MSG_MAX];
     /* recovery from a failed delivery (loop thread; see recover_begin) */
     bool recovering;
@@ -176,7 +177,10 @@ struct sr_runtime {
 };
 
 /* runtime.c — @thread loop */
-void sr__rt_fail(sr_runtime_t *rt, const char *fmt, ...);
+/* Stops the runtime for good (the first cause wins): code is the cause's own error code
+ * (SR_EKAFKA for a broker's refusal, the worker's code for a failed batch, ...), which
+ * sr_runtime_new/run return with the message. */
+void sr__rt_fail(sr_runtime_t *rt, sr_err_t code, const char *fmt, ...);
 void sr__rt_begin_drain(sr_runtime_t *rt);
 void sr__rt_drain_blocking(sr_runtime_t *rt, int timeout_ms);
 
@@ -200,7 +204,7 @@ void sr__rt_on_ppoll(uv_poll_t *h, int status, int events);
 /* worker.c — @thread worker, except sr__rt_job_push (@thread loop) and
  * sr__rt_outputs_init (@thread loop, before the worker starts) */
 void sr__rt_job_push(sr_runtime_t *rt, struct job *j);
-void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *sb, int32_t row);
+void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *batch, int32_t row);
 /* Fills rt->outputs, the graph's sink (recommendations, dead letters), once dlq_rkt is set. */
 void sr__rt_outputs_init(sr_runtime_t *rt);
 void *sr__rt_worker_main(void *arg);

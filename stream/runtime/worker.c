@@ -38,22 +38,22 @@ static void completion_push(sr_runtime_t *rt, struct job *j)
 }
 
 /* Topic sink callback (worker): the delivery-report opaque of the recommendation of a row. */
-void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *sb, int32_t row)
+void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *batch, int32_t row)
 {
     (void)ctx;
-    struct rt_batch *b = sb->owner;
+    struct rt_batch *b = batch->owner;
     return &b->refs[row];
 }
 
 /* The graph's recommendation output (worker): the topic sink. */
-static sr_err_t out_emit(void *opaque, const struct sr_batch *sb, int32_t row,
+static sr_err_t out_emit(void *opaque, const struct sr_batch *batch, int32_t row,
                          const struct sr_rec *rec, struct sr_error *err)
 {
     sr_runtime_t *rt = opaque;
     struct sr_sink *ts = sr_topic_sink_iface(rt->sink);
-    sr_err_t rc = ts->emit(ts->opaque, sb, row, rec, err);
+    sr_err_t rc = ts->emit(ts->opaque, batch, row, rec, err);
     if (rc == SR_OK)
-        ((struct rt_batch *)sb->owner)->produced++;
+        ((struct rt_batch *)batch->owner)->produced++;
     return rc;
 }
 
@@ -65,11 +65,11 @@ static sr_err_t out_emit(void *opaque, const struct sr_batch *sb, int32_t row,
  * (streamrec_dlq_dropped_total): under at_least_once a dead letter never stops the stream.
  * Under exactly_once a refused produce fails the batch, as for a recommendation: the
  * transaction aborts and its events are processed again. */
-static sr_err_t out_dead_letter(void *opaque, const struct sr_batch *sb, int32_t row,
+static sr_err_t out_dead_letter(void *opaque, const struct sr_batch *batch, int32_t row,
                                 const char *reason, struct sr_error *err)
 {
     sr_runtime_t *rt = opaque;
-    struct rt_batch *b = sb->owner;
+    struct rt_batch *b = batch->owner;
     const rd_kafka_message_t *m = b->msgs[row];
     rd_kafka_headers_t *orig = NULL, *h;
     if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
@@ -127,10 +127,10 @@ void sr__rt_outputs_init(sr_runtime_t *rt)
 static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
 {
     struct sr_error err = {0};
-    struct sr_batch sb;
+    struct sr_batch batch;
     struct sr_source_cols src;
     sr_arena_reset(b->arena);
-    sr_err_t rc = sr_batch_init_source(&sb, b->arena, b->n, &src, &err);
+    sr_err_t rc = sr_batch_init_source(&batch, b->arena, b->n, &src, &err);
     if (rc == SR_OK) {
         for (int32_t i = 0; i < b->n; i++) {
             const rd_kafka_message_t *m = b->msgs[i];
@@ -142,14 +142,14 @@ static void run_batch(sr_runtime_t *rt, struct rt_batch *b)
             b->refs[i].b = b;
             b->refs[i].row = i;
         }
-        sb.owner = b;
+        batch.owner = b;
         b->produced = 0;
         b->discard_from = rt->w_last_state + 1;
-        rc = sr_graph_run(rt->g, &sb, &err);
-        b->has_state = sb.has_state;
-        b->state_id = sb.state_id;
-        if (sb.has_state)
-            rt->w_last_state = sb.state_id;
+        rc = sr_graph_run(rt->g, &batch, &err);
+        b->has_state = batch.has_state;
+        b->state_id = batch.state_id;
+        if (batch.has_state)
+            rt->w_last_state = batch.state_id;
     }
     b->rc = rc;
     if (rc != SR_OK)

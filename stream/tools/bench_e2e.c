@@ -15,10 +15,10 @@
  *      the model never does; events/s and events per CPU-second of the runtime ("per core").
  * Human lines, then one JSON line. */
 #include "cli.h"
+#include "sr_mock_broker.h"
 #include "sr_state.h"
 #include "sr_stream.h"
 
-#include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -39,8 +39,7 @@ struct e2e {
     int n_rates;
     bool ingest_only;
     const char *device;
-    const char *sets[32];     /* --set KEY=VALUE: runtime configuration over the bench's own */
-    int n_sets;
+    struct sr__cli_list sets; /* --set KEY=VALUE: runtime configuration over the bench's own */
     char **items;
     int n_items;
     char bootstraps[256];
@@ -331,8 +330,7 @@ static int create_topics(rd_kafka_t *rk, const char *const *names, int n, int pa
 static void child_main(struct e2e *b, int cmd_fd, int reply_fd)
 {
     char boot[256] = {0};
-    rd_kafka_t *mrk = NULL;
-    rd_kafka_mock_cluster_t *mc = NULL;
+    sr_mock_broker_t *mb = NULL;
     const char *topics[3] = {b->t_events, b->t_ingest, b->t_recs};
     if (b->real) {
         snprintf(boot, sizeof boot, "%s", b->bootstraps);
@@ -342,21 +340,17 @@ static void child_main(struct e2e *b, int cmd_fd, int reply_fd)
         if (p)
             rd_kafka_destroy(p);
     } else {
-        rd_kafka_conf_t *c = rd_kafka_conf_new();
-        char errstr[256];
-        rd_kafka_conf_set(c, "log_level", "3", errstr, sizeof errstr);
-        mrk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof errstr);
-        mc = mrk ? rd_kafka_mock_cluster_new(mrk, 1) : NULL;
-        if (mc) {
-            snprintf(boot, sizeof boot, "%s", rd_kafka_mock_cluster_bootstraps(mc));
+        struct sr_error err = {0};
+        if (sr_mock_broker_start(1, &mb, &err) == SR_OK) {
+            snprintf(boot, sizeof boot, "%s", sr_mock_broker_bootstraps(mb));
             for (int i = 0; i < 3; i++)
-                rd_kafka_mock_topic_create(mc, topics[i], b->partitions, 1);
+                sr_mock_broker_topic_create(mb, topics[i], b->partitions, 1, &err);
             /* The runtimes' state changelogs (the mock cannot create topics on request). */
             char cl[128];
             snprintf(cl, sizeof cl, "%s-sessions-changelog", b->g_model);
-            rd_kafka_mock_topic_create(mc, cl, b->partitions, 1);
+            sr_mock_broker_topic_create(mb, cl, b->partitions, 1, &err);
             snprintf(cl, sizeof cl, "%s-sessions-changelog", b->g_ingest);
-            rd_kafka_mock_topic_create(mc, cl, b->partitions, 1);
+            sr_mock_broker_topic_create(mb, cl, b->partitions, 1, &err);
         }
     }
     if (write_full(reply_fd, boot, sizeof boot) != 0 || !boot[0])
@@ -371,10 +365,7 @@ static void child_main(struct e2e *b, int cmd_fd, int reply_fd)
     }
     if (p)
         rd_kafka_destroy(p);
-    if (mc)
-        rd_kafka_mock_cluster_destroy(mc);
-    if (mrk)
-        rd_kafka_destroy(mrk);
+    sr_mock_broker_stop(mb);
     _exit(0); /* no atexit handlers: they belong to the parent (OpenBLAS's pool) */
 }
 
@@ -417,13 +408,7 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
         }
     /* The one loader (no file, no environment: the bench owns its broker): --set, then the
      * start-up checks. */
-    char **argv = calloc((size_t)b->n_sets * 2 + 1, sizeof *argv);
-    for (int i = 0; argv && i < b->n_sets; i++) {
-        argv[1 + 2 * i] = "--set";
-        argv[2 + 2 * i] = (char *)b->sets[i];
-    }
-    int lrc = argv ? sr__cli_config_load(CMD, cfg, NULL, false, b->n_sets * 2 + 1, argv, false) : 1;
-    free(argv);
+    int lrc = sr__cli_config_load(CMD, cfg, NULL, false, &b->sets, false);
     if (lrc) {
         sr_config_destroy(cfg);
         return lrc;
@@ -559,42 +544,37 @@ int sr__bench_e2e(int argc, char **argv)
     struct e2e b = {.partitions = 4, .events = 50000, .seconds = 5, .sessions = 20000,
                     .batch = 256, .device = "cpu"};
     bool both = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "--bundle") && more)
-            b.bundle = argv[++i];
-        else if (!strcmp(a, "--events") && more)
-            b.events = atoi(argv[++i]);
-        else if (!strcmp(a, "--seconds") && more)
-            b.seconds = atoi(argv[++i]);
-        else if (!strcmp(a, "--partitions") && more)
-            b.partitions = atoi(argv[++i]);
-        else if (!strcmp(a, "--sessions") && more)
-            b.sessions = atoi(argv[++i]);
-        else if (!strcmp(a, "--batch") && more)
-            b.batch = atoi(argv[++i]);
-        else if (!strcmp(a, "--set") && more && b.n_sets < 32)
-            b.sets[b.n_sets++] = argv[++i];
-        else if (!strcmp(a, "--device") && more)
-            b.device = argv[++i];
-        else if (!strcmp(a, "--ingest-only"))
-            b.ingest_only = true;
-        else if (!strcmp(a, "--both"))
-            both = true;
-        else if (!strcmp(a, "--brokers") && more) {
-            const char *m = argv[++i];
-            if (strcmp(m, "real") && strcmp(m, "mock"))
-                return sr__cli_fail(CMD, "--brokers %s: expected real or mock", m);
-            b.real = !strcmp(m, "real");
-        } else if (!strcmp(a, "--bootstrap") && more)
-            snprintf(b.bootstraps, sizeof b.bootstraps, "%s", argv[++i]);
-        else if (!strcmp(a, "--rates") && more) {
-            char *s = argv[++i], *save = NULL;
-            for (char *t = strtok_r(s, ",", &save); t && b.n_rates < 16; t = strtok_r(NULL, ",", &save))
-                b.rates[b.n_rates++] = atof(t);
-        } else
-            return sr__cli_fail(CMD, "unexpected argument '%s' (see --help)", a);
+    const char *brokers = "mock", *bootstrap = NULL, *rates = NULL;
+    const struct sr__opt opts[] = {
+        SR__STR("--bundle", &b.bundle),
+        SR__INT("--events", &b.events, 1, INT32_MAX),
+        SR__INT("--seconds", &b.seconds, 1, 86400),
+        SR__INT("--partitions", &b.partitions, 1, 10000),
+        SR__INT("--sessions", &b.sessions, 1, INT32_MAX),
+        SR__INT("--batch", &b.batch, 1, 1 << 20),
+        SR__LIST("--set", &b.sets),
+        SR__STR("--device", &b.device),
+        SR__FLAG("--ingest-only", &b.ingest_only),
+        SR__FLAG("--both", &both),
+        SR__CHOICE("--brokers", &brokers, "mock|real"),
+        SR__STR("--bootstrap", &bootstrap),
+        SR__STR("--rates", &rates),
+        SR__OPT_END,
+    };
+    int prc = sr__cli_parse(CMD, opts, argc, argv, NULL, 0, NULL);
+    b.real = !strcmp(brokers, "real");
+    if (bootstrap)
+        snprintf(b.bootstraps, sizeof b.bootstraps, "%s", bootstrap);
+    char rates_buf[1024];
+    snprintf(rates_buf, sizeof rates_buf, "%s", rates ? rates : "");
+    char *save = NULL;
+    for (char *t = strtok_r(rates_buf, ",", &save); !prc && t && b.n_rates < 16;
+         t = strtok_r(NULL, ",", &save))
+        if (!sr__cli_parse_double(t, 0, 1e9, &b.rates[b.n_rates++]))
+            prc = sr__cli_bad_number(CMD, "--rates", t, 0, 1e9);
+    if (prc) {
+        sr__cli_list_free(&b.sets);
+        return prc;
     }
     if (!b.bundle)
         return sr__cli_fail(CMD, "--bundle is required (e.g. tests/data/ref/gru4rec_100k)");
@@ -664,5 +644,6 @@ int sr__bench_e2e(int argc, char **argv)
     for (int i = 0; i < b.n_items; i++)
         free(b.items[i]);
     free(b.items);
+    sr__cli_list_free(&b.sets);
     return rc;
 }

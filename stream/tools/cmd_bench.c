@@ -2,17 +2,14 @@
  * and of the sequence encoders (issue 2, Performance); `model --incremental` times the encode of
  * one new event against session length, full recompute vs resumed from the state (DESIGN §3.1). Inputs are random from a seed; every
  * figure is the median over --reps timed runs after at least 0.5 s of warm-up. Human lines, then ONE
- * final JSON line that bench/compare.sh parses. Retrieval drives the backend's function table
- * directly (kernels_int.h) on a synthetic table, so no bundle is needed; the table is generated
+ * final JSON line that bench/compare.sh parses. Retrieval drives a backend's top-k directly
+ * (sr_backend_topk) on a synthetic table, so no bundle is needed; the table is generated
  * and uploaded in chunks, so host memory stays O(chunk) besides the backend's copy. */
 #include "cli.h"
-#include "kernels_int.h"
+#include "sr_faiss.h"
 #include "sr_kernels.h"
 
 #define WARMUP_NS 500000000ULL /* warm-up before the timed runs: pool threads, caches, clocks */
-#ifdef SR_HAVE_FAISS
-#include "sr_faiss.h"
-#endif
 
 #include <errno.h>
 #include <math.h>
@@ -70,24 +67,6 @@ static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* "100000", "1e6", "1000000" -> integer in [lo, hi] */
-static int parse_int64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    if (!sr__cli_parse_i64(s, lo, hi, out))
-        return sr__cli_fail(CMD, "%s: '%s' is not an integer in %lld..%lld", opt, s, (long long)lo,
-                            (long long)hi);
-    return 0;
-}
-
-static int parse_int(const char *opt, const char *s, int lo, int hi, int *out)
-{
-    int64_t v;
-    if (parse_int64(opt, s, lo, hi, &v))
-        return 1;
-    *out = (int)v;
-    return 0;
 }
 
 /* JSON string body: the backend description is ours, but quote it properly anyway. */
@@ -150,8 +129,6 @@ static int bench_retrieval(const struct bench_opts *o)
     sr_backend_t *be = NULL;
     if (make_backend(o, &be))
         return 1;
-    const struct sr_backend_iface *ifc = be->iface;
-    void *ctx = be->ctx;
     struct sr_error err = {0};
     int rc = 1;
     size_t table_bytes = (size_t)N * (size_t)D * sizeof(float);
@@ -166,8 +143,8 @@ static int bench_retrieval(const struct bench_opts *o)
         sr__cli_fail(CMD, "out of memory for host buffers");
         goto done;
     }
-    table = ifc->alloc(ctx, table_bytes);
-    q = ifc->alloc(ctx, (size_t)B * (size_t)D * sizeof(float));
+    table = sr_backend_alloc(be, table_bytes);
+    q = sr_backend_alloc(be, (size_t)B * (size_t)D * sizeof(float));
     if (!table || !q) {
         sr__cli_fail(CMD, "%s: cannot allocate the %lld x %d table (%.1f MiB)", sr_backend_name(be),
                      (long long)N, D, (double)table_bytes / 1048576.0);
@@ -177,7 +154,7 @@ static int bench_retrieval(const struct bench_opts *o)
         int64_t rows = N - r0 < CHUNK_ROWS ? N - r0 : CHUNK_ROWS;
         for (int64_t i = 0; i < rows * D; i++)
             chunk[i] = rand_at(o->seed, (uint64_t)(r0 * D + i));
-        if (ifc->upload(ctx, (char *)table + (size_t)r0 * (size_t)D * sizeof(float), chunk,
+        if (sr_backend_upload(be, (char *)table + (size_t)r0 * (size_t)D * sizeof(float), chunk,
                         (size_t)rows * (size_t)D * sizeof(float), &err) != SR_OK) {
             sr__cli_fail(CMD, "upload of the table: %s", err.msg);
             goto done;
@@ -185,27 +162,27 @@ static int bench_retrieval(const struct bench_opts *o)
     }
     for (int64_t i = 0; i < (int64_t)B * D; i++)
         hq[i] = rand_at(o->seed ^ 0x7175657279ull, (uint64_t)i);
-    if (ifc->upload(ctx, q, hq, (size_t)B * (size_t)D * sizeof(float), &err) != SR_OK) {
+    if (sr_backend_upload(be, q, hq, (size_t)B * (size_t)D * sizeof(float), &err) != SR_OK) {
         sr__cli_fail(CMD, "upload of the queries: %s", err.msg);
         goto done;
     }
     /* as a model does at load: the backend may keep the table in its own layout */
-    if (ifc->topk_pin && ifc->topk_pin(ctx, table, D, 0, (int)N, &err) != SR_OK) {
+    if (sr_backend_topk_pin(be, table, D, 0, (int)N, &err) != SR_OK) {
         sr__cli_fail(CMD, "topk_pin: %s", err.msg);
         goto done;
     }
-    pinned = ifc->topk_pin != NULL;
+    pinned = true;
     printf("retrieval: %lld items x %d dims, batch %d, k %d on %s\n", (long long)N, D, B, k,
            sr_backend_describe(be));
     for (uint64_t w0 = sr_now_ns(), wn = 0; wn < 1 || sr_now_ns() - w0 < WARMUP_NS; wn++) {
-        if (ifc->topk(ctx, q, B, table, NULL, D, 0, (int)N, NULL, NULL, k, idx, score, &err) != SR_OK) {
+        if (sr_backend_topk(be, q, B, table, NULL, D, 0, (int)N, k, idx, score, &err) != SR_OK) {
             sr__cli_fail(CMD, "topk: %s", err.msg);
             goto done;
         }
     }
     for (int rep = 0; rep < o->reps; rep++) {
         uint64_t t0 = sr_now_ns();
-        if (ifc->topk(ctx, q, B, table, NULL, D, 0, (int)N, NULL, NULL, k, idx, score, &err) != SR_OK) {
+        if (sr_backend_topk(be, q, B, table, NULL, D, 0, (int)N, k, idx, score, &err) != SR_OK) {
             sr__cli_fail(CMD, "topk: %s", err.msg);
             goto done;
         }
@@ -241,11 +218,9 @@ static int bench_retrieval(const struct bench_opts *o)
     rc = 0;
 done:
     if (pinned)
-        ifc->topk_unpin(ctx, table, D, 0, (int)N);
-    if (table)
-        ifc->free(ctx, table);
-    if (q)
-        ifc->free(ctx, q);
+        sr_backend_topk_unpin(be, table, D, 0, (int)N);
+    sr_backend_free(be, table);
+    sr_backend_free(be, q);
     free(chunk);
     free(hq);
     free(idx);
@@ -258,7 +233,6 @@ done:
 
 /* ---- retrieval through FAISS -------------------------------------------------------------- */
 
-#ifdef SR_HAVE_FAISS
 /* Recall@k of got against want (B×k each; -1 entries of want are not counted). */
 static double recall_at(const int64_t *got, const int32_t *want, int B, int k)
 {
@@ -298,8 +272,6 @@ static int bench_faiss_synth(const struct bench_opts *o)
     sr_backend_t *be = NULL;
     if (make_backend(o, &be))
         return 1;
-    const struct sr_backend_iface *ifc = be->iface;
-    void *ctx = be->ctx;
     struct sr_error err = {0};
     int rc = 1;
     size_t tb = (size_t)N * (size_t)D * sizeof(float);
@@ -327,10 +299,10 @@ static int bench_faiss_synth(const struct bench_opts *o)
         for (int t = 0; t < D; t++)
             hq[b * D + t] = X[j * D + t] + 0.5f * rand_at(o->seed ^ 0x7175657279ull, (uint64_t)(b * D + t));
     }
-    table = ifc->alloc(ctx, tb);
-    q = ifc->alloc(ctx, sizeof(float) * (size_t)B * D);
-    if (!table || !q || ifc->upload(ctx, table, X, tb, &err) != SR_OK ||
-        ifc->upload(ctx, q, hq, sizeof(float) * (size_t)B * D, &err) != SR_OK) {
+    table = sr_backend_alloc(be, tb);
+    q = sr_backend_alloc(be, sizeof(float) * (size_t)B * D);
+    if (!table || !q || sr_backend_upload(be, table, X, tb, &err) != SR_OK ||
+        sr_backend_upload(be, q, hq, sizeof(float) * (size_t)B * D, &err) != SR_OK) {
         sr__cli_fail(CMD, "backend table: %s", err.msg[0] ? err.msg : "out of memory");
         goto done;
     }
@@ -362,7 +334,7 @@ static int bench_faiss_synth(const struct bench_opts *o)
     struct sr_faiss_search_params sp = {.nprobe = o->nprobe, .ef_search = o->ef_search};
     for (int rep = -1; rep < o->reps; rep++) {
         uint64_t a = sr_now_ns();
-        if (ifc->topk(ctx, q, B, table, NULL, D, 0, (int)N, NULL, NULL, k, ei, sc, &err) != SR_OK) {
+        if (sr_backend_topk(be, q, B, table, NULL, D, 0, (int)N, k, ei, sc, &err) != SR_OK) {
             sr__cli_fail(CMD, "topk: %s", err.msg);
             goto done;
         }
@@ -384,10 +356,8 @@ static int bench_faiss_synth(const struct bench_opts *o)
 ferr:
     sr__cli_fail(CMD, "%s", err.msg);
 done:
-    if (table)
-        ifc->free(ctx, table);
-    if (q)
-        ifc->free(ctx, q);
+    sr_backend_free(be, table);
+    sr_backend_free(be, q);
     sr_faiss_destroy(ix);
     free(X), free(cent), free(hq), free(sc), free(ei), free(fi), free(ids), free(et), free(ft);
     sr_backend_unref(be);
@@ -417,7 +387,7 @@ static int bench_faiss_bundle(const struct bench_opts *o)
         sr__cli_fail(CMD, "out of memory");
         goto done;
     }
-    if ((o->factory ? sr__bundle_load_noindex(o->bundle, &b, &err)
+    if ((o->factory ? sr_bundle_load_noindex(o->bundle, &b, &err)
                     : sr_bundle_load(o->bundle, &b, &err)) != SR_OK)
         goto ferr;
     const struct sr_bundle_info *in = sr_bundle_info(b);
@@ -489,21 +459,17 @@ done:
     fflush(stdout);
     return rc;
 }
-#endif /* SR_HAVE_FAISS */
 
 static int bench_retrieval_faiss(const struct bench_opts *o)
 {
-#ifdef SR_HAVE_FAISS
+    if (!sr_faiss_available())
+        return sr__cli_fail(CMD, "retrieval --mode faiss: this build has no FAISS");
     if (o->bundle)
         return bench_faiss_bundle(o);
     if (!o->factory)
         return sr__cli_fail(CMD, "retrieval --mode faiss needs --factory (or --bundle DIR with "
                             "an index)");
     return bench_faiss_synth(o);
-#else
-    (void)o;
-    return sr__cli_fail(CMD, "retrieval --mode faiss: this build has no FAISS");
-#endif
 }
 
 /* ---- model ------------------------------------------------------------------------------- */
@@ -862,98 +828,49 @@ int sr__cmd_bench(int argc, char **argv)
                            .mode = "exact", .nprobe = 16, .ef_search = 64, .clusters = 1000,
                            .train_sample = 100000};
     bool items_set = false;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int64_t x;
-        int bad = 0;
-#define NEEDV()                                                                                   \
-    do {                                                                                          \
-        if (!v)                                                                                   \
-            return sr__cli_fail(CMD, "%s needs a value", a);                                      \
-        i++;                                                                                      \
-    } while (0)
-        if (!strcmp(a, "--device")) {
-            NEEDV();
-            o.device = v;
-        } else if (!strcmp(a, "--threads")) {
-            NEEDV();
-            bad = parse_int(a, v, 0, 4096, &o.threads);
-        } else if (!strcmp(a, "--reps")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 100000, &o.reps);
-        } else if (!strcmp(a, "--batch")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 1 << 20, &o.batch);
-        } else if (!strcmp(a, "-k") || !strcmp(a, "--k")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 1024, &o.k);
-        } else if (!strcmp(a, "--seed")) {
-            NEEDV();
-            bad = parse_int64(a, v, 0, INT64_MAX / 2, &x);
-            o.seed = (uint64_t)x;
-        } else if (!strcmp(a, "--no-check")) {
-            o.check = false;
-        } else if (!strcmp(a, "--items")) {
-            NEEDV();
-            bad = parse_int64(a, v, 3, INT32_MAX, &o.items);
-            items_set = true;
-        } else if (retrieval && !strcmp(a, "--dim")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 65536, &o.dim);
-        } else if (retrieval && !strcmp(a, "--mode")) {
-            NEEDV();
-            o.mode = v;
-        } else if (retrieval && !strcmp(a, "--factory")) {
-            NEEDV();
-            o.factory = v;
-        } else if (retrieval && !strcmp(a, "--nprobe")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 1 << 20, &o.nprobe);
-        } else if (retrieval && !strcmp(a, "--ef-search")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 1 << 20, &o.ef_search);
-        } else if (retrieval && !strcmp(a, "--clusters")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 1 << 24, &o.clusters);
-        } else if (retrieval && !strcmp(a, "--train-sample")) {
-            NEEDV();
-            bad = parse_int64(a, v, 0, INT32_MAX, &o.train_sample);
-        } else if (!strcmp(a, "--bundle")) {
-            NEEDV();
-            o.bundle = v;
-        } else if (!retrieval && !strcmp(a, "--arch")) {
-            NEEDV();
-            o.arch = v;
-        } else if (!retrieval && !strcmp(a, "--activation")) {
-            NEEDV();
-            o.act = v;
-        } else if (!retrieval && (!strcmp(a, "--d") || !strcmp(a, "--dim"))) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 65536, &o.d);
-        } else if (!retrieval && !strcmp(a, "--layers")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 256, &o.layers);
-        } else if (!retrieval && !strcmp(a, "--heads")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 65536, &o.heads);
-        } else if (!retrieval && !strcmp(a, "--d-ff")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 1 << 20, &o.d_ff);
-        } else if (!retrieval && !strcmp(a, "--len")) {
-            NEEDV();
-            bad = parse_int(a, v, 1, 1 << 16, &o.len);
-        } else if (!retrieval && !strcmp(a, "--output-bias")) {
-            o.output_bias = true;
-        } else if (!retrieval && !strcmp(a, "--incremental")) {
-            o.incremental = true;
-        } else {
-            return sr__cli_fail(CMD, "%s: unknown option '%s' (see --help)", what, a);
-        }
-#undef NEEDV
-        if (bad)
-            return 1;
-    }
+    int64_t seed = (int64_t)o.seed;
+#define COMMON_OPTS                                                                                \
+    SR__STR("--device", &o.device),                                                                \
+    SR__INT("--threads", &o.threads, 0, 4096),                                                     \
+    SR__INT("--reps", &o.reps, 1, 100000),                                                         \
+    SR__INT("--batch", &o.batch, 1, 1 << 20),                                                      \
+    SR__INT("-k|--k", &o.k, 1, 1024),                                                              \
+    SR__I64("--seed", &seed, 0, INT64_MAX / 2),                                                    \
+    SR__FLAG("--no-check", &no_check),                                                             \
+    {.name = "--items", .type = SR__OPT_I64, .dst = &o.items, .min = 3, .max = INT32_MAX,          \
+     .given = &items_set},                                                                         \
+    SR__STR("--bundle", &o.bundle)
+    bool no_check = false;
+    const struct sr__opt retrieval_opts[] = {
+        COMMON_OPTS,
+        SR__INT("--dim", &o.dim, 1, 65536),
+        SR__STR("--mode", &o.mode),
+        SR__STR("--factory", &o.factory),
+        SR__INT("--nprobe", &o.nprobe, 1, 1 << 20),
+        SR__INT("--ef-search", &o.ef_search, 1, 1 << 20),
+        SR__INT("--clusters", &o.clusters, 1, 1 << 24),
+        SR__I64("--train-sample", &o.train_sample, 0, INT32_MAX),
+        SR__OPT_END,
+    };
+    const struct sr__opt model_opts[] = {
+        COMMON_OPTS,
+        SR__STR("--arch", &o.arch),
+        SR__STR("--activation", &o.act),
+        SR__INT("--d|--dim", &o.d, 1, 65536),
+        SR__INT("--layers", &o.layers, 1, 256),
+        SR__INT("--heads", &o.heads, 1, 65536),
+        SR__INT("--d-ff", &o.d_ff, 1, 1 << 20),
+        SR__INT("--len", &o.len, 1, 1 << 16),
+        SR__FLAG("--output-bias", &o.output_bias),
+        SR__FLAG("--incremental", &o.incremental),
+        SR__OPT_END,
+    };
+#undef COMMON_OPTS
+    if (sr__cli_parse(retrieval ? CMD " retrieval" : CMD " model",
+                      retrieval ? retrieval_opts : model_opts, argc - 1, argv + 1, NULL, 0, NULL))
+        return 1;
+    o.seed = (uint64_t)seed;
+    o.check = !no_check;
     if (retrieval && !strcmp(o.mode, "faiss"))
         return bench_retrieval_faiss(&o);
     if (retrieval && strcmp(o.mode, "exact"))

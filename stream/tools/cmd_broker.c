@@ -20,6 +20,7 @@
  * a client gets 4 partitions and replication min(3, brokers); offsets_for_times answers -1;
  * transactions are accepted but not enforced. */
 #include "cli.h"
+#include "sr_mock_broker.h"
 #include "sr_stream.h"
 
 #include <errno.h>
@@ -94,6 +95,21 @@ static bool parse_topic(const char *s, struct topic_arg *t)
               *c == '.' || *c == '_' || *c == '-'))
             return false;
     t->partitions = (int)p;
+    return true;
+}
+
+/* --topic, repeatable: appended to a list with room for one per argument. */
+struct topic_list {
+    struct topic_arg *t;
+    int n;
+};
+
+static bool add_topic(const char *v, void *dst)
+{
+    struct topic_list *l = dst;
+    if (!parse_topic(v, &l->t[l->n]))
+        return false;
+    l->n++;
     return true;
 }
 
@@ -291,43 +307,25 @@ int sr__cmd_broker(int argc, char **argv)
 {
     if (sr__cli_wants_help(argc, argv))
         return usage(stdout);
-    long brokers = 3;
+    int brokers = 3;
     bool quiet = false, control = false;
     struct topic_arg *topics = calloc((size_t)argc, sizeof *topics);
-    int n_topics = 0;
+    struct topic_list tl = {.t = topics};
     if (!topics)
         return sr__cli_fail("broker", "out of memory");
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--brokers") && i + 1 < argc) {
-            char *end;
-            errno = 0;
-            brokers = strtol(argv[++i], &end, 10);
-            if (errno || *end || end == argv[i] || brokers < 1 || brokers > 32) {
-                free(topics);
-                return sr__cli_fail("broker", "--brokers %s: expected 1..32", argv[i]);
-            }
-        } else if (!strcmp(argv[i], "--topic") && i + 1 < argc) {
-            if (!parse_topic(argv[++i], &topics[n_topics])) {
-                free(topics);
-                return sr__cli_fail("broker",
-                                    "--topic %s: expected NAME:PARTITIONS (name of [A-Za-z0-9._-], "
-                                    "1..10000 partitions)",
-                                    argv[i]);
-            }
-            n_topics++;
-        } else if (!strcmp(argv[i], "--quiet")) {
-            quiet = true;
-        } else if (!strcmp(argv[i], "--control")) {
-            control = true;
-        } else {
-            free(topics);
-            return sr__cli_fail("broker", "%s '%s' (see --help)",
-                                (!strcmp(argv[i], "--brokers") || !strcmp(argv[i], "--topic"))
-                                    ? "missing value after"
-                                    : "unknown argument",
-                                argv[i]);
-        }
+    const struct sr__opt opts[] = {
+        SR__INT("--brokers", &brokers, 1, 32),
+        SR__FN("--topic", &tl, add_topic, "NAME:PARTITIONS (a name of [A-Za-z0-9._-], 1..10000 "
+                                           "partitions)"),
+        SR__FLAG("--quiet", &quiet),
+        SR__FLAG("--control", &control),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("broker", opts, argc, argv, NULL, 0, NULL)) {
+        free(topics);
+        return 1;
     }
+    int n_topics = tl.n;
 
     /* Stop signals: a handler in whichever thread gets them writes to the stop pipe. */
     if (pipe(stop_pipe) != 0) {
@@ -339,39 +337,25 @@ int sr__cmd_broker(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, sr_kafka_log_cb);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
+    struct sr_error err = {0};
+    sr_mock_broker_t *mb = NULL;
+    if (sr_mock_broker_start(brokers, &mb, &err) != SR_OK) {
         free(topics);
-        return sr__cli_fail("broker", "creating the client handle: %s", errstr);
+        return sr__cli_fail("broker", "%s", err.msg);
     }
-    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, (int)brokers);
-    if (!mc) {
-        rd_kafka_destroy(rk);
-        free(topics);
-        return sr__cli_fail("broker", "could not start the mock cluster (listeners on 127.0.0.1)");
-    }
-    int rf = brokers < 3 ? (int)brokers : 3;
+    rd_kafka_mock_cluster_t *mc = sr_mock_broker_cluster(mb);
     for (int i = 0; i < n_topics; i++) {
-        rd_kafka_resp_err_t e =
-            rd_kafka_mock_topic_create(mc, topics[i].name, topics[i].partitions, rf);
-        if (e) {
-            rd_kafka_mock_cluster_destroy(mc);
-            rd_kafka_destroy(rk);
-            int rc = sr__cli_fail("broker", "creating topic %s: %s", topics[i].name,
-                                  rd_kafka_err2str(e));
+        if (sr_mock_broker_topic_create(mb, topics[i].name, topics[i].partitions, 0, &err) != SR_OK) {
+            sr_mock_broker_stop(mb);
             free(topics);
-            return rc;
+            return sr__cli_fail("broker", "%s", err.msg);
         }
     }
-    const char *bs = rd_kafka_mock_cluster_bootstraps(mc);
+    const char *bs = sr_mock_broker_bootstraps(mb);
     printf("bootstrap.servers=%s\n", bs);
     fflush(stdout);
     if (!quiet && sr__cli_tty())
-        fprintf(stderr, "streamrec broker: %ld broker(s), %d topic(s) created; Ctrl-C stops it\n",
+        fprintf(stderr, "streamrec broker: %d broker(s), %d topic(s) created; Ctrl-C stops it\n",
                 brokers, n_topics);
 
     /* Static: the detached thread may outlive this frame until exit. */
@@ -390,8 +374,7 @@ int sr__cmd_broker(int argc, char **argv)
     pthread_mutex_unlock(&ctl.lock);
     if (thr_started)
         pthread_detach(thr); /* may sit in read on stdin; exit ends it */
-    rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(rk);
+    sr_mock_broker_stop(mb);
     free(topics);
     return 0;
 }

@@ -30,11 +30,12 @@
  * librdkafka's. Exit 0 after the summary; 1 with a one-line reason when a part fails. */
 #include "cli.h"
 #include "sr_gen.h"
+#include "sr_mock_broker.h"
+#include "sr_ops.h"
 #include "sr_state.h"
 #include "sr_stream.h"
 
 #include <errno.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -82,11 +83,6 @@ struct dsess {
     int32_t n_seen, cap_seen;
 };
 
-struct score {
-    uint64_t n, hits;
-    double mrr, ndcg;
-};
-
 struct demo {
     /* options */
     const char *bundle;
@@ -97,11 +93,11 @@ struct demo {
     int32_t concurrency;
     int partitions;
     const char *state;
+    struct sr__cli_list sets; /* --set: applied after the demo's own settings */
     bool tty;
     /* parts */
     sr_config_t *cfg;
-    rd_kafka_t *mrk;
-    rd_kafka_mock_cluster_t *mc;
+    sr_mock_broker_t *broker;
     char bootstraps[256];
     char state_dir[PATH_MAX];
     sr_gen_t *gen;
@@ -135,7 +131,7 @@ struct demo {
     uint64_t *pop_cnt;
     int32_t *pop_order, *pop_pos;
     struct trig *free_trigs;
-    struct score model, base;
+    struct sr_eval_report model, base; /* scored by sr_eval_score, as replay --eval */
     uint64_t triggers, recs, unmatched, evaluated_unresolved;
     float *lat;              /* ms, every recommendation */
     size_t n_lat, cap_lat;
@@ -426,18 +422,6 @@ static struct trig *trig_new(struct demo *d)
     return t;
 }
 
-static void score_add(struct score *s, const int32_t *list, int32_t n, int32_t target)
-{
-    s->n++;
-    for (int32_t j = 0; j < n; j++)
-        if (list[j] == target) {
-            s->hits++;
-            s->mrr += 1.0 / (j + 1);
-            s->ndcg += 1.0 / log2(j + 2.0);
-            return;
-        }
-}
-
 static int32_t rank_of(const int32_t *list, int32_t n, int32_t target)
 {
     for (int32_t j = 0; j < n; j++)
@@ -480,8 +464,8 @@ static void trig_finish(struct demo *d, int64_t sn, struct dsess *s, struct trig
                         struct trig *t)
 {
     if (t->target >= 0 && t->nm > 0) {
-        score_add(&d->model, t->model, t->nm, t->target);
-        score_add(&d->base, t->base, t->nb, t->target);
+        sr_eval_score(&d->model, t->model, t->nm, t->target);
+        sr_eval_score(&d->base, t->base, t->nb, t->target);
         uint64_t now = sr_now_ns();
         if (d->tty && (d->samples < 3 || now - d->last_sample > 3000000000ull)) {
             d->last_sample = now;
@@ -675,7 +659,12 @@ static double quantile(float *v, size_t n, double q)
     return v[i ? i - 1 : 0];
 }
 
-static double rate_of(const struct score *s) { return s->n ? (double)s->hits / (double)s->n : 0; }
+static double rate_of(const struct sr_eval_report *r)
+{
+    double hit, mrr, ndcg;
+    sr_eval_rates(r, &hit, &mrr, &ndcg);
+    return hit;
+}
 
 struct snap {
     uint64_t t, consumed;
@@ -736,16 +725,15 @@ static void summary(struct demo *d, const char *why, uint64_t t_end)
     printf("                    p50 %.1f ms  p99 %.1f ms  in the processor (event consumed -> "
            "recommendation delivered)\n",
            sr_hist_quantile(&h, 0.5) * 1e3, sr_hist_quantile(&h, 0.99) * 1e3);
+    double mh, mm, mn, bh, bm, bn;
+    sr_eval_rates(&d->model, &mh, &mm, &mn);
+    sr_eval_rates(&d->base, &bh, &bm, &bn);
     printf("  evaluated         %llu recommendations whose session's next event arrived\n",
-           (unsigned long long)d->model.n);
+           (unsigned long long)d->model.evaluated);
     printf("                    %-10s %s\n", "model", "most-popular");
-    printf("  HitRate@%-2d        %-10.4f %.4f\n", k, rate_of(&d->model), rate_of(&d->base));
-    printf("  MRR@%-2d            %-10.4f %.4f\n", k,
-           d->model.n ? d->model.mrr / (double)d->model.n : 0.0,
-           d->base.n ? d->base.mrr / (double)d->base.n : 0.0);
-    printf("  NDCG@%-2d           %-10.4f %.4f\n", k,
-           d->model.n ? d->model.ndcg / (double)d->model.n : 0.0,
-           d->base.n ? d->base.ndcg / (double)d->base.n : 0.0);
+    printf("  HitRate@%-2d        %-10.4f %.4f\n", k, mh, bh);
+    printf("  MRR@%-2d            %-10.4f %.4f\n", k, mm, bm);
+    printf("  NDCG@%-2d           %-10.4f %.4f\n", k, mn, bn);
     if (d->base.hits)
         printf("  the model finds the next item %.1fx as often as the most-popular baseline\n",
                rate_of(&d->model) / rate_of(&d->base));
@@ -783,7 +771,7 @@ bad:
     return NULL;
 }
 
-static int configure(struct demo *d, int argc, char **argv)
+static int configure(struct demo *d)
 {
     struct sr_error err = {0};
     const char *kv[][2] = {
@@ -805,7 +793,7 @@ static int configure(struct demo *d, int argc, char **argv)
         if (sr_config_set(d->cfg, kv[i][0], kv[i][1], &err) != SR_OK)
             return sr__cli_fail(CMD, "%s", err.msg);
     /* The one loader: no file and no environment (the demo owns its broker), --set, checks. */
-    int lrc = sr__cli_config_load(CMD, d->cfg, NULL, false, argc, argv, false);
+    int lrc = sr__cli_config_load(CMD, d->cfg, NULL, false, &d->sets, false);
     if (lrc)
         return lrc;
     int64_t k;
@@ -847,7 +835,7 @@ static void demo_free(struct demo *d)
 }
 
 /* Runs the demo once everything is parsed; returns the exit code. */
-static int run_demo(struct demo *d, int argc, char **argv)
+static int run_demo(struct demo *d)
 {
     struct sr_error err = {0};
     char errstr[512];
@@ -896,32 +884,24 @@ static int run_demo(struct demo *d, int argc, char **argv)
         }
     }
 
-    /* The embedded broker, its topics created before any client touches them. */
-    rd_kafka_conf_t *mc_conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(mc_conf, sr_kafka_log_cb);
-    d->mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mc_conf, errstr, sizeof errstr);
-    if (!d->mrk) {
-        rd_kafka_conf_destroy(mc_conf);
-        rc = sr__cli_fail(CMD, "embedded broker: %s", errstr);
+    /* The embedded broker, its topics created before any client touches them. The runtime's
+     * state changelog too: librdkafka 2.0's mock cannot create topics on request. */
+    static const char *const topics[] = {"events", "recommendations",
+                                         "streamrec-demo-sessions-changelog"};
+    if (sr_mock_broker_start(1, &d->broker, &err) != SR_OK) {
+        rc = sr__cli_fail(CMD, "%s", err.msg);
         goto out;
     }
-    d->mc = rd_kafka_mock_cluster_new(d->mrk, 1);
-    if (!d->mc) {
-        rc = sr__cli_fail(CMD, "cannot start the embedded broker (librdkafka mock cluster)");
-        goto out;
-    }
-    snprintf(d->bootstraps, sizeof d->bootstraps, "%s", rd_kafka_mock_cluster_bootstraps(d->mc));
-    /* The runtime's state changelog too: librdkafka 2.0's mock cannot create topics on request. */
-    if (rd_kafka_mock_topic_create(d->mc, "events", d->partitions, 1) ||
-        rd_kafka_mock_topic_create(d->mc, "recommendations", d->partitions, 1) ||
-        rd_kafka_mock_topic_create(d->mc, "streamrec-demo-sessions-changelog", d->partitions, 1)) {
-        rc = sr__cli_fail(CMD, "cannot create the demo topics on the embedded broker");
-        goto out;
-    }
+    snprintf(d->bootstraps, sizeof d->bootstraps, "%s", sr_mock_broker_bootstraps(d->broker));
+    for (size_t i = 0; i < sizeof topics / sizeof *topics; i++)
+        if (sr_mock_broker_topic_create(d->broker, topics[i], d->partitions, 1, &err) != SR_OK) {
+            rc = sr__cli_fail(CMD, "cannot create the demo topics on the embedded broker");
+            goto out;
+        }
 
     /* The processor. */
     d->cfg = sr_config_new();
-    if ((rc = configure(d, argc, argv)) != 0)
+    if ((rc = configure(d)) != 0)
         goto out;
     if (sr_runtime_new(d->cfg, &d->rt, &err) != SR_OK) {
         rc = sr__cli_fail(CMD, "%s", err.msg);
@@ -1105,10 +1085,7 @@ out:
     if (d->prod)
         rd_kafka_destroy(d->prod);
     sr_runtime_destroy(d->rt);
-    if (d->mc)
-        rd_kafka_mock_cluster_destroy(d->mc);
-    if (d->mrk)
-        rd_kafka_destroy(d->mrk);
+    sr_mock_broker_stop(d->broker);
     if (d->state_dir[0]) {
         sr_state_destroy_db(d->state_dir, NULL);
         rmdir(d->state_dir);
@@ -1125,45 +1102,25 @@ int sr__cmd_demo(int argc, char **argv)
     struct demo d = {.rate = 2000, .seed = 1, .concurrency = 200, .state = "rocksdb"};
     bool have_duration = false;
     char bundle_buf[PATH_MAX];
-    double v;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "--duration") && more) {
-            if (!sr__cli_parse_double(argv[++i], 0, 86400, &d.duration))
-                return sr__cli_fail(CMD, "--duration: expected seconds (0..86400), got '%s'", argv[i]);
-            have_duration = true;
-        } else if (!strcmp(a, "--events") && more) {
-            if (!sr__cli_parse_double(argv[++i], 1, 1e9, &v))
-                return sr__cli_fail(CMD, "--events: expected 1..1000000000, got '%s'", argv[i]);
-            d.events = (int64_t)v;
-        } else if (!strcmp(a, "--rate") && more) {
-            if (!sr__cli_parse_double(argv[++i], 1, 1e6, &d.rate))
-                return sr__cli_fail(CMD, "--rate: expected events/s (1..1000000), got '%s'", argv[i]);
-        } else if (!strcmp(a, "--seed") && more) {
-            if (!sr__cli_parse_double(argv[++i], 0, 1e18, &v))
-                return sr__cli_fail(CMD, "--seed: expected a number, got '%s'", argv[i]);
-            d.seed = (uint64_t)v;
-        } else if (!strcmp(a, "--concurrency") && more) {
-            if (!sr__cli_parse_double(argv[++i], 1, 1e6, &v))
-                return sr__cli_fail(CMD, "--concurrency: expected 1..1000000, got '%s'", argv[i]);
-            d.concurrency = (int32_t)v;
-        } else if (!strcmp(a, "--partitions") && more) {
-            if (!sr__cli_parse_double(argv[++i], 1, 1000, &v))
-                return sr__cli_fail(CMD, "--partitions: expected 1..1000, got '%s'", argv[i]);
-            d.partitions = (int)v;
-        } else if (!strcmp(a, "--bundle") && more) {
-            d.bundle = argv[++i];
-        } else if (!strcmp(a, "--state") && more) {
-            d.state = argv[++i];
-            if (strcmp(d.state, "rocksdb") && strcmp(d.state, "memory"))
-                return sr__cli_fail(CMD, "--state: expected rocksdb or memory, got '%s'", d.state);
-        } else if (!strcmp(a, "--set") && more) {
-            ++i; /* applied after the demo's own settings */
-        } else {
-            return sr__cli_fail(CMD, "unexpected argument '%s' (see --help)", a);
-        }
+    int64_t seed = 1;
+    const struct sr__opt opts[] = {
+        {.name = "--duration", .type = SR__OPT_DOUBLE, .dst = &d.duration, .fmin = 0,
+         .fmax = 86400, .given = &have_duration},
+        SR__I64("--events", &d.events, 1, 1000000000),
+        SR__DOUBLE("--rate", &d.rate, 1, 1e6),
+        SR__I64("--seed", &seed, 0, INT64_C(1000000000000000000)),
+        SR__INT("--concurrency", &d.concurrency, 1, 1000000),
+        SR__INT("--partitions", &d.partitions, 1, 1000),
+        SR__STR("--bundle", &d.bundle),
+        SR__CHOICE("--state", &d.state, "rocksdb|memory"),
+        SR__LIST("--set", &d.sets),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse(CMD, opts, argc, argv, NULL, 0, NULL)) {
+        sr__cli_list_free(&d.sets);
+        return 1;
     }
+    d.seed = (uint64_t)seed;
     if (!have_duration && !d.events)
         d.duration = 20;
     if (d.duration <= 0 && !d.events)
@@ -1188,10 +1145,11 @@ int sr__cmd_demo(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    int rc = run_demo(&d, argc, argv);
+    int rc = run_demo(&d);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     demo_free(&d);
+    sr__cli_list_free(&d.sets);
     pthread_mutex_destroy(&d.qmu);
     return rc;
 }

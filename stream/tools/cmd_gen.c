@@ -72,19 +72,6 @@ static int usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (*s == '-')
-        return false;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *end)
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool ends_with(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
@@ -236,7 +223,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 }
 
 static int producer_open(struct producer *p, const char *brokers, const char *topic,
-                         char **xprops, int n_x)
+                         const struct sr__cli_list *xprops)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -250,18 +237,18 @@ static int producer_open(struct producer *p, const char *brokers, const char *to
             rd_kafka_conf_destroy(conf);
             return sr__cli_fail("gen", "kafka %s: %s", kv[i][0], errstr);
         }
-    for (int i = 0; i < n_x; i++) {
-        char *eq = strchr(xprops[i], '=');
-        if (!eq || eq == xprops[i]) {
+    for (int i = 0; i < xprops->n; i++) {
+        const char *x = xprops->v[i], *eq = strchr(x, '=');
+        char *key = eq && eq != x ? strndup(x, (size_t)(eq - x)) : NULL;
+        if (!key) {
             rd_kafka_conf_destroy(conf);
-            return sr__cli_fail("gen", "-X %s: expected key=value", xprops[i]);
+            return sr__cli_fail("gen", "-X %s: expected key=value", x);
         }
-        *eq = '\0';
-        rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, xprops[i], eq + 1, errstr, sizeof errstr);
-        *eq = '=';
+        rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, key, eq + 1, errstr, sizeof errstr);
+        free(key);
         if (r != RD_KAFKA_CONF_OK) {
             rd_kafka_conf_destroy(conf);
-            return sr__cli_fail("gen", "-X %s: %s", xprops[i], errstr);
+            return sr__cli_fail("gen", "-X %s: %s", x, errstr);
         }
     }
     rd_kafka_conf_set_log_cb(conf, sr_kafka_log_cb);
@@ -319,6 +306,16 @@ static int producer_close(struct producer *p, int64_t sent)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
+/* --start-ms: epoch milliseconds, or "now" (not reproducible). */
+static bool parse_start_ms(const char *v, void *dst)
+{
+    if (!strcmp(v, "now")) {
+        *(int64_t *)dst = sr_wall_ms();
+        return true;
+    }
+    return sr__cli_parse_i64(v, 0, INT64_C(253402300799999), dst);
+}
+
 static void sleep_ns(uint64_t ns)
 {
     struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
@@ -335,110 +332,43 @@ int sr__cmd_gen(int argc, char **argv)
     const char *output = NULL, *topic = NULL, *brokers = NULL, *fmt_name = NULL, *csv = NULL,
                *items_out = NULL, *test_output = NULL;
     struct sr_clicklog_prep_params pp = {0};
-    int64_t first_index = 2, schema_id = 1, v;
+    int64_t first_index = 2, schema_id = 1;
     double rate = 0;
-    char **xprops = calloc((size_t)argc, sizeof *xprops);
-    int n_x = 0;
-    if (!xprops)
-        return sr__cli_fail("gen", "out of memory");
-#define NEED_ARG()                                                                     \
-    do {                                                                               \
-        if (i + 1 >= argc) {                                                           \
-            free(xprops);                                                              \
-            return sr__cli_fail("gen", "%s needs a value (see --help)", argv[i]);      \
-        }                                                                              \
-    } while (0)
-#define BAD(what)                                                                      \
-    do {                                                                               \
-        free(xprops);                                                                  \
-        return sr__cli_fail("gen", "%s %s: " what, argv[i - 1], argv[i]);              \
-    } while (0)
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--sessions")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 1, INT64_C(1000000000), &gp.n_sessions)) BAD("expected 1..1e9");
-        } else if (!strcmp(a, "--items")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 2, INT64_C(100000000), &gp.n_items)) BAD("expected 2..1e8");
-        } else if (!strcmp(a, "--events")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 1, INT64_MAX, &gp.n_events)) BAD("expected a positive count");
-        } else if (!strcmp(a, "--seed")) {
-            NEED_ARG(); i++;
-            if (!parse_u64(argv[i], &gp.seed)) BAD("expected an unsigned integer");
-        } else if (!strcmp(a, "--successors")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 1, 64, &v)) BAD("expected 1..64");
-            gp.successors = (int32_t)v;
-        } else if (!strcmp(a, "--categories")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 1, INT32_MAX, &v)) BAD("expected a positive count");
-            gp.n_categories = (int32_t)v;
-        } else if (!strcmp(a, "--concurrency")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 1, INT32_MAX, &v)) BAD("expected a positive count");
-            gp.concurrency = (int32_t)v;
-        } else if (!strcmp(a, "--zipf")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_double(argv[i], 0, 5, &gp.zipf_s)) BAD("expected 0..5");
-        } else if (!strcmp(a, "--restart")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_double(argv[i], 0, 1, &gp.p_restart)) BAD("expected a probability");
-        } else if (!strcmp(a, "--gap-ms")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_double(argv[i], 1, 3.6e6, &gp.gap_mean_ms)) BAD("expected 1..3600000");
-        } else if (!strcmp(a, "--start-ms")) {
-            NEED_ARG(); i++;
-            if (!strcmp(argv[i], "now"))
-                gp.start_ms = sr_wall_ms();
-            else if (!sr__cli_parse_i64(argv[i], 0, INT64_C(253402300799999), &gp.start_ms))
-                BAD("expected epoch ms or 'now'");
-        } else if (!strcmp(a, "--session-prefix")) {
-            NEED_ARG(); gp.session_prefix = argv[++i];
-        } else if (!strcmp(a, "--output") || !strcmp(a, "-o")) {
-            NEED_ARG(); output = argv[++i];
-        } else if (!strcmp(a, "--topic") || !strcmp(a, "-t")) {
-            NEED_ARG(); topic = argv[++i];
-        } else if (!strcmp(a, "--brokers") || !strcmp(a, "-b") || !strcmp(a, "--bootstrap-servers")) {
-            NEED_ARG(); brokers = argv[++i];
-        } else if (!strcmp(a, "-X")) {
-            NEED_ARG(); xprops[n_x++] = argv[++i];
-        } else if (!strcmp(a, "--format")) {
-            NEED_ARG(); fmt_name = argv[++i];
-        } else if (!strcmp(a, "--schema-id")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 0, INT32_MAX, &schema_id)) BAD("expected 0..2147483647");
-        } else if (!strcmp(a, "--rate")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_double(argv[i], 0, 1e9, &rate)) BAD("expected events per second (0: unlimited)");
-        } else if (!strcmp(a, "--items-out")) {
-            NEED_ARG(); items_out = argv[++i];
-        } else if (!strcmp(a, "--first-index")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 0, 1000000, &first_index)) BAD("expected 0..1000000");
-        } else if (!strcmp(a, "--from-csv")) {
-            NEED_ARG(); csv = argv[++i];
-        } else if (!strcmp(a, "--min-session-len")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 1, INT32_MAX, &pp.min_session_len)) BAD("expected a positive count");
-        } else if (!strcmp(a, "--min-item-support")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 1, INT32_MAX, &pp.min_item_support)) BAD("expected a positive count");
-        } else if (!strcmp(a, "--split-days")) {
-            NEED_ARG(); i++;
-            if (!sr__cli_parse_i64(argv[i], 1, 100000, &pp.split_days)) BAD("expected 1..100000 days");
-        } else if (!strcmp(a, "--test-output")) {
-            NEED_ARG(); test_output = argv[++i];
-        } else if (!strcmp(a, "--keep-unseen")) {
-            pp.keep_unseen = true;
-        } else {
-            free(xprops);
-            return sr__cli_fail("gen", "unknown argument '%s' (see --help)", a);
-        }
+    struct sr__cli_list xprops = {0};
+    const struct sr__opt opts[] = {
+        SR__I64("--sessions", &gp.n_sessions, 1, INT64_C(1000000000)),
+        SR__I64("--items", &gp.n_items, 2, INT64_C(100000000)),
+        SR__I64("--events", &gp.n_events, 1, INT64_MAX),
+        SR__U64("--seed", &gp.seed),
+        SR__INT("--successors", &gp.successors, 1, 64),
+        SR__INT("--categories", &gp.n_categories, 1, INT32_MAX),
+        SR__INT("--concurrency", &gp.concurrency, 1, INT32_MAX),
+        SR__DOUBLE("--zipf", &gp.zipf_s, 0, 5),
+        SR__DOUBLE("--restart", &gp.p_restart, 0, 1),
+        SR__DOUBLE("--gap-ms", &gp.gap_mean_ms, 1, 3.6e6),
+        SR__FN("--start-ms", &gp.start_ms, parse_start_ms, "epoch ms (0..253402300799999) or 'now'"),
+        SR__STR("--session-prefix", &gp.session_prefix),
+        SR__STR("--output|-o", &output),
+        SR__STR("--topic|-t", &topic),
+        SR__STR("--brokers|-b|--bootstrap-servers", &brokers),
+        SR__LIST("-X", &xprops),
+        SR__STR("--format", &fmt_name),
+        SR__I64("--schema-id", &schema_id, 0, INT32_MAX),
+        SR__DOUBLE("--rate", &rate, 0, 1e9),
+        SR__STR("--items-out", &items_out),
+        SR__I64("--first-index", &first_index, 0, 1000000),
+        SR__STR("--from-csv", &csv),
+        SR__I64("--min-session-len", &pp.min_session_len, 1, INT32_MAX),
+        SR__I64("--min-item-support", &pp.min_item_support, 1, INT32_MAX),
+        SR__I64("--split-days", &pp.split_days, 1, 100000),
+        SR__STR("--test-output", &test_output),
+        SR__FLAG("--keep-unseen", &pp.keep_unseen),
+        SR__OPT_END,
+    };
+    if (sr__cli_parse("gen", opts, argc, argv, NULL, 0, NULL)) {
+        sr__cli_list_free(&xprops);
+        return 1;
     }
-#undef NEED_ARG
-#undef BAD
     int rc = 0;
     struct sr_error err = {0};
     struct source src = {0};
@@ -542,7 +472,7 @@ next_part:
                 rc = sr__cli_fail("gen", "%s: %s", output, strerror(errno));
                 goto done;
             }
-        } else if ((rc = producer_open(&prod, brokers, topic, xprops, n_x)) != 0) {
+        } else if ((rc = producer_open(&prod, brokers, topic, &xprops)) != 0) {
             goto done;
         }
     }
@@ -648,6 +578,6 @@ done:
     sr_gen_destroy(src.gen);
     sr_clicklog_set_destroy(src.csv);
     catalog_free(&cat);
-    free(xprops);
+    sr__cli_list_free(&xprops);
     return rc;
 }

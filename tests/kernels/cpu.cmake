@@ -6,3 +6,7 @@ sr_add_test(test_score_fixtures SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_score_fix
             LIBS PkgConfig::JANSSON m)
 add_dependencies(test_score_fixtures streamrec)
 sr_add_test(test_models SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_models.c LIBS sr_kernels m)
+# White-box tests of the backend table (kernels_int.h, private to sr_kernels).
+target_include_directories(test_cpu_ops PRIVATE ${PROJECT_SOURCE_DIR}/kernels)
+target_include_directories(test_cpu_topk PRIVATE ${PROJECT_SOURCE_DIR}/kernels)
+target_include_directories(test_models PRIVATE ${PROJECT_SOURCE_DIR}/kernels)

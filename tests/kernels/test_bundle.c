@@ -70,9 +70,9 @@ static void copy_fixture(const char *dir, const char *name)
     }
 }
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void)sb, (void)flag, (void)ftw;
+    (void)st, (void)flag, (void)ftw;
     return remove(p);
 }
 

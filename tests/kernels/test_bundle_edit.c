@@ -56,9 +56,9 @@ static void write_text(const char *path, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void)sb, (void)flag, (void)ftw;
+    (void)st, (void)flag, (void)ftw;
     return remove(p);
 }
 

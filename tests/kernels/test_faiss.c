@@ -577,12 +577,12 @@ static double agreement(const char *fa, const char *fb, const char *field)
         assert_int_equal(json_array_size(ia), json_array_size(ib));
         for (size_t i = 0; i < json_array_size(ia); i++) {
             json_t *x = json_array_get(ia, i);
-            const char *sa = field ? json_string_value(json_object_get(x, field)) : json_string_value(x);
+            const char *id_a = field ? json_string_value(json_object_get(x, field)) : json_string_value(x);
             tot++;
             for (size_t j = 0; j < json_array_size(ib); j++) {
                 json_t *y = json_array_get(ib, j);
-                const char *sb = field ? json_string_value(json_object_get(y, field)) : json_string_value(y);
-                hit += sa && sb && !strcmp(sa, sb);
+                const char *id_b = field ? json_string_value(json_object_get(y, field)) : json_string_value(y);
+                hit += id_a && id_b && !strcmp(id_a, id_b);
             }
         }
         lines++;

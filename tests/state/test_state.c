@@ -562,9 +562,9 @@ static void test_dir_private(void **u)
     make_dir(parent, sizeof parent);
     snprintf(dir, sizeof dir, "%s/state", parent);
     sr_state_t *st = open_store("rocksdb", dir, 5, 0, -1, 10);
-    struct stat sb;
-    assert_int_equal(stat(dir, &sb), 0);
-    assert_int_equal(sb.st_mode & 0777, 0700);
+    struct stat dir_st;
+    assert_int_equal(stat(dir, &dir_st), 0);
+    assert_int_equal(dir_st.st_mode & 0777, 0700);
     sr_state_close(st);
     remove_dir(dir);
     rmdir(parent);

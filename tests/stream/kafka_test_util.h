@@ -17,6 +17,8 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <jansson.h>
 
+#include "sr_mock_broker.h" /* the embedded broker of streamrec broker/demo/bench e2e */
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -53,8 +55,8 @@ static inline void sleep_ms(int ms)
 /* ---- mock cluster ---------------------------------------------------------------------- */
 
 struct mock {
-    rd_kafka_t *rk;
-    rd_kafka_mock_cluster_t *mc;
+    sr_mock_broker_t *mb;
+    rd_kafka_mock_cluster_t *mc; /* of mb, for fault injection */
     char bootstraps[256];
 };
 
@@ -67,25 +69,19 @@ static inline void quiet_log(const rd_kafka_t *rk, int level, const char *fac, c
 
 static inline int mock_start(struct mock *m, int brokers)
 {
-    char errstr[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_log_cb(conf, quiet_log);
-    m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!m->rk)
+    struct sr_error err = {0};
+    if (sr_mock_broker_start(brokers, &m->mb, &err) != SR_OK) {
+        fprintf(stderr, "mock: %s\n", err.msg);
         return -1;
-    m->mc = rd_kafka_mock_cluster_new(m->rk, brokers);
-    if (!m->mc)
-        return -1;
-    snprintf(m->bootstraps, sizeof m->bootstraps, "%s", rd_kafka_mock_cluster_bootstraps(m->mc));
+    }
+    m->mc = sr_mock_broker_cluster(m->mb);
+    snprintf(m->bootstraps, sizeof m->bootstraps, "%s", sr_mock_broker_bootstraps(m->mb));
     return 0;
 }
 
 static inline void mock_stop(struct mock *m)
 {
-    if (m->mc)
-        rd_kafka_mock_cluster_destroy(m->mc);
-    if (m->rk)
-        rd_kafka_destroy(m->rk);
+    sr_mock_broker_stop(m->mb);
     memset(m, 0, sizeof *m);
 }
 
@@ -200,8 +196,9 @@ static inline const char *cluster_name(const struct cluster *c, const char *base
  * partition has a leader. 0 on success. */
 static inline int cluster_topic_create(struct cluster *c, const char *name, int partitions)
 {
+    struct sr_error err = {0};
     if (!c->real)
-        return rd_kafka_mock_topic_create(c->mock.mc, name, partitions, 1) ? -1 : 0;
+        return sr_mock_broker_topic_create(c->mock.mb, name, partitions, 1, &err) ? -1 : 0;
     rd_kafka_t *rk = client(c->bootstraps, RD_KAFKA_PRODUCER, NULL);
     char errstr[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, errstr, sizeof errstr);

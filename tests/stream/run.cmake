@@ -3,13 +3,13 @@
 # child processes. test_run: the runtime's contract; test_cluster: what only a real broker can
 # show (a consumer group of three, SASL/SCRAM and ACLs, a broker restart).
 if(TARGET sr_stream)
-  sr_add_test(test_run SOURCES test_run.c LIBS PkgConfig::RDKAFKA PkgConfig::JANSSON m)
+  sr_add_test(test_run SOURCES test_run.c LIBS sr_mock_broker PkgConfig::RDKAFKA PkgConfig::JANSSON m)
   add_dependencies(test_run streamrec)
   set_tests_properties(test_run PROPERTIES TIMEOUT 900)
   sr_kafka_test(test_run)
 endif()
 if(TARGET sr_stream)
-  sr_add_test(test_cluster SOURCES test_cluster.c LIBS PkgConfig::RDKAFKA PkgConfig::JANSSON m
+  sr_add_test(test_cluster SOURCES test_cluster.c LIBS sr_mock_broker PkgConfig::RDKAFKA PkgConfig::JANSSON m
               Threads::Threads)
   add_dependencies(test_cluster streamrec)
   set_tests_properties(test_cluster PROPERTIES TIMEOUT 900)
@@ -18,7 +18,7 @@ endif()
 # test_changelog: the state changelog's log and restore (long changelog, tombstones, a local
 # store the changelog does not describe, a healthy checkpoint) on the suite's broker.
 if(TARGET sr_stream)
-  sr_add_test(test_changelog SOURCES test_changelog.c LIBS sr_stream PkgConfig::RDKAFKA
+  sr_add_test(test_changelog SOURCES test_changelog.c LIBS sr_mock_broker PkgConfig::RDKAFKA
               PkgConfig::JANSSON m)
   set_tests_properties(test_changelog PROPERTIES TIMEOUT 300)
   sr_kafka_test(test_changelog)
@@ -26,7 +26,7 @@ endif()
 # test_run_registry: `run` with a Schema Registry (avro-confluent in and out) on the suite's
 # broker and its real registry (tests/schemas/registry_fixture.sh); skips without a registry.
 if(TARGET sr_stream AND TARGET test_registry)
-  sr_add_test(test_run_registry SOURCES test_run_registry.c LIBS sr_schemas PkgConfig::RDKAFKA
+  sr_add_test(test_run_registry SOURCES test_run_registry.c LIBS sr_mock_broker PkgConfig::RDKAFKA
               PkgConfig::JANSSON m)
   add_dependencies(test_run_registry streamrec)
   target_compile_definitions(test_run_registry PRIVATE

@@ -173,6 +173,16 @@ struct sr_eval_report {
     uint64_t catalogue;       /* recommendable items (V - first_index) */
 };
 
+/* Scores one recommendation rec[0..n) (best first) against its target into r: evaluated + 1,
+ * and at the target's rank j (1-based) hits + 1, mrr_sum + sr_eval_rr(j), ndcg_sum +
+ * sr_eval_dcg(j). Returns j, 0 for a miss. The one definition of HitRate/MRR/NDCG@K (one
+ * relevant item), used by the eval op (per bundle and per session) and by `streamrec demo`. */
+int32_t sr_eval_score(struct sr_eval_report *r, const int32_t *rec, int32_t n, int32_t target);
+double sr_eval_rr(int32_t rank);  /* reciprocal rank 1/j; 0 for a miss (rank 0) */
+double sr_eval_dcg(int32_t rank); /* 1/log2(j+1); 0 for a miss */
+/* HitRate@K (= Recall@K), MRR@K and NDCG@K of r: the sums over r->evaluated (0 when none). */
+void sr_eval_rates(const struct sr_eval_report *r, double *hit_rate, double *mrr, double *ndcg);
+
 /* One session's share of the evaluation (only sessions with an evaluated recommendation):
  * what a paired comparison of two bundles over the same events resamples (bootstrap over
  * sessions, DESIGN §6). `id` is valid during the callback only. */

@@ -52,6 +52,9 @@ struct sr_bundle_info {
  * err names the file and the first problem (tensor with expected vs actual shape, vocab line,
  * JSON path). On success the caller owns one reference. */
 sr_err_t sr_bundle_load(const char *dir, sr_bundle_t **out, struct sr_error *err);
+/* sr_bundle_load without reading retrieval.index: what `bundle build-index` and benchmarks
+ * that build their own index load (building a new index is how a bad one is replaced). */
+sr_err_t sr_bundle_load_noindex(const char *dir, sr_bundle_t **out, struct sr_error *err);
 sr_bundle_t *sr_bundle_ref(sr_bundle_t *b);
 /* Drops one reference; frees at zero. NULL is a no-op. */
 void sr_bundle_unref(sr_bundle_t *b);
@@ -96,6 +99,26 @@ void sr_backend_unref(sr_backend_t *be);
 const char *sr_backend_name(const sr_backend_t *be); /* "cpu" | "cuda" */
 /* Human description: "cpu (OpenBLAS, 2 threads)", "cuda (NVIDIA H100, sm_90)". */
 const char *sr_backend_describe(const sr_backend_t *be);
+
+/* Backend memory and exact top-k over a raw table, for benchmarks (`bench retrieval`): what a
+ * model does inside, without a bundle. Memory from sr_backend_alloc is the backend's (device
+ * memory on cuda); the table and query pointers below are such memory. Calls are ordered on
+ * the backend's stream; one thread drives a backend. */
+void *sr_backend_alloc(sr_backend_t *be, size_t bytes); /* NULL when out of memory */
+void sr_backend_free(sr_backend_t *be, void *p);          /* p NULL: no-op */
+sr_err_t sr_backend_upload(sr_backend_t *be, void *dst, const void *host_src, size_t bytes,
+                           struct sr_error *err);
+/* Exact top-k of q[B×d] over table[V×d] rows first..V-1, with optional bias[V] (NULL: none),
+ * as sr_model_topk orders it; k indices and scores per query to host memory. */
+sr_err_t sr_backend_topk(sr_backend_t *be, const float *q, int B, const float *table,
+                         const float *bias, int d, int first, int V, int k, int32_t *host_idx,
+                         float *host_score, struct sr_error *err);
+/* Declares table the catalogue of the topk calls to come until the matching unpin: the backend
+ * may keep it in its own layout, as a model's table is at load. SR_OK and nothing done on a
+ * backend without pinning. */
+sr_err_t sr_backend_topk_pin(sr_backend_t *be, const float *table, int d, int first, int V,
+                             struct sr_error *err);
+void sr_backend_topk_unpin(sr_backend_t *be, const float *table, int d, int first, int V);
 
 /* ---- models --------------------------------------------------------------------------- */
 
