@@ -4,6 +4,7 @@
  * Threads: built on the caller's thread; run on one thread at a time. */
 #include "ops_int.h"
 #include "sr_kernels.h"
+#include "sr_schemas.h"
 #include "sr_state.h"
 
 #include <stdarg.h>
@@ -211,6 +212,9 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     static const char *const tail[] = {"encode", "retrieve"};
     for (size_t i = 0; rc == SR_OK && i < sizeof tail / sizeof *tail; i++)
         rc = add_node(g, tail[i], tail[i], false, err);
+    /* recs.trending: the same predicate that chooses the output schema (DESIGN §4.3) */
+    if (rc == SR_OK && sr_rec_item_sources_configured(p->cfg))
+        rc = add_node(g, "trending", "trending", false, err);
     if (rc == SR_OK && p->eval)
         rc = add_node(g, "eval", "eval", false, err);
     if (rc == SR_OK)

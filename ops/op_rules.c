@@ -23,12 +23,43 @@
  * items merely viewed may be recommended again (DESIGN §4.2). Types are matched by their
  * stored code (sr_session_type_code); items of a version-1 session value have no type and
  * are excluded only by `true`. */
-#define EXCLUDE_MAX_TYPES 32
-
 struct exclude_ctx {
-    int n;                      /* 0: every item */
-    uint32_t code[EXCLUDE_MAX_TYPES];
+    struct sr__exclude_spec spec;
 };
+
+sr_err_t sr__exclude_seen_parse(const sr_config_t *cfg, struct sr__exclude_spec *out,
+                                struct sr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    bool all;
+    if (sr_config_get_bool(cfg, "recs.exclude_seen", &all, NULL) == SR_OK) {
+        out->on = all;
+        return SR_OK;
+    }
+    out->on = true;
+    char buf[1024], sbuf[1024];
+    const char *names[SR__EXCLUDE_MAX_TYPES], *stored[64];
+    out->n = sr_split_csv(sr_config_get(cfg, "recs.exclude_seen"), buf, sizeof buf, names,
+                          SR__EXCLUDE_MAX_TYPES);
+    int ns = sr_split_csv(sr_config_get(cfg, "session.event_types"), sbuf, sizeof sbuf, stored,
+                          64);
+    if (out->n <= 0)
+        return sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: '%s' is neither true/false "
+                            "nor a list of event types (at most %d)",
+                            sr_config_get(cfg, "recs.exclude_seen"), SR__EXCLUDE_MAX_TYPES);
+    for (int i = 0; i < out->n; i++) {
+        bool ok = false;
+        for (int j = 0; j < ns && !ok; j++)
+            ok = !strcmp(names[i], stored[j]);
+        if (!ok)
+            return sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: event type '%s' is not in "
+                                "session.event_types (%s): such events are never stored, so "
+                                "nothing would be excluded", names[i],
+                                sr_config_get(cfg, "session.event_types"));
+        out->code[i] = sr_session_type_code(names[i], strlen(names[i]));
+    }
+    return SR_OK;
+}
 
 static sr_err_t exclude_init(struct sr_op_env *env, const char *prefix, void **ctx,
                              struct sr_op_ports *ports, struct sr_error *err)
@@ -37,34 +68,10 @@ static sr_err_t exclude_init(struct sr_op_env *env, const char *prefix, void **c
     struct exclude_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
-    bool all;
-    if (sr_config_get_bool(env->cfg, "recs.exclude_seen", &all, NULL) != SR_OK) {
-        char buf[1024], sbuf[1024];
-        const char *names[EXCLUDE_MAX_TYPES], *stored[64];
-        c->n = sr_split_csv(sr_config_get(env->cfg, "recs.exclude_seen"), buf, sizeof buf, names,
-                            EXCLUDE_MAX_TYPES);
-        int ns = sr_split_csv(sr_config_get(env->cfg, "session.event_types"), sbuf, sizeof sbuf,
-                              stored, 64);
-        if (c->n <= 0) {
-            free(c);
-            return sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: '%s' is neither true/false "
-                                "nor a list of event types (at most %d)",
-                                sr_config_get(env->cfg, "recs.exclude_seen"), EXCLUDE_MAX_TYPES);
-        }
-        for (int i = 0; i < c->n; i++) {
-            bool ok = false;
-            for (int j = 0; j < ns && !ok; j++)
-                ok = !strcmp(names[i], stored[j]);
-            if (!ok) {
-                sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: event type '%s' is not in "
-                             "session.event_types (%s): such events are never stored, so nothing "
-                             "would be excluded", names[i],
-                             sr_config_get(env->cfg, "session.event_types"));
-                free(c);
-                return SR_ECONFIG;
-            }
-            c->code[i] = sr_session_type_code(names[i], strlen(names[i]));
-        }
+    sr_err_t rc = sr__exclude_seen_parse(env->cfg, &c->spec, err);
+    if (rc != SR_OK) {
+        free(c);
+        return rc;
     }
     *ctx = c;
     sr__port_in(ports, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, false);
@@ -83,7 +90,7 @@ static sr_err_t exclude_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
     sr_err_t rc = sr_batch_add(b, SR_C_EXCLUDE, SR_COL_LIST_I32, total, &ex, err);
     if (rc != SR_OK)
         return rc;
-    if (!c->n) {
+    if (!c->spec.n) {
         /* Same rows, same lists: the backend's exclusion test tolerates duplicates. */
         memcpy(ex->offsets, items->offsets, sizeof(int32_t) * (size_t)(b->n + 1));
         if (total > 0)
@@ -94,8 +101,8 @@ static sr_err_t exclude_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
     int32_t *out = ex->data, pos = 0;
     for (int32_t r = 0; r < b->n; r++) {
         for (int32_t j = items->offsets[r]; j < items->offsets[r + 1]; j++)
-            for (int t = 0; t < c->n; t++)
-                if ((uint32_t)ty[j] == c->code[t]) {
+            for (int t = 0; t < c->spec.n; t++)
+                if ((uint32_t)ty[j] == c->spec.code[t]) {
                     out[pos++] = idx[j];
                     break;
                 }

@@ -26,13 +26,15 @@ typedef enum sr_col_type {
     SR_COL_LIST_I32, /* ragged: offsets[n+1] into int32 values */
     SR_COL_LIST_U64,
     SR_COL_LIST_F32,
+    SR_COL_LIST_STR, /* ragged strings: offsets[n+1] into const char *values + uint32_t lens */
     SR_COL__COUNT
 } sr_col_type_t;
 
 const char *sr_col_type_name(sr_col_type_t t);
 
 /* A named column. Fixed types hold n values in `data`; STR holds pointers in `data` and
- * lengths in `lens`; lists hold offsets[n+1] and the flattened values in `data`. Memory is
+ * lengths in `lens`; lists hold offsets[n+1] and the flattened values in `data` (LIST_STR:
+ * pointers in `data`, one length per value in `lens`). Memory is
  * owned by the batch's arena (or, for constant columns, by the op that published them). */
 struct sr_col {
     const char *name;

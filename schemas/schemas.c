@@ -14,6 +14,17 @@
 const char *sr_schema_user_event_json(void) { return sr__avsc_user_event; }
 const char *sr_schema_recommendation_json(void) { return sr__avsc_recommendation; }
 
+const char *sr_schema_recommendation_json_for(bool item_sources)
+{
+    return item_sources ? sr__avsc_recommendation_v2 : sr__avsc_recommendation;
+}
+
+bool sr_rec_item_sources_configured(const sr_config_t *cfg)
+{
+    bool on = false;
+    return cfg && sr_config_get_bool(cfg, "recs.trending", &on, NULL) == SR_OK && on;
+}
+
 static const char *const invalid_names[] = {
 #define SR__INVALID_NAME(name, label) label,
     SR_EVENT_INVALID_MAP(SR__INVALID_NAME)

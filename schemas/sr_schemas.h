@@ -221,6 +221,8 @@ struct sr_scored_item {
     const char *item_id;
     size_t item_id_len;
     double score;
+    const char *source; /* where the item came from ("model" | "trending"); written only when
+                         * the rec's item_sources is set; NULL there means "model" */
 };
 
 struct sr_rec {
@@ -237,7 +239,18 @@ struct sr_rec {
     size_t source_topic_len;
     int32_t source_partition;
     int64_t source_offset;
+    bool item_sources;   /* items carry their source: JSON writes "source" per item, Avro uses
+                          * the schema with ScoredItem.source; false keeps the version-1 form
+                          * byte for byte (DESIGN §4.3) */
 };
+
+/* Whether recommendations under cfg carry each item's source (recs.trending on): the one
+ * predicate the graph (which fills sr_rec.item_sources) and the output schema registration
+ * (sr_output_schema_id) share, so the schema id always names the schema the bytes use. */
+bool sr_rec_item_sources_configured(const sr_config_t *cfg);
+/* The recommendation schema a rec is written with: version 2 (recommendation_v2.avsc, items
+ * with their source) or version 1 (recommendation.avsc, sr_schema_recommendation_json). */
+const char *sr_schema_recommendation_json_for(bool item_sources);
 
 typedef struct sr_rec_encoder sr_rec_encoder_t;
 
@@ -250,7 +263,9 @@ void sr_rec_encoder_destroy(sr_rec_encoder_t *e);
  *   {"session_id": "s1", "user_id": null, "event_timestamp_ms": 1700000000000,
  *    "model_version": "v", "items": [{"item_id": "i42", "score": 3.17}],
  *    "source": {"topic": "events", "partition": 0, "offset": 17}}
- * on one line, no newline; strings escaped (non-ASCII stays raw UTF-8), scores laid out like
+ * on one line, no newline; with rec->item_sources each item is
+ *   {"item_id": "i42", "score": 3.17, "source": "model"}
+ * and Avro uses schema version 2 (sr_schema_recommendation_json_for); strings escaped (non-ASCII stays raw UTF-8), scores laid out like
  * Python's repr (sr_json_format_double): a score that is a float32 value (model scores are) with
  * 9 significant digits, which read back as the same float; any other double in the shortest
  * text that reads back as the same double.

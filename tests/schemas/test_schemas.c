@@ -650,9 +650,9 @@ static void test_rec_json_matches_expected_file(void **state)
     sr_buf_free(&b);
 }
 
-static const struct sr_scored_item items2[] = {{"i42", 3, 3.17}, {"i\"7", 3, -1.0}};
+static const struct sr_scored_item items2[] = {{"i42", 3, 3.17, NULL}, {"i\"7", 3, -1.0, NULL}};
 static const struct sr_rec rec1 = {"s1", 2, NULL, 0, 1700000000000, "v1", 2, items2, 2,
-                                   "events", 6, 3, 17};
+                                   "events", 6, 3, 17, false};
 
 static void test_rec_json_form(void **state)
 {
