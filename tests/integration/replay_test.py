@@ -36,6 +36,11 @@ CASE is one of
                sessions that outgrow max_len, on both state backends, at batch sizes 1 and 37,
                with session.max_len below the model's, and across a resumed run whose states
                come from disk (rocksdb state.dir).
+  trending     recs.trending=true, recs.trending.slots=2 (DESIGN §4.5): batch.max.events=1
+               and 512 and the rocksdb store give identical bytes; every item says its source,
+               model or trending, and trending items appear; the Avro container (schema version
+               2) reads back to the same bytes, and read through version 1 (a reader that
+               predates item sources) to the same lines without the sources.
 Exit 0 on success, 1 with the reason.
 """
 import argparse
@@ -148,6 +153,37 @@ def case_backend(args, tmp):
     replay(args, tmp, events_path(args), b, ["state.backend=rocksdb", "batch.max.events=37",
                                               "state.dir=" + os.path.join(tmp, "db")])
     same_bytes(a, b, "state.backend memory vs rocksdb")
+
+
+def case_trending(args, tmp):
+    on = ["recs.trending=true", "recs.trending.slots=2"]
+    a, b, c = (os.path.join(tmp, n) for n in ("t1.jsonl", "t512.jsonl", "trocks.jsonl"))
+    replay(args, tmp, events_path(args), a, on + ["state.backend=memory", "batch.max.events=1"])
+    replay(args, tmp, events_path(args), b, on + ["state.backend=memory", "batch.max.events=512"])
+    replay(args, tmp, events_path(args), c, on + ["state.backend=rocksdb", "batch.max.events=37",
+                                                  "state.dir=" + os.path.join(tmp, "db")])
+    same_bytes(a, b, "trending: batch.max.events 1 vs 512")
+    same_bytes(a, c, "trending: state.backend memory vs rocksdb")
+    sources = {}
+    for line in read_lines(a):
+        for it in json.loads(line)["items"]:
+            sources[it["source"]] = sources.get(it["source"], 0) + 1
+    if set(sources) != {"model", "trending"} or sources["trending"] < 781 * 2:
+        raise Fail("trending: item sources %r (expected model and >= 2 trending per line)" % sources)
+    av, back, v1 = (os.path.join(tmp, n) for n in ("t.avro", "back.jsonl", "v1.jsonl"))
+    replay(args, tmp, events_path(args), av, on + ["state.backend=memory"])
+    if subprocess.run([args.tool, "recs", av, back]).returncode != 0:
+        raise Fail("avro_tool recs could not read %s" % av)
+    same_bytes(a, back, "trending: --output .jsonl vs .avro read back")
+    if subprocess.run([args.tool, "recs-v1", av, v1]).returncode != 0:
+        raise Fail("avro_tool recs-v1 could not read %s through schema version 1" % av)
+    want = []
+    for line in read_lines(a):
+        r = json.loads(line)
+        want.append([(it["item_id"], it["score"]) for it in r["items"]])
+    got = [[(it["item_id"], it["score"]) for it in json.loads(line)["items"]] for line in read_lines(v1)]
+    if got != want or any(b'"source": "model"' in l for l in read_lines(v1)):
+        raise Fail("trending: version-1 reading of the version-2 container differs")
 
 
 def generate_events(bundle, path, n_events, n_sessions, seed):
@@ -424,7 +460,8 @@ def case_incremental(args, tmp):
 
 CASES = {"state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
          "restart": case_restart, "avro_input": case_avro_input, "avro_output": case_avro_output,
-         "exclude_types": case_exclude_types, "incremental": case_incremental}
+         "exclude_types": case_exclude_types, "incremental": case_incremental,
+         "trending": case_trending}
 
 
 def main():
