@@ -44,6 +44,8 @@ SR_CONFIG_KEY("session.ttl.ms",          INT,  "0..",    "1800000",   "event-tim
 SR_CONFIG_KEY("recs.k",                  INT,  "1..1000", "10",       "items per recommendation")
 SR_CONFIG_KEY("recs.exclude_seen",       TEXT, "",       "true",      "drop items already in the session; or a list of event types (purchase,add_to_cart): drop only items the session had such an event for")
 SR_CONFIG_KEY("recs.require_available",  BOOL, "",       "false",     "drop items whose `available` attribute is 0")
+SR_CONFIG_KEY("recs.max_per_category",   INT,  "0..1000", "0",        "at most this many items of one `category` (items.tsv column) per recommendation; 0: no cap")
+SR_CONFIG_KEY("recs.min_score",          TEXT, "",       "",          "drop items whose score (after boosts) is below this number; empty: no minimum")
 SR_CONFIG_KEY("recs.trending",           BOOL, "",       "false",     "trending items of the input partition answer sessions with no known item and fill recommendations short of recs.k; each item then says its source (model|trending)")
 SR_CONFIG_KEY("recs.trending.slots",     INT,  "0..1000", "0",        "with recs.trending: the last this many of the recs.k slots go to trending items the model did not pick (exploration of new items)")
 SR_CONFIG_KEY("trending.half_life.ms",   INT,  "1..",    "3600000",   "event-time half-life of the trending counts (ms)")

@@ -240,6 +240,7 @@ void sr_graph_destroy(sr_graph_t *g)
     sr_backend_unref(g->backend);
     sr_bundle_unref(g->env.bundle);
     free(g->env.item_allowed);
+    free(g->env.item_boost);
     free(g);
 }
 

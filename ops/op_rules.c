@@ -8,11 +8,21 @@
  *                            graph.op.no_clearance.type=drop_items
  *                            graph.op.no_clearance.attribute=category
  *                            graph.op.no_clearance.values=clearance,gift-cards
- * Static rules fold into env->item_allowed once at load, so they cost nothing per batch. */
+ *   `boost`             static, user-declared: items whose attribute is in a list get `weight`
+ *                       added to their score before the final top-k (negative: bury), e.g.
+ *                            graph.op.promo.type=boost
+ *                            graph.op.promo.attribute=brand
+ *                            graph.op.promo.values=acme
+ *                            graph.op.promo.weight=0.5
+ * Static rules fold into env->item_allowed / env->item_boost once at load, so they cost nothing
+ * per batch; retrieve applies boosts with the candidate rules (recs.max_per_category,
+ * recs.min_score; DESIGN §4.6). */
 #include "ops_int.h"
 #include "sr_kernels.h"
 #include "sr_state.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -229,4 +239,67 @@ const struct sr_op_desc sr__op_drop_items = {
     .init = drop_items_init,
     .run = static_rule_run,
     .options = drop_items_options,
+};
+
+/* ---- boost ---------------------------------------------------------------------------- */
+
+static sr_err_t boost_init(struct sr_op_env *env, const char *prefix, void **ctx,
+                           struct sr_op_ports *ports, struct sr_error *err)
+{
+    (void)ports;
+    *ctx = NULL;
+    char key[200];
+    if (!prefix)
+        return sr_error_set(err, SR_ECONFIG, "boost must be declared under graph.op.<name>.");
+    snprintf(key, sizeof key, "%sattribute", prefix);
+    const char *attr = sr_config_get(env->cfg, key);
+    if (!attr || !*attr)
+        return sr_error_set(err, SR_ECONFIG, "%s is required", key);
+    const struct sr_bundle_info *bi = sr_bundle_info(env->bundle);
+    int col = sr_bundle_attr_column(env->bundle, attr);
+    if (col < 0)
+        return sr_error_set(err, SR_ECONFIG, "%s=%s: items.tsv of bundle %s has no such column",
+                            key, attr, bi->dir);
+    snprintf(key, sizeof key, "%svalues", prefix);
+    char buf[2048];
+    const char *values[128];
+    int n = sr_split_csv(sr_config_get(env->cfg, key), buf, sizeof buf, values, 128);
+    if (n <= 0)
+        return sr_error_set(err, SR_ECONFIG, "%s: expected a comma-separated list (at most 128)", key);
+    snprintf(key, sizeof key, "%sweight", prefix);
+    const char *ws = sr_config_get(env->cfg, key);
+    char *end = NULL;
+    double w = ws && *ws ? strtod(ws, &end) : NAN;
+    if (!ws || !end || *end || !isfinite(w) || w == 0)
+        return sr_error_set(err, SR_ECONFIG, "%s=%s: expected a non-zero number (negative buries)",
+                            key, ws ? ws : "");
+    if (!env->item_boost) {
+        env->item_boost = calloc((size_t)bi->n_items, sizeof(float));
+        if (!env->item_boost)
+            return sr_error_set(err, SR_ENOMEM, "out of memory for the boost table");
+    }
+    int64_t hit = 0;
+    for (int32_t j = bi->first_index; j < bi->n_items; j++) {
+        const char *v = sr_bundle_attr(env->bundle, col, j);
+        for (int i = 0; i < n; i++)
+            if (!strcmp(v, values[i])) {
+                env->item_boost[j] += (float)w;
+                hit++;
+                break;
+            }
+    }
+    sr_log(SR_LOG_INFO, "ops", "boost", "op=%s attribute=%s weight=%g items=%lld", prefix, attr, w,
+           (long long)hit);
+    return SR_OK;
+}
+
+static const char *const boost_options[] = {"attribute", "values", "weight", NULL};
+
+const struct sr_op_desc sr__op_boost = {
+    .name = "boost",
+    .help = "add graph.op.<name>.weight to the score of items whose attribute is in .values "
+            "(negative: bury), before the final top-k",
+    .init = boost_init,
+    .run = static_rule_run,
+    .options = boost_options,
 };

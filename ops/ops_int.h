@@ -63,6 +63,8 @@ struct sr_op_env {
     bool has_staged;
     uint8_t *item_allowed;     /* [V]: static item rules (require_available, drop_items);
                                 * NULL = every item allowed */
+    float *item_boost;         /* [V]: score added by declared `boost` ops (negative buries);
+                                * NULL = none (DESIGN §4.6) */
     int32_t k;                 /* recs.k */
     struct sr_eval_report *eval; /* owned by the eval op; NULL without it */
     const char *source_topic;

@@ -872,6 +872,152 @@ static void test_trending_unknown_session(void **state)
     assert_int_equal(model, 9);
 }
 
+/* ---- candidate rules (DESIGN §4.6) --------------------------------------------------------- */
+
+struct rules_cap {
+    sr_bundle_t *bundle;
+    int cat_col;
+    int n;
+    char ids[800][200];   /* item ids of each recommendation, space-separated */
+    int n_items[800];
+    int max_same;         /* most items of one category in any recommendation */
+    bool scores_sorted;
+};
+
+static sr_err_t rules_emit(void *opaque, const struct sr_batch *b, int32_t row,
+                           const struct sr_rec *rec, struct sr_error *err)
+{
+    (void)b, (void)row, (void)err;
+    struct rules_cap *c = opaque;
+    assert_true(c->n < 800);
+    size_t j = 0;
+    int per[16] = {0};
+    for (size_t i = 0; i < rec->n_items; i++) {
+        j += (size_t)snprintf(c->ids[c->n] + j, 200 - j, "%s%.*s", i ? " " : "",
+                              (int)rec->items[i].item_id_len, rec->items[i].item_id);
+        int32_t idx = sr_bundle_item_index(c->bundle, rec->items[i].item_id, rec->items[i].item_id_len);
+        int cat = sr_bundle_attr(c->bundle, c->cat_col, idx)[1] - '0';
+        if (++per[cat] > c->max_same)
+            c->max_same = per[cat];
+        if (i && rec->items[i].score > rec->items[i - 1].score)
+            c->scores_sorted = false;
+    }
+    c->n_items[c->n++] = (int)rec->n_items;
+    return SR_OK;
+}
+
+static void run_rules(const char *const *kv, int batch, struct rules_cap *c)
+{
+    sr_config_t *cfg = base_config();
+    for (int i = 0; kv && kv[i]; i += 2)
+        set(cfg, kv[i], kv[i + 1]);
+    memset(c, 0, sizeof *c);
+    c->scores_sorted = true;
+    struct sr_error err = {0};
+    assert_int_equal(sr_bundle_load(BUNDLE, &c->bundle, &err), SR_OK);
+    c->cat_col = sr_bundle_attr_column(c->bundle, "category");
+    struct sr_stats stats = {0};
+    struct sr_sink sink = {.emit = rules_emit, .opaque = c};
+    struct sr_state *st;
+    assert_int_equal(sr_session_store_open(cfg, c->bundle, NULL, false, &st, &err), SR_OK);
+    struct sr_graph_params p = {.cfg = cfg, .runtime = "offline", .stats = &stats, .sink = &sink,
+                                .source_topic = "test", .state = st, .bundle = c->bundle};
+    sr_graph_t *g;
+    if (sr_graph_new(&p, &g, &err) != SR_OK)
+        fail_msg("graph: %s", err.msg);
+    run_events(g, st, batch);
+    assert_int_equal(c->n, 781);
+    sr_graph_destroy(g);
+    sr_state_close(st);
+    sr_bundle_unref(c->bundle);
+    c->bundle = NULL;
+    sr_config_destroy(cfg);
+}
+
+static bool same_ids(const struct rules_cap *a, const struct rules_cap *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->ids[i], b->ids[i]))
+            return false;
+    return true;
+}
+
+/* recs.max_per_category caps each category (7 in the bundle: with a cap of 1 a list needs
+ * candidates deep enough to hold every category, so rows are fetched again); a bury as strong
+ * as a drop gives the drop's lists; a boost as strong as "keep only c3" gives that rule's lists
+ * (items beyond the first candidates win: the fetch grows until no item beyond can); a
+ * minimum score above every score leaves nothing; batch sizes 1 and 64 agree. */
+static void test_candidate_rules(void **state)
+{
+    (void)state;
+    static struct rules_cap a, b, c;
+    static const char *const cap1[] = {"recs.max_per_category", "1", NULL};
+    run_rules(cap1, 64, &a);
+    assert_int_equal(a.max_same, 1);
+    for (int i = 0; i < a.n; i++)
+        assert_int_equal(a.n_items[i], 7);
+    static const char *const cap2[] = {"recs.max_per_category", "2", NULL};
+    run_rules(cap2, 1, &b);
+    run_rules(cap2, 64, &c);
+    assert_true(same_ids(&b, &c));
+    assert_int_equal(b.max_same, 2);
+    for (int i = 0; i < b.n; i++)
+        assert_int_equal(b.n_items[i], 10);
+    assert_true(b.scores_sorted);
+
+    static const char *const bury[] = {"graph.ops", "down", "graph.op.down.type", "boost",
+                                       "graph.op.down.attribute", "category",
+                                       "graph.op.down.values", "c3",
+                                       "graph.op.down.weight", "-1000", NULL};
+    static const char *const drop[] = {"graph.ops", "no", "graph.op.no.type", "drop_items",
+                                       "graph.op.no.attribute", "category",
+                                       "graph.op.no.values", "c3", NULL};
+    run_rules(bury, 64, &a);
+    run_rules(drop, 64, &b);
+    assert_true(same_ids(&a, &b));
+    static const char *const up[] = {"graph.ops", "up", "graph.op.up.type", "boost",
+                                     "graph.op.up.attribute", "category",
+                                     "graph.op.up.values", "c3",
+                                     "graph.op.up.weight", "1000", NULL};
+    static const char *const only[] = {"graph.ops", "only", "graph.op.only.type", "drop_items",
+                                       "graph.op.only.attribute", "category",
+                                       "graph.op.only.values", "c3",
+                                       "graph.op.only.keep", "true", NULL};
+    run_rules(up, 7, &a);
+    run_rules(only, 64, &b);
+    assert_true(same_ids(&a, &b));
+    assert_true(a.scores_sorted);
+
+    static const char *const high[] = {"recs.min_score", "1e9", NULL};
+    run_rules(high, 64, &a);
+    for (int i = 0; i < a.n; i++)
+        assert_int_equal(a.n_items[i], 0);
+    /* bad values are configuration errors naming the key */
+    sr_config_t *cfg = base_config();
+    set(cfg, "recs.min_score", "abc");
+    struct capture cap = {0};
+    struct sr_stats stats = {0};
+    struct sr_sink sink;
+    sr_graph_t *g = NULL;
+    struct sr_error err = {0};
+    assert_int_equal(sr_bundle_load(BUNDLE, &cap.bundle, &err), SR_OK);
+    assert_int_equal(build(cfg, &cap, &stats, &sink, &g, &err), SR_ECONFIG);
+    assert_non_null(strstr(err.msg, "recs.min_score=abc"));
+    sr_config_destroy(cfg);
+    cfg = base_config();
+    set(cfg, "graph.ops", "w");
+    set(cfg, "graph.op.w.type", "boost");
+    set(cfg, "graph.op.w.attribute", "category");
+    set(cfg, "graph.op.w.values", "c1");
+    set(cfg, "graph.op.w.weight", "0");
+    assert_int_equal(build(cfg, &cap, &stats, &sink, &g, &err), SR_ECONFIG);
+    assert_non_null(strstr(err.msg, "graph.op.w.weight=0"));
+    sr_config_destroy(cfg);
+    sr_bundle_unref(cap.bundle);
+}
+
 int main(void)
 {
     sr_log_set_level(SR_LOG_ERROR);
@@ -892,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_eval_metrics),
         cmocka_unit_test(test_exclude_seen_types),
         cmocka_unit_test(test_trending_unknown_session),
+        cmocka_unit_test(test_candidate_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
