@@ -154,7 +154,17 @@ static sr_err_t load_model(sr_graph_t *g, struct sr_bundle *bundle, struct sr_er
         return rc;
     if (k < 1 || k > 1000)
         return sr_error_set(err, SR_ECONFIG, "recs.k: %lld is out of range (1..1000)", (long long)k);
-    g->env.k = (int32_t)k;
+    g->env.k = g->env.k_retrieve = (int32_t)k;
+    const char *sampling = sr_config_get(cfg, "recs.sampling");
+    if (sampling && !strcmp(sampling, "softmax")) {
+        int64_t pool;
+        if ((rc = sr_config_get_int(cfg, "recs.sampling.candidates", &pool, err)) != SR_OK)
+            return rc;
+        if (pool < k)
+            return sr_error_set(err, SR_ECONFIG, "recs.sampling.candidates: %lld is below recs.k "
+                                "(%lld)", (long long)pool, (long long)k);
+        g->env.k_retrieve = (int32_t)pool;
+    }
     return SR_OK;
 }
 
@@ -212,6 +222,8 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     static const char *const tail[] = {"encode", "retrieve"};
     for (size_t i = 0; rc == SR_OK && i < sizeof tail / sizeof *tail; i++)
         rc = add_node(g, tail[i], tail[i], false, err);
+    if (rc == SR_OK && g->env.k_retrieve != g->env.k)
+        rc = add_node(g, "sample", "sample", false, err);
     /* recs.trending: the same predicate that chooses the output schema (DESIGN §4.3) */
     if (rc == SR_OK && sr_rec_item_sources_configured(p->cfg))
         rc = add_node(g, "trending", "trending", false, err);

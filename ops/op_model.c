@@ -356,7 +356,7 @@ static sr_err_t retrieve_rules(struct retrieve_ctx *c, struct sr_op_env *env, st
                                int32_t n, const float *vec, const int32_t *eo, const int32_t *ei,
                                int32_t *oi, float *os, struct sr_error *err)
 {
-    const int d = sr_bundle_info(env->bundle)->d_model, k = env->k;
+    const int d = sr_bundle_info(env->bundle)->d_model, k = env->k_retrieve;
     int32_t C = 4 * k + 16;
     if (C > c->eligible)
         C = c->eligible > k ? c->eligible : k;
@@ -404,7 +404,7 @@ static sr_err_t retrieve_run(void *ctx, struct sr_op_env *env, struct sr_batch *
 {
     struct retrieve_ctx *c = ctx;
     const int d = sr_bundle_info(env->bundle)->d_model;
-    const int k = env->k;
+    const int k = env->k_retrieve; /* k, or the sampling pool */
     if (!c->filter_set) {
         /* Static rules are final once every op's init ran: hand them to the model once. */
         sr_err_t rc = sr_model_set_item_filter(env->model, env->item_allowed, err);

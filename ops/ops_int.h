@@ -66,6 +66,8 @@ struct sr_op_env {
     float *item_boost;         /* [V]: score added by declared `boost` ops (negative buries);
                                 * NULL = none (DESIGN §4.6) */
     int32_t k;                 /* recs.k */
+    int32_t k_retrieve;        /* items per row retrieve returns: k, or the sampling pool
+                                * (recs.sampling.candidates) that `sample` draws k from */
     struct sr_eval_report *eval; /* owned by the eval op; NULL without it */
     const char *source_topic;
     const char *input_format;  /* overrides input.format when non-NULL */
@@ -158,6 +160,15 @@ void sr__trend_encode(const sr__trend_t *t, uint8_t *out);
 sr_err_t sr__trend_decode(const uint8_t *buf, size_t n, sr_arena_t *arena, uint32_t cap,
                           int64_t half_life_ms, const char *what, sr__trend_t **out,
                           struct sr_error *err);
+
+/* Softmax sampling without replacement (op_sample.c, DESIGN §4.7): orders the n scores by
+ * score / temperature + Gumbel noise drawn from a splitmix64 stream seeded by `seed` (the
+ * Gumbel-top-k trick: the first m of that order are m draws without replacement from the
+ * softmax), writing the first k positions into out. Deterministic in (scores, seed). */
+void sr__sample_softmax(const float *scores, int32_t n, int32_t k, double temperature,
+                        uint64_t seed, int32_t *out);
+/* The seed of one recommendation: session id, event offset and model version. */
+uint64_t sr__sample_seed(const char *session, uint32_t len, int64_t offset, const char *version);
 
 /* The registry (ops_builtin.c): every op type, looked up by name. */
 const struct sr_op_desc *sr__op_find(const char *name);

@@ -36,7 +36,8 @@ CASE is one of
                sessions that outgrow max_len, on both state backends, at batch sizes 1 and 37,
                with session.max_len below the model's, and across a resumed run whose states
                come from disk (rocksdb state.dir).
-  trending     recs.trending=true, recs.trending.slots=2 (DESIGN §4.5): batch.max.events=1
+  trending     recs.trending=true, recs.trending.slots=2 (DESIGN §4.5), with and without
+               recs.sampling=softmax (§4.7, which also changes the model's picks): batch.max.events=1
                and 512 and the rocksdb store give identical bytes; every item says its source,
                model or trending, and trending items appear; the Avro container (schema version
                2) reads back to the same bytes, and read through version 1 (a reader that
@@ -164,6 +165,16 @@ def case_trending(args, tmp):
                                                   "state.dir=" + os.path.join(tmp, "db")])
     same_bytes(a, b, "trending: batch.max.events 1 vs 512")
     same_bytes(a, c, "trending: state.backend memory vs rocksdb")
+    samp = on + ["recs.sampling=softmax", "recs.sampling.candidates=30"]
+    sa, sb, sc = (os.path.join(tmp, n) for n in ("s1.jsonl", "s512.jsonl", "srocks.jsonl"))
+    replay(args, tmp, events_path(args), sa, samp + ["state.backend=memory", "batch.max.events=1"])
+    replay(args, tmp, events_path(args), sb, samp + ["state.backend=memory", "batch.max.events=512"])
+    replay(args, tmp, events_path(args), sc, samp + ["state.backend=rocksdb", "batch.max.events=37",
+                                                     "state.dir=" + os.path.join(tmp, "sdb")])
+    same_bytes(sa, sb, "trending+sampling: batch.max.events 1 vs 512")
+    same_bytes(sa, sc, "trending+sampling: state.backend memory vs rocksdb")
+    if read_lines(sa) == read_lines(a):
+        raise Fail("recs.sampling=softmax changed nothing")
     sources = {}
     for line in read_lines(a):
         for it in json.loads(line)["items"]:

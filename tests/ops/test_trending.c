@@ -2,7 +2,7 @@
  * 10^7-event stream of 10^6 distinct items, its top-100 against the exact top-100 on a Zipf
  * stream, the Space-Saving error bound, event-time decay, and that a sketch decoded from its
  * bytes behaves exactly as the one that wrote them (so batch boundaries cannot change outputs);
- * malformed values are refused with the reason. */
+ * malformed values are refused with the reason. Also the softmax sampler's frequencies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -275,6 +275,45 @@ static void test_decode_errors(void **state)
     sr_arena_destroy(A);
 }
 
+/* Softmax sampling (op_sample.c): over 10^4 seeds (one per event offset) the first draw
+ * follows softmax(score / T) within 4 standard deviations per item, at T = 1 and T = 0.5; draws
+ * are without replacement; the same seed gives the same draws. */
+static void check_freq(double T)
+{
+    const float sc[5] = {2.0f, 1.0f, 0.5f, 0.0f, -1.0f};
+    double p[5], z = 0;
+    for (int i = 0; i < 5; i++)
+        z += (p[i] = exp(sc[i] / T));
+    int cnt[5] = {0};
+    const int N = 10000;
+    for (int o = 0; o < N; o++) {
+        int32_t out[3];
+        uint64_t seed = sr__sample_seed("s1", 2, o, "v1");
+        sr__sample_softmax(sc, 5, 3, T, seed, out);
+        assert_true(out[0] != out[1] && out[0] != out[2] && out[1] != out[2]);
+        int32_t again[3];
+        sr__sample_softmax(sc, 5, 3, T, seed, again);
+        assert_memory_equal(out, again, sizeof out);
+        cnt[out[0]]++;
+    }
+    for (int i = 0; i < 5; i++) {
+        double pi = p[i] / z, f = (double)cnt[i] / N, sd = sqrt(pi * (1 - pi) / N);
+        print_message("T=%.1f item %d: p=%.4f freq=%.4f\n", T, i, pi, f);
+        assert_true(fabs(f - pi) < 4 * sd);
+    }
+}
+
+static void test_softmax_sampling(void **state)
+{
+    (void)state;
+    check_freq(1.0);
+    check_freq(0.5);
+    /* a different session or model version draws differently */
+    assert_true(sr__sample_seed("s1", 2, 5, "v1") != sr__sample_seed("s2", 2, 5, "v1"));
+    assert_true(sr__sample_seed("s1", 2, 5, "v1") != sr__sample_seed("s1", 2, 5, "v2"));
+    assert_true(sr__sample_seed("s1", 2, 5, "v1") != sr__sample_seed("s1", 2, 6, "v1"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_decay),
         cmocka_unit_test(test_roundtrip_same_behaviour),
         cmocka_unit_test(test_decode_errors),
+        cmocka_unit_test(test_softmax_sampling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
