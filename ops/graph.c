@@ -4,7 +4,6 @@
  * Threads: built on the caller's thread; run on one thread at a time. */
 #include "ops_int.h"
 #include "sr_kernels.h"
-#include "sr_schemas.h"
 #include "sr_state.h"
 
 #include <stdarg.h>
@@ -222,10 +221,16 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     static const char *const tail[] = {"encode", "retrieve"};
     for (size_t i = 0; rc == SR_OK && i < sizeof tail / sizeof *tail; i++)
         rc = add_node(g, tail[i], tail[i], false, err);
-    if (rc == SR_OK && g->env.k_retrieve != g->env.k)
+    const char *sampling = sr_config_get(p->cfg, "recs.sampling");
+    if (rc == SR_OK && sampling && strcmp(sampling, "off"))
         rc = add_node(g, "sample", "sample", false, err);
-    /* recs.trending: the same predicate that chooses the output schema (DESIGN §4.3) */
-    if (rc == SR_OK && sr_rec_item_sources_configured(p->cfg))
+    /* recs.trending (checked by the config loader). Items carry their source exactly when
+     * trending or epsilon sampling runs, which is what sr_rec_item_sources_configured tells the
+     * output schema registration (DESIGN §4.3). */
+    bool trending = false;
+    if (rc == SR_OK)
+        rc = sr_config_get_bool(p->cfg, "recs.trending", &trending, err);
+    if (rc == SR_OK && trending)
         rc = add_node(g, "trending", "trending", false, err);
     if (rc == SR_OK && p->eval)
         rc = add_node(g, "eval", "eval", false, err);

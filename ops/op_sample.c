@@ -1,9 +1,13 @@
-/* op_sample.c — `sample` (recs.sampling=softmax, DESIGN §4.7; Merlin's SoftmaxSampling): from
- * each row's top recs.sampling.candidates (retrieve returns that many, rules applied), draws
- * recs.k items without replacement with probability softmax(score / temperature), in draw
- * order. The random stream of a row is seeded by (session id, event offset, model version), so
- * a replay, a duplicate after a crash and any batching draw the same items. Owns nothing but
- * its parsed temperature; runs on the graph's thread. */
+/* op_sample.c — `sample`, exploration (DESIGN §4.7):
+ *   recs.sampling=softmax (Merlin's SoftmaxSampling): from each row's top
+ *     recs.sampling.candidates (retrieve returns that many, rules applied), draws recs.k items
+ *     without replacement with probability softmax(score / temperature), in draw order;
+ *   recs.sampling=epsilon: each of the k slots, with probability recs.sampling.epsilon, holds a
+ *     random eligible item instead of the model's (uniform over the catalogue items the static
+ *     rules and the row's exclusions allow and the list does not hold; score 0, source random).
+ * The random stream of a row is seeded by (session id, event offset, model version), so a
+ * replay, a duplicate after a crash and any batching draw the same items. Owns nothing but its
+ * parsed settings; runs on the graph's thread. */
 #include "ops_int.h"
 #include "sr_kernels.h"
 
@@ -12,9 +16,14 @@
 #include <string.h>
 
 struct sample_ctx {
+    bool epsilon_mode;
     double temperature;
+    double epsilon;
     const char *version;
 };
+
+/* A uniform double in (0, 1) from the stream. */
+static double uniform(uint64_t *s);
 
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -45,6 +54,11 @@ static int keyed_cmp(const void *a, const void *b)
     return x->pos - y->pos;
 }
 
+static double uniform(uint64_t *s)
+{
+    return ((double)(splitmix64(s) >> 11) + 0.5) / 9007199254740992.0;
+}
+
 void sr__sample_softmax(const float *scores, int32_t n, int32_t k, double temperature,
                         uint64_t seed, int32_t *out)
 {
@@ -56,8 +70,7 @@ void sr__sample_softmax(const float *scores, int32_t n, int32_t k, double temper
     }
     uint64_t s = seed;
     for (int32_t i = 0; i < n; i++) {
-        /* u in (0, 1): 53 random bits, never 0 */
-        double u = ((double)(splitmix64(&s) >> 11) + 0.5) / 9007199254740992.0;
+        double u = uniform(&s); /* 53 random bits, never 0 */
         ks[i] = (struct keyed){.key = (double)scores[i] / temperature - log(-log(u)), .pos = i};
     }
     qsort(ks, (size_t)n, sizeof *ks, keyed_cmp);
@@ -67,28 +80,68 @@ void sr__sample_softmax(const float *scores, int32_t n, int32_t k, double temper
         free(ks);
 }
 
+static sr_err_t number(const sr_config_t *cfg, const char *key, double lo, double hi,
+                       bool lo_open, double *out, struct sr_error *err)
+{
+    const char *v = sr_config_get(cfg, key);
+    char *end = NULL;
+    double x = v && *v ? strtod(v, &end) : NAN;
+    if (!end || *end || !isfinite(x) || x < lo || x > hi || (lo_open && x == lo))
+        return sr_error_set(err, SR_ECONFIG, "%s=%s: expected a number in %s%g, %g]", key,
+                            v ? v : "", lo_open ? "(" : "[", lo, hi);
+    *out = x;
+    return SR_OK;
+}
+
 static sr_err_t sample_init(struct sr_op_env *env, const char *prefix, void **ctx,
                             struct sr_op_ports *ports, struct sr_error *err)
 {
     (void)prefix;
-    const char *ts = sr_config_get(env->cfg, "recs.sampling.temperature");
-    char *end = NULL;
-    double t = ts && *ts ? strtod(ts, &end) : NAN;
-    if (!end || *end || !isfinite(t) || t <= 0)
-        return sr_error_set(err, SR_ECONFIG, "recs.sampling.temperature=%s: expected a number > 0",
-                            ts ? ts : "");
     struct sample_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
-    c->temperature = t;
+    const char *mode = sr_config_get(env->cfg, "recs.sampling");
+    c->epsilon_mode = mode && !strcmp(mode, "epsilon");
+    sr_err_t rc = c->epsilon_mode
+                      ? number(env->cfg, "recs.sampling.epsilon", 0, 1, false, &c->epsilon, err)
+                      : number(env->cfg, "recs.sampling.temperature", 0, 1e9, true,
+                               &c->temperature, err);
+    if (rc != SR_OK) {
+        free(c);
+        return rc;
+    }
     c->version = sr_bundle_info(env->bundle)->version;
     *ctx = c;
     sr__port_in(ports, SR_C_SESSION, SR_COL_STR, false);
     sr__port_in(ports, SR_C_REC_ITEMS, SR_COL_LIST_I32, false);
     sr__port_in(ports, SR_C_REC_SCORES, SR_COL_LIST_F32, false);
+    sr__port_in(ports, SR_C_EXCLUDE, SR_COL_LIST_I32, true);
     sr__port_out(ports, SR_C_REC_ITEMS, SR_COL_LIST_I32);
     sr__port_out(ports, SR_C_REC_SCORES, SR_COL_LIST_F32);
+    if (c->epsilon_mode)
+        sr__port_out(ports, SR_C_REC_SOURCES, SR_COL_LIST_I32);
     return SR_OK;
+}
+
+/* A random eligible item for one slot: allowed by the static rules, not excluded for the row,
+ * not in the list (row[0..n)); -1 after 64 misses (a catalogue nearly all ruled out keeps the
+ * model's item). */
+static int32_t random_item(const struct sr_op_env *env, uint64_t *s, const int32_t *ex, int32_t nex,
+                           const int32_t *row, int32_t n)
+{
+    const struct sr_bundle_info *bi = sr_bundle_info(env->bundle);
+    uint64_t span = (uint64_t)(bi->n_items - bi->first_index);
+    for (int t = 0; t < 64 && span; t++) {
+        int32_t j = bi->first_index + (int32_t)(splitmix64(s) % span);
+        bool ok = !env->item_allowed || env->item_allowed[j];
+        for (int32_t q = 0; ok && q < nex; q++)
+            ok = ex[q] != j;
+        for (int32_t q = 0; ok && q < n; q++)
+            ok = row[q] != j;
+        if (ok)
+            return j;
+    }
+    return -1;
 }
 
 static sr_err_t sample_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
@@ -103,10 +156,12 @@ static sr_err_t sample_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
     int32_t rows = 0;
     for (int32_t r = 0; r < b->n; r++)
         rows += ri->offsets[r + 1] > ri->offsets[r];
-    struct sr_col *oi, *os;
+    struct sr_col *oi, *os, *osrc = NULL, *ex = sr_batch_col(b, SR_C_EXCLUDE);
     sr_err_t rc = sr_batch_add(b, "sample.items", SR_COL_LIST_I32, (int64_t)rows * k, &oi, err);
     if (rc == SR_OK)
         rc = sr_batch_add(b, "sample.scores", SR_COL_LIST_F32, (int64_t)rows * k, &os, err);
+    if (rc == SR_OK && c->epsilon_mode)
+        rc = sr_batch_add(b, SR_C_REC_SOURCES, SR_COL_LIST_I32, (int64_t)rows * k, &osrc, err);
     int32_t *pick = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)k, 16);
     float *pool = sr_arena_alloc(b->arena, sizeof(float) * (size_t)env->k_retrieve, 16);
     int32_t *pidx = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)env->k_retrieve, 16);
@@ -121,15 +176,35 @@ static sr_err_t sample_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
     for (int32_t r = 0; r < b->n; r++) {
         int32_t lo = ri->offsets[r], hi = ri->offsets[r + 1];
         oi->offsets[r + 1] = os->offsets[r + 1] = pos;
+        if (osrc)
+            osrc->offsets[r + 1] = pos;
         if (hi <= lo)
             continue;
+        uint64_t seed = sr__sample_seed(sid[r], sess->lens[r], off[r], c->version);
+        if (c->epsilon_mode) {
+            const int32_t *exr = ex ? (const int32_t *)ex->data + ex->offsets[r] : NULL;
+            int32_t nex = ex ? ex->offsets[r + 1] - ex->offsets[r] : 0, base = pos;
+            int32_t *src = osrc->data;
+            for (int32_t j = lo; j < hi; j++) {
+                int32_t it = -1;
+                if (uniform(&seed) < c->epsilon) /* this slot explores */
+                    it = random_item(env, &seed, exr, nex, in_i + lo, hi - lo);
+                if (it >= 0)
+                    for (int32_t q = base; q < pos && it >= 0; q++)
+                        it = out_i[q] == it ? -1 : it;
+                out_i[pos] = it >= 0 ? it : in_i[j];
+                out_s[pos] = it >= 0 ? 0.0f : in_s[j];
+                src[pos++] = it >= 0 ? SR__REC_RANDOM : SR__REC_MODEL;
+            }
+            oi->offsets[r + 1] = os->offsets[r + 1] = osrc->offsets[r + 1] = pos;
+            continue;
+        }
         int32_t m = 0; /* the pool: valid candidates, in rank order */
         for (int32_t j = lo; j < hi; j++)
             if (in_i[j] >= 0) {
                 pidx[m] = in_i[j];
                 pool[m++] = in_s[j];
             }
-        uint64_t seed = sr__sample_seed(sid[r], sess->lens[r], off[r], c->version);
         sr__sample_softmax(pool, m, k, c->temperature, seed, pick);
         for (int32_t j = 0; j < k; j++) {
             out_i[pos] = j < m ? pidx[pick[j]] : -1;
@@ -149,8 +224,9 @@ static void sample_fini(void *ctx) { free(ctx); }
 
 const struct sr_op_desc sr__op_sample = {
     .name = "sample",
-    .help = "recs.sampling=softmax: draw recs.k of the top recs.sampling.candidates by softmax "
-            "of score / temperature, seeded by (session, offset, model version)",
+    .help = "recs.sampling: softmax draws recs.k of the top recs.sampling.candidates by softmax "
+            "of score / temperature; epsilon puts random eligible items in a share of slots; "
+            "seeded by (session, offset, model version)",
     .init = sample_init,
     .run = sample_run,
     .fini = sample_fini,

@@ -37,7 +37,8 @@ static sr_err_t sink_init(struct sr_op_env *env, const char *prefix, void **ctx,
     sr__port_in(ports, SR_C_REC_ITEMS, SR_COL_LIST_I32, false);
     sr__port_in(ports, SR_C_REC_SCORES, SR_COL_LIST_F32, false);
     sr__port_in(ports, SR_C_DECODE_ERROR, SR_COL_STR, false);
-    /* from `trending`: each item's id (also items outside the bundle) and source */
+    /* from `trending`: each item's id (also items outside the bundle); from `trending` or
+     * `sample` (epsilon): each item's source */
     sr__port_in(ports, SR_C_REC_IDS, SR_COL_LIST_STR, true);
     sr__port_in(ports, SR_C_REC_SOURCES, SR_COL_LIST_I32, true);
     *ctx = c;
@@ -77,7 +78,8 @@ static sr_err_t sink_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
                 continue;
             }
             c->items[n].score = score[j];
-            c->items[n].source = src && src[j] == SR__REC_TRENDING ? "trending" : "model";
+            c->items[n].source = !src ? "model" : src[j] == SR__REC_TRENDING ? "trending"
+                               : src[j] == SR__REC_RANDOM ? "random" : "model";
             n++;
         }
         struct sr_rec rec = {

@@ -111,6 +111,7 @@ static sr_err_t trending_init(struct sr_op_env *env, const char *prefix, void **
     sr__port_in(ports, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, false);
     sr__port_in(ports, SR_C_REC_ITEMS, SR_COL_LIST_I32, false);
     sr__port_in(ports, SR_C_REC_SCORES, SR_COL_LIST_F32, false);
+    sr__port_in(ports, SR_C_REC_SOURCES, SR_COL_LIST_I32, true); /* from sample (epsilon) */
     sr__port_out(ports, SR_C_REC_ITEMS, SR_COL_LIST_I32);
     sr__port_out(ports, SR_C_REC_SCORES, SR_COL_LIST_F32);
     sr__port_out(ports, SR_C_REC_IDS, SR_COL_LIST_STR);
@@ -212,6 +213,10 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
     struct sr_col *sk = sr_batch_col(b, SR_C_SESSION_KEYS), *sty = sr_batch_col(b, SR_C_SESSION_TYPES);
     struct sr_col *sit = sr_batch_col(b, SR_C_SESSION_ITEMS);
     struct sr_col *ri = sr_batch_col(b, SR_C_REC_ITEMS), *rs = sr_batch_col(b, SR_C_REC_SCORES);
+    struct sr_col *rsrc = sr_batch_col(b, SR_C_REC_SOURCES);
+    const int32_t *in_src = rsrc ? rsrc->data : NULL; /* NULL: every incoming item is the model's */
+    if (rsrc) /* renamed before this op adds its own rec_sources, which would replace it */
+        rsrc->name = "model.rec_sources";
     const int32_t *part = sr_batch_col(b, SR_C_SRC_PARTITION)->data;
     const uint64_t *ikey = sr_batch_col(b, SR_C_ITEM_KEY)->data;
     const int64_t *ts = sr_batch_col(b, SR_C_TS)->data;
@@ -288,7 +293,7 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
             out_s[pos] = ms[j];
             out_id[pos] = sr_bundle_item_id(env->bundle, mi[j], &len);
             out_len[pos] = (uint32_t)len;
-            out_src[pos++] = SR__REC_MODEL;
+            out_src[pos++] = in_src ? in_src[j] : SR__REC_MODEL;
             taken++;
         }
         struct pick_rules pr = {.c = c, .env = env, .skeys = (const uint64_t *)sk->data + sk->offsets[r],
@@ -323,7 +328,7 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
             out_s[pos] = ms[j];
             out_id[pos] = sr_bundle_item_id(env->bundle, mi[j], &len);
             out_len[pos] = (uint32_t)len;
-            out_src[pos++] = SR__REC_MODEL;
+            out_src[pos++] = in_src ? in_src[j] : SR__REC_MODEL;
         }
         oi->offsets[r + 1] = os->offsets[r + 1] = oid->offsets[r + 1] = osrc->offsets[r + 1] = pos;
     }

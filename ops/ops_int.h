@@ -35,7 +35,7 @@
 #define SR_C_REC_SOURCES "rec_sources" /* LIST_I32: each item's source (enum sr__rec_source) */
 
 /* Where a recommended item came from (the output's per-item "source", DESIGN §4.3). */
-enum sr__rec_source { SR__REC_MODEL = 0, SR__REC_TRENDING = 1 };
+enum sr__rec_source { SR__REC_MODEL = 0, SR__REC_TRENDING = 1, SR__REC_RANDOM = 2 };
 
 struct sr_op_port {
     const char *name;

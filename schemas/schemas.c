@@ -22,7 +22,9 @@ const char *sr_schema_recommendation_json_for(bool item_sources)
 bool sr_rec_item_sources_configured(const sr_config_t *cfg)
 {
     bool on = false;
-    return cfg && sr_config_get_bool(cfg, "recs.trending", &on, NULL) == SR_OK && on;
+    const char *sampling = cfg ? sr_config_get(cfg, "recs.sampling") : NULL;
+    return cfg && ((sr_config_get_bool(cfg, "recs.trending", &on, NULL) == SR_OK && on) ||
+                   (sampling && !strcmp(sampling, "epsilon")));
 }
 
 static const char *const invalid_names[] = {

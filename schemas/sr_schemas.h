@@ -221,7 +221,7 @@ struct sr_scored_item {
     const char *item_id;
     size_t item_id_len;
     double score;
-    const char *source; /* where the item came from ("model" | "trending"); written only when
+    const char *source; /* where the item came from ("model" | "trending" | "random"); written only when
                          * the rec's item_sources is set; NULL there means "model" */
 };
 
@@ -244,7 +244,8 @@ struct sr_rec {
                           * byte for byte (DESIGN §4.3) */
 };
 
-/* Whether recommendations under cfg carry each item's source (recs.trending on): the one
+/* Whether recommendations under cfg carry each item's source (recs.trending on, or
+ * recs.sampling=epsilon): the one
  * predicate the graph (which fills sr_rec.item_sources) and the output schema registration
  * (sr_output_schema_id) share, so the schema id always names the schema the bytes use. */
 bool sr_rec_item_sources_configured(const sr_config_t *cfg);

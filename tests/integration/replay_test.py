@@ -37,7 +37,8 @@ CASE is one of
                with session.max_len below the model's, and across a resumed run whose states
                come from disk (rocksdb state.dir).
   trending     recs.trending=true, recs.trending.slots=2 (DESIGN §4.5), with and without
-               recs.sampling=softmax (§4.7, which also changes the model's picks): batch.max.events=1
+               recs.sampling=softmax (§4.7, which also changes the model's picks), and
+               recs.sampling=epsilon alone (0.2 +- 0.02 of the slots random): batch.max.events=1
                and 512 and the rocksdb store give identical bytes; every item says its source,
                model or trending, and trending items appear; the Avro container (schema version
                2) reads back to the same bytes, and read through version 1 (a reader that
@@ -175,6 +176,19 @@ def case_trending(args, tmp):
     same_bytes(sa, sc, "trending+sampling: state.backend memory vs rocksdb")
     if read_lines(sa) == read_lines(a):
         raise Fail("recs.sampling=softmax changed nothing")
+    eps = ["recs.sampling=epsilon", "recs.sampling.epsilon=0.2"]
+    ea, eb = os.path.join(tmp, "e1.jsonl"), os.path.join(tmp, "erocks.jsonl")
+    replay(args, tmp, events_path(args), ea, eps + ["state.backend=memory", "batch.max.events=1"])
+    replay(args, tmp, events_path(args), eb, eps + ["state.backend=rocksdb", "batch.max.events=512",
+                                                    "state.dir=" + os.path.join(tmp, "edb")])
+    same_bytes(ea, eb, "epsilon: batch 1 memory vs batch 512 rocksdb")
+    n = {"model": 0, "random": 0}
+    for line in read_lines(ea):
+        for it in json.loads(line)["items"]:
+            n[it["source"]] += 1
+    share = n["random"] / float(n["model"] + n["random"])
+    if abs(share - 0.2) > 0.02:
+        raise Fail("epsilon=0.2: %.3f of the slots are random" % share)
     sources = {}
     for line in read_lines(a):
         for it in json.loads(line)["items"]:

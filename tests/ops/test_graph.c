@@ -312,6 +312,13 @@ static void test_require_available(void **state)
     assert_int_equal(ruled.recs, plain.recs);
     assert_int_equal(ruled.items, plain.items);
     assert_int_equal(ruled.bad_items, 0);
+    /* recs.sampling=epsilon at 1: every slot a random item, each one the rule allows */
+    static const char *const kv_eps[] = {"recs.require_available", "true", "recs.sampling",
+                                         "epsilon", "recs.sampling.epsilon", "1", NULL};
+    struct capture eps = run_rule("available", "0", kv_eps);
+    assert_int_equal(eps.recs, plain.recs);
+    assert_int_equal(eps.items, plain.items);
+    assert_int_equal(eps.bad_items, 0);
 }
 
 /* Events whose item the bundle does not know are counted (stats.unknown_items, rendered as
