@@ -183,6 +183,7 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     g->env.input_format = p->input_format;
     g->env.input_writer_schema_json = p->input_writer_schema_json;
     g->env.state = p->state;
+    g->env.evaluating = p->eval;
     sr_err_t rc = load_model(g, p->bundle, err);
 
     /* recs.exclude_seen: a boolean, or a list of event types (the op reads which, DESIGN §4.2). */

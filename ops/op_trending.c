@@ -116,6 +116,8 @@ static sr_err_t trending_init(struct sr_op_env *env, const char *prefix, void **
     sr__port_out(ports, SR_C_REC_SCORES, SR_COL_LIST_F32);
     sr__port_out(ports, SR_C_REC_IDS, SR_COL_LIST_STR);
     sr__port_out(ports, SR_C_REC_SOURCES, SR_COL_LIST_I32);
+    if (env->evaluating)
+        sr__port_out(ports, SR_C_TREND_BASELINE, SR_COL_LIST_U64);
     return SR_OK;
 }
 
@@ -234,9 +236,11 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
     int32_t n_rec = 0;
     for (int32_t r = 0; r < b->n; r++)
         n_rec += ri->offsets[r + 1] > ri->offsets[r];
-    struct sr_col *oi, *os, *oid, *osrc;
+    struct sr_col *oi, *os, *oid, *osrc, *obase = NULL;
     int64_t cap = (int64_t)n_rec * k;
-    if ((rc = sr_batch_add(b, "trending.items", SR_COL_LIST_I32, cap, &oi, err)) ||
+    if ((env->evaluating &&
+         (rc = sr_batch_add(b, SR_C_TREND_BASELINE, SR_COL_LIST_U64, cap, &obase, err))) ||
+        (rc = sr_batch_add(b, "trending.items", SR_COL_LIST_I32, cap, &oi, err)) ||
         (rc = sr_batch_add(b, "trending.scores", SR_COL_LIST_F32, cap, &os, err)) ||
         (rc = sr_batch_add(b, SR_C_REC_IDS, SR_COL_LIST_STR, cap, &oid, err)) ||
         (rc = sr_batch_add(b, SR_C_REC_SOURCES, SR_COL_LIST_I32, cap, &osrc, err)))
@@ -254,11 +258,13 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
     uint32_t *out_len = oid->lens;
     const int32_t *mi = ri->data;
     const float *ms = rs->data;
-    int32_t pos = 0, cur_part = -1;
+    int32_t pos = 0, bpos = 0, cur_part = -1;
     struct part_sketch *cur = NULL;
 
     for (int32_t r = 0, s = 0; r < b->n; r++) {
         oi->offsets[r + 1] = os->offsets[r + 1] = oid->offsets[r + 1] = osrc->offsets[r + 1] = pos;
+        if (obase)
+            obase->offsets[r + 1] = bpos;
         if (s >= b->n_sel || b->sel[s] != r)
             continue;
         s++;
@@ -300,6 +306,13 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
                                 .stypes = (const int32_t *)sty->data + sty->offsets[r],
                                 .slen = sk->offsets[r + 1] - sk->offsets[r],
                                 .taken = out_i + base, .n_taken = taken};
+        if (obase) { /* the trending-only answer, for replay --eval's baseline */
+            struct pick_rules none = pr;
+            none.n_taken = 0;
+            bpos += (int32_t)sr__trend_top(cur->t, ts[r], (uint32_t)k, pick_ok, &none, scratch,
+                                           (uint64_t *)obase->data + bpos, tids, tlens, tscores);
+            obase->offsets[r + 1] = bpos;
+        }
         uint32_t nt = sr__trend_top(cur->t, ts[r], (uint32_t)(k - taken), pick_ok, &pr, scratch,
                                     tkeys, tids, tlens, tscores);
         for (uint32_t j = 0; j < nt; j++) {

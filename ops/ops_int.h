@@ -33,6 +33,8 @@
 #define SR_C_REC_IDS "rec_item_ids"    /* LIST_STR: raw item ids of rec_items (trending: also
                                         * items outside the bundle, whose rec_items is -1) */
 #define SR_C_REC_SOURCES "rec_sources" /* LIST_I32: each item's source (enum sr__rec_source) */
+#define SR_C_TREND_BASELINE "trending_baseline" /* LIST_U64: replay --eval with recs.trending:
+                                        * the trending-only top-k item keys of each rec row */
 
 /* Where a recommended item came from (the output's per-item "source", DESIGN §4.3). */
 enum sr__rec_source { SR__REC_MODEL = 0, SR__REC_TRENDING = 1, SR__REC_RANDOM = 2 };
@@ -69,6 +71,7 @@ struct sr_op_env {
     int32_t k_retrieve;        /* items per row retrieve returns: k, or the sampling pool
                                 * (recs.sampling.candidates) that `sample` draws k from */
     struct sr_eval_report *eval; /* owned by the eval op; NULL without it */
+    bool evaluating;           /* the graph has an eval op (set before any op's init) */
     const char *source_topic;
     const char *input_format;  /* overrides input.format when non-NULL */
     const char *input_writer_schema_json;

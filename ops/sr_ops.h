@@ -156,6 +156,19 @@ struct sr_eval_report {
     double ndcg_sum;          /* sum of 1/log2(rank+1) over hits */
     uint64_t distinct_items;  /* distinct items ever recommended */
     uint64_t catalogue;       /* recommendable items (V - first_index) */
+    /* With item sources (recs.trending, recs.sampling=epsilon; DESIGN §4.8): hits are matched
+     * by item key, so a trending item outside the bundle can hit an unknown target; per source
+     * (0 model, 1 trending, 2 random) the items recommended and the hits, MRR and NDCG sums
+     * whose item came from it. */
+    bool by_source;
+    uint64_t items_by_source[3];
+    uint64_t hits_by_source[3];
+    double mrr_by_source[3], ndcg_by_source[3];
+    /* recs.trending: a trending-only baseline, the top-k trending items (same exclusions) of
+     * each evaluated recommendation, scored against the same targets. */
+    bool has_baseline;
+    uint64_t baseline_hits;
+    double baseline_mrr_sum, baseline_ndcg_sum;
 };
 
 /* The graph's outputs, implemented by each runtime (stream/: file, topic): recommendations and

@@ -749,7 +749,8 @@ static sr_err_t trend_emit(void *opaque, const struct sr_batch *b, int32_t row,
  * a session with a known item keeps the model's answer, with the last slot (slots=1) given
  * to a trending item the model did not pick. Same answers for batch sizes 1 and 64 and for
  * the memory and RocksDB stores, and the sketch is in the committed state. */
-static void run_trend(const char *backend, int batch, const char *dir, struct trend_cap *out)
+static void run_trend(const char *backend, int batch, const char *dir, struct trend_cap *out,
+                      struct sr_eval_report *rep)
 {
     const char *lines[32];
     char buf[32][256];
@@ -774,6 +775,10 @@ static void run_trend(const char *backend, int batch, const char *dir, struct tr
     snprintf(buf[n], 256, "{\"session_id\": \"known\", \"item_id\": \"sku-1476646\", "
              "\"event_type\": \"view\", \"timestamp_ms\": %lld}", (long long)(t += 1000));
     lines[n] = buf[n], n++;
+    /* the unknown session then buys what trended: a target outside the vocabulary, hit */
+    snprintf(buf[n], 256, "{\"session_id\": \"fresh\", \"item_id\": \"new-hot\", "
+             "\"event_type\": \"purchase\", \"timestamp_ms\": %lld}", (long long)(t += 1000));
+    lines[n] = buf[n], n++;
 
     sr_config_t *cfg = base_config();
     set(cfg, "state.backend", backend);
@@ -791,7 +796,8 @@ static void run_trend(const char *backend, int batch, const char *dir, struct tr
     if (sr_session_store_open(cfg, bundle, NULL, false, &st, &err) != SR_OK)
         fail_msg("store: %s", err.msg);
     struct sr_graph_params p = {.cfg = cfg, .runtime = "offline", .stats = &stats, .sink = &sink,
-                                .source_topic = "test", .state = st, .bundle = bundle};
+                                .source_topic = "test", .state = st, .bundle = bundle,
+                                .eval = true};
     sr_graph_t *g;
     if (sr_graph_new(&p, &g, &err) != SR_OK)
         fail_msg("graph: %s", err.msg);
@@ -821,6 +827,7 @@ static void run_trend(const char *backend, int batch, const char *dir, struct tr
     found = v.found && v.aux_len > 0 && v.last_ts == SR_STATE_TS_PERMANENT;
     assert_true(found);
     assert_true(sr_state_watermark(st) < SR_STATE_TS_PERMANENT);
+    sr_graph_eval_report(g, rep);
     sr_arena_destroy(A);
     sr_graph_destroy(g);
     sr_state_close(st);
@@ -832,13 +839,14 @@ static void test_trending_unknown_session(void **state)
 {
     (void)state;
     static struct trend_cap a, b, c;
-    run_trend("memory", 1, NULL, &a);
-    run_trend("memory", 64, NULL, &b);
+    struct sr_eval_report ra, rb, rc;
+    run_trend("memory", 1, NULL, &a, &ra);
+    run_trend("memory", 64, NULL, &b, &rb);
     char dir[] = "/tmp/sr_test_trend_XXXXXX";
     assert_non_null(mkdtemp(dir));
     char db[64];
     snprintf(db, sizeof db, "%s/db", dir);
-    run_trend("rocksdb", 3, db, &c);
+    run_trend("rocksdb", 3, db, &c, &rc);
     struct sr_error err;
     sr_state_destroy_db(db, &err);
     rmdir(dir);
@@ -877,6 +885,16 @@ static void test_trending_unknown_session(void **state)
     for (const char *q = a.recs[known]; (q = strstr(q, "/model")); q++)
         model++;
     assert_int_equal(model, 9);
+    /* replay --eval by source: "fresh" bought new-hot, outside the vocabulary, which trending
+     * had recommended first: a hit of the trending source and of the trending-only baseline */
+    assert_true(ra.by_source && ra.has_baseline);
+    assert_true(ra.unknown_targets >= 1);
+    assert_true(ra.hits_by_source[1] >= 1);
+    assert_true(ra.baseline_hits >= 1);
+    assert_int_equal(ra.hits, ra.hits_by_source[0] + ra.hits_by_source[1] + ra.hits_by_source[2]);
+    assert_int_equal(ra.hits, rb.hits);
+    assert_int_equal(ra.hits, rc.hits);
+    assert_int_equal(ra.baseline_hits, rc.baseline_hits);
 }
 
 /* ---- candidate rules (DESIGN §4.6) --------------------------------------------------------- */
