@@ -1,6 +1,6 @@
 #!/bin/sh
 # ops_cost.sh — per-op cost per event of the graph's optional ops (trending, sample, candidate
-# rules; DESIGN §4.5-4.7): replays one generated stream under each configuration with
+# rules; DESIGN §4.6-4.8): replays one generated stream under each configuration with
 # `streamrec replay --report` and prints each stage's time per event (µs), the best of ROUNDS
 # runs per configuration. Usage: bench/ops_cost.sh build/stream/streamrec [EVENTS] [BATCH]
 set -eu

@@ -133,7 +133,7 @@ static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
     const char **ids = sess->data;
     const uint64_t *keys = key->data;
     const int32_t *ap = app->data, *ri = rec->data;
-    /* with item sources, hits are matched by item key (DESIGN §4.8) */
+    /* with item sources, hits are matched by item key (DESIGN §4.9) */
     bool by_src = rsrc != NULL;
     c->report.by_source |= by_src;
     c->report.has_baseline |= rbase != NULL;

@@ -206,7 +206,7 @@ const struct sr_op_desc sr__op_encode = {
 
 /* ---- retrieve ------------------------------------------------------------------------- */
 
-/* Candidate rules (DESIGN §4.6): boosts (env->item_boost), recs.min_score and
+/* Candidate rules (DESIGN §4.7): boosts (env->item_boost), recs.min_score and
  * recs.max_per_category act on candidates before the final top-k. Retrieval then asks for C
  * candidates (4k + 16 first) and a row is final once no item beyond them could change its
  * answer: its k-th pick scores above the C-th candidate's score plus the largest boost, or the

@@ -16,7 +16,7 @@
  *                            graph.op.promo.weight=0.5
  * Static rules fold into env->item_allowed / env->item_boost once at load, so they cost nothing
  * per batch; retrieve applies boosts with the candidate rules (recs.max_per_category,
- * recs.min_score; DESIGN §4.6). */
+ * recs.min_score; DESIGN §4.7). */
 #include "ops_int.h"
 #include "sr_kernels.h"
 #include "sr_state.h"

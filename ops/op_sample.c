@@ -1,4 +1,4 @@
-/* op_sample.c — `sample`, exploration (DESIGN §4.7):
+/* op_sample.c — `sample`, exploration (DESIGN §4.8):
  *   recs.sampling=softmax (Merlin's SoftmaxSampling): from each row's top
  *     recs.sampling.candidates (retrieve returns that many, rules applied), draws recs.k items
  *     without replacement with probability softmax(score / temperature), in draw order;

@@ -1,4 +1,4 @@
-/* op_trending.c — `trending` (DESIGN §4.5): learns what trends in each input partition from the
+/* op_trending.c — `trending` (DESIGN §4.6): learns what trends in each input partition from the
  * stream itself and mixes it into the recommendations. Per event, in stream order, it adds the
  * event type's weight (trending.event_weights) to the item's decayed count in its partition's
  * sketch (trending.c: Space-Saving over raw item ids, so items the bundle does not know yet can
@@ -346,7 +346,7 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
         oi->offsets[r + 1] = os->offsets[r + 1] = oid->offsets[r + 1] = osrc->offsets[r + 1] = pos;
     }
 
-    /* Stage every changed sketch with the batch's sessions (DESIGN §4.5). */
+    /* Stage every changed sketch with the batch's sessions (DESIGN §4.6). */
     for (int32_t i = 0; i < np && rc == SR_OK; i++) {
         if (!ps[i].dirty)
             continue;

@@ -66,7 +66,7 @@ struct sr_op_env {
     uint8_t *item_allowed;     /* [V]: static item rules (require_available, drop_items);
                                 * NULL = every item allowed */
     float *item_boost;         /* [V]: score added by declared `boost` ops (negative buries);
-                                * NULL = none (DESIGN §4.6) */
+                                * NULL = none (DESIGN §4.7) */
     int32_t k;                 /* recs.k */
     int32_t k_retrieve;        /* items per row retrieve returns: k, or the sampling pool
                                 * (recs.sampling.candidates) that `sample` draws k from */
@@ -115,7 +115,7 @@ struct sr__exclude_spec {
 sr_err_t sr__exclude_seen_parse(const sr_config_t *cfg, struct sr__exclude_spec *out,
                                 struct sr_error *err);
 
-/* ---- the trending sketch (trending.c, DESIGN §4.5) ------------------------------------------
+/* ---- the trending sketch (trending.c, DESIGN §4.6) ------------------------------------------
  * Space-Saving (Metwally et al.) over forward-decayed counts: at most `cap` items, each with a
  * count that overestimates its true decayed weight by at most its `err`, itself at most the
  * total weight / cap. Counts are kept relative to a landmark time L (weight w at event time t
@@ -131,7 +131,7 @@ sr_err_t sr__exclude_seen_parse(const sr_config_t *cfg, struct sr__exclude_spec 
 #define SR__TREND_VERSION 1
 
 typedef struct sr__trend sr__trend_t;
-/* Bytes one sketch of capacity cap takes (the memory bound of DESIGN §4.5). */
+/* Bytes one sketch of capacity cap takes (the memory bound of DESIGN §4.6). */
 size_t sr__trend_bytes(uint32_t cap);
 /* A new empty sketch in arena memory; NULL when the arena is exhausted. */
 sr__trend_t *sr__trend_new(sr_arena_t *arena, uint32_t cap, int64_t half_life_ms);
@@ -151,7 +151,7 @@ uint32_t sr__trend_top(const sr__trend_t *t, int64_t ts, uint32_t n, sr__trend_a
 /* The estimate (decayed to ts) and error bound of an item; false when it is not tracked. */
 bool sr__trend_estimate(const sr__trend_t *t, uint64_t key, int64_t ts, double *count,
                         double *err);
-/* Encoding (the value stored per partition, DESIGN §4.5): version byte, landmark (8 bytes LE),
+/* Encoding (the value stored per partition, DESIGN §4.6): version byte, landmark (8 bytes LE),
  * entry count (4 bytes LE), then per entry key (8), count (8, IEEE bits), err (8), id length
  * (1) and id bytes. sr__trend_encoded_max(cap) bounds it (<= SR_SESSION_AUX_MAX). */
 size_t sr__trend_encoded_size(const sr__trend_t *t);
@@ -164,7 +164,7 @@ sr_err_t sr__trend_decode(const uint8_t *buf, size_t n, sr_arena_t *arena, uint3
                           int64_t half_life_ms, const char *what, sr__trend_t **out,
                           struct sr_error *err);
 
-/* Softmax sampling without replacement (op_sample.c, DESIGN §4.7): orders the n scores by
+/* Softmax sampling without replacement (op_sample.c, DESIGN §4.8): orders the n scores by
  * score / temperature + Gumbel noise drawn from a splitmix64 stream seeded by `seed` (the
  * Gumbel-top-k trick: the first m of that order are m draws without replacement from the
  * softmax), writing the first k positions into out. Deterministic in (scores, seed). */

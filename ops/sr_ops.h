@@ -156,7 +156,7 @@ struct sr_eval_report {
     double ndcg_sum;          /* sum of 1/log2(rank+1) over hits */
     uint64_t distinct_items;  /* distinct items ever recommended */
     uint64_t catalogue;       /* recommendable items (V - first_index) */
-    /* With item sources (recs.trending, recs.sampling=epsilon; DESIGN §4.8): hits are matched
+    /* With item sources (recs.trending, recs.sampling=epsilon; DESIGN §4.9): hits are matched
      * by item key, so a trending item outside the bundle can hit an unknown target; per source
      * (0 model, 1 trending, 2 random) the items recommended and the hits, MRR and NDCG sums
      * whose item came from it. */

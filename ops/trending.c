@@ -1,4 +1,4 @@
-/* trending.c — the trending sketch of DESIGN §4.5: Space-Saving (Metwally, Agrawal, El Abbadi,
+/* trending.c — the trending sketch of DESIGN §4.6: Space-Saving (Metwally, Agrawal, El Abbadi,
  * 2005) over forward-decayed counts (Cormode, Shkapenyuk, Srivastava, Xu, 2009). It owns
  * nothing but the arena block it lives in: the entries, a min-heap of them by (count, key) for
  * the eviction, and an open-addressing index by item key. Invariants: n <= cap; the heap holds

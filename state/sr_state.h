@@ -59,7 +59,7 @@ typedef struct sr_state_batch sr_state_batch_t;
 /* Largest encoder state accepted (bytes). */
 #define SR_SESSION_AUX_MAX (1u << 20)
 /* last_ts of a value that never expires and is not session activity: a per-partition value an
- * op keeps under a reserved key (the trending sketch, DESIGN §4.5). Its put does not raise the
+ * op keeps under a reserved key (the trending sketch, DESIGN §4.6). Its put does not raise the
  * watermark, the TTL never removes it, and it commits, logs to the changelog, restores and
  * moves with its partition like a session. */
 #define SR_STATE_TS_PERMANENT INT64_MAX

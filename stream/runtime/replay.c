@@ -187,7 +187,7 @@ void sr_replay_write_report(const struct sr_replay_result *res, FILE *f)
                 ev->catalogue ? (double)ev->distinct_items / (double)ev->catalogue : 0.0,
                 ev->distinct_items, ev->catalogue, ev->unresolved, ev->pending,
                 ev->unknown_targets);
-        /* with item sources (DESIGN §4.8): each source's share of the hits, and the
+        /* with item sources (DESIGN §4.9): each source's share of the hits, and the
          * trending-only baseline */
         static const char *const src_name[3] = {"model", "trending", "random"};
         for (int i = 0; ev->by_source && i < 3; i++)

@@ -36,8 +36,8 @@ CASE is one of
                sessions that outgrow max_len, on both state backends, at batch sizes 1 and 37,
                with session.max_len below the model's, and across a resumed run whose states
                come from disk (rocksdb state.dir).
-  trending     recs.trending=true, recs.trending.slots=2 (DESIGN §4.5), with and without
-               recs.sampling=softmax (§4.7, which also changes the model's picks), and
+  trending     recs.trending=true, recs.trending.slots=2 (DESIGN §4.6), with and without
+               recs.sampling=softmax (§4.8, which also changes the model's picks), and
                recs.sampling=epsilon alone (0.2 +- 0.02 of the slots random): batch.max.events=1
                and 512 and the rocksdb store give identical bytes; every item says its source,
                model or trending, and trending items appear; the Avro container (schema version

@@ -718,7 +718,7 @@ static void test_eval_metrics(void **state)
 }
 
 
-/* ---- trending (DESIGN §4.5) --------------------------------------------------------------- */
+/* ---- trending (DESIGN §4.6) --------------------------------------------------------------- */
 
 struct trend_cap {
     int n;
@@ -897,7 +897,7 @@ static void test_trending_unknown_session(void **state)
     assert_int_equal(ra.baseline_hits, rc.baseline_hits);
 }
 
-/* ---- candidate rules (DESIGN §4.6) --------------------------------------------------------- */
+/* ---- candidate rules (DESIGN §4.7) --------------------------------------------------------- */
 
 struct rules_cap {
     sr_bundle_t *bundle;

@@ -1,4 +1,4 @@
-/* test_trending.c — the trending sketch (ops/trending.c, DESIGN §4.5): its memory bound on a
+/* test_trending.c — the trending sketch (ops/trending.c, DESIGN §4.6): its memory bound on a
  * 10^7-event stream of 10^6 distinct items, its top-100 against the exact top-100 on a Zipf
  * stream, the Space-Saving error bound, event-time decay, and that a sketch decoded from its
  * bytes behaves exactly as the one that wrote them (so batch boundaries cannot change outputs);

@@ -370,7 +370,7 @@ static int read_rec_lines(const char *path, char *lines[4][TR_MAX_OFF])
 
 /* Trending and softmax sampling online equal a topic replay byte for byte, across a drain and a
  * restart on a fresh state.dir: the second process restores sessions and the trending sketches
- * from the changelog (DESIGN §4.5), so its answers continue the first one's. */
+ * from the changelog (DESIGN §4.6), so its answers continue the first one's. */
 static void test_run_trending_matches_replay(void **state)
 {
     struct env *e = *state;
