@@ -5,7 +5,7 @@
 #include <string.h>
 
 static const char *const col_type_names[SR_COL__COUNT] = {
-    "i32", "i64", "u64", "f32", "str", "list<i32>", "list<u64>", "list<f32>",
+    "i32", "i64", "u64", "f32", "str", "list<i32>", "list<u64>", "list<f32>", "list<str>",
 };
 
 const char *sr_col_type_name(sr_col_type_t t)
@@ -18,7 +18,7 @@ static size_t elem_size(sr_col_type_t t)
     switch (t) {
     case SR_COL_I32: case SR_COL_LIST_I32: case SR_COL_F32: case SR_COL_LIST_F32: return 4;
     case SR_COL_I64: case SR_COL_U64: case SR_COL_LIST_U64: return 8;
-    case SR_COL_STR: return sizeof(char *);
+    case SR_COL_STR: case SR_COL_LIST_STR: return sizeof(char *);
     default: return 0;
     }
 }
@@ -82,12 +82,16 @@ sr_err_t sr_batch_add(struct sr_batch *b, const char *name, sr_col_type_t type, 
     c->name = name;
     c->type = type;
     size_t n = (size_t)(b->n > 0 ? b->n : 1);
-    bool list = type == SR_COL_LIST_I32 || type == SR_COL_LIST_U64 || type == SR_COL_LIST_F32;
+    bool list = type == SR_COL_LIST_I32 || type == SR_COL_LIST_U64 || type == SR_COL_LIST_F32 ||
+                type == SR_COL_LIST_STR;
     if (list) {
         c->offsets = sr_arena_calloc(b->arena, n + 1, sizeof(int32_t));
         if (list_cap > 0)
             c->data = sr_arena_alloc(b->arena, elem_size(type) * (size_t)list_cap, 64);
-        if (!c->offsets || (list_cap > 0 && !c->data))
+        if (list_cap > 0 && type == SR_COL_LIST_STR)
+            c->lens = sr_arena_alloc(b->arena, sizeof(uint32_t) * (size_t)list_cap, 16);
+        if (!c->offsets || (list_cap > 0 && !c->data) ||
+            (list_cap > 0 && type == SR_COL_LIST_STR && !c->lens))
             return sr_error_set(err, SR_ENOMEM, "batch: out of memory for column '%s'", name);
     } else {
         c->data = sr_arena_calloc(b->arena, n, elem_size(type));

@@ -178,7 +178,17 @@ static sr_err_t load_model(sr_graph_t *g, struct sr_bundle *bundle, sr_backend_t
         return rc;
     if (k < 1 || k > 1000)
         return sr_error_set(err, SR_ECONFIG, "recs.k: %lld is out of range (1..1000)", (long long)k);
-    g->env.k = (int32_t)k;
+    g->env.k = g->env.k_retrieve = (int32_t)k;
+    const char *sampling = sr_config_get(cfg, "recs.sampling");
+    if (sampling && !strcmp(sampling, "softmax")) {
+        int64_t pool;
+        if ((rc = sr_config_get_int(cfg, "recs.sampling.candidates", &pool, err)) != SR_OK)
+            return rc;
+        if (pool < k)
+            return sr_error_set(err, SR_ECONFIG, "recs.sampling.candidates: %lld is below recs.k "
+                                "(%lld)", (long long)pool, (long long)k);
+        g->env.k_retrieve = (int32_t)pool;
+    }
     return SR_OK;
 }
 
@@ -370,10 +380,20 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     g->env.input_format = p->input_format;
     g->env.input_writer_schema_json = p->input_writer_schema_json;
     g->env.state = p->state;
+    g->env.evaluating = p->eval;
     sr_err_t rc = load_variants(g, p, err);
     if (rc == SR_OK && g->n_variants && p->eval)
         rc = sr_error_set(err, SR_ECONFIG, "replay --eval with model.variants: compare the "
                           "bundles with replay --bundle NAME=DIR instead");
+    const char *sampling = sr_config_get(p->cfg, "recs.sampling");
+    bool trending = false;
+    if (rc == SR_OK)
+        rc = sr_config_get_bool(p->cfg, "recs.trending", &trending, err);
+    /* Trending keeps one sketch per partition in the session store, which variants' sub-graphs
+     * would each read and stage: not combined yet (DESIGN §4.5). */
+    if (rc == SR_OK && g->n_variants && (trending || (sampling && strcmp(sampling, "off"))))
+        rc = sr_error_set(err, SR_ECONFIG, "model.variants with recs.trending or recs.sampling "
+                          "is not supported yet: run the variants without them");
     if (rc == SR_OK && !g->n_variants)
         rc = load_model(g, p->bundle, NULL, err);
 
@@ -384,6 +404,13 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     g->n_head = g->n;
     if (rc == SR_OK && !g->n_variants)
         rc = add_middle(g, p->cfg, err);
+    if (rc == SR_OK && sampling && strcmp(sampling, "off"))
+        rc = add_node(g, "sample", "sample", false, err);
+    /* recs.trending (checked by the config loader). Items carry their source exactly when
+     * trending or epsilon sampling runs, which is what sr_rec_item_sources_configured tells the
+     * output schema registration (DESIGN §4.3). */
+    if (rc == SR_OK && trending)
+        rc = add_node(g, "trending", "trending", false, err);
     if (rc == SR_OK && p->eval)
         rc = add_node(g, "eval", "eval", false, err);
     if (rc == SR_OK)
@@ -413,6 +440,7 @@ void sr_graph_destroy(sr_graph_t *g)
     sr_backend_unref(g->backend);
     sr_bundle_unref(g->env.bundle);
     free(g->env.item_allowed);
+    free(g->env.item_boost);
     free(g);
 }
 

@@ -16,9 +16,13 @@ struct pending {
     uint64_t hash;
     int32_t n;           /* items in rec; 0 = nothing waiting */
     uint32_t id_len;
-    uint32_t evaluated, hits; /* this session's share of the report (paired comparisons) */
+    uint64_t evaluated, hits; /* this session's share of the report (paired comparisons) */
     double mrr, ndcg;
     int32_t *rec;        /* k slots */
+    uint64_t *keys;      /* with sources: k item keys (also items outside the bundle) ... */
+    uint8_t *src;        /* ... and their sources */
+    uint64_t *base;      /* with the baseline: k trending-only item keys */
+    int32_t nb;
     char id[];           /* session id */
 };
 
@@ -83,6 +87,9 @@ static sr_err_t eval_init(struct sr_op_env *env, const char *prefix, void **ctx,
     sr__port_in(ports, SR_C_ITEM_KEY, SR_COL_U64, false);
     sr__port_in(ports, SR_C_APPEND, SR_COL_I32, false);
     sr__port_in(ports, SR_C_REC_ITEMS, SR_COL_LIST_I32, false);
+    sr__port_in(ports, SR_C_REC_SOURCES, SR_COL_LIST_I32, true);
+    sr__port_in(ports, SR_C_REC_IDS, SR_COL_LIST_STR, true);
+    sr__port_in(ports, SR_C_TREND_BASELINE, SR_COL_LIST_U64, true);
     *ctx = c;
     return SR_OK;
 }
@@ -117,14 +124,19 @@ static struct pending *lookup(struct eval_ctx *c, const char *id, uint32_t len, 
     if (c->n_entries >= c->n_buckets && grow(c) != SR_OK)
         return NULL;
     struct pending *p = calloc(1, sizeof *p + len + 1);
-    int32_t *rec = p ? malloc(sizeof(int32_t) * (size_t)c->k) : NULL;
-    if (!rec) {
+    /* one block: rec (int32), keys and base (uint64), src (uint8), k each */
+    size_t k = (size_t)c->k;
+    uint8_t *blk = p ? malloc(k * (4 + 8 + 8 + 1)) : NULL;
+    if (!blk) {
         free(p);
         return NULL;
     }
     p->hash = h;
     p->id_len = len;
-    p->rec = rec;
+    p->keys = (uint64_t *)blk;
+    p->base = p->keys + k;
+    p->rec = (int32_t *)(p->base + k);
+    p->src = (uint8_t *)(p->rec + k);
     memcpy(p->id, id, len);
     p->next = c->buckets[h & (c->n_buckets - 1)];
     c->buckets[h & (c->n_buckets - 1)] = p;
@@ -132,14 +144,29 @@ static struct pending *lookup(struct eval_ctx *c, const char *id, uint32_t len, 
     return p;
 }
 
+/* Scores a hit at 0-based rank j into the given sums. */
+/* A hit at position j (0-based): the same terms as sr_eval_score. */
+static void score_hit(uint64_t *hits, double *mrr, double *ndcg, int32_t j)
+{
+    (*hits)++;
+    *mrr += sr_eval_rr(j + 1);
+    *ndcg += sr_eval_dcg(j + 1);
+}
+
 static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, struct sr_error *err)
 {
     struct eval_ctx *c = ctx;
     struct sr_col *sess = sr_batch_col(b, SR_C_SESSION), *key = sr_batch_col(b, SR_C_ITEM_KEY);
     struct sr_col *app = sr_batch_col(b, SR_C_APPEND), *rec = sr_batch_col(b, SR_C_REC_ITEMS);
+    struct sr_col *rsrc = sr_batch_col(b, SR_C_REC_SOURCES), *rid = sr_batch_col(b, SR_C_REC_IDS);
+    struct sr_col *rbase = sr_batch_col(b, SR_C_TREND_BASELINE);
     const char **ids = sess->data;
     const uint64_t *keys = key->data;
     const int32_t *ap = app->data, *ri = rec->data;
+    /* with item sources, hits are matched by item key (DESIGN §4.9) */
+    bool by_src = rsrc != NULL;
+    c->report.by_source |= by_src;
+    c->report.has_baseline |= rbase != NULL;
     for (int32_t s = 0; s < b->n_sel; s++) {
         int32_t r = b->sel[s];
         int32_t lo = rec->offsets[r], hi = rec->offsets[r + 1];
@@ -149,13 +176,25 @@ static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
         if (p && ap[r] && p->n > 0) {
             int32_t target = sr_bundle_item_index_by_key(env->bundle, keys[r]);
             c->report.unknown_targets += target < sr_bundle_info(env->bundle)->first_index;
-            int32_t rank = sr_eval_score(&c->report, p->rec, p->n, target);
+            c->report.evaluated++;
             p->evaluated++;
-            if (rank) {
-                p->hits++;
-                p->mrr += sr_eval_rr(rank);
-                p->ndcg += sr_eval_dcg(rank);
+            for (int32_t j = 0; j < p->n; j++) {
+                if (by_src ? p->keys[j] == keys[r] : p->rec[j] == target) {
+                    score_hit(&c->report.hits, &c->report.mrr_sum, &c->report.ndcg_sum, j);
+                    score_hit(&p->hits, &p->mrr, &p->ndcg, j);
+                    if (by_src)
+                        score_hit(&c->report.hits_by_source[p->src[j]],
+                                  &c->report.mrr_by_source[p->src[j]],
+                                  &c->report.ndcg_by_source[p->src[j]], j);
+                    break;
+                }
             }
+            for (int32_t j = 0; j < p->nb; j++)
+                if (p->base[j] == keys[r]) {
+                    score_hit(&c->report.baseline_hits, &c->report.baseline_mrr_sum,
+                              &c->report.baseline_ndcg_sum, j);
+                    break;
+                }
             p->n = 0;
             c->report.pending--;
         }
@@ -166,13 +205,31 @@ static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
                 c->report.pending++;
             p->n = 0;
             for (int32_t j = lo; j < hi && p->n < c->k; j++) {
-                if (ri[j] < 0)
+                if (ri[j] < 0 && !(rid && ((const char **)rid->data)[j]))
                     continue;
+                if (by_src) {
+                    const int32_t src = ((const int32_t *)rsrc->data)[j];
+                    p->src[p->n] = (uint8_t)(src >= 0 && src < 3 ? src : 0);
+                    if (rid)
+                        p->keys[p->n] = sr_hash64(((const char **)rid->data)[j], rid->lens[j]);
+                    else {
+                        size_t len;
+                        const char *id = sr_bundle_item_id(env->bundle, ri[j], &len);
+                        p->keys[p->n] = sr_hash64(id, len);
+                    }
+                    c->report.items_by_source[p->src[p->n]]++;
+                }
                 p->rec[p->n++] = ri[j];
-                if (!c->seen_item[ri[j]]) {
+                if (ri[j] >= 0 && !c->seen_item[ri[j]]) {
                     c->seen_item[ri[j]] = 1;
                     c->report.distinct_items++;
                 }
+            }
+            p->nb = 0;
+            if (rbase) {
+                const uint64_t *bk = rbase->data;
+                for (int32_t j = rbase->offsets[r]; j < rbase->offsets[r + 1] && p->nb < c->k; j++)
+                    p->base[p->nb++] = bk[j];
             }
         }
     }
@@ -203,7 +260,7 @@ static void eval_fini(void *ctx)
     for (size_t i = 0; i < c->n_buckets; i++) {
         for (struct pending *p = c->buckets[i], *n; p; p = n) {
             n = p->next;
-            free(p->rec);
+            free(p->keys); /* the block */
             free(p);
         }
     }

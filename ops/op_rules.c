@@ -8,11 +8,21 @@
  *                            graph.op.no_clearance.type=drop_items
  *                            graph.op.no_clearance.attribute=category
  *                            graph.op.no_clearance.values=clearance,gift-cards
- * Static rules fold into env->item_allowed once at load, so they cost nothing per batch. */
+ *   `boost`             static, user-declared: items whose attribute is in a list get `weight`
+ *                       added to their score before the final top-k (negative: bury), e.g.
+ *                            graph.op.promo.type=boost
+ *                            graph.op.promo.attribute=brand
+ *                            graph.op.promo.values=acme
+ *                            graph.op.promo.weight=0.5
+ * Static rules fold into env->item_allowed / env->item_boost once at load, so they cost nothing
+ * per batch; retrieve applies boosts with the candidate rules (recs.max_per_category,
+ * recs.min_score; DESIGN §4.7). */
 #include "ops_int.h"
 #include "sr_kernels.h"
 #include "sr_state.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,12 +33,43 @@
  * items merely viewed may be recommended again (DESIGN §4.2). Types are matched by their
  * stored code (sr_session_type_code); items of a version-1 session value have no type and
  * are excluded only by `true`. */
-#define EXCLUDE_MAX_TYPES 32
-
 struct exclude_ctx {
-    int n;                      /* 0: every item */
-    uint32_t code[EXCLUDE_MAX_TYPES];
+    struct sr__exclude_spec spec;
 };
+
+sr_err_t sr__exclude_seen_parse(const sr_config_t *cfg, struct sr__exclude_spec *out,
+                                struct sr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    bool all;
+    if (sr_config_get_bool(cfg, "recs.exclude_seen", &all, NULL) == SR_OK) {
+        out->on = all;
+        return SR_OK;
+    }
+    out->on = true;
+    char buf[1024], sbuf[1024];
+    const char *names[SR__EXCLUDE_MAX_TYPES], *stored[64];
+    out->n = sr_split_csv(sr_config_get(cfg, "recs.exclude_seen"), buf, sizeof buf, names,
+                          SR__EXCLUDE_MAX_TYPES);
+    int ns = sr_split_csv(sr_config_get(cfg, "session.event_types"), sbuf, sizeof sbuf, stored,
+                          64);
+    if (out->n <= 0)
+        return sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: '%s' is neither true/false "
+                            "nor a list of event types (at most %d)",
+                            sr_config_get(cfg, "recs.exclude_seen"), SR__EXCLUDE_MAX_TYPES);
+    for (int i = 0; i < out->n; i++) {
+        bool ok = false;
+        for (int j = 0; j < ns && !ok; j++)
+            ok = !strcmp(names[i], stored[j]);
+        if (!ok)
+            return sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: event type '%s' is not in "
+                                "session.event_types (%s): such events are never stored, so "
+                                "nothing would be excluded", names[i],
+                                sr_config_get(cfg, "session.event_types"));
+        out->code[i] = sr_session_type_code(names[i], strlen(names[i]));
+    }
+    return SR_OK;
+}
 
 static sr_err_t exclude_init(struct sr_op_env *env, const char *prefix, void **ctx,
                              struct sr_op_ports *ports, struct sr_error *err)
@@ -37,34 +78,10 @@ static sr_err_t exclude_init(struct sr_op_env *env, const char *prefix, void **c
     struct exclude_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
-    bool all;
-    if (sr_config_get_bool(env->cfg, "recs.exclude_seen", &all, NULL) != SR_OK) {
-        char buf[1024], sbuf[1024];
-        const char *names[EXCLUDE_MAX_TYPES], *stored[64];
-        c->n = sr_split_csv(sr_config_get(env->cfg, "recs.exclude_seen"), buf, sizeof buf, names,
-                            EXCLUDE_MAX_TYPES);
-        int ns = sr_split_csv(sr_config_get(env->cfg, "session.event_types"), sbuf, sizeof sbuf,
-                              stored, 64);
-        if (c->n <= 0) {
-            free(c);
-            return sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: '%s' is neither true/false "
-                                "nor a list of event types (at most %d)",
-                                sr_config_get(env->cfg, "recs.exclude_seen"), EXCLUDE_MAX_TYPES);
-        }
-        for (int i = 0; i < c->n; i++) {
-            bool ok = false;
-            for (int j = 0; j < ns && !ok; j++)
-                ok = !strcmp(names[i], stored[j]);
-            if (!ok) {
-                sr_error_set(err, SR_ECONFIG, "recs.exclude_seen: event type '%s' is not in "
-                             "session.event_types (%s): such events are never stored, so nothing "
-                             "would be excluded", names[i],
-                             sr_config_get(env->cfg, "session.event_types"));
-                free(c);
-                return SR_ECONFIG;
-            }
-            c->code[i] = sr_session_type_code(names[i], strlen(names[i]));
-        }
+    sr_err_t rc = sr__exclude_seen_parse(env->cfg, &c->spec, err);
+    if (rc != SR_OK) {
+        free(c);
+        return rc;
     }
     *ctx = c;
     sr__port_in(ports, SR_C_SESSION_ITEMS, SR_COL_LIST_I32, false);
@@ -83,7 +100,7 @@ static sr_err_t exclude_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
     sr_err_t rc = sr_batch_add(b, SR_C_EXCLUDE, SR_COL_LIST_I32, total, &ex, err);
     if (rc != SR_OK)
         return rc;
-    if (!c->n) {
+    if (!c->spec.n) {
         /* Same rows, same lists: the backend's exclusion test tolerates duplicates. */
         memcpy(ex->offsets, items->offsets, sizeof(int32_t) * (size_t)(b->n + 1));
         if (total > 0)
@@ -94,8 +111,8 @@ static sr_err_t exclude_run(void *ctx, struct sr_op_env *env, struct sr_batch *b
     int32_t *out = ex->data, pos = 0;
     for (int32_t r = 0; r < b->n; r++) {
         for (int32_t j = items->offsets[r]; j < items->offsets[r + 1]; j++)
-            for (int t = 0; t < c->n; t++)
-                if ((uint32_t)ty[j] == c->code[t]) {
+            for (int t = 0; t < c->spec.n; t++)
+                if ((uint32_t)ty[j] == c->spec.code[t]) {
                     out[pos++] = idx[j];
                     break;
                 }
@@ -222,4 +239,67 @@ const struct sr_op_desc sr__op_drop_items = {
     .init = drop_items_init,
     .run = static_rule_run,
     .options = drop_items_options,
+};
+
+/* ---- boost ---------------------------------------------------------------------------- */
+
+static sr_err_t boost_init(struct sr_op_env *env, const char *prefix, void **ctx,
+                           struct sr_op_ports *ports, struct sr_error *err)
+{
+    (void)ports;
+    *ctx = NULL;
+    char key[200];
+    if (!prefix)
+        return sr_error_set(err, SR_ECONFIG, "boost must be declared under graph.op.<name>.");
+    snprintf(key, sizeof key, "%sattribute", prefix);
+    const char *attr = sr_config_get(env->cfg, key);
+    if (!attr || !*attr)
+        return sr_error_set(err, SR_ECONFIG, "%s is required", key);
+    const struct sr_bundle_info *bi = sr_bundle_info(env->bundle);
+    int col = sr_bundle_attr_column(env->bundle, attr);
+    if (col < 0)
+        return sr_error_set(err, SR_ECONFIG, "%s=%s: items.tsv of bundle %s has no such column",
+                            key, attr, bi->dir);
+    snprintf(key, sizeof key, "%svalues", prefix);
+    char buf[2048];
+    const char *values[128];
+    int n = sr_split_csv(sr_config_get(env->cfg, key), buf, sizeof buf, values, 128);
+    if (n <= 0)
+        return sr_error_set(err, SR_ECONFIG, "%s: expected a comma-separated list (at most 128)", key);
+    snprintf(key, sizeof key, "%sweight", prefix);
+    const char *ws = sr_config_get(env->cfg, key);
+    char *end = NULL;
+    double w = ws && *ws ? strtod(ws, &end) : NAN;
+    if (!ws || !end || *end || !isfinite(w) || w == 0)
+        return sr_error_set(err, SR_ECONFIG, "%s=%s: expected a non-zero number (negative buries)",
+                            key, ws ? ws : "");
+    if (!env->item_boost) {
+        env->item_boost = calloc((size_t)bi->n_items, sizeof(float));
+        if (!env->item_boost)
+            return sr_error_set(err, SR_ENOMEM, "out of memory for the boost table");
+    }
+    int64_t hit = 0;
+    for (int32_t j = bi->first_index; j < bi->n_items; j++) {
+        const char *v = sr_bundle_attr(env->bundle, col, j);
+        for (int i = 0; i < n; i++)
+            if (!strcmp(v, values[i])) {
+                env->item_boost[j] += (float)w;
+                hit++;
+                break;
+            }
+    }
+    sr_log(SR_LOG_INFO, "ops", "boost", "op=%s attribute=%s weight=%g items=%lld", prefix, attr, w,
+           (long long)hit);
+    return SR_OK;
+}
+
+static const char *const boost_options[] = {"attribute", "values", "weight", NULL};
+
+const struct sr_op_desc sr__op_boost = {
+    .name = "boost",
+    .help = "add graph.op.<name>.weight to the score of items whose attribute is in .values "
+            "(negative: bury), before the final top-k",
+    .init = boost_init,
+    .run = static_rule_run,
+    .options = boost_options,
 };

@@ -37,6 +37,10 @@ static sr_err_t sink_init(struct sr_op_env *env, const char *prefix, void **ctx,
     sr__port_in(ports, SR_C_REC_ITEMS, SR_COL_LIST_I32, false);
     sr__port_in(ports, SR_C_REC_SCORES, SR_COL_LIST_F32, false);
     sr__port_in(ports, SR_C_DECODE_ERROR, SR_COL_STR, false);
+    /* from `trending`: each item's id (also items outside the bundle); from `trending` or
+     * `sample` (epsilon): each item's source */
+    sr__port_in(ports, SR_C_REC_IDS, SR_COL_LIST_STR, true);
+    sr__port_in(ports, SR_C_REC_SOURCES, SR_COL_LIST_I32, true);
     *ctx = c;
     return SR_OK;
 }
@@ -54,6 +58,9 @@ static sr_err_t sink_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
     const float *score = rs->data;
     /* under A/B each row names its variant, whose bundle its indices belong to (DESIGN §4.5) */
     const int32_t *var = env->n_variants ? sr_batch_col(b, SR_C_VARIANT)->data : NULL;
+    struct sr_col *rid = sr_batch_col(b, SR_C_REC_IDS), *rsrc = sr_batch_col(b, SR_C_REC_SOURCES);
+    const char **ids = rid ? rid->data : NULL;
+    const int32_t *src = rsrc ? rsrc->data : NULL;
     uint64_t emitted = 0;
     for (int32_t s = 0; s < b->n_sel; s++) {
         int32_t r = b->sel[s];
@@ -64,12 +71,19 @@ static sr_err_t sink_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
         const struct sr_bundle *bundle = va ? va->bundle : env->bundle;
         size_t n = 0;
         for (int32_t j = lo; j < hi && n < (size_t)env->k; j++) {
-            if (idx[j] < 0)
+            if (ids) { /* trending's lists: ids given, -1 marks an item outside the bundle */
+                c->items[n].item_id = ids[j];
+                c->items[n].item_id_len = rid->lens[j];
+            } else if (idx[j] >= 0) {
+                size_t len;
+                c->items[n].item_id = sr_bundle_item_id(bundle, idx[j], &len);
+                c->items[n].item_id_len = len;
+            } else {
                 continue;
-            size_t len;
-            c->items[n].item_id = sr_bundle_item_id(bundle, idx[j], &len);
-            c->items[n].item_id_len = len;
+            }
             c->items[n].score = score[j];
+            c->items[n].source = !src ? "model" : src[j] == SR__REC_TRENDING ? "trending"
+                               : src[j] == SR__REC_RANDOM ? "random" : "model";
             n++;
         }
         struct sr_rec rec = {
@@ -82,6 +96,7 @@ static sr_err_t sink_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
             .source_topic = env->source_topic, .source_topic_len = strlen(env->source_topic),
             .source_partition = part[r], .source_offset = off[r],
             .variant = va ? va->name : NULL, .variant_len = va ? strlen(va->name) : 0,
+            .item_sources = src != NULL,
         };
         sr_err_t rc = env->sink->emit(env->sink->opaque, b, r, &rec, err);
         if (rc != SR_OK)

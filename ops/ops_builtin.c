@@ -7,13 +7,15 @@
 
 extern const struct sr_op_desc sr__op_decode, sr__op_filter, sr__op_session_update,
     sr__op_categorify, sr__op_exclude_seen, sr__op_require_available, sr__op_drop_items,
-    sr__op_encode, sr__op_retrieve, sr__op_eval, sr__op_sink;
+    sr__op_boost, sr__op_sample,
+    sr__op_encode, sr__op_retrieve, sr__op_trending, sr__op_eval, sr__op_sink;
 
 static const struct sr_op_desc *const registry[] = {
     &sr__op_decode,     &sr__op_filter,           &sr__op_session_update,
     &sr__op_categorify, &sr__op_exclude_seen,     &sr__op_require_available,
     &sr__op_drop_items, &sr__op_encode,           &sr__op_retrieve,
-    &sr__op_eval,       &sr__op_sink,
+    &sr__op_trending,   &sr__op_eval,             &sr__op_sink,
+    &sr__op_boost,      &sr__op_sample,
 };
 
 const struct sr_op_desc *sr__op_find(const char *name)

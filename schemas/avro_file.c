@@ -197,6 +197,7 @@ struct sr_avro_file_writer {
     avro_value_t value;
     struct sr_buf scratch;
     char *path;
+    bool item_sources; /* recommendations: the schema version of the header written */
 };
 
 static void writer_free(sr_avro_file_writer_t *w)
@@ -212,6 +213,20 @@ static void writer_free(sr_avro_file_writer_t *w)
     free(w);
 }
 
+/* Parses the writer's schema and writes the container header to w->fp. */
+static sr_err_t writer_start(sr_avro_file_writer_t *w, const char *json, struct sr_error *err)
+{
+    sr_err_t rc = sr__schema_parse(json, strlen(json), "embedded schema", &w->schema, err);
+    if (rc != SR_OK)
+        return rc;
+    w->iface = avro_generic_class_from_schema(w->schema);
+    if (!w->iface || avro_generic_value_new(w->iface, &w->value) != 0)
+        return sr_error_set(err, SR_ENOMEM, "%s: Avro value: %s", w->path, avro_strerror());
+    if (avro_file_writer_create_fp(w->fp, w->path, 0, w->schema, &w->fw) != 0)
+        return sr_error_set(err, SR_EIO, "%s: Avro header: %s", w->path, avro_strerror());
+    return SR_OK;
+}
+
 sr_err_t sr_avro_file_writer_create(const char *path, enum sr_avro_file_kind kind,
                                     sr_avro_file_writer_t **out, struct sr_error *err)
 {
@@ -224,31 +239,25 @@ sr_err_t sr_avro_file_writer_create(const char *path, enum sr_avro_file_kind kin
         return sr_error_set(err, SR_ENOMEM, "%s: Avro writer", path);
     }
     w->kind = kind;
-    const char *json = kind == SR_AVRO_FILE_EVENTS ? sr__avsc_user_event : sr__avsc_recommendation;
-    sr_err_t rc = sr__schema_parse(json, strlen(json), "embedded schema", &w->schema, err);
-    if (rc != SR_OK) {
-        writer_free(w);
-        return rc;
-    }
-    w->iface = avro_generic_class_from_schema(w->schema);
-    if (!w->iface || avro_generic_value_new(w->iface, &w->value) != 0) {
-        writer_free(w);
-        return sr_error_set(err, SR_ENOMEM, "%s: Avro value: %s", path, avro_strerror());
-    }
     /* Our own fopen: Avro C's create refuses an existing file ("wbx"); we truncate. */
     FILE *f = fopen(path, "wb");
     if (!f) {
-        rc = sr_error_set(err, SR_EIO, "%s: cannot create: %s", path, strerror(errno));
-        writer_free(w);
-        return rc;
-    }
-    if (avro_file_writer_create_fp(f, path, 0, w->schema, &w->fw) != 0) {
-        rc = sr_error_set(err, SR_EIO, "%s: Avro header: %s", path, avro_strerror());
-        fclose(f);
+        sr_err_t rc = sr_error_set(err, SR_EIO, "%s: cannot create: %s", path, strerror(errno));
         writer_free(w);
         return rc;
     }
     w->fp = f;
+    /* Recommendations: the header waits for the first record, whose item_sources chooses the
+     * schema version (DESIGN §4.3); a file without records gets version 1 at close. */
+    if (kind == SR_AVRO_FILE_EVENTS) {
+        sr_err_t rc = writer_start(w, sr__avsc_user_event, err);
+        if (rc != SR_OK) {
+            if (!w->fw)
+                fclose(f);
+            writer_free(w);
+            return rc;
+        }
+    }
     *out = w;
     return SR_OK;
 }
@@ -274,7 +283,19 @@ sr_err_t sr_avro_file_writer_append_rec(sr_avro_file_writer_t *w, const struct s
     if (!w || !rec || w->kind != SR_AVRO_FILE_RECS)
         return sr_error_set(err, SR_EINVAL, "sr_avro_file_writer_append_rec: bad argument");
     sr_err_t rc = sr__rec_validate(rec, err);
-    if (rc != SR_OK || (rc = sr__rec_to_avro(rec, &w->value, &w->scratch, err)) != SR_OK)
+    if (rc != SR_OK)
+        return rc;
+    if (!w->fw) {
+        w->item_sources = sr_rec_is_v2(rec);
+        if ((rc = writer_start(w, sr_schema_recommendation_json_for(w->item_sources), err)))
+            return rc;
+    } else if (sr_rec_is_v2(rec) != w->item_sources) {
+        return sr_error_set(err, SR_EINVAL, "%s: a recommendation %s item sources after ones "
+                            "%s them (one schema per file)", w->path,
+                            sr_rec_is_v2(rec) ? "with" : "without",
+                            w->item_sources ? "with" : "without");
+    }
+    if ((rc = sr__rec_to_avro(rec, &w->value, &w->scratch, err)) != SR_OK)
         return rc;
     if (avro_file_writer_append_value(w->fw, &w->value) != 0)
         return sr_error_set(err, SR_EIO, "%s: append: %s", w->path, avro_strerror());
@@ -286,6 +307,12 @@ sr_err_t sr_avro_file_writer_close(sr_avro_file_writer_t *w, struct sr_error *er
     if (!w)
         return SR_OK;
     sr_err_t rc = SR_OK;
+    if (!w->fw && (rc = writer_start(w, sr_schema_recommendation_json_for(false), err))) {
+        if (!w->fw)
+            fclose(w->fp);
+        writer_free(w);
+        return rc;
+    }
     if (avro_file_writer_flush(w->fw) != 0)
         rc = sr_error_set(err, SR_EIO, "%s: flush: %s", w->path, avro_strerror());
     if (avro_file_writer_close(w->fw) != 0 && rc == SR_OK)

@@ -248,6 +248,12 @@ sr_err_t sr_rec_decode_json(const void *buf, size_t len, sr_arena_t *arena, stru
         if ((rc = rec_str(e, "item_id", false, arena, &it[i].item_id, &it[i].item_id_len, err)))
             goto out;
         it[i].score = json_number_value(sc);
+        if (json_object_get(e, "source")) { /* version 2: the item's source (DESIGN §4.3) */
+            size_t sl;
+            if ((rc = rec_str(e, "source", false, arena, &it[i].source, &sl, err)))
+                goto out;
+            r.item_sources = true;
+        }
     }
     r.items = it;
     *out = r;

@@ -9,13 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct sr_rec_encoder {
-    enum sr_format format;
-    int32_t schema_id;
+/* One Avro value per schema version: [0] version 1 (items without source), [1] version 2;
+ * each rec picks by sr_rec_is_v2 (DESIGN §4.3). */
+struct rec_avro {
     avro_schema_t schema;
     avro_value_iface_t *iface;
     avro_value_t value;
     avro_writer_t writer;
+};
+
+struct sr_rec_encoder {
+    enum sr_format format;
+    int32_t schema_id;
+    struct rec_avro avro[2];
     struct sr_buf scratch;
 };
 
@@ -30,9 +36,10 @@ sr_err_t sr_rec_encoder_new(enum sr_format format, int32_t schema_id, sr_rec_enc
         return sr_error_set(err, SR_ENOMEM, "recommendation encoder");
     e->format = format;
     e->schema_id = schema_id;
-    if (format != SR_FORMAT_JSON) {
-        sr_err_t rc = sr__avro_encoder_init(sr__avsc_recommendation, &e->schema, &e->iface,
-                                            &e->value, &e->writer, err);
+    for (int v = 0; v < 2 && format != SR_FORMAT_JSON; v++) {
+        struct rec_avro *a = &e->avro[v];
+        sr_err_t rc = sr__avro_encoder_init(sr_schema_recommendation_json_for(v == 1), &a->schema,
+                                            &a->iface, &a->value, &a->writer, err);
         if (rc != SR_OK) {
             sr_rec_encoder_destroy(e);
             return rc;
@@ -46,7 +53,9 @@ void sr_rec_encoder_destroy(sr_rec_encoder_t *e)
 {
     if (!e)
         return;
-    sr__avro_encoder_fini(e->schema, e->iface, &e->value, e->writer);
+    for (int v = 0; v < 2; v++)
+        sr__avro_encoder_fini(e->avro[v].schema, e->avro[v].iface, &e->avro[v].value,
+                              e->avro[v].writer);
     sr_buf_free(&e->scratch);
     free(e);
 }
@@ -107,7 +116,14 @@ static sr_err_t rec_json(const struct sr_rec *r, struct sr_buf *o)
             PUT_LIT(o, ", \"score\": "))
             return SR_ENOMEM;
         n = (int)sr_json_format_double(r->items[i].score, num);
-        if (sr_buf_append(o, num, (size_t)n) || PUT_LIT(o, "}"))
+        if (sr_buf_append(o, num, (size_t)n))
+            return SR_ENOMEM;
+        if (r->item_sources) {
+            const char *src = r->items[i].source ? r->items[i].source : "model";
+            if (PUT_LIT(o, ", \"source\": ") || sr__json_put_string(o, src, strlen(src)))
+                return SR_ENOMEM;
+        }
+        if (PUT_LIT(o, "}"))
             return SR_ENOMEM;
     }
     if (PUT_LIT(o, "], \"source\": {\"topic\": ") ||
@@ -148,11 +164,13 @@ sr_err_t sr__rec_to_avro(const struct sr_rec *r, avro_value_t *v, struct sr_buf 
         avro_value_get_by_name(&src, "partition", &f, NULL) ||
         avro_value_set_int(&f, r->source_partition) ||
         avro_value_get_by_name(&src, "offset", &f, NULL) ||
-        avro_value_set_long(&f, r->source_offset) ||
-        avro_value_get_by_name(v, "variant", &f, NULL) ||
-        avro_value_set_branch(&f, r->variant ? 1 : 0, &b) ||
-        (r->variant ? sr__avro_set_str(&b, r->variant, r->variant_len, scratch)
-                    : avro_value_set_null(&b)))
+        avro_value_set_long(&f, r->source_offset))
+        goto fail;
+    const bool v2 = sr_rec_is_v2(r); /* version 2: item sources and the variant */
+    if (v2 && (avro_value_get_by_name(v, "variant", &f, NULL) ||
+               avro_value_set_branch(&f, r->variant ? 1 : 0, &b) ||
+               (r->variant ? sr__avro_set_str(&b, r->variant, r->variant_len, scratch)
+                           : avro_value_set_null(&b))))
         goto fail;
     for (size_t i = 0; i < r->n_items; i++) {
         if (avro_value_append(&items, &item, NULL) ||
@@ -160,6 +178,11 @@ sr_err_t sr__rec_to_avro(const struct sr_rec *r, avro_value_t *v, struct sr_buf 
             avro_value_get_by_name(&item, "score", &f, NULL) ||
             avro_value_set_double(&f, r->items[i].score))
             goto fail;
+        if (v2) {
+            const char *src = r->item_sources && r->items[i].source ? r->items[i].source : "model";
+            if (SETS(&item, "source", src, strlen(src)))
+                goto fail;
+        }
     }
 #undef SETS
     return SR_OK;
@@ -183,9 +206,10 @@ sr_err_t sr_rec_encode(sr_rec_encoder_t *e, const struct sr_rec *rec, struct sr_
     } else {
         if (e->format == SR_FORMAT_AVRO_CONFLUENT && sr__confluent_header(out, e->schema_id))
             return sr_error_set(err, SR_ENOMEM, "output buffer");
-        rc = sr__rec_to_avro(rec, &e->value, &e->scratch, err);
+        struct rec_avro *a = &e->avro[sr_rec_is_v2(rec) ? 1 : 0];
+        rc = sr__rec_to_avro(rec, &a->value, &e->scratch, err);
         if (rc == SR_OK)
-            rc = sr__avro_append(e->writer, &e->value, out, err);
+            rc = sr__avro_append(a->writer, &a->value, out, err);
     }
     if (rc != SR_OK)
         out->len = mark;

@@ -502,7 +502,11 @@ sr_err_t sr_output_schema_id(const sr_config_t *cfg, const char *topic, int32_t 
         return rc;
     char subject[512];
     snprintf(subject, sizeof subject, "%s-value", topic);
-    rc = sr_registry_register(r, subject, sr__avsc_recommendation, id, err);
+    /* the schema the graph's records use (DESIGN §4.3): version 1 while no item carries its
+     * source, so a deployment that does not turn trending on registers nothing new */
+    rc = sr_registry_register(r, subject,
+                              sr_schema_recommendation_json_for(sr_rec_v2_configured(cfg)),
+                              id, err);
     sr_registry_destroy(r);
     return rc;
 }

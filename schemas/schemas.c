@@ -14,6 +14,25 @@
 const char *sr_schema_user_event_json(void) { return sr__avsc_user_event; }
 const char *sr_schema_recommendation_json(void) { return sr__avsc_recommendation; }
 
+const char *sr_schema_recommendation_json_for(bool v2)
+{
+    return v2 ? sr__avsc_recommendation_v2 : sr__avsc_recommendation;
+}
+
+bool sr_rec_v2_configured(const sr_config_t *cfg)
+{
+    const char *variants = cfg ? sr_config_get(cfg, "model.variants") : NULL;
+    return sr_rec_item_sources_configured(cfg) || (variants && *variants);
+}
+
+bool sr_rec_item_sources_configured(const sr_config_t *cfg)
+{
+    bool on = false;
+    const char *sampling = cfg ? sr_config_get(cfg, "recs.sampling") : NULL;
+    return cfg && ((sr_config_get_bool(cfg, "recs.trending", &on, NULL) == SR_OK && on) ||
+                   (sampling && !strcmp(sampling, "epsilon")));
+}
+
 static const char *const invalid_names[] = {
 #define SR__INVALID_NAME(name, label) label,
     SR_EVENT_INVALID_MAP(SR__INVALID_NAME)

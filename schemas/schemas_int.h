@@ -10,6 +10,7 @@
 
 extern const char sr__avsc_user_event[];
 extern const char sr__avsc_recommendation[];
+extern const char sr__avsc_recommendation_v2[]; /* items with their source (DESIGN §4.3) */
 
 /* Installs the capped Avro C allocator once per process; every constructor calls it. */
 void sr__avro_init(void);

@@ -421,7 +421,7 @@ sr_err_t sr_state_batch_put(sr_state_batch_t *b, const struct sr_state_key *key,
     e->del = false;
     e->s = (struct sr_session){ .items = items, .types = types, .len = m, .last_ts = s->last_ts,
                                 .found = true, .aux = aux, .aux_len = s->aux_len };
-    if (s->last_ts > b->watermark)
+    if (s->last_ts > b->watermark && s->last_ts != SR_STATE_TS_PERMANENT)
         b->watermark = s->last_ts;
     return SR_OK;
 }
@@ -547,6 +547,16 @@ sr_err_t sr_state_stage_set_aux(sr_state_t *st, uint64_t id, const struct sr_sta
     e->s.aux = a;
     e->s.aux_len = aux_len;
     return SR_OK;
+}
+
+sr_err_t sr_state_stage_put(sr_state_t *st, uint64_t id, const struct sr_state_key *key,
+                            const struct sr_session *s, struct sr_error *err)
+{
+    sr_state_batch_t *b = st ? staged_find(st, id) : NULL;
+    if (!b)
+        return sr_error_set(err, SR_EINVAL, "state stage put: batch %llu is not pending",
+                            (unsigned long long)id);
+    return sr_state_batch_put(b, key, s, err);
 }
 
 void sr_state_batch_set_watermark(sr_state_batch_t *b, int64_t ts)

@@ -26,13 +26,15 @@ typedef enum sr_col_type {
     SR_COL_LIST_I32, /* ragged: offsets[n+1] into int32 values */
     SR_COL_LIST_U64,
     SR_COL_LIST_F32,
+    SR_COL_LIST_STR, /* ragged strings: offsets[n+1] into const char *values + uint32_t lens */
     SR_COL__COUNT
 } sr_col_type_t;
 
 const char *sr_col_type_name(sr_col_type_t t);
 
 /* A named column. Fixed types hold n values in `data`; STR holds pointers in `data` and
- * lengths in `lens`; lists hold offsets[n+1] and the flattened values in `data`. Memory is
+ * lengths in `lens`; lists hold offsets[n+1] and the flattened values in `data` (LIST_STR:
+ * pointers in `data`, one length per value in `lens`). Memory is
  * owned by the batch's arena (or, for constant columns, by the op that published them). */
 struct sr_col {
     const char *name;
@@ -171,6 +173,19 @@ struct sr_eval_report {
     double ndcg_sum;          /* sum of 1/log2(rank+1) over hits */
     uint64_t distinct_items;  /* distinct items ever recommended */
     uint64_t catalogue;       /* recommendable items (V - first_index) */
+    /* With item sources (recs.trending, recs.sampling=epsilon; DESIGN §4.9): hits are matched
+     * by item key, so a trending item outside the bundle can hit an unknown target; per source
+     * (0 model, 1 trending, 2 random) the items recommended and the hits, MRR and NDCG sums
+     * whose item came from it. */
+    bool by_source;
+    uint64_t items_by_source[3];
+    uint64_t hits_by_source[3];
+    double mrr_by_source[3], ndcg_by_source[3];
+    /* recs.trending: a trending-only baseline, the top-k trending items (same exclusions) of
+     * each evaluated recommendation, scored against the same targets. */
+    bool has_baseline;
+    uint64_t baseline_hits;
+    double baseline_mrr_sum, baseline_ndcg_sum;
 };
 
 /* Scores one recommendation rec[0..n) (best first) against its target into r: evaluated + 1,
@@ -189,7 +204,7 @@ void sr_eval_rates(const struct sr_eval_report *r, double *hit_rate, double *mrr
 struct sr_eval_session {
     const char *id;
     uint32_t id_len;
-    uint32_t evaluated, hits;
+    uint64_t evaluated, hits;
     double mrr, ndcg;
 };
 typedef void (*sr_eval_session_fn)(void *opaque, const struct sr_eval_session *s);

@@ -221,6 +221,8 @@ struct sr_scored_item {
     const char *item_id;
     size_t item_id_len;
     double score;
+    const char *source; /* where the item came from ("model" | "trending" | "random"); written only when
+                         * the rec's item_sources is set; NULL there means "model" */
 };
 
 struct sr_rec {
@@ -239,7 +241,23 @@ struct sr_rec {
     int64_t source_offset;
     const char *variant; /* the A/B variant that answered (DESIGN §4.3); NULL: none */
     size_t variant_len;
+    bool item_sources;   /* items carry their source: JSON writes "source" per item, Avro uses
+                          * the schema with ScoredItem.source; false keeps the version-1 form
+                          * byte for byte (DESIGN §4.3) */
 };
+
+/* Whether recommendations under cfg carry each item's source (recs.trending on, or
+ * recs.sampling=epsilon): what the graph fills sr_rec.item_sources from. */
+bool sr_rec_item_sources_configured(const sr_config_t *cfg);
+/* Whether recommendations under cfg are written with schema version 2: items with their source,
+ * or A/B variants (model.variants). The one predicate the graph's output and the output schema
+ * registration (sr_output_schema_id) share, so the schema id always names the bytes' schema. */
+bool sr_rec_v2_configured(const sr_config_t *cfg);
+/* Version 2 for a rec with item sources or a variant (DESIGN §4.3). */
+static inline bool sr_rec_is_v2(const struct sr_rec *r) { return r->item_sources || r->variant; }
+/* The recommendation schema of that version: 2 (recommendation_v2.avsc) or 1
+ * (recommendation.avsc, sr_schema_recommendation_json). */
+const char *sr_schema_recommendation_json_for(bool v2);
 
 typedef struct sr_rec_encoder sr_rec_encoder_t;
 
@@ -252,7 +270,9 @@ void sr_rec_encoder_destroy(sr_rec_encoder_t *e);
  *   {"session_id": "s1", "user_id": null, "event_timestamp_ms": 1700000000000,
  *    "model_version": "v", "items": [{"item_id": "i42", "score": 3.17}],
  *    "source": {"topic": "events", "partition": 0, "offset": 17}}
- * on one line, no newline; strings escaped (non-ASCII stays raw UTF-8), scores laid out like
+ * on one line, no newline; with rec->item_sources each item is
+ *   {"item_id": "i42", "score": 3.17, "source": "model"}
+ * and Avro uses schema version 2 (sr_schema_recommendation_json_for); strings escaped (non-ASCII stays raw UTF-8), scores laid out like
  * Python's repr (sr_json_format_double): a score that is a float32 value (model scores are) with
  * 9 significant digits, which read back as the same float; any other double in the shortest
  * text that reads back as the same double.

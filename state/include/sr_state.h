@@ -58,6 +58,11 @@ typedef struct sr_state_batch sr_state_batch_t;
 #define SR_SESSION_VALUE_VERSION_V1 1
 /* Largest encoder state accepted (bytes). */
 #define SR_SESSION_AUX_MAX (1u << 20)
+/* last_ts of a value that never expires and is not session activity: a per-partition value an
+ * op keeps under a reserved key (the trending sketch, DESIGN §4.6). Its put does not raise the
+ * watermark, the TTL never removes it, and it commits, logs to the changelog, restores and
+ * moves with its partition like a session. */
+#define SR_STATE_TS_PERMANENT INT64_MAX
 
 /* A key: input partition (>= 0) and the session id bytes (not NUL-terminated; borrowed). */
 struct sr_state_key {
@@ -137,7 +142,7 @@ sr_state_batch_t *sr_state_batch_new(sr_state_t *store);
 /* Releases a batch that was not staged; NULL is a no-op. */
 void sr_state_batch_destroy(sr_state_batch_t *b);
 /* Sets a key's session (copying id and items; a second put of the same key replaces the
- * first). Raises the batch watermark to s->last_ts. */
+ * first). Raises the batch watermark to s->last_ts, unless it is SR_STATE_TS_PERMANENT. */
 sr_err_t sr_state_batch_put(sr_state_batch_t *b, const struct sr_state_key *key,
                             const struct sr_session *s, struct sr_error *err);
 /* Deletes a key's session. */
@@ -227,6 +232,12 @@ uint64_t sr_state_count(sr_state_t *store);
  * unchanged session is left alone), SR_ERANGE when aux_len > SR_SESSION_AUX_MAX. */
 sr_err_t sr_state_stage_set_aux(sr_state_t *store, uint64_t id, const struct sr_state_key *key,
                                 const void *aux, uint32_t aux_len, struct sr_error *err);
+
+/* Adds a put of key (as sr_state_batch_put) to the pending batch `id`: for an op that runs
+ * after session_update staged the batch and keeps a per-partition value of its own. SR_EINVAL
+ * when that batch is not pending. */
+sr_err_t sr_state_stage_put(sr_state_t *store, uint64_t id, const struct sr_state_key *key,
+                            const struct sr_session *s, struct sr_error *err);
 
 /* ---- value codec (also the changelog record value) ---------------------------------- */
 

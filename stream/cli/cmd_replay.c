@@ -89,6 +89,15 @@ static void print_summary(const struct sr_replay_result *res)
         fprintf(f, "%-28s %12" PRIu64 "\n", "without target", ev->unresolved + ev->pending);
         fprintf(f, "%-28s %12" PRIu64 "   (counted as misses)\n", "target not in bundle",
                 ev->unknown_targets);
+        static const char *const src_name[3] = {"model", "trending", "random"};
+        for (int i = 0; ev->by_source && i < 3; i++)
+            fprintf(f, "  %-26s %12.4f   HitRate@K from %" PRIu64 " items; MRR@K %.4f\n",
+                    src_name[i], (double)ev->hits_by_source[i] / n, ev->items_by_source[i],
+                    ev->mrr_by_source[i] / n);
+        if (ev->has_baseline)
+            fprintf(f, "%-28s %12.4f   (MRR@K %.4f, NDCG@K %.4f)\n", "trending-only HitRate@K",
+                    (double)ev->baseline_hits / n, ev->baseline_mrr_sum / n,
+                    ev->baseline_ndcg_sum / n);
     }
     fprintf(f, "\n%-28s %12.1f\n", "events/s", secs > 0 ? (double)st->events / secs : 0.0);
     fprintf(f, "%-28s %12.1f\n", "recommendations/s",

@@ -278,7 +278,7 @@ struct pair {
     uint64_t hash;
     const char *id;
     uint32_t id_len;
-    uint32_t ev[2], hits[2];
+    uint64_t ev[2], hits[2];
     double mrr[2], ndcg[2];
 };
 
@@ -464,12 +464,27 @@ static void write_result(const struct sr_replay_result *res, FILE *f)
                    ", \"hit_rate\": %.6f, \"recall\": %.6f, \"mrr\": %.6f, \"ndcg\": %.6f"
                    ", \"coverage\": %.6f, \"distinct_items\": %" PRIu64 ", \"catalogue\": %" PRIu64
                    ", \"unresolved\": %" PRIu64 ", \"pending\": %" PRIu64
-                   ", \"unknown_targets\": %" PRIu64 "}",
+                   ", \"unknown_targets\": %" PRIu64,
                 ev->k, ev->evaluated, ev->hits, (double)ev->hits / n, (double)ev->hits / n,
                 ev->mrr_sum / n, ev->ndcg_sum / n,
                 ev->catalogue ? (double)ev->distinct_items / (double)ev->catalogue : 0.0,
                 ev->distinct_items, ev->catalogue, ev->unresolved, ev->pending,
                 ev->unknown_targets);
+        /* with item sources (DESIGN §4.9): each source's share of the hits, and the
+         * trending-only baseline */
+        static const char *const src_name[3] = {"model", "trending", "random"};
+        for (int i = 0; ev->by_source && i < 3; i++)
+            fprintf(f, "%s\"%s\": {\"items\": %" PRIu64 ", \"hits\": %" PRIu64
+                       ", \"hit_rate\": %.6f, \"mrr\": %.6f, \"ndcg\": %.6f}%s",
+                    i ? ", " : ", \"by_source\": {", src_name[i], ev->items_by_source[i],
+                    ev->hits_by_source[i], (double)ev->hits_by_source[i] / n,
+                    ev->mrr_by_source[i] / n, ev->ndcg_by_source[i] / n, i == 2 ? "}" : "");
+        if (ev->has_baseline)
+            fprintf(f, ", \"trending_baseline\": {\"hits\": %" PRIu64 ", \"hit_rate\": %.6f"
+                       ", \"mrr\": %.6f, \"ndcg\": %.6f}",
+                    ev->baseline_hits, (double)ev->baseline_hits / n, ev->baseline_mrr_sum / n,
+                    ev->baseline_ndcg_sum / n);
+        fprintf(f, "}");
     }
     fprintf(f, "}");
 }

@@ -8,7 +8,11 @@
  *   avro_tool recs IN.avro OUT.jsonl
  *       reads a container of recommendations (as `streamrec replay --output X.avro` writes it)
  *       with Avro C's generic reader and writes each record as the JSON line the JSON sink
- *       would have written (sr_rec_encode), so the two outputs compare byte for byte.
+ *       would have written (sr_rec_encode), so the two outputs compare byte for byte; items
+ *       carry their source when the container's schema has it (version 2, DESIGN §4.3);
+ *   avro_tool recs-v1 IN.avro OUT.jsonl
+ *       the same through schema resolution to version 1 (recommendation.avsc), as a reader
+ *       that predates item sources decodes a version-2 container.
  * Exits 0 on success, 1 with a one-line reason. Not installed: a tool for tests only. */
 #include <avro.h>
 #include <errno.h>
@@ -87,7 +91,7 @@ static int get_str(avro_value_t *v, const char *name, const char **s, size_t *le
     return 0;
 }
 
-static int recs(const char *in, const char *out)
+static int recs(const char *in, const char *out, const char *reader_json)
 {
     avro_file_reader_t r;
     if (avro_file_reader(in, &r) != 0)
@@ -98,16 +102,32 @@ static int recs(const char *in, const char *out)
         return fail("%s: %s", out, strerror(errno));
     }
     avro_schema_t ws = avro_file_reader_get_writer_schema(r); /* a new reference */
-    avro_value_iface_t *iface = avro_generic_class_from_schema(ws);
-    avro_value_t v;
+    avro_schema_t rs = ws;
+    if (reader_json && avro_schema_from_json_length(reader_json, strlen(reader_json), &rs) != 0) {
+        avro_file_reader_close(r);
+        fclose(f);
+        return fail("%s: reader schema: %s", in, avro_strerror());
+    }
+    avro_value_iface_t *iface = avro_generic_class_from_schema(rs);
+    avro_value_t v, wv;
     avro_generic_value_new(iface, &v);
+    avro_value_iface_t *resolver = reader_json ? avro_resolved_writer_new(ws, rs) : NULL;
+    if (reader_json && !resolver) {
+        avro_file_reader_close(r);
+        fclose(f);
+        return fail("%s: not readable as version 1: %s", in, avro_strerror());
+    }
+    if (resolver) {
+        avro_resolved_writer_new_value(resolver, &wv);
+        avro_resolved_writer_set_dest(&wv, &v);
+    }
     sr_rec_encoder_t *enc = NULL;
     struct sr_error err = {0};
     struct sr_buf buf = {0};
     struct sr_scored_item *items = NULL;
     size_t items_cap = 0;
     int rc = sr_rec_encoder_new(SR_FORMAT_JSON, 0, &enc, &err) != SR_OK;
-    while (!rc && avro_file_reader_read_value(r, &v) == 0) {
+    while (!rc && avro_file_reader_read_value(r, resolver ? &wv : &v) == 0) {
         struct sr_rec rec = {0};
         avro_value_t fld, src, arr;
         int bad = get_str(&v, "session_id", &rec.session_id, &rec.session_id_len) ||
@@ -134,6 +154,12 @@ static int recs(const char *in, const char *out)
                   get_str(&it, "item_id", &items[i].item_id, &items[i].item_id_len) ||
                   avro_value_get_by_name(&it, "score", &sc, NULL) ||
                   avro_value_get_double(&sc, &items[i].score);
+            size_t sl;
+            items[i].source = NULL;
+            if (!bad && avro_value_get_by_name(&it, "source", &sc, NULL) == 0) {
+                bad = get_str(&it, "source", &items[i].source, &sl);
+                rec.item_sources = true;
+            }
         }
         if (bad) {
             rc = fail("%s: unexpected record layout: %s", in, avro_strerror());
@@ -157,6 +183,11 @@ static int recs(const char *in, const char *out)
     sr_rec_encoder_destroy(enc);
     avro_value_decref(&v);
     avro_value_iface_decref(iface);
+    if (resolver) {
+        avro_value_decref(&wv);
+        avro_value_iface_decref(resolver);
+        avro_schema_decref(rs);
+    }
     avro_schema_decref(ws);
     avro_file_reader_close(r);
     return rc;
@@ -167,7 +198,9 @@ int main(int argc, char **argv)
     if (argc == 4 && !strcmp(argv[1], "events"))
         return events(argv[2], argv[3]);
     if (argc == 4 && !strcmp(argv[1], "recs"))
-        return recs(argv[2], argv[3]);
-    fprintf(stderr, "usage: avro_tool events IN.jsonl OUT.avro | recs IN.avro OUT.jsonl\n");
+        return recs(argv[2], argv[3], NULL);
+    if (argc == 4 && !strcmp(argv[1], "recs-v1"))
+        return recs(argv[2], argv[3], sr_schema_recommendation_json());
+    fprintf(stderr, "usage: avro_tool events IN.jsonl OUT.avro | recs[-v1] IN.avro OUT.jsonl\n");
     return 2;
 }

@@ -36,6 +36,13 @@ CASE is one of
                sessions that outgrow max_len, on both state backends, at batch sizes 1 and 37,
                with session.max_len below the model's, and across a resumed run whose states
                come from disk (rocksdb state.dir).
+  trending     recs.trending=true, recs.trending.slots=2 (DESIGN §4.6), with and without
+               recs.sampling=softmax (§4.8, which also changes the model's picks), and
+               recs.sampling=epsilon alone (0.2 +- 0.02 of the slots random): batch.max.events=1
+               and 512 and the rocksdb store give identical bytes; every item says its source,
+               model or trending, and trending items appear; the Avro container (schema version
+               2) reads back to the same bytes, and read through version 1 (a reader that
+               predates item sources) to the same lines without the sources.
 Exit 0 on success, 1 with the reason.
 """
 import argparse
@@ -148,6 +155,60 @@ def case_backend(args, tmp):
     replay(args, tmp, events_path(args), b, ["state.backend=rocksdb", "batch.max.events=37",
                                               "state.dir=" + os.path.join(tmp, "db")])
     same_bytes(a, b, "state.backend memory vs rocksdb")
+
+
+def case_trending(args, tmp):
+    on = ["recs.trending=true", "recs.trending.slots=2"]
+    a, b, c = (os.path.join(tmp, n) for n in ("t1.jsonl", "t512.jsonl", "trocks.jsonl"))
+    replay(args, tmp, events_path(args), a, on + ["state.backend=memory", "batch.max.events=1"])
+    replay(args, tmp, events_path(args), b, on + ["state.backend=memory", "batch.max.events=512"])
+    replay(args, tmp, events_path(args), c, on + ["state.backend=rocksdb", "batch.max.events=37",
+                                                  "state.dir=" + os.path.join(tmp, "db")])
+    same_bytes(a, b, "trending: batch.max.events 1 vs 512")
+    same_bytes(a, c, "trending: state.backend memory vs rocksdb")
+    samp = on + ["recs.sampling=softmax", "recs.sampling.candidates=30"]
+    sa, sb, sc = (os.path.join(tmp, n) for n in ("s1.jsonl", "s512.jsonl", "srocks.jsonl"))
+    replay(args, tmp, events_path(args), sa, samp + ["state.backend=memory", "batch.max.events=1"])
+    replay(args, tmp, events_path(args), sb, samp + ["state.backend=memory", "batch.max.events=512"])
+    replay(args, tmp, events_path(args), sc, samp + ["state.backend=rocksdb", "batch.max.events=37",
+                                                     "state.dir=" + os.path.join(tmp, "sdb")])
+    same_bytes(sa, sb, "trending+sampling: batch.max.events 1 vs 512")
+    same_bytes(sa, sc, "trending+sampling: state.backend memory vs rocksdb")
+    if read_lines(sa) == read_lines(a):
+        raise Fail("recs.sampling=softmax changed nothing")
+    eps = ["recs.sampling=epsilon", "recs.sampling.epsilon=0.2"]
+    ea, eb = os.path.join(tmp, "e1.jsonl"), os.path.join(tmp, "erocks.jsonl")
+    replay(args, tmp, events_path(args), ea, eps + ["state.backend=memory", "batch.max.events=1"])
+    replay(args, tmp, events_path(args), eb, eps + ["state.backend=rocksdb", "batch.max.events=512",
+                                                    "state.dir=" + os.path.join(tmp, "edb")])
+    same_bytes(ea, eb, "epsilon: batch 1 memory vs batch 512 rocksdb")
+    n = {"model": 0, "random": 0}
+    for line in read_lines(ea):
+        for it in json.loads(line)["items"]:
+            n[it["source"]] += 1
+    share = n["random"] / float(n["model"] + n["random"])
+    if abs(share - 0.2) > 0.02:
+        raise Fail("epsilon=0.2: %.3f of the slots are random" % share)
+    sources = {}
+    for line in read_lines(a):
+        for it in json.loads(line)["items"]:
+            sources[it["source"]] = sources.get(it["source"], 0) + 1
+    if set(sources) != {"model", "trending"} or sources["trending"] < 781 * 2:
+        raise Fail("trending: item sources %r (expected model and >= 2 trending per line)" % sources)
+    av, back, v1 = (os.path.join(tmp, n) for n in ("t.avro", "back.jsonl", "v1.jsonl"))
+    replay(args, tmp, events_path(args), av, on + ["state.backend=memory"])
+    if subprocess.run([args.tool, "recs", av, back]).returncode != 0:
+        raise Fail("avro_tool recs could not read %s" % av)
+    same_bytes(a, back, "trending: --output .jsonl vs .avro read back")
+    if subprocess.run([args.tool, "recs-v1", av, v1]).returncode != 0:
+        raise Fail("avro_tool recs-v1 could not read %s through schema version 1" % av)
+    want = []
+    for line in read_lines(a):
+        r = json.loads(line)
+        want.append([(it["item_id"], it["score"]) for it in r["items"]])
+    got = [[(it["item_id"], it["score"]) for it in json.loads(line)["items"]] for line in read_lines(v1)]
+    if got != want or any(b'"source": "model"' in l for l in read_lines(v1)):
+        raise Fail("trending: version-1 reading of the version-2 container differs")
 
 
 def generate_events(bundle, path, n_events, n_sessions, seed):
@@ -538,7 +599,8 @@ def case_variants(args, tmp):
 
 CASES = {"variants": case_variants, "compare": case_compare, "state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
          "restart": case_restart, "avro_input": case_avro_input, "avro_output": case_avro_output,
-         "exclude_types": case_exclude_types, "incremental": case_incremental}
+         "exclude_types": case_exclude_types, "incremental": case_incremental,
+         "trending": case_trending}
 
 
 def main():

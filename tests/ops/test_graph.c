@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ops_int.h"
 #include "sr_kernels.h"
@@ -407,6 +408,13 @@ static void test_require_available(void **state)
     assert_int_equal(ruled.recs, plain.recs);
     assert_int_equal(ruled.items, plain.items);
     assert_int_equal(ruled.bad_items, 0);
+    /* recs.sampling=epsilon at 1: every slot a random item, each one the rule allows */
+    static const char *const kv_eps[] = {"recs.require_available", "true", "recs.sampling",
+                                         "epsilon", "recs.sampling.epsilon", "1", NULL};
+    struct capture eps = run_rule("available", "0", kv_eps);
+    assert_int_equal(eps.recs, plain.recs);
+    assert_int_equal(eps.items, plain.items);
+    assert_int_equal(eps.bad_items, 0);
 }
 
 /* Events whose item the bundle does not know are counted (stats.unknown_items, rendered as
@@ -805,6 +813,332 @@ static void test_eval_metrics(void **state)
     sr_bundle_unref(env.bundle);
 }
 
+
+/* ---- trending (DESIGN §4.6) --------------------------------------------------------------- */
+
+struct trend_cap {
+    int n;
+    char recs[64][1024]; /* "id/source id/source ..." per recommendation */
+    char sid[64][32];
+};
+
+static sr_err_t trend_emit(void *opaque, const struct sr_batch *b, int32_t row,
+                           const struct sr_rec *rec, struct sr_error *err)
+{
+    (void)b, (void)row, (void)err;
+    struct trend_cap *c = opaque;
+    assert_true(c->n < 64);
+    assert_true(rec->item_sources);
+    char *o = c->recs[c->n];
+    size_t j = 0;
+    for (size_t i = 0; i < rec->n_items; i++)
+        j += (size_t)snprintf(o + j, 1024 - j, "%s%.*s/%s", i ? " " : "", (int)rec->items[i].item_id_len,
+                              rec->items[i].item_id, rec->items[i].source);
+    snprintf(c->sid[c->n], 32, "%.*s", (int)rec->session_id_len, rec->session_id);
+    c->n++;
+    return SR_OK;
+}
+
+/* Five sessions view a known item and then "new-hot", an item the bundle does not know; three
+ * view "new-warm". Then a session whose only item is unknown is answered from trending,
+ * "new-hot" first (items outside the vocabulary trend too), while its own item is excluded;
+ * a session with a known item keeps the model's answer, with the last slot (slots=1) given
+ * to a trending item the model did not pick. Same answers for batch sizes 1 and 64 and for
+ * the memory and RocksDB stores, and the sketch is in the committed state. */
+static void run_trend(const char *backend, int batch, const char *dir, struct trend_cap *out,
+                      struct sr_eval_report *rep)
+{
+    const char *lines[32];
+    char buf[32][256];
+    int n = 0;
+    int64_t t = 1763856000000LL;
+    for (int s = 0; s < 5; s++) {
+        snprintf(buf[n], 256, "{\"session_id\": \"a%d\", \"item_id\": \"sku-5666141\", "
+                 "\"event_type\": \"view\", \"timestamp_ms\": %lld}", s, (long long)(t += 1000));
+        lines[n] = buf[n], n++;
+        snprintf(buf[n], 256, "{\"session_id\": \"a%d\", \"item_id\": \"%s\", \"event_type\": "
+                 "\"purchase\", \"timestamp_ms\": %lld}", s, "new-hot", (long long)(t += 1000));
+        lines[n] = buf[n], n++;
+        if (s < 3) {
+            snprintf(buf[n], 256, "{\"session_id\": \"b%d\", \"item_id\": \"new-warm\", "
+                     "\"event_type\": \"view\", \"timestamp_ms\": %lld}", s, (long long)(t += 1000));
+            lines[n] = buf[n], n++;
+        }
+    }
+    snprintf(buf[n], 256, "{\"session_id\": \"fresh\", \"item_id\": \"brand-new-1\", "
+             "\"event_type\": \"view\", \"timestamp_ms\": %lld}", (long long)(t += 1000));
+    lines[n] = buf[n], n++;
+    snprintf(buf[n], 256, "{\"session_id\": \"known\", \"item_id\": \"sku-1476646\", "
+             "\"event_type\": \"view\", \"timestamp_ms\": %lld}", (long long)(t += 1000));
+    lines[n] = buf[n], n++;
+    /* the unknown session then buys what trended: a target outside the vocabulary, hit */
+    snprintf(buf[n], 256, "{\"session_id\": \"fresh\", \"item_id\": \"new-hot\", "
+             "\"event_type\": \"purchase\", \"timestamp_ms\": %lld}", (long long)(t += 1000));
+    lines[n] = buf[n], n++;
+
+    sr_config_t *cfg = base_config();
+    set(cfg, "state.backend", backend);
+    if (dir)
+        set(cfg, "state.dir", dir);
+    set(cfg, "recs.trending", "true");
+    set(cfg, "recs.trending.slots", "1");
+    struct sr_error err = {0};
+    struct sr_stats stats = {0};
+    memset(out, 0, sizeof *out);
+    struct sr_sink sink = {.emit = trend_emit, .opaque = out};
+    sr_bundle_t *bundle;
+    assert_int_equal(sr_bundle_load(BUNDLE, &bundle, &err), SR_OK);
+    struct sr_state *st;
+    if (sr_session_store_open(cfg, bundle, NULL, false, &st, &err) != SR_OK)
+        fail_msg("store: %s", err.msg);
+    struct sr_graph_params p = {.cfg = cfg, .runtime = "offline", .stats = &stats, .sink = &sink,
+                                .source_topic = "test", .state = st, .bundle = bundle,
+                                .eval = true};
+    sr_graph_t *g;
+    if (sr_graph_new(&p, &g, &err) != SR_OK)
+        fail_msg("graph: %s", err.msg);
+    sr_arena_t *A = sr_arena_new(1 << 20);
+    for (int at = 0; at < n; at += batch) {
+        int m = n - at < batch ? n - at : batch;
+        sr_arena_reset(A);
+        struct sr_batch b;
+        struct sr_source_cols src;
+        assert_int_equal(sr_batch_init_source(&b, A, m, &src, &err), SR_OK);
+        for (int i = 0; i < m; i++) {
+            src.raw[i] = lines[at + i];
+            src.raw_len[i] = (uint32_t)strlen(lines[at + i]);
+            src.offset[i] = at + i;
+            src.timestamp[i] = -1;
+        }
+        if (sr_graph_run(g, &b, &err) != SR_OK)
+            fail_msg("run: %s", err.msg);
+        assert_true(b.has_state);
+        assert_int_equal(sr_state_commit(st, b.state_id, &err), SR_OK);
+    }
+    /* the sketch is committed state of partition 0, kept whatever the TTL */
+    bool found = false;
+    struct sr_state_key key = {.partition = 0, .len = 19, .id = "\xffstreamrec.trending"};
+    struct sr_session v;
+    assert_int_equal(sr_state_multi_get(st, 1, &key, NULL, &v, A, &err), SR_OK);
+    found = v.found && v.aux_len > 0 && v.last_ts == SR_STATE_TS_PERMANENT;
+    assert_true(found);
+    assert_true(sr_state_watermark(st) < SR_STATE_TS_PERMANENT);
+    sr_graph_eval_report(g, rep);
+    sr_arena_destroy(A);
+    sr_graph_destroy(g);
+    sr_state_close(st);
+    sr_bundle_unref(bundle);
+    sr_config_destroy(cfg);
+}
+
+static void test_trending_unknown_session(void **state)
+{
+    (void)state;
+    static struct trend_cap a, b, c;
+    struct sr_eval_report ra, rb, rc;
+    run_trend("memory", 1, NULL, &a, &ra);
+    run_trend("memory", 64, NULL, &b, &rb);
+    char dir[] = "/tmp/sr_test_trend_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char db[64];
+    snprintf(db, sizeof db, "%s/db", dir);
+    run_trend("rocksdb", 3, db, &c, &rc);
+    struct sr_error err;
+    sr_state_destroy_db(db, &err);
+    rmdir(dir);
+    assert_int_equal(a.n, b.n);
+    assert_int_equal(a.n, c.n);
+    for (int i = 0; i < a.n; i++) {
+        assert_string_equal(a.recs[i], b.recs[i]);
+        assert_string_equal(a.recs[i], c.recs[i]);
+    }
+    int fresh = -1, known = -1;
+    for (int i = 0; i < a.n; i++) {
+        if (!strcmp(a.sid[i], "fresh"))
+            fresh = i;
+        if (!strcmp(a.sid[i], "known"))
+            known = i;
+    }
+    assert_true(fresh >= 0 && known >= 0);
+    print_message("fresh: %s\nknown: %s\n", a.recs[fresh], a.recs[known]);
+    /* unknown session: trending first, the hottest (unknown) item leading; its own item never */
+    /* (purchases weigh 5, views 1: new-hot 25, sku-5666141 5, new-warm 3, decayed alike) */
+    assert_true(!strncmp(a.recs[fresh],
+                         "new-hot/trending sku-5666141/trending new-warm/trending ", 56));
+    assert_null(strstr(a.recs[fresh], "brand-new-1"));
+    /* trending has 4 items (sku-5666141, new-hot, new-warm, brand-new-1 - excluded), the model
+     * fills the rest: k = 10 items */
+    int items = 1;
+    for (const char *q = a.recs[fresh]; *q; q++)
+        items += *q == ' ';
+    assert_int_equal(items, 10);
+    /* known session: 9 model items, then one trending item the model did not pick */
+    const char *last = strrchr(a.recs[known], ' ');
+    assert_non_null(last);
+    assert_non_null(strstr(last, "/trending"));
+    assert_null(strstr(a.recs[known], "sku-1476646/"));
+    int model = 0;
+    for (const char *q = a.recs[known]; (q = strstr(q, "/model")); q++)
+        model++;
+    assert_int_equal(model, 9);
+    /* replay --eval by source: "fresh" bought new-hot, outside the vocabulary, which trending
+     * had recommended first: a hit of the trending source and of the trending-only baseline */
+    assert_true(ra.by_source && ra.has_baseline);
+    assert_true(ra.unknown_targets >= 1);
+    assert_true(ra.hits_by_source[1] >= 1);
+    assert_true(ra.baseline_hits >= 1);
+    assert_int_equal(ra.hits, ra.hits_by_source[0] + ra.hits_by_source[1] + ra.hits_by_source[2]);
+    assert_int_equal(ra.hits, rb.hits);
+    assert_int_equal(ra.hits, rc.hits);
+    assert_int_equal(ra.baseline_hits, rc.baseline_hits);
+}
+
+/* ---- candidate rules (DESIGN §4.7) --------------------------------------------------------- */
+
+struct rules_cap {
+    sr_bundle_t *bundle;
+    int cat_col;
+    int n;
+    char ids[800][200];   /* item ids of each recommendation, space-separated */
+    int n_items[800];
+    int max_same;         /* most items of one category in any recommendation */
+    bool scores_sorted;
+};
+
+static sr_err_t rules_emit(void *opaque, const struct sr_batch *b, int32_t row,
+                           const struct sr_rec *rec, struct sr_error *err)
+{
+    (void)b, (void)row, (void)err;
+    struct rules_cap *c = opaque;
+    assert_true(c->n < 800);
+    size_t j = 0;
+    int per[16] = {0};
+    for (size_t i = 0; i < rec->n_items; i++) {
+        j += (size_t)snprintf(c->ids[c->n] + j, 200 - j, "%s%.*s", i ? " " : "",
+                              (int)rec->items[i].item_id_len, rec->items[i].item_id);
+        int32_t idx = sr_bundle_item_index(c->bundle, rec->items[i].item_id, rec->items[i].item_id_len);
+        int cat = sr_bundle_attr(c->bundle, c->cat_col, idx)[1] - '0';
+        if (++per[cat] > c->max_same)
+            c->max_same = per[cat];
+        if (i && rec->items[i].score > rec->items[i - 1].score)
+            c->scores_sorted = false;
+    }
+    c->n_items[c->n++] = (int)rec->n_items;
+    return SR_OK;
+}
+
+static void run_rules(const char *const *kv, int batch, struct rules_cap *c)
+{
+    sr_config_t *cfg = base_config();
+    for (int i = 0; kv && kv[i]; i += 2)
+        set(cfg, kv[i], kv[i + 1]);
+    memset(c, 0, sizeof *c);
+    c->scores_sorted = true;
+    struct sr_error err = {0};
+    assert_int_equal(sr_bundle_load(BUNDLE, &c->bundle, &err), SR_OK);
+    c->cat_col = sr_bundle_attr_column(c->bundle, "category");
+    struct sr_stats stats = {0};
+    struct sr_sink sink = {.emit = rules_emit, .opaque = c};
+    struct sr_state *st;
+    assert_int_equal(sr_session_store_open(cfg, c->bundle, NULL, false, &st, &err), SR_OK);
+    struct sr_graph_params p = {.cfg = cfg, .runtime = "offline", .stats = &stats, .sink = &sink,
+                                .source_topic = "test", .state = st, .bundle = c->bundle};
+    sr_graph_t *g;
+    if (sr_graph_new(&p, &g, &err) != SR_OK)
+        fail_msg("graph: %s", err.msg);
+    run_events(g, st, batch);
+    assert_int_equal(c->n, 781);
+    sr_graph_destroy(g);
+    sr_state_close(st);
+    sr_bundle_unref(c->bundle);
+    c->bundle = NULL;
+    sr_config_destroy(cfg);
+}
+
+static bool same_ids(const struct rules_cap *a, const struct rules_cap *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->ids[i], b->ids[i]))
+            return false;
+    return true;
+}
+
+/* recs.max_per_category caps each category (7 in the bundle: with a cap of 1 a list needs
+ * candidates deep enough to hold every category, so rows are fetched again); a bury as strong
+ * as a drop gives the drop's lists; a boost as strong as "keep only c3" gives that rule's lists
+ * (items beyond the first candidates win: the fetch grows until no item beyond can); a
+ * minimum score above every score leaves nothing; batch sizes 1 and 64 agree. */
+static void test_candidate_rules(void **state)
+{
+    (void)state;
+    static struct rules_cap a, b, c;
+    static const char *const cap1[] = {"recs.max_per_category", "1", NULL};
+    run_rules(cap1, 64, &a);
+    assert_int_equal(a.max_same, 1);
+    for (int i = 0; i < a.n; i++)
+        assert_int_equal(a.n_items[i], 7);
+    static const char *const cap2[] = {"recs.max_per_category", "2", NULL};
+    run_rules(cap2, 1, &b);
+    run_rules(cap2, 64, &c);
+    assert_true(same_ids(&b, &c));
+    assert_int_equal(b.max_same, 2);
+    for (int i = 0; i < b.n; i++)
+        assert_int_equal(b.n_items[i], 10);
+    assert_true(b.scores_sorted);
+
+    static const char *const bury[] = {"graph.ops", "down", "graph.op.down.type", "boost",
+                                       "graph.op.down.attribute", "category",
+                                       "graph.op.down.values", "c3",
+                                       "graph.op.down.weight", "-1000", NULL};
+    static const char *const drop[] = {"graph.ops", "no", "graph.op.no.type", "drop_items",
+                                       "graph.op.no.attribute", "category",
+                                       "graph.op.no.values", "c3", NULL};
+    run_rules(bury, 64, &a);
+    run_rules(drop, 64, &b);
+    assert_true(same_ids(&a, &b));
+    static const char *const up[] = {"graph.ops", "up", "graph.op.up.type", "boost",
+                                     "graph.op.up.attribute", "category",
+                                     "graph.op.up.values", "c3",
+                                     "graph.op.up.weight", "1000", NULL};
+    static const char *const only[] = {"graph.ops", "only", "graph.op.only.type", "drop_items",
+                                       "graph.op.only.attribute", "category",
+                                       "graph.op.only.values", "c3",
+                                       "graph.op.only.keep", "true", NULL};
+    run_rules(up, 7, &a);
+    run_rules(only, 64, &b);
+    assert_true(same_ids(&a, &b));
+    assert_true(a.scores_sorted);
+
+    static const char *const high[] = {"recs.min_score", "1e9", NULL};
+    run_rules(high, 64, &a);
+    for (int i = 0; i < a.n; i++)
+        assert_int_equal(a.n_items[i], 0);
+    /* bad values are configuration errors naming the key */
+    sr_config_t *cfg = base_config();
+    set(cfg, "recs.min_score", "abc");
+    struct capture cap = {0};
+    struct sr_stats stats = {0};
+    struct sr_sink sink;
+    sr_graph_t *g = NULL;
+    struct sr_error err = {0};
+    assert_int_equal(sr_bundle_load(BUNDLE, &cap.bundle, &err), SR_OK);
+    assert_int_equal(build(cfg, &cap, &stats, &sink, &g, &err), SR_ECONFIG);
+    assert_non_null(strstr(err.msg, "recs.min_score=abc"));
+    sr_config_destroy(cfg);
+    cfg = base_config();
+    set(cfg, "graph.ops", "w");
+    set(cfg, "graph.op.w.type", "boost");
+    set(cfg, "graph.op.w.attribute", "category");
+    set(cfg, "graph.op.w.values", "c1");
+    set(cfg, "graph.op.w.weight", "0");
+    assert_int_equal(build(cfg, &cap, &stats, &sink, &g, &err), SR_ECONFIG);
+    assert_non_null(strstr(err.msg, "graph.op.w.weight=0"));
+    sr_config_destroy(cfg);
+    sr_bundle_unref(cap.bundle);
+}
+
 int main(void)
 {
     sr_log_set_level(SR_LOG_ERROR);
@@ -826,6 +1160,8 @@ int main(void)
         cmocka_unit_test(test_session_skip_applied),
         cmocka_unit_test(test_eval_metrics),
         cmocka_unit_test(test_exclude_seen_types),
+        cmocka_unit_test(test_trending_unknown_session),
+        cmocka_unit_test(test_candidate_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -220,6 +220,20 @@ static void test_register_output(void **state)
     assert_non_null(strstr(err.msg, "2000000000"));
     sr_registry_destroy(r);
 
+    /* recs.trending on: version 2 (items with their source, a field with a default) goes under
+     * the same subject after version 1 (compatible both ways, DESIGN §4.3) and gets its id */
+    assert_int_equal(sr_config_set(cfg, "recs.trending", "true", &err), SR_OK);
+    int32_t id3 = -3;
+    if (sr_output_schema_id(cfg, topic, &id3, &err) != SR_OK)
+        fail_msg("version 2 after version 1: %s", err.msg);
+    assert_int_not_equal(id3, id);
+    assert_int_equal(sr_registry_new(&p, &r, &err), SR_OK);
+    assert_int_equal(sr_registry_get_schema(r, (uint32_t)id3, &text, &err), SR_OK);
+    assert_non_null(strstr(text, "\"default\":\"model\"") ? text : strstr(text, "model"));
+    free(text);
+    sr_registry_destroy(r);
+    assert_int_equal(sr_config_set(cfg, "recs.trending", "false", &err), SR_OK);
+
     /* without a registry the fixed id is used */
     assert_int_equal(sr_config_set(cfg, "schema.registry.url", "", &err), SR_OK);
     assert_int_equal(sr_output_schema_id(cfg, topic, &id, &err), SR_OK);
