@@ -1,0 +1,768 @@
+/* test_oom.c — out-of-memory fault injection over the library paths, SQLite's malloc tests
+ * habit (DESIGN §12). Each path (config load, bundle load of gpt2 and gru4rec, graph build + two
+ * batches on the memory and the RocksDB store, the state store's put/get/stage/commit/apply/
+ * foreach/drop/reopen, JSON and Avro event decode, Avro container files) is a function that
+ * acquires everything it needs, runs, releases everything and folds what it observed into a
+ * digest. A clean run counts its allocations K; then for each N of a schedule the Nth allocation
+ * fails (once, and "persistently": the Nth and every later one). The path must then return an
+ * error with a message, or succeed with the clean run's digest (the allocation was optional);
+ * it must not crash, and in an ASan build LeakSanitizer checks after every run that nothing
+ * leaked. The schedule is every N when K <= SR_OOM_FULL, else the first and last 200 plus an
+ * even stride between, so the test stays fast (the counts are printed).
+ *
+ * Covered: the allocations of sr_core, sr_schemas, sr_state, sr_kernels and sr_ops (linked
+ * with ld --wrap, tests/support/failalloc.c), Avro C's (through schemas/'s allocator) and
+ * Jansson's (its allocator hook). Not covered: RocksDB (C++ new), OpenBLAS, libcurl and libc's
+ * internal allocations (stdio buffers, fopen). Allocations on other threads are not counted.
+ * Single-threaded: the test runs on one thread and the cpu backend with device.threads=1. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "failalloc.h"
+#include "sr_kernels.h"
+#include "sr_ops.h"
+#include "sr_schemas.h"
+#include "sr_state.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define SR_OOM_LEAK_CHECK() __lsan_do_recoverable_leak_check()
+#else
+#define SR_OOM_LEAK_CHECK() 0
+#endif
+
+#define SR_OOM_FULL 3000 /* every N up to this K; above it, a schedule (see the top) */
+#define SR_OOM_EDGE 200
+#define SR_OOM_PERSIST_POINTS 150
+
+/* ---- digest: FNV-1a over what a path observed (no allocation) ----------------------------- */
+
+static void dg(uint64_t *h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        *h = (*h ^ c[i]) * 0x100000001b3ull;
+}
+static void dg_i64(uint64_t *h, int64_t v) { dg(h, &v, sizeof v); }
+static void dg_str(uint64_t *h, const char *s, size_t n)
+{
+    dg_i64(h, s ? (int64_t)n : -1);
+    if (s)
+        dg(h, s, n);
+}
+
+/* A path: returns SR_OK with *digest, or an error with err filled. Must release everything. */
+typedef sr_err_t (*oom_path_fn)(void *ctx, uint64_t *digest, struct sr_error *err);
+
+/* Runs fn once unarmed (lazy one-time initialisations happen here), counts a clean run, then
+ * fails each scheduled allocation. */
+static void oom_run(const char *name, oom_path_fn fn, void *ctx)
+{
+    struct sr_error err = {0};
+    uint64_t clean = 0xcbf29ce484222325ull, d;
+    if (fn(ctx, &clean, &err) != SR_OK)
+        fail_msg("%s: warm-up run failed: %s", name, err.msg);
+    clean = 0xcbf29ce484222325ull;
+    sr_failalloc_arm(0, false);
+    sr_err_t rc = fn(ctx, &clean, &err);
+    long k = sr_failalloc_disarm();
+    if (rc != SR_OK)
+        fail_msg("%s: clean run failed: %s", name, err.msg);
+    if (SR_OOM_LEAK_CHECK())
+        fail_msg("%s: the clean run leaked", name);
+    assert_true(k > 0);
+
+    long runs = 0, errors = 0, benign = 0;
+    long stride = k <= SR_OOM_FULL ? 1 : (k - 2 * SR_OOM_EDGE) / (SR_OOM_FULL - 2 * SR_OOM_EDGE);
+    long pstride = k / SR_OOM_PERSIST_POINTS > 1 ? k / SR_OOM_PERSIST_POINTS : 1;
+    for (int persist = 0; persist <= 1; persist++) {
+        for (long n = 1; n <= k; n++) {
+            bool edge = n <= SR_OOM_EDGE || n > k - SR_OOM_EDGE;
+            if (persist ? (n % pstride != 0 && n != 1 && n != k)
+                        : (!edge && (n - SR_OOM_EDGE) % stride != 0))
+                continue;
+            d = 0xcbf29ce484222325ull;
+            memset(&err, 0, sizeof err);
+            sr_failalloc_arm(n, persist);
+            rc = fn(ctx, &d, &err);
+            sr_failalloc_disarm();
+            long failed = sr_failalloc_failed();
+            runs++;
+            if (rc == SR_OK) {
+                if (d != clean)
+                    fail_msg("%s: allocation %ld of %ld failed%s, the path succeeded with a "
+                             "different result", name, n, k, persist ? " (and every later)" : "");
+                if (failed > 0)
+                    benign++;
+            } else {
+                if (failed == 0)
+                    fail_msg("%s: run %ld failed without an injected failure: %s", name, n,
+                             err.msg);
+                if (err.msg[0] == 0)
+                    fail_msg("%s: allocation %ld of %ld failed: error %s without a message", name,
+                             n, k, sr_err_name(rc));
+                errors++;
+            }
+            if (SR_OOM_LEAK_CHECK())
+                fail_msg("%s: allocation %ld of %ld failed%s: leak (report above)", name, n, k,
+                         persist ? " (and every later)" : "");
+        }
+    }
+    print_message("%s: %ld allocations; %ld runs: %ld errors, %ld succeeded (optional "
+                  "allocation)\n", name, k, runs, errors, benign);
+}
+
+/* ---- fixtures ------------------------------------------------------------------------------ */
+
+#define BUNDLE_GPT2 SR_TEST_DATA "/gpt2-small"
+#define BUNDLE_GRU SR_TEST_DATA "/gru4rec-small"
+#define EVENTS SR_TEST_DATA "/gpt2-small.events.jsonl"
+
+/* The first n lines of the golden events (each malloc'd, not counted: read before arming). */
+static int read_lines(const char *path, char **lines, int n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    int got = 0;
+    size_t cap = 0;
+    char *line = NULL;
+    ssize_t len;
+    while (got < n && (len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && line[len - 1] == '\n')
+            line[--len] = 0;
+        lines[got++] = strdup(line);
+    }
+    free(line);
+    fclose(f);
+    return got;
+}
+
+static void make_tmpdir(char *buf, size_t n, const char *what)
+{
+    snprintf(buf, n, "/tmp/sr_oom_%s_XXXXXX", what);
+    assert_non_null(mkdtemp(buf));
+}
+
+/* ---- path: configuration ------------------------------------------------------------------ */
+
+struct config_ctx {
+    char file[64];
+};
+
+static int dg_kv(void *opaque, const char *key, const char *value)
+{
+    dg_str(opaque, key, strlen(key));
+    dg_str(opaque, value, strlen(value));
+    return 0;
+}
+
+static sr_err_t path_config(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    struct config_ctx *c = vctx;
+    char *envp[] = {"STREAMREC_DEVICE=cpu", "STREAMREC_RECS_K=7", "STREAMREC_NOT_A_KEY=1", NULL};
+    const char *sets[] = {"log.level=error", "kafka.linger.ms=5", "session.event_types=view,cart"};
+    struct sr_config_sources src = {.file = c->file, .envp = envp, .sets = sets, .n_sets = 3};
+    sr_config_t *cfg = sr_config_new(), *dup = NULL;
+    if (!cfg)
+        return sr_error_set(err, SR_ENOMEM, "config: out of memory");
+    sr_err_t rc = sr_config_load(cfg, &src, NULL, NULL, err);
+    if (rc == SR_OK) {
+        dup = sr_config_dup(cfg);
+        if (!dup)
+            rc = sr_error_set(err, SR_ENOMEM, "config dup: out of memory");
+    }
+    int64_t k = 0;
+    if (rc == SR_OK)
+        rc = sr_config_get_int(dup, "recs.k", &k, err);
+    if (rc == SR_OK) {
+        sr_config_foreach(dup, "", dg_kv, d);
+        dg_i64(d, k);
+        const char *o = sr_config_origin(dup, "model.bundle");
+        dg_str(d, o, o ? strlen(o) : 0);
+    }
+    sr_config_destroy(dup);
+    sr_config_destroy(cfg);
+    return rc;
+}
+
+static void test_oom_config(void **state)
+{
+    (void)state;
+    struct config_ctx c;
+    snprintf(c.file, sizeof c.file, "/tmp/sr_oom_cfg_XXXXXX");
+    int fd = mkstemp(c.file);
+    assert_true(fd >= 0);
+    const char text[] = "# streamrec\nmodel.bundle = " BUNDLE_GPT2 "\nstate.backend: memory\n"
+                        "input.topic events\\\n  -in\nkafka.bootstrap.servers=localhost:9092\n";
+    assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fd);
+    oom_run("config load", path_config, &c);
+    unlink(c.file);
+}
+
+/* ---- path: bundle load -------------------------------------------------------------------- */
+
+static sr_err_t path_bundle(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    sr_bundle_t *b = NULL;
+    sr_err_t rc = sr_bundle_load(vctx, &b, err);
+    if (rc != SR_OK)
+        return rc;
+    const struct sr_bundle_info *in = sr_bundle_info(b);
+    dg_str(d, in->version, strlen(in->version));
+    dg_i64(d, in->n_items);
+    dg_i64(d, in->n_params);
+    int ndim;
+    int64_t shape[4];
+    const float *e = sr_bundle_tensor(b, "item_embedding.weight", &ndim, shape);
+    if (!e)
+        e = sr_bundle_tensor(b, "embedding.weight", &ndim, shape);
+    if (e)
+        dg(d, e, sizeof(float) * (size_t)shape[ndim - 1]);
+    for (int32_t i = in->first_index; i < in->n_items; i += 97) {
+        size_t len;
+        const char *id = sr_bundle_item_id(b, i, &len);
+        dg_str(d, id, len);
+        dg_i64(d, sr_bundle_item_index(b, id, len));
+    }
+    sr_bundle_unref(b);
+    return SR_OK;
+}
+
+static void test_oom_bundle_gpt2(void **state)
+{
+    (void)state;
+    oom_run("bundle load gpt2", path_bundle, BUNDLE_GPT2);
+}
+
+static void test_oom_bundle_gru4rec(void **state)
+{
+    (void)state;
+    oom_run("bundle load gru4rec", path_bundle, BUNDLE_GRU);
+}
+
+/* ---- path: graph build + two batches -------------------------------------------------------- */
+
+#define GRAPH_EVENTS 32
+
+struct graph_ctx {
+    sr_config_t *cfg;
+    sr_bundle_t *bundle; /* loaded outside the armed runs: bundle load has its own path */
+    char dir[64];        /* rocksdb: emptied before each run */
+    char *lines[GRAPH_EVENTS];
+    int n_lines;
+};
+
+static sr_err_t dg_emit(void *opaque, const struct sr_batch *b, int32_t row, const struct sr_rec *rec,
+                        struct sr_error *err)
+{
+    (void)b;
+    (void)err;
+    uint64_t *d = opaque;
+    dg_i64(d, row);
+    dg_str(d, rec->session_id, rec->session_id_len);
+    for (size_t i = 0; i < rec->n_items; i++) {
+        dg_str(d, rec->items[i].item_id, rec->items[i].item_id_len);
+        dg(d, &rec->items[i].score, sizeof rec->items[i].score);
+    }
+    return SR_OK;
+}
+
+static sr_err_t dg_dead_letter(void *opaque, const struct sr_batch *b, int32_t row,
+                               const char *reason, struct sr_error *err)
+{
+    (void)b;
+    (void)err;
+    dg_i64(opaque, row);
+    dg_str(opaque, reason, strlen(reason));
+    return SR_OK;
+}
+
+static sr_err_t path_graph(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    struct graph_ctx *c = vctx;
+    /* rocksdb: every run starts from an empty store (counted: part of the path) */
+    if (c->dir[0] && sr_state_destroy_db(c->dir, err) != SR_OK)
+        return err->code;
+    struct sr_stats stats = {0};
+    struct sr_sink sink = {.emit = dg_emit, .dead_letter = dg_dead_letter, .opaque = d};
+    sr_state_t *st = NULL;
+    sr_graph_t *g = NULL;
+    sr_arena_t *arena = NULL;
+    sr_err_t rc = sr_session_store_open(c->cfg, c->bundle, "oom test", false, &st, err);
+    if (rc != SR_OK)
+        goto out;
+    struct sr_graph_params p = {.cfg = c->cfg, .runtime = "offline", .stats = &stats,
+                                .sink = &sink, .source_topic = "events", .eval = true,
+                                .state = st, .bundle = c->bundle};
+    rc = sr_graph_new(&p, &g, err);
+    if (rc != SR_OK)
+        goto out;
+    arena = sr_arena_new(64 << 10);
+    if (!arena) {
+        rc = sr_error_set(err, SR_ENOMEM, "arena: out of memory");
+        goto out;
+    }
+    for (int at = 0; at < c->n_lines && rc == SR_OK; at += GRAPH_EVENTS / 2) {
+        sr_arena_reset(arena);
+        int n = c->n_lines - at < GRAPH_EVENTS / 2 ? c->n_lines - at : GRAPH_EVENTS / 2;
+        struct sr_batch b;
+        struct sr_source_cols src;
+        rc = sr_batch_init_source(&b, arena, n, &src, err);
+        if (rc != SR_OK)
+            break;
+        for (int i = 0; i < n; i++) {
+            src.raw[i] = c->lines[at + i];
+            src.raw_len[i] = (uint32_t)strlen(c->lines[at + i]);
+            src.offset[i] = at + i;
+            src.timestamp[i] = 1763856000000 + at + i;
+        }
+        rc = sr_graph_run(g, &b, err);
+        if (rc == SR_OK && b.has_state)
+            rc = sr_state_commit(st, b.state_id, err);
+    }
+    if (rc == SR_OK) {
+        struct sr_eval_report r;
+        sr_graph_eval_report(g, &r);
+        dg_i64(d, (int64_t)r.evaluated);
+        dg_i64(d, (int64_t)r.hits);
+        dg_i64(d, (int64_t)stats.recommendations);
+        dg_i64(d, (int64_t)stats.invalid);
+        dg_i64(d, sr_state_applied_offset(st, 0));
+    }
+out:
+    sr_arena_destroy(arena);
+    sr_graph_destroy(g);
+    sr_state_close(st);
+    return rc;
+}
+
+static void graph_case(const char *name, const char *bundle, const char *backend,
+                       const char *const *kv)
+{
+    struct graph_ctx c = {0};
+    struct sr_error err = {0};
+    c.cfg = sr_config_new();
+    assert_non_null(c.cfg);
+    const char *base[] = {"model.bundle", bundle, "state.backend", backend, "device", "cpu",
+                          "device.threads", "1", "log.level", "error", NULL};
+    for (int i = 0; base[i]; i += 2)
+        assert_int_equal(sr_config_set(c.cfg, base[i], base[i + 1], &err), SR_OK);
+    for (int i = 0; kv && kv[i]; i += 2)
+        assert_int_equal(sr_config_set(c.cfg, kv[i], kv[i + 1], &err), SR_OK);
+    if (strcmp(backend, "rocksdb") == 0) {
+        make_tmpdir(c.dir, sizeof c.dir, "graph");
+        assert_int_equal(sr_config_set(c.cfg, "state.dir", c.dir, &err), SR_OK);
+    }
+    assert_int_equal(sr_bundle_load(bundle, &c.bundle, &err), SR_OK);
+    c.n_lines = read_lines(EVENTS, c.lines, GRAPH_EVENTS);
+    c.lines[3][0] = '['; /* one malformed record: a dead letter */
+    oom_run(name, path_graph, &c);
+    for (int i = 0; i < c.n_lines; i++)
+        free(c.lines[i]);
+    sr_bundle_unref(c.bundle);
+    sr_config_destroy(c.cfg);
+    if (c.dir[0]) {
+        assert_int_equal(sr_state_destroy_db(c.dir, &err), SR_OK);
+        rmdir(c.dir);
+    }
+}
+
+static void test_oom_graph_memory(void **state)
+{
+    (void)state;
+    const char *kv[] = {"graph.ops", "r", "graph.op.r.type", "drop_items",
+                        "graph.op.r.attribute", "category", "graph.op.r.values", "c3", NULL};
+    graph_case("graph gpt2 memory", BUNDLE_GPT2, "memory", kv);
+}
+
+static void test_oom_graph_rocksdb(void **state)
+{
+    (void)state;
+    graph_case("graph gru4rec rocksdb", BUNDLE_GRU, "rocksdb", NULL);
+}
+
+/* ---- path: the session store ---------------------------------------------------------------- */
+
+struct state_ctx {
+    const char *backend;
+    char dir[64];
+};
+
+static int dg_visit(void *opaque, const struct sr_state_key *key, const struct sr_session *s)
+{
+    dg_str(opaque, key->id, key->len);
+    dg(opaque, s->items, sizeof *s->items * s->len);
+    dg_i64(opaque, s->last_ts);
+    dg_i64(opaque, s->aux_len);
+    return 0;
+}
+
+static int dg_change(void *opaque, const struct sr_state_key *key, const struct sr_session *s,
+                     int64_t applied)
+{
+    dg_i64(opaque, applied);
+    return s ? dg_visit(opaque, key, s) : (dg_str(opaque, key->id, key->len), 0);
+}
+
+static void dg_sessions(uint64_t *d, const struct sr_session *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        dg_i64(d, s[i].found * 2 + s[i].expired);
+        dg_i64(d, s[i].len);
+        if (s[i].len)
+            dg(d, s[i].items, sizeof *s[i].items * s[i].len);
+        if (s[i].types)
+            dg(d, s[i].types, sizeof *s[i].types * s[i].len);
+        dg_i64(d, s[i].last_ts);
+        dg_i64(d, s[i].aux_len);
+        if (s[i].aux_len)
+            dg(d, s[i].aux, s[i].aux_len);
+    }
+}
+
+/* Puts sessions "s<i>" of partition p (i in [from, to)) with a few items each. */
+static sr_err_t put_range(sr_state_batch_t *b, int32_t p, int from, int to, int64_t ts,
+                          struct sr_error *err)
+{
+    char id[16];
+    uint64_t items[6];
+    uint32_t types[6];
+    uint8_t aux[40];
+    for (int i = from; i < to; i++) {
+        snprintf(id, sizeof id, "s%d", i);
+        for (int j = 0; j < 6; j++) {
+            items[j] = (uint64_t)(i * 31 + j) * 0x9e3779b97f4a7c15ull;
+            types[j] = sr_session_type_code(j & 1 ? "view" : "cart", 4);
+        }
+        memset(aux, i, sizeof aux);
+        struct sr_state_key k = {p, (uint32_t)strlen(id), id};
+        struct sr_session s = {.items = items, .types = types, .len = (uint32_t)(3 + i % 4),
+                               .last_ts = ts + i, .found = true, .aux = i % 2 ? aux : NULL,
+                               .aux_len = i % 2 ? sizeof aux : 0};
+        sr_err_t rc = sr_state_batch_put(b, &k, &s, err);
+        if (rc != SR_OK)
+            return rc;
+    }
+    return SR_OK;
+}
+
+static sr_err_t read_back(sr_state_t *st, uint64_t *d, sr_arena_t *a, struct sr_error *err)
+{
+    enum { N = 12 };
+    struct sr_state_key keys[N];
+    char ids[N][16];
+    int64_t ts[N];
+    struct sr_session out[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "s%d", i);
+        keys[i] = (struct sr_state_key){i % 2, (uint32_t)strlen(ids[i]), ids[i]};
+        ts[i] = 1000000 + i;
+    }
+    sr_err_t rc = sr_state_multi_get(st, N, keys, ts, out, a, err);
+    if (rc == SR_OK)
+        dg_sessions(d, out, N);
+    return rc;
+}
+
+static sr_err_t path_state(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    struct state_ctx *c = vctx;
+    bool rocks = strcmp(c->backend, "rocksdb") == 0;
+    if (rocks && sr_state_destroy_db(c->dir, err) != SR_OK)
+        return err->code;
+    struct sr_state_params p;
+    sr_state_params_init(&p);
+    p.backend = c->backend;
+    p.dir = c->dir;
+    p.max_len = 5;
+    p.ttl_ms = 100000;
+    p.cache_sessions = 4; /* smaller than the working set: eviction runs too */
+    p.identity = "oom test";
+    sr_state_t *st = NULL;
+    sr_state_batch_t *b = NULL;
+    sr_arena_t *a = sr_arena_new(4096);
+    if (!a)
+        return sr_error_set(err, SR_ENOMEM, "arena: out of memory");
+    uint64_t id1 = 0, id2 = 0;
+    sr_err_t rc = sr_state_open(&p, &st, err);
+    for (int round = 0; rc == SR_OK && round < (rocks ? 2 : 1); round++) {
+        if (round == 1) { /* rocksdb: reopen and read what was committed */
+            sr_state_close(st);
+            st = NULL;
+            rc = sr_state_open(&p, &st, err);
+            if (rc == SR_OK)
+                rc = read_back(st, d, a, err);
+            if (rc == SR_OK)
+                rc = sr_state_partition_foreach(st, 0, dg_visit, d, err);
+            dg_i64(d, rc == SR_OK ? sr_state_applied_offset(st, 0) : 0);
+            break;
+        }
+        /* batch 1: stage, read through the overlay, commit */
+        if (!(b = sr_state_batch_new(st)))
+            rc = sr_error_set(err, SR_ENOMEM, "state batch: out of memory");
+        rc = rc ? rc : put_range(b, 0, 0, 8, 1000000, err);
+        rc = rc ? rc : put_range(b, 1, 4, 12, 1000000, err);
+        rc = rc ? rc : sr_state_batch_set_offset(b, 0, 41, err);
+        rc = rc ? rc : sr_state_batch_set_checkpoint(b, 1, 7, err);
+        rc = rc ? rc : sr_state_stage(st, b, &id1, err);
+        if (rc != SR_OK)
+            break;
+        b = NULL;
+        rc = sr_state_stage_set_aux(st, id1, &(struct sr_state_key){0, 2, "s2"}, "aux!", 4, err);
+        rc = rc ? rc : read_back(st, d, a, err);
+        /* batch 2: staged on top, deletes one key; both committed at once */
+        if (rc == SR_OK && !(b = sr_state_batch_new(st)))
+            rc = sr_error_set(err, SR_ENOMEM, "state batch: out of memory");
+        rc = rc ? rc : put_range(b, 0, 6, 10, 1000100, err);
+        rc = rc ? rc : sr_state_batch_delete(b, &(struct sr_state_key){1, 2, "s5"}, err);
+        rc = rc ? rc : sr_state_batch_set_offset(b, 0, 57, err);
+        rc = rc ? rc : sr_state_stage(st, b, &id2, err);
+        if (rc != SR_OK)
+            break;
+        b = NULL;
+        rc = sr_state_staged_foreach(st, id2, dg_change, d, err);
+        rc = rc ? rc : sr_state_commit(st, id2, err);
+        sr_arena_reset(a);
+        rc = rc ? rc : read_back(st, d, a, err);
+        /* a restore: one batch written alone */
+        if (rc == SR_OK && !(b = sr_state_batch_new(st)))
+            rc = sr_error_set(err, SR_ENOMEM, "state batch: out of memory");
+        rc = rc ? rc : put_range(b, 1, 0, 3, 1000200, err);
+        if (rc == SR_OK) {
+            rc = sr_state_batch_apply(st, b, err); /* takes b, also on failure */
+            b = NULL;
+        }
+        rc = rc ? rc : sr_state_partition_foreach(st, 1, dg_visit, d, err);
+        rc = rc ? rc : sr_state_partition_drop(st, 1, err);
+        rc = rc ? rc : sr_state_expire(st, 1000000 + 100000 + 5, err);
+        sr_arena_reset(a);
+        rc = rc ? rc : read_back(st, d, a, err);
+        if (rc == SR_OK) {
+            dg_i64(d, sr_state_applied_offset(st, 0));
+            dg_i64(d, sr_state_checkpoint(st, 1));
+            dg_i64(d, sr_state_watermark(st));
+        }
+    }
+    sr_state_batch_destroy(b);
+    sr_state_close(st);
+    sr_arena_destroy(a);
+    return rc;
+}
+
+static void state_case(const char *name, const char *backend)
+{
+    struct state_ctx c = {.backend = backend};
+    if (strcmp(backend, "rocksdb") == 0)
+        make_tmpdir(c.dir, sizeof c.dir, "state");
+    oom_run(name, path_state, &c);
+    if (c.dir[0]) {
+        struct sr_error err;
+        assert_int_equal(sr_state_destroy_db(c.dir, &err), SR_OK);
+        rmdir(c.dir);
+    }
+}
+
+static void test_oom_state_memory(void **state)
+{
+    (void)state;
+    state_case("state memory", "memory");
+}
+
+static void test_oom_state_rocksdb(void **state)
+{
+    (void)state;
+    state_case("state rocksdb", "rocksdb");
+}
+
+/* ---- path: event decode (JSON, Avro, Avro container files) ---------------------------------- */
+
+#define DECODE_EVENTS 24
+
+struct decode_ctx {
+    enum sr_format format;
+    char *msg[DECODE_EVENTS + 4]; /* valid events, then a few invalid messages */
+    size_t len[DECODE_EVENTS + 4];
+    int n;
+    char file[64];                /* Avro container: written and read back by the path */
+};
+
+static void dg_event(uint64_t *d, const struct sr_event *ev)
+{
+    dg_str(d, ev->session_id, ev->session_id_len);
+    dg_str(d, ev->user_id, ev->user_id_len);
+    dg_str(d, ev->item_id, ev->item_id_len);
+    dg_str(d, ev->event_type, ev->event_type_len);
+    dg_i64(d, ev->timestamp_ms);
+}
+
+static sr_err_t path_decode(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    struct decode_ctx *c = vctx;
+    sr_event_decoder_t *dec = NULL;
+    sr_arena_t *a = sr_arena_new(4096);
+    if (!a)
+        return sr_error_set(err, SR_ENOMEM, "arena: out of memory");
+    struct sr_event_decoder_params p = {.format = c->format};
+    sr_err_t rc = sr_event_decoder_new(&p, &dec, err);
+    for (int i = 0; rc == SR_OK && i < c->n; i++) {
+        struct sr_event ev;
+        enum sr_event_invalid why;
+        struct sr_error e = {0};
+        sr_err_t drc = sr_event_decode(dec, c->msg[i], c->len[i], a, &ev, &why, &e);
+        if (drc == SR_OK)
+            dg_event(d, &ev);
+        else if (drc == SR_EFORMAT) /* invalid input: part of the result */
+            dg_i64(d, 1000 + why);
+        else
+            rc = sr_error_set(err, drc, "event %d: %s", i, e.msg);
+    }
+    sr_event_decoder_destroy(dec);
+    sr_arena_destroy(a);
+    return rc;
+}
+
+/* Writes the events to an Avro container file and reads them back. */
+static sr_err_t path_avro_file(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    struct decode_ctx *c = vctx;
+    sr_event_decoder_t *dec = NULL;
+    sr_avro_file_writer_t *w = NULL;
+    sr_avro_file_reader_t *r = NULL;
+    sr_arena_t *a = sr_arena_new(4096);
+    if (!a)
+        return sr_error_set(err, SR_ENOMEM, "arena: out of memory");
+    struct sr_event_decoder_params p = {.format = SR_FORMAT_JSON};
+    sr_err_t rc = sr_event_decoder_new(&p, &dec, err);
+    rc = rc ? rc : sr_avro_file_writer_create(c->file, SR_AVRO_FILE_EVENTS, &w, err);
+    for (int i = 0; rc == SR_OK && i < c->n; i++) {
+        struct sr_event ev;
+        if (sr_event_decode(dec, c->msg[i], c->len[i], a, &ev, NULL, err) == SR_OK)
+            rc = sr_avro_file_writer_append_event(w, &ev, err);
+    }
+    sr_err_t crc = sr_avro_file_writer_close(w, err);
+    rc = rc ? rc : crc;
+    rc = rc ? rc : sr_avro_file_reader_open(c->file, &r, err);
+    while (rc == SR_OK) {
+        struct sr_event ev;
+        enum sr_event_invalid why;
+        sr_arena_reset(a);
+        rc = sr_avro_file_reader_next(r, a, &ev, &why, err);
+        if (rc == SR_OK)
+            dg_event(d, &ev);
+        else if (rc == SR_ENOENT) {
+            rc = SR_OK;
+            break;
+        }
+    }
+    sr_avro_file_reader_close(r);
+    sr_event_decoder_destroy(dec);
+    sr_arena_destroy(a);
+    return rc;
+}
+
+/* The golden events in `format` plus invalid messages of that format. */
+static void decode_ctx_init(struct decode_ctx *c, enum sr_format format)
+{
+    memset(c, 0, sizeof *c);
+    c->format = format;
+    char *lines[DECODE_EVENTS];
+    int n = read_lines(EVENTS, lines, DECODE_EVENTS);
+    struct sr_error err = {0};
+    sr_event_decoder_t *jd = NULL;
+    sr_event_encoder_t *enc = NULL;
+    struct sr_event_decoder_params jp = {.format = SR_FORMAT_JSON};
+    assert_int_equal(sr_event_decoder_new(&jp, &jd, &err), SR_OK);
+    if (format != SR_FORMAT_JSON)
+        assert_int_equal(sr_event_encoder_new(format, 7, &enc, &err), SR_OK);
+    sr_arena_t *a = sr_arena_new(4096);
+    for (int i = 0; i < n; i++) {
+        if (format == SR_FORMAT_JSON) {
+            c->len[c->n] = strlen(lines[i]);
+            c->msg[c->n++] = lines[i];
+            continue;
+        }
+        struct sr_event ev;
+        if (sr_event_decode(jd, lines[i], strlen(lines[i]), a, &ev, NULL, &err) == SR_OK) {
+            struct sr_buf out = {0};
+            assert_int_equal(sr_event_encode(enc, &ev, &out, &err), SR_OK);
+            c->len[c->n] = out.len;
+            c->msg[c->n++] = out.data;
+        }
+        free(lines[i]);
+    }
+    static const char *const bad_json[] = {"{\"session_id\": 1}", "not json", "[1,2]", ""};
+    static const char bad_avro[][4] = {{2, 'x'}, {(char)0xff}, {0}, {0}};
+    for (int i = 0; i < 4; i++) {
+        size_t len = format == SR_FORMAT_JSON ? strlen(bad_json[i]) : (size_t)(i < 2 ? 2 : 1);
+        c->msg[c->n] = malloc(len + 1);
+        memcpy(c->msg[c->n], format == SR_FORMAT_JSON ? bad_json[i] : bad_avro[i], len + 1);
+        c->len[c->n++] = len;
+    }
+    sr_arena_destroy(a);
+    sr_event_encoder_destroy(enc);
+    sr_event_decoder_destroy(jd);
+}
+
+static void decode_ctx_free(struct decode_ctx *c)
+{
+    for (int i = 0; i < c->n; i++)
+        free(c->msg[i]);
+}
+
+static void test_oom_decode_json(void **state)
+{
+    (void)state;
+    struct decode_ctx c;
+    decode_ctx_init(&c, SR_FORMAT_JSON);
+    oom_run("decode json", path_decode, &c);
+    decode_ctx_free(&c);
+}
+
+static void test_oom_decode_avro(void **state)
+{
+    (void)state;
+    struct decode_ctx c;
+    decode_ctx_init(&c, SR_FORMAT_AVRO);
+    oom_run("decode avro", path_decode, &c);
+    decode_ctx_free(&c);
+}
+
+static void test_oom_avro_file(void **state)
+{
+    (void)state;
+    struct decode_ctx c;
+    decode_ctx_init(&c, SR_FORMAT_JSON);
+    snprintf(c.file, sizeof c.file, "/tmp/sr_oom_avro_%d.avro", (int)getpid());
+    oom_run("avro container file", path_avro_file, &c);
+    unlink(c.file);
+    decode_ctx_free(&c);
+}
+
+int main(void)
+{
+    sr_failalloc_hook_libraries();
+    sr_log_set_level(SR_LOG_OFF);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_oom_config),
+        cmocka_unit_test(test_oom_bundle_gpt2),
+        cmocka_unit_test(test_oom_bundle_gru4rec),
+        cmocka_unit_test(test_oom_state_memory),
+        cmocka_unit_test(test_oom_state_rocksdb),
+        cmocka_unit_test(test_oom_decode_json),
+        cmocka_unit_test(test_oom_decode_avro),
+        cmocka_unit_test(test_oom_avro_file),
+        cmocka_unit_test(test_oom_graph_memory),
+        cmocka_unit_test(test_oom_graph_rocksdb),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
