@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <avro.h>
 #include <jansson.h>
 
 void *__real_malloc(size_t n);
@@ -43,6 +44,9 @@ long sr_failalloc_disarm(void)
 
 long sr_failalloc_failed(void) { return failed; }
 
+/* Called at each injected failure: a debugger's breakpoint (`break sr_failalloc_fail_here`). */
+__attribute__((noinline)) void sr_failalloc_fail_here(void) { __asm__ volatile(""); }
+
 static bool should_fail(void)
 {
     if (!armed)
@@ -50,6 +54,7 @@ static bool should_fail(void)
     count++;
     if (target > 0 && (count == target || (persist_ && count > target))) {
         failed++;
+        sr_failalloc_fail_here();
         return true;
     }
     return false;
@@ -124,8 +129,21 @@ char *__wrap_realpath(const char *path, char *resolved)
 }
 
 /* Jansson lives in a shared library, which --wrap cannot reach: its allocator hook calls the
- * wrapped malloc instead. (Avro C needs no hook: schemas/schemas.c installs its capped
- * allocator, whose realloc is ours and so is wrapped.) */
+ * wrapped malloc instead. */
 static void *json_alloc(size_t n) { return __wrap_malloc(n); }
 
-void sr_failalloc_hook_libraries(void) { json_set_alloc_funcs(json_alloc, free); }
+void sr_failalloc_hook_jansson(void) { json_set_alloc_funcs(json_alloc, free); }
+
+/* Avro C's default allocator, uncounted. */
+static void *avro_alloc_real(void *ud, void *p, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(p);
+        return NULL;
+    }
+    return __real_realloc(p, nsize);
+}
+
+void sr_failalloc_exempt_avro(void) { avro_set_allocator(avro_alloc_real, NULL); }

@@ -5,8 +5,8 @@
  * malloc, calloc, realloc, strdup, strndup, aligned_alloc, posix_memalign, asprintf,
  * vasprintf and realpath made from the objects and static libraries of that executable
  * (sr_core ... sr_ops) to the __wrap_ functions here. Avro C allocates through schemas/'s
- * capped allocator, whose realloc is wrapped; sr_failalloc_hook_libraries() routes Jansson's
- * allocator through them too. Other libraries (RocksDB's C++ new, OpenBLAS, libcurl, libc's
+ * capped allocator, whose realloc is therefore wrapped too. Jansson can be routed through them
+ * (sr_failalloc_hook_jansson). Other libraries (RocksDB's C++ new, OpenBLAS, libcurl, libc's
  * own stdio buffers) are not covered.
  * Threads: the counter and the armed state are per thread, so allocations on other threads
  * (RocksDB compaction, BLAS workers) are never counted or failed and a run is deterministic. */
@@ -22,8 +22,14 @@ void sr_failalloc_arm(long n, bool persist);
 long sr_failalloc_disarm(void);
 /* Allocations failed since sr_failalloc_arm. */
 long sr_failalloc_failed(void);
-/* Routes Jansson (json_set_alloc_funcs) through the counted allocator. Call once, before the
+/* Called at each injected failure: set a debugger's breakpoint here. */
+void sr_failalloc_fail_here(void);
+/* Routes Jansson's allocator (json_set_alloc_funcs) through the counted one. Call before the
  * first JSON value is made. */
-void sr_failalloc_hook_libraries(void);
+void sr_failalloc_hook_jansson(void);
+/* Gives Avro C an uncounted allocator, replacing schemas/'s (call after the first Avro
+ * encoder or decoder was made, which installs that one): Avro C's allocations are then never
+ * failed. */
+void sr_failalloc_exempt_avro(void);
 
 #endif /* SR_FAILALLOC_H */
