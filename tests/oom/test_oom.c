@@ -90,7 +90,7 @@ static void oom_run(const char *name, oom_path_fn fn, void *ctx)
     bool leak_each = getenv("SR_OOM_LEAK_EACH") != NULL;
     long runs = 0, errors = 0, benign = 0;
     long stride = k <= SR_OOM_FULL ? 1 : (k - 2 * SR_OOM_EDGE) / (SR_OOM_FULL - 2 * SR_OOM_EDGE);
-    long pstride = k / SR_OOM_PERSIST_POINTS > 1 ? k / SR_OOM_PERSIST_POINTS : 1;
+    long pstride = (k + SR_OOM_PERSIST_POINTS - 1) / SR_OOM_PERSIST_POINTS;
     for (int persist = 0; persist <= 1; persist++) {
         for (long n = 1; n <= k; n++) {
             bool edge = n <= SR_OOM_EDGE || n > k - SR_OOM_EDGE;
@@ -267,6 +267,123 @@ static void test_oom_bundle_gru4rec(void **state)
 {
     (void)state;
     oom_run("bundle load gru4rec", path_bundle, BUNDLE_GRU);
+}
+
+/* ---- path: models (backend, upload, encode, top-k, the encode cache, resumed states) -------- */
+
+struct model_ctx {
+    sr_bundle_t *bundle; /* loaded or made outside the armed runs */
+    uint64_t reused;     /* cache hits or resumed sessions of the last successful run */
+};
+
+/* Three sessions encoded, recommended, then grown by two items and encoded again: with the
+ * gpt2 encode cache (one layer) the second pass reuses rows; gru4rec resumes from states. */
+static sr_err_t path_model(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    struct model_ctx *c = vctx;
+    const struct sr_bundle_info *in = sr_bundle_info(c->bundle);
+    struct sr_backend_params bp = {.device = SR_DEVICE_CPU, .threads = 1};
+    sr_backend_t *be = NULL;
+    sr_model_t *m = NULL;
+    float *vecs = NULL;
+    uint8_t *states = NULL;
+    sr_err_t rc = sr_backend_new(&bp, &be, err);
+    rc = rc ? rc : sr_model_new(c->bundle, be, &m, err);
+    if (rc == SR_OK && in->arch == SR_ARCH_GPT2)
+        rc = sr_model_set_encode_cache(m, 1 << 20, err);
+    size_t ssz = rc == SR_OK ? sr_model_state_size(m) : 0;
+    enum { B = 3, K = 5 };
+    int32_t items[B * 8], offsets[B + 1], excl_off[B + 1] = {0, 1, 1, 2}, excl[2];
+    int32_t idx[B * K];
+    float score[B * K];
+    if (rc == SR_OK) {
+        vecs = malloc(sizeof *vecs * B * (size_t)in->d_model);
+        states = ssz ? malloc(ssz * B * 2) : NULL; /* this pass's states, then the last's */
+        if (!vecs || (ssz && !states))
+            rc = sr_error_set(err, SR_ENOMEM, "test: out of memory");
+    }
+    uint64_t reused = 0;
+    const uint8_t *st_in[B] = {0};
+    uint32_t st_len[B] = {0};
+    uint8_t st_ok[B] = {0};
+    for (int pass = 0; rc == SR_OK && pass < 2; pass++) {
+        int n = 0;
+        for (int b = 0; b < B; b++) {
+            offsets[b] = n;
+            for (int j = 0; j < 3 + b + 2 * pass; j++)
+                items[n++] = in->first_index + (b * 7 + j * 3) % (in->n_items - in->first_index);
+        }
+        offsets[B] = n;
+        excl[0] = items[0];
+        excl[1] = items[offsets[2]];
+        struct sr_session_batch sb = {.n = B, .offsets = offsets, .items = items,
+                                      .excl_offsets = excl_off, .excl_items = excl};
+        if (ssz) {
+            struct sr_encode_states es = {.in = pass ? st_in : NULL, .in_len = st_len,
+                                          .out = states, .out_ok = st_ok};
+            rc = sr_model_encode_resume(m, &sb, &es, vecs, err);
+            if (rc == SR_OK && pass == 0) /* the next pass resumes from a copy */
+                memcpy(states + ssz * B, states, ssz * B);
+            for (int b = 0; rc == SR_OK && b < B; b++) {
+                st_in[b] = st_ok[b] ? states + ssz * (B + b) : NULL;
+                st_len[b] = (uint32_t)ssz;
+            }
+            if (rc == SR_OK)
+                reused = (uint64_t)es.resumed;
+        } else {
+            rc = sr_model_encode(m, &sb, vecs, err);
+        }
+        if (rc == SR_OK)
+            dg(d, vecs, sizeof *vecs * B * (size_t)in->d_model);
+        rc = rc ? rc : sr_model_topk(m, B, vecs, excl_off, excl, K, idx, score, err);
+        if (rc == SR_OK) {
+            dg(d, idx, sizeof idx);
+            dg(d, score, sizeof score);
+        }
+        rc = rc ? rc : sr_model_recommend(m, &sb, K, idx, score, err);
+        if (rc == SR_OK) {
+            dg(d, idx, sizeof idx);
+            dg(d, score, sizeof score);
+        }
+    }
+    if (rc == SR_OK && !ssz) {
+        struct sr_encode_cache_stats cs;
+        sr_model_encode_cache_stats(m, &cs);
+        reused = cs.hits;
+    }
+    if (rc == SR_OK)
+        c->reused = reused;
+    free(states);
+    free(vecs);
+    sr_model_unref(m);
+    sr_backend_unref(be);
+    return rc;
+}
+
+static void test_oom_model_gpt2(void **state)
+{
+    (void)state;
+    /* one layer: the configuration the encode cache supports (no fixture has one) */
+    struct sr_synth_params p = {.arch = SR_ARCH_GPT2, .d_model = 16, .n_layers = 1, .n_heads = 2,
+                                .d_ff = 32, .max_len = 12, .n_items = 300, .output_bias = true,
+                                .seed = 7};
+    struct model_ctx c = {0};
+    struct sr_error err;
+    assert_int_equal(sr_bundle_synthetic(&p, &c.bundle, &err), SR_OK);
+    oom_run("model gpt2 (encode cache)", path_model, &c);
+    assert_true(c.reused > 0 || getenv("SR_OOM_PATH")); /* the clean runs reused work */
+    sr_bundle_unref(c.bundle);
+}
+
+static void test_oom_model_gru4rec(void **state)
+{
+    (void)state;
+    struct model_ctx c = {0};
+    struct sr_error err;
+    assert_int_equal(sr_bundle_load(BUNDLE_GRU, &c.bundle, &err), SR_OK);
+    oom_run("model gru4rec (resumed states)", path_model, &c);
+    assert_true(c.reused > 0 || getenv("SR_OOM_PATH")); /* the clean runs reused work */
+    sr_bundle_unref(c.bundle);
 }
 
 /* ---- path: graph build + two batches -------------------------------------------------------- */
@@ -616,6 +733,8 @@ struct decode_ctx {
     size_t len[DECODE_EVENTS + 4];
     int n;
     char file[64];                /* Avro container: written and read back by the path */
+    char regdir[64];              /* Confluent: the writer schemas by id (<id>.avsc) */
+    int valid;                    /* events decoded by the last successful run */
 };
 
 static void dg_event(uint64_t *d, const struct sr_event *ev)
@@ -634,15 +753,17 @@ static sr_err_t path_decode(void *vctx, uint64_t *d, struct sr_error *err)
     sr_arena_t *a = sr_arena_new(4096);
     if (!a)
         return sr_error_set(err, SR_ENOMEM, "arena: out of memory");
-    struct sr_event_decoder_params p = {.format = c->format};
+    struct sr_event_decoder_params p = {.format = c->format,
+                                        .registry_dir = c->regdir[0] ? c->regdir : NULL};
     sr_err_t rc = sr_event_decoder_new(&p, &dec, err);
+    int valid = 0;
     for (int i = 0; rc == SR_OK && i < c->n; i++) {
         struct sr_event ev;
         enum sr_event_invalid why;
         struct sr_error e = {0};
         sr_err_t drc = sr_event_decode(dec, c->msg[i], c->len[i], a, &ev, &why, &e);
         if (drc == SR_OK)
-            dg_event(d, &ev);
+            dg_event(d, &ev), valid++;
         else if (drc == SR_EFORMAT) { /* invalid input: part of the result */
             dg_i64(d, 1000 + why);
             if (getenv("SR_OOM_TRACE"))
@@ -653,6 +774,8 @@ static sr_err_t path_decode(void *vctx, uint64_t *d, struct sr_error *err)
     }
     sr_event_decoder_destroy(dec);
     sr_arena_destroy(a);
+    if (rc == SR_OK)
+        c->valid = valid;
     return rc;
 }
 
@@ -731,6 +854,18 @@ static void decode_ctx_init(struct decode_ctx *c, enum sr_format format)
     }
     static const char *const bad_json[] = {"{\"session_id\": 1}", "not json", "[1,2]", ""};
     static const char bad_avro[][4] = {{2, 'x'}, {(char)0xff}, {0}, {0}};
+    if (format == SR_FORMAT_AVRO_CONFLUENT) { /* schema id 7 known, 9 not */
+        make_tmpdir(c->regdir, sizeof c->regdir, "registry");
+        char path[96];
+        snprintf(path, sizeof path, "%s/7.avsc", c->regdir);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(sr_schema_user_event_json(), f);
+        fclose(f);
+        c->msg[c->n] = calloc(1, 8);
+        memcpy(c->msg[c->n], "\0\0\0\0\x09\x02x", 7);
+        c->len[c->n++] = 7;
+    }
     for (int i = 0; i < 4; i++) {
         size_t len = format == SR_FORMAT_JSON ? strlen(bad_json[i]) : (size_t)(i < 2 ? 2 : 1);
         c->msg[c->n] = malloc(len + 1);
@@ -746,6 +881,12 @@ static void decode_ctx_free(struct decode_ctx *c)
 {
     for (int i = 0; i < c->n; i++)
         free(c->msg[i]);
+    if (c->regdir[0]) {
+        char path[96];
+        snprintf(path, sizeof path, "%s/7.avsc", c->regdir);
+        unlink(path);
+        rmdir(c->regdir);
+    }
 }
 
 static void test_oom_decode_json(void **state)
@@ -754,6 +895,7 @@ static void test_oom_decode_json(void **state)
     struct decode_ctx c;
     decode_ctx_init(&c, SR_FORMAT_JSON);
     oom_run("decode json", path_decode, &c);
+    assert_true(c.valid > DECODE_EVENTS / 2 || getenv("SR_OOM_PATH"));
     decode_ctx_free(&c);
 }
 
@@ -763,7 +905,64 @@ static void test_oom_decode_avro(void **state)
     struct decode_ctx c;
     decode_ctx_init(&c, SR_FORMAT_AVRO);
     oom_run("decode avro", path_decode, &c);
+    assert_true(c.valid > DECODE_EVENTS / 2 || getenv("SR_OOM_PATH"));
     decode_ctx_free(&c);
+}
+
+static void test_oom_decode_confluent(void **state)
+{
+    (void)state;
+    struct decode_ctx c;
+    decode_ctx_init(&c, SR_FORMAT_AVRO_CONFLUENT);
+    oom_run("decode avro-confluent", path_decode, &c);
+    assert_true(c.valid > DECODE_EVENTS / 2 || getenv("SR_OOM_PATH"));
+    decode_ctx_free(&c);
+}
+
+/* ---- path: recommendation encoders (JSON, Avro, Confluent) and the JSON decoder ------------ */
+
+static sr_err_t path_rec_encode(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    (void)vctx;
+    struct sr_scored_item items[3] = {{"sku-1", 5, 3.25}, {"caf\xc3\xa9 \"q\"", 9, -0.5},
+                                      {"sku-3", 5, 1e-7}};
+    struct sr_rec rec = {.session_id = "s1", .session_id_len = 2, .event_timestamp_ms = 17,
+                         .model_version = "v1", .model_version_len = 2, .items = items,
+                         .n_items = 3, .source_topic = "events", .source_topic_len = 6,
+                         .source_partition = 2, .source_offset = 99};
+    struct sr_buf out = {0};
+    sr_rec_encoder_t *e = NULL;
+    sr_arena_t *a = sr_arena_new(1024);
+    sr_err_t rc = a ? SR_OK : sr_error_set(err, SR_ENOMEM, "arena: out of memory");
+    for (int f = SR_FORMAT_JSON; rc == SR_OK && f <= SR_FORMAT_AVRO_CONFLUENT; f++) {
+        rc = sr_rec_encoder_new((enum sr_format)f, 5, &e, err);
+        for (int i = 0; rc == SR_OK && i < 2; i++) {
+            rec.user_id = i ? "u1" : NULL;
+            rec.user_id_len = i ? 2 : 0;
+            sr_buf_reset(&out);
+            rc = sr_rec_encode(e, &rec, &out, err);
+            if (rc == SR_OK)
+                dg(d, out.data, out.len);
+            struct sr_rec back;
+            if (rc == SR_OK && f == SR_FORMAT_JSON &&
+                (rc = sr_rec_decode_json(out.data, out.len, a, &back, err)) == SR_OK) {
+                dg_str(d, back.session_id, back.session_id_len);
+                for (size_t j = 0; j < back.n_items; j++)
+                    dg_str(d, back.items[j].item_id, back.items[j].item_id_len);
+            }
+        }
+        sr_rec_encoder_destroy(e);
+        e = NULL;
+    }
+    sr_buf_free(&out);
+    sr_arena_destroy(a);
+    return rc;
+}
+
+static void test_oom_rec_encode(void **state)
+{
+    (void)state;
+    oom_run("recommendation encode", path_rec_encode, NULL);
 }
 
 static void test_oom_avro_file(void **state)
@@ -801,7 +1000,11 @@ int main(void)
         cmocka_unit_test(test_oom_state_rocksdb),
         cmocka_unit_test(test_oom_decode_json),
         cmocka_unit_test(test_oom_decode_avro),
+        cmocka_unit_test(test_oom_decode_confluent),
+        cmocka_unit_test(test_oom_rec_encode),
         cmocka_unit_test(test_oom_avro_file),
+        cmocka_unit_test(test_oom_model_gpt2),
+        cmocka_unit_test(test_oom_model_gru4rec),
         cmocka_unit_test(test_oom_graph_memory),
         cmocka_unit_test(test_oom_graph_rocksdb),
     };
