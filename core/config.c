@@ -2,7 +2,8 @@
  * defaults (sr_config_keys.h); values from a file, STREAMREC_* environment variables and --set,
  * in that order (sr_config_load, the one loader every command uses); every value checked at
  * start-up by the same parsers the typed getters use at first use (DESIGN §5). `kafka.*` keys
- * pass through to librdkafka; `graph.op.*` keys are checked by ops/ (sr_graph_config_check).
+ * pass through to librdkafka; `graph.op.*` and `model.variant.*` keys are checked by ops/
+ * (sr_graph_config_check).
  * Built on one thread, read-only afterwards. Owns copies of every key, value and origin. */
 #include "sr_core.h"
 
@@ -33,7 +34,7 @@ static const struct sr_config_known known_keys[] = {
 };
 #define N_KNOWN (sizeof known_keys / sizeof known_keys[0])
 
-static const char *const passthrough_prefixes[] = {"kafka.", "graph.op."};
+static const char *const passthrough_prefixes[] = {"kafka.", "graph.op.", "model.variant."};
 
 struct sr_config_entry {
     char *key;

@@ -13,6 +13,7 @@
  * help one line. Keys under `kafka.` are passed to librdkafka and are not listed here, except
  * the defaults streamrec sets for them. */
 SR_CONFIG_KEY("model.bundle",            DIR,  "",       NULL,        "model bundle directory (required)")
+SR_CONFIG_KEY("model.variants",          LIST, "",       "",          "A/B: names of variants (a,b); each session goes to one by a stable hash of its id; model.variant.<name>.bundle (default model.bundle) and .share (percent; default equal)")
 SR_CONFIG_KEY("input.topic",             TOPIC, "",      "events",    "topic of user events (one topic)")
 SR_CONFIG_KEY("output.topic",            TOPIC, "",      "recommendations", "topic recommendations are published to")
 SR_CONFIG_KEY("dlq.topic",               TOPIC, "opt",   "",          "dead-letter topic for undecodable events; empty turns it off")

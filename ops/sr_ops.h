@@ -141,6 +141,23 @@ sr_err_t sr_session_store_open(const sr_config_t *cfg, const struct sr_bundle *b
                                const char *identity, bool must_be_new, struct sr_state **out,
                                struct sr_error *err);
 
+/* A/B variants (model.variants, DESIGN §4.5): each session is answered by one variant's bundle,
+ * chosen by a stable hash of its id against the shares. Owned by the graph; `recommendations`
+ * is updated by the graph's thread and may be read by another (atomic loads). */
+#define SR_GRAPH_MAX_VARIANTS 8
+struct sr_variant {
+    char name[33];
+    uint32_t share;            /* percent of sessions */
+    struct sr_bundle *bundle;  /* the graph's reference */
+    const char *version;       /* the bundle's version */
+    uint64_t recommendations;  /* emitted by this variant */
+};
+/* The variant (0..n-1) of a session id for cumulative shares cum[0..n-1] (cum[n-1] = 100):
+ * the same id always gets the same variant, whatever the instance, restart or batch. */
+int sr_variant_of(const char *session_id, size_t len, const uint32_t *cum, int n);
+/* The graph's variants (NULL and 0 without model.variants). */
+const struct sr_variant *sr_graph_variants(const sr_graph_t *g, int *n);
+
 /* Next-item evaluation (replay --eval): a recommendation's target is the item of the same
  * session's next event whose type is in session.event_types. */
 struct sr_eval_report {
@@ -155,6 +172,17 @@ struct sr_eval_report {
     uint64_t distinct_items;  /* distinct items ever recommended */
     uint64_t catalogue;       /* recommendable items (V - first_index) */
 };
+
+/* One session's share of the evaluation (only sessions with an evaluated recommendation):
+ * what a paired comparison of two bundles over the same events resamples (bootstrap over
+ * sessions, DESIGN §6). `id` is valid during the callback only. */
+struct sr_eval_session {
+    const char *id;
+    uint32_t id_len;
+    uint32_t evaluated, hits;
+    double mrr, ndcg;
+};
+typedef void (*sr_eval_session_fn)(void *opaque, const struct sr_eval_session *s);
 
 /* The graph's outputs, implemented by each runtime (stream/: file, topic): recommendations and
  * dead letters. `emit` is called once per recommendation in source order with the batch and the
@@ -192,6 +220,8 @@ void sr_graph_destroy(sr_graph_t *g);
 sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err);
 /* Fills the evaluation report (zeros when the graph has no evaluator). */
 void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r);
+/* Calls fn once per evaluated session, in no particular order (none without an evaluator). */
+void sr_graph_eval_sessions(const sr_graph_t *g, sr_eval_session_fn fn, void *opaque);
 /* The model version of the loaded bundle (copied into every recommendation). */
 const char *sr_graph_model_version(const sr_graph_t *g);
 

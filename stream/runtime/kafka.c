@@ -187,6 +187,8 @@ static sr_err_t topic_emit(void *opaque, const struct sr_batch *b, int32_t row, 
     rd_kafka_headers_t *h = rd_kafka_headers_new(4);
     rd_kafka_header_add(h, "streamrec.model.version", -1, rec->model_version,
                         (ssize_t)rec->model_version_len);
+    if (rec->variant)
+        rd_kafka_header_add(h, "streamrec.variant", -1, rec->variant, (ssize_t)rec->variant_len);
     sr_kafka_headers_add_source(h, rec->source_topic, rec->source_topic_len,
                                 rec->source_partition, rec->source_offset);
     void *mo = s->p.msg_opaque ? s->p.msg_opaque(s->p.ctx, b, row) : NULL;

@@ -184,6 +184,22 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
     }
     sr_buf_appendf(b, "# HELP streamrec_model_info the loaded model bundle\n# TYPE streamrec_model_info gauge\n"
             "streamrec_model_info{version=\"%s\"} 1\n", rt->version);
+    int nv = 0;
+    const struct sr_variant *vs = rt->g ? sr_graph_variants(rt->g, &nv) : NULL;
+    if (nv) {
+        sr_buf_appendf(b, "# HELP streamrec_variant_recommendations_total recommendations by A/B "
+                          "variant (model.variants)\n"
+                          "# TYPE streamrec_variant_recommendations_total counter\n");
+        for (int v = 0; v < nv; v++)
+            sr_buf_appendf(b, "streamrec_variant_recommendations_total{variant=\"%s\","
+                              "model_version=\"%s\"} %" PRIu64 "\n", vs[v].name, vs[v].version,
+                           __atomic_load_n(&vs[v].recommendations, __ATOMIC_RELAXED));
+        sr_buf_appendf(b, "# HELP streamrec_variant_share percent of sessions assigned to the "
+                          "variant\n# TYPE streamrec_variant_share gauge\n");
+        for (int v = 0; v < nv; v++)
+            sr_buf_appendf(b, "streamrec_variant_share{variant=\"%s\"} %u\n", vs[v].name,
+                           vs[v].share);
+    }
 }
 
 void sr__rt_http_handler(void *ctx, const char *path, int *status, const char **ctype,

@@ -96,6 +96,58 @@ static void test_run_matches_replay(void **state)
     assert_true(grep_count(log, "partitions assigned") >= 1);
 }
 
+/* A/B online: every recommendation names its variant in the value and a header, a session
+ * keeps its arm, the arms together answer every valid event once, metrics per variant. */
+static void test_variants_online(void **state)
+{
+    struct env *e = *state;
+    topics(e, 4, CLUSTER_ANY);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
+    int port = free_port();
+    char extra[600], cfg[300];
+    snprintf(extra, sizeof extra, "metrics.listen=127.0.0.1:%d\nmodel.variants=a,b\n"
+             "model.variant.a.share=30\nmodel.variant.b.bundle=%s\n", port, BUNDLE);
+    write_config(e, "ab", extra, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "ab");
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 60, 1000, &ms);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    int n_a = 0, n_b = 0;
+    for (int i = 0; i < ms.n; i++) {
+        const struct msg *m = &ms.m[i];
+        const char *v = m->hdr[4];
+        assert_true(!strcmp(v, "a") || !strcmp(v, "b"));
+        char field[32];
+        snprintf(field, sizeof field, "\"variant\": \"%s\"}", v);
+        assert_non_null(strstr(m->value, field));
+        n_a += v[0] == 'a';
+        n_b += v[0] == 'b';
+        for (int j = 0; j < i; j++) /* a session (the key) never changes arm */
+            if (m->key && ms.m[j].key && !strcmp(m->key, ms.m[j].key))
+                assert_string_equal(ms.m[j].hdr[4], v);
+    }
+    assert_true(n_a > 0 && n_b > n_a);
+    static char body[1 << 16];
+    char want_a[160], want_b[160];
+    snprintf(want_a, sizeof want_a, "streamrec_variant_recommendations_total{variant=\"a\","
+             "model_version=\"gpt2-small-v1\"} %d", n_a);
+    snprintf(want_b, sizeof want_b, "streamrec_variant_recommendations_total{variant=\"b\","
+             "model_version=\"gpt2-small-v1\"} %d", n_b);
+    int status = -1;
+    for (int i = 0; i < 200; i++) {
+        status = http_get(port, "/metrics", body, sizeof body);
+        if (status == 200 && strstr(body, want_a) && strstr(body, want_b))
+            break;
+        sleep_ms(50);
+    }
+    assert_non_null(strstr(body, want_a));
+    assert_non_null(strstr(body, want_b));
+    assert_non_null(strstr(body, "streamrec_variant_share{variant=\"a\"} 30"));
+    msgs_free(&ms);
+    kill(pid, SIGTERM);
+    assert_int_equal(wait_child(pid, 30), 0);
+}
+
 /* SIGTERM while events flow: the drain commits; a restart on the same state continues the
  * sessions: exactly replay's recommendations, none lost, none twice. */
 static void test_drain_then_restart(void **state)
@@ -472,6 +524,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_replay_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_matches_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_variants_online, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_then_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_dir_identity, setup, teardown),
