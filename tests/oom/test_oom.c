@@ -397,6 +397,7 @@ struct graph_ctx {
     char *lines[GRAPH_EVENTS];
     int n_lines;
     uint64_t recs; /* recommendations of the last successful run */
+    bool eval;     /* the evaluator (not with model.variants) */
 };
 
 static sr_err_t dg_emit(void *opaque, const struct sr_batch *b, int32_t row, const struct sr_rec *rec,
@@ -439,7 +440,7 @@ static sr_err_t path_graph(void *vctx, uint64_t *d, struct sr_error *err)
     if (rc != SR_OK)
         goto out;
     struct sr_graph_params p = {.cfg = c->cfg, .runtime = "offline", .stats = &stats,
-                                .sink = &sink, .source_topic = "events", .eval = true,
+                                .sink = &sink, .source_topic = "events", .eval = c->eval,
                                 .state = st, .bundle = c->bundle};
     rc = sr_graph_new(&p, &g, err);
     if (rc != SR_OK)
@@ -495,8 +496,11 @@ static void graph_case(const char *name, const char *bundle, const char *backend
                           "device.threads", "1", "log.level", "error", NULL};
     for (int i = 0; base[i]; i += 2)
         assert_int_equal(sr_config_set(c.cfg, base[i], base[i + 1], &err), SR_OK);
-    for (int i = 0; kv && kv[i]; i += 2)
+    c.eval = true;
+    for (int i = 0; kv && kv[i]; i += 2) {
         assert_int_equal(sr_config_set(c.cfg, kv[i], kv[i + 1], &err), SR_OK);
+        c.eval &= strcmp(kv[i], "model.variants") != 0;
+    }
     if (strcmp(backend, "rocksdb") == 0) {
         make_tmpdir(c.dir, sizeof c.dir, "graph");
         assert_int_equal(sr_config_set(c.cfg, "state.dir", c.dir, &err), SR_OK);
@@ -522,6 +526,15 @@ static void test_oom_graph_memory(void **state)
     const char *kv[] = {"graph.ops", "r", "graph.op.r.type", "drop_items",
                         "graph.op.r.attribute", "category", "graph.op.r.values", "c3", NULL};
     graph_case("graph gpt2 memory", BUNDLE_GPT2, "memory", kv);
+}
+
+static void test_oom_graph_variants(void **state)
+{
+    (void)state;
+    /* A/B (DESIGN §4.5): b loads its own bundle inside the run, each arm its sub-graph */
+    const char *kv[] = {"model.variants", "a,b", "model.variant.a.share", "50",
+                        "model.variant.b.bundle", BUNDLE_GPT2, NULL};
+    graph_case("graph gpt2 A/B variants", BUNDLE_GPT2, "memory", kv);
 }
 
 static void test_oom_graph_rocksdb(void **state)
@@ -1006,6 +1019,7 @@ int main(void)
         cmocka_unit_test(test_oom_model_gpt2),
         cmocka_unit_test(test_oom_model_gru4rec),
         cmocka_unit_test(test_oom_graph_memory),
+        cmocka_unit_test(test_oom_graph_variants),
         cmocka_unit_test(test_oom_graph_rocksdb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
