@@ -565,6 +565,10 @@ static sr_err_t bundle_load(const char *dir, bool with_index, sr_bundle_t **out,
     b->refs = 1;
     b->dir = realpath(dir, NULL);
     struct stat st;
+    if (!b->dir && errno == ENOMEM) {
+        rc = sr_error_set(err, SR_ENOMEM, "%s: out of memory resolving the path", dir);
+        goto fail;
+    }
     if (!b->dir || stat(b->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         rc = sr_error_set(err, !b->dir && errno == ENOENT ? SR_ENOENT : SR_EIO,
                           "%s: not a bundle directory%s%s", dir, b->dir ? "" : ": ",

@@ -402,6 +402,7 @@ sr_err_t sr__event_to_avro(const struct sr_event *ev, avro_value_t *v, struct sr
 {
     avro_value_t f, b;
     avro_value_reset(v);
+    errno = 0; /* a failed scratch or Avro allocation: malloc's ENOMEM */
     if (set_field(v, "session_id", ev->session_id, ev->session_id_len, scratch) ||
         set_field(v, "item_id", ev->item_id, ev->item_id_len, scratch) ||
         set_field(v, "event_type", ev->event_type, ev->event_type_len, scratch) ||
@@ -411,6 +412,8 @@ sr_err_t sr__event_to_avro(const struct sr_event *ev, avro_value_t *v, struct sr
         avro_value_set_branch(&f, ev->user_id ? 1 : 0, &b) ||
         (ev->user_id ? sr__avro_set_str(&b, ev->user_id, ev->user_id_len, scratch)
                      : avro_value_set_null(&b)))
-        return sr_error_set(err, SR_EINTERNAL, "filling Avro event: %s", avro_strerror());
+        return errno == ENOMEM ? sr_error_set(err, SR_ENOMEM, "filling Avro event: out of memory")
+                               : sr_error_set(err, SR_EINTERNAL, "filling Avro event: %s",
+                                              avro_strerror());
     return SR_OK;
 }
