@@ -314,8 +314,8 @@ static sr_err_t rdb_write(void *ctx, sr_state_batch_t *const *batches, size_t nb
 
 /* ---- meta, partitions, TTL ------------------------------------------------------------ */
 
-static sr_err_t rdb_load_meta(void *ctx, sr_err_t (*fn)(void *, char, int32_t, int64_t), void *opaque,
-                              int64_t *watermark, struct sr_error *err)
+static sr_err_t rdb_load_meta(void *ctx, sr_err_t (*fn)(void *, char, int32_t, int64_t),
+                              void *opaque, int64_t *watermark, struct sr_error *err)
 {
     struct rdb_ctx *r = ctx;
     *watermark = INT64_MIN;

@@ -405,8 +405,8 @@ struct graph_ctx {
     bool eval;     /* the evaluator (not with model.variants) */
 };
 
-static sr_err_t dg_emit(void *opaque, const struct sr_batch *b, int32_t row, const struct sr_rec *rec,
-                        struct sr_error *err)
+static sr_err_t dg_emit(void *opaque, const struct sr_batch *b, int32_t row,
+                        const struct sr_rec *rec, struct sr_error *err)
 {
     (void)b;
     (void)err;

@@ -1,10 +1,10 @@
 /* failalloc.h — a fault-injecting allocator for tests (SQLite's malloc tests, curl's torture
  * mode): counts the allocations the calling thread makes and fails the Nth (and, when asked,
  * every later one) while armed. A test executable gets it by linking tests/support/failalloc.c
- * with sr_failalloc_link_options (tests/support/failalloc.cmake): `ld --wrap` sends every
- * malloc, calloc, realloc, strdup, strndup, aligned_alloc, posix_memalign, asprintf,
- * vasprintf and realpath made from the objects and static libraries of that executable
- * (sr_core ... sr_ops) to the __wrap_ functions here. Avro C allocates through schemas/'s
+ * with the `ld --wrap` options of tests/oom/CMakeLists.txt, which send every malloc, calloc,
+ * realloc, strdup, strndup, aligned_alloc, posix_memalign, asprintf, vasprintf and realpath made
+ * from the objects and static libraries of that executable (sr_core ... sr_ops) to the __wrap_
+ * functions here. Avro C allocates through schemas/'s
  * capped allocator, whose realloc is therefore wrapped too. Jansson can be routed through them
  * (sr_failalloc_hook_jansson). Other libraries (RocksDB's C++ new, OpenBLAS, libcurl, libc's
  * own stdio buffers) are not covered.
