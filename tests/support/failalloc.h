@@ -4,8 +4,8 @@
  * with the `ld --wrap` options of tests/oom/CMakeLists.txt, which send every malloc, calloc,
  * realloc, strdup, strndup, aligned_alloc, posix_memalign, asprintf, vasprintf and realpath made
  * from the objects and static libraries of that executable (sr_core ... sr_ops) to the __wrap_
- * functions here. Avro C allocates through schemas/'s
- * capped allocator, whose realloc is therefore wrapped too. Jansson can be routed through them
+ * functions here. Avro C allocates through schemas/'s capped allocator, whose realloc is wrapped
+ * too (sr_failalloc_exempt_avro takes it out); Jansson can be routed through them
  * (sr_failalloc_hook_jansson). Other libraries (RocksDB's C++ new, OpenBLAS, libcurl, libc's
  * own stdio buffers) are not covered.
  * Threads: the counter and the armed state are per thread, so allocations on other threads
