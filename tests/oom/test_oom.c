@@ -1,5 +1,6 @@
 /* test_oom.c — out-of-memory fault injection over the library paths, SQLite's malloc tests
- * habit (DESIGN §9.1). Each path (config load; bundle load of gpt2 and gru4rec; models with the
+ * habit (DESIGN §9.1). Each path (config load; bundle load of gpt2 and gru4rec; bundle add-items,
+ * which must leave nothing at its output when it fails; models with the
  * gpt2 encode cache and gru4rec resumed states; graph build + two batches on the memory and the
  * RocksDB store and with A/B variants; the state store's put/get/stage/commit/apply/foreach/
  * drop/reopen; JSON, Avro and Confluent event decode; the recommendation encoders; Avro
@@ -272,6 +273,105 @@ static void test_oom_bundle_gru4rec(void **state)
 {
     (void)state;
     oom_run("bundle load gru4rec", path_bundle, BUNDLE_GRU);
+}
+
+/* ---- path: catalogue update (bundle add-items) ---------------------------------------------- */
+
+struct add_ctx {
+    char dir[64]; /* new.tsv, new.safetensors; the path writes out/ (and a temporary beside) */
+    char items[96], emb[96], out[96];
+};
+
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void rm_bundle_dir(const char *dir)
+{
+    static const char *const files[] = {"bundle.json", "items.tsv", "model.safetensors",
+                                        "items.faiss"};
+    char path[160];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* One new item and one updated; on failure nothing may be left at out, nor a temporary. */
+static sr_err_t path_add_items(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    struct add_ctx *c = vctx;
+    struct sr_bundle_add_params p = {.items = c->items, .embeddings = c->emb, .out = c->out};
+    struct sr_bundle_add_result res;
+    sr_err_t rc = sr_bundle_add_items(BUNDLE_GRU, &p, &res, err);
+    if (rc == SR_OK) {
+        dg_i64(d, res.added * 1000 + res.updated);
+        dg_i64(d, res.n_items);
+        dg_str(d, res.version, strlen(res.version));
+        char path[160], buf[4096];
+        snprintf(path, sizeof path, "%s/items.tsv", c->out);
+        FILE *f = fopen(path, "rb"); /* stdio: libc's own allocations are not counted */
+        for (size_t n; f && (n = fread(buf, 1, sizeof buf, f)) > 0;)
+            dg(d, buf, n);
+        if (f)
+            fclose(f);
+        rm_bundle_dir(c->out);
+    } else if (access(c->out, F_OK) == 0 || dir_entries(c->dir) != 2) {
+        fail_msg("add-items failed (%s) but left %s or a temporary in %s", err->msg, c->out,
+                 c->dir);
+    }
+    return rc;
+}
+
+static void test_oom_add_items(void **state)
+{
+    (void)state;
+    struct add_ctx c;
+    make_tmpdir(c.dir, sizeof c.dir, "add");
+    snprintf(c.items, sizeof c.items, "%s/new.tsv", c.dir);
+    snprintf(c.emb, sizeof c.emb, "%s/new.safetensors", c.dir);
+    snprintf(c.out, sizeof c.out, "%s/out", c.dir);
+    sr_bundle_t *b = NULL;
+    struct sr_error err;
+    assert_int_equal(sr_bundle_load(BUNDLE_GRU, &b, &err), SR_OK);
+    const struct sr_bundle_info *in = sr_bundle_info(b);
+    size_t dm = (size_t)in->d_model, len;
+    const char *upd = sr_bundle_item_id(b, in->first_index + 5, &len);
+    FILE *f = fopen(c.items, "w");
+    assert_non_null(f);
+    fprintf(f, "item_id\tcategory\tavailable\nnew-1\tc9\t1\n%.*s\tc3\t0\n", (int)len, upd);
+    fclose(f);
+    /* safetensors: `embedding` [2, d] (+ `bias` [2] when the bundle has an output bias) */
+    char head[256];
+    int hl = snprintf(head, sizeof head,
+                      "{\"embedding\":{\"dtype\":\"F32\",\"shape\":[2,%zu],\"data_offsets\":"
+                      "[0,%zu]}%s", dm, 8 * dm, in->has_output_bias ? "" : "}");
+    if (in->has_output_bias)
+        hl += snprintf(head + hl, sizeof head - (size_t)hl, ",\"bias\":{\"dtype\":\"F32\","
+                       "\"shape\":[2],\"data_offsets\":[%zu,%zu]}}", 8 * dm, 8 * dm + 8);
+    f = fopen(c.emb, "wb");
+    assert_non_null(f);
+    uint64_t hlen = (uint64_t)hl; /* little-endian on every platform we build for */
+    fwrite(&hlen, 8, 1, f);
+    fwrite(head, 1, (size_t)hl, f);
+    for (size_t i = 0; i < 2 * dm + (in->has_output_bias ? 2 : 0); i++) {
+        float v = (float)(i % 7) * 0.125f - 0.25f;
+        fwrite(&v, sizeof v, 1, f);
+    }
+    fclose(f);
+    sr_bundle_unref(b);
+    oom_run("bundle add-items gru4rec", path_add_items, &c);
+    unlink(c.items);
+    unlink(c.emb);
+    rmdir(c.dir);
 }
 
 /* ---- path: models (backend, upload, encode, top-k, the encode cache, resumed states) -------- */
@@ -1014,6 +1114,7 @@ int main(void)
         cmocka_unit_test(test_oom_config),
         cmocka_unit_test(test_oom_bundle_gpt2),
         cmocka_unit_test(test_oom_bundle_gru4rec),
+        cmocka_unit_test(test_oom_add_items),
         cmocka_unit_test(test_oom_state_memory),
         cmocka_unit_test(test_oom_state_rocksdb),
         cmocka_unit_test(test_oom_decode_json),
