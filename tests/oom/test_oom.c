@@ -9,9 +9,10 @@
  * the Nth allocation fails (once, and "persistently": the Nth and every later one). The path
  * must then return SR_ENOMEM with a message, or succeed with the clean run's digest (the
  * allocation was optional, e.g. a cache entry); it must not crash, and in an ASan build
- * LeakSanitizer checks that nothing leaked (after each path; after every run with SR_OOM_LEAK_EACH=1). The schedule is every N
- * when K <= SR_OOM_FULL (today every K is below 200), else the first and last 200 plus an even
- * stride between, so the test stays fast; the persistent failures are ~50 points per path.
+ * LeakSanitizer checks that nothing leaked (after each path; after every run with
+ * SR_OOM_LEAK_EACH=1). The schedule is every N when K <= SR_OOM_FULL (today every K is below
+ * 200), else the first and last 200 plus an even stride between, so the test stays fast; the
+ * persistent failures are ~50 points per path.
  *
  * Covered: the allocations of sr_core, sr_schemas, sr_state, sr_kernels and sr_ops (linked
  * with ld --wrap, tests/support/failalloc.c). Not covered: RocksDB (C++ new), OpenBLAS, libcurl
