@@ -34,6 +34,9 @@
 
 #include "failalloc.h"
 #include "sr_kernels.h"
+#ifdef SR_HAVE_FAISS
+#include "sr_faiss.h"
+#endif
 #include "sr_ops.h"
 #include "sr_schemas.h"
 #include "sr_state.h"
@@ -490,6 +493,68 @@ static void test_oom_model_gru4rec(void **state)
     assert_true(c.reused > 0 || getenv("SR_OOM_PATH")); /* the clean runs reused work */
     sr_bundle_unref(c.bundle);
 }
+
+#ifdef SR_HAVE_FAISS
+/* FAISS retrieval: an index built inside the run, an item filter, exclusions (FAISS's own C++
+ * allocations are not counted; the wrapper's and the model's are). */
+static sr_err_t path_model_faiss(void *vctx, uint64_t *d, struct sr_error *err)
+{
+    struct model_ctx *c = vctx;
+    const struct sr_bundle_info *in = sr_bundle_info(c->bundle);
+    struct sr_backend_params bp = {.device = SR_DEVICE_CPU, .threads = 1};
+    sr_backend_t *be = NULL;
+    sr_model_t *m = NULL;
+    struct sr_faiss *ix = NULL;
+    uint8_t *allowed = NULL;
+    enum { B = 2, K = 6 };
+    int32_t items[] = {5, 9, 11, 40, 41}, offsets[B + 1] = {0, 3, 5}, excl_off[B + 1] = {0, 1, 1};
+    int32_t excl[] = {12}, idx[B * K];
+    float score[B * K];
+    sr_err_t rc = sr_bundle_index_build(c->bundle, "HNSW16", 0, 1, &ix, err);
+    rc = rc ? rc : sr_backend_new(&bp, &be, err);
+    rc = rc ? rc : sr_model_new(c->bundle, be, &m, err);
+    struct sr_retrieval_params rp = {.mode = SR_RETRIEVAL_FAISS, .ef_search = 32, .index = ix};
+    rc = rc ? rc : sr_model_set_retrieval(m, &rp, err);
+    if (rc == SR_OK && !(allowed = malloc((size_t)in->n_items)))
+        rc = sr_error_set(err, SR_ENOMEM, "test: out of memory");
+    if (rc == SR_OK) {
+        for (int32_t j = 0; j < in->n_items; j++)
+            allowed[j] = j % 3 != 0;
+        rc = sr_model_set_item_filter(m, allowed, err);
+    }
+    struct sr_session_batch sb = {.n = B, .offsets = offsets, .items = items,
+                                  .excl_offsets = excl_off, .excl_items = excl};
+    rc = rc ? rc : sr_model_recommend(m, &sb, K, idx, score, err);
+    if (rc == SR_OK) {
+        dg(d, idx, sizeof idx);
+        dg(d, score, sizeof score);
+    }
+    free(allowed);
+    sr_model_unref(m); /* before the index it borrows */
+    sr_backend_unref(be);
+    sr_faiss_destroy(ix);
+    return rc;
+}
+
+static void test_oom_model_faiss(void **state)
+{
+    (void)state;
+    struct sr_synth_params p = {.arch = SR_ARCH_GPT2, .d_model = 16, .n_layers = 1, .n_heads = 2,
+                                .d_ff = 32, .max_len = 12, .n_items = 300, .output_bias = true,
+                                .seed = 7};
+    struct model_ctx c = {0};
+    struct sr_error err;
+    assert_int_equal(sr_bundle_synthetic(&p, &c.bundle, &err), SR_OK);
+    oom_run("model gpt2 FAISS retrieval", path_model_faiss, &c);
+    sr_bundle_unref(c.bundle);
+}
+#else
+static void test_oom_model_faiss(void **state)
+{
+    (void)state;
+    skip(); /* a build without FAISS */
+}
+#endif
 
 /* ---- path: graph build + two batches -------------------------------------------------------- */
 
@@ -1124,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_oom_avro_file),
         cmocka_unit_test(test_oom_model_gpt2),
         cmocka_unit_test(test_oom_model_gru4rec),
+        cmocka_unit_test(test_oom_model_faiss),
         cmocka_unit_test(test_oom_graph_memory),
         cmocka_unit_test(test_oom_graph_variants),
         cmocka_unit_test(test_oom_graph_rocksdb),
