@@ -1,9 +1,10 @@
 /* test_oom.c — out-of-memory fault injection over the library paths, SQLite's malloc tests
  * habit (DESIGN §9.1). Each path (config load; bundle load of gpt2 and gru4rec; bundle
- * add-items, which must leave nothing at its output when it fails; models with the gpt2 encode
- * cache, gru4rec resumed states and FAISS retrieval; graph build + two batches on the memory and the RocksDB
- * store and with A/B variants; the state store's put/get/stage/commit/apply/foreach/drop/reopen;
- * JSON, Avro and Confluent event decode; the recommendation encoders; Avro container files) is
+ * add-items, which must leave nothing at its output when it fails; models with the gpt2
+ * encode cache, gru4rec resumed states and FAISS retrieval; graph build + two batches on the
+ * memory and the RocksDB store and with A/B variants; the state store's put/get/stage/commit/
+ * apply/foreach/drop/reopen; JSON, Avro and Confluent event decode; the recommendation
+ * encoders; Avro container files) is
  * a function that acquires everything it needs, runs, releases everything and folds what it
  * observed into a digest. A clean run counts its allocations K; then for each N of a schedule
  * the Nth allocation fails (once, and "persistently": the Nth and every later one). The path
