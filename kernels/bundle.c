@@ -143,7 +143,10 @@ sr_err_t sr__bundle_conf_parse(const char *text, size_t len, const char *fname,
 {
     memset(c, 0, sizeof *c);
     json_error_t je;
+    errno = 0; /* Jansson may report its own failed allocation as bad JSON (DESIGN §9.1) */
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root && errno == ENOMEM)
+        return sr_error_set(err, SR_ENOMEM, "%s: out of memory parsing JSON", fname);
     if (!root)
         return sr_error_set(err, SR_EFORMAT, "%s: invalid JSON at line %d, column %d: %s", fname,
                             je.line, je.column, je.text);
