@@ -258,6 +258,7 @@ struct problems {
     void *opaque;
     struct sr_error *err;
     int n;
+    bool oom; /* one of them was out of memory: the load returns SR_ENOMEM, not SR_ECONFIG */
 };
 
 static void problem(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -373,6 +374,7 @@ static void parse_logical(sr_config_t *cfg, char *s, size_t n, const char *origi
     struct sr_error e;
     if (!key || !val) {
         problem(pr, "%s: out of memory", origin);
+        pr->oom = true;
     } else if (kl < 0 || vl < 0) {
         problem(pr, "%s: malformed \\uXXXX escape", origin);
     } else {
@@ -386,8 +388,10 @@ static void parse_logical(sr_config_t *cfg, char *s, size_t n, const char *origi
             problem(pr, "%s: empty key", origin);
         else if (memchr(key, 0, (size_t)kl) || memchr(val, 0, (size_t)vl))
             problem(pr, "%s: NUL character", origin);
-        else if (set_from(cfg, key, val, origin, &e) != SR_OK)
+        else if (set_from(cfg, key, val, origin, &e) != SR_OK) {
             problem(pr, "%s: %s", origin, e.msg);
+            pr->oom |= e.code == SR_ENOMEM;
+        }
     }
     free(key);
     free(val);
@@ -541,8 +545,10 @@ static void apply_env(sr_config_t *cfg, char *const *envp, struct problems *pr)
         enum env_class c = env_classify(*ep, name, sizeof name, kbuf, sizeof kbuf);
         struct sr_error e;
         if (c == ENV_KEY) {
-            if (store(cfg, kbuf, strchr(*ep, '=') ? strchr(*ep, '=') + 1 : "", name, &e) != SR_OK)
+            if (store(cfg, kbuf, strchr(*ep, '=') ? strchr(*ep, '=') + 1 : "", name, &e) != SR_OK) {
                 problem(pr, "environment: %s", e.msg);
+                pr->oom |= e.code == SR_ENOMEM;
+            }
         } else if (c == ENV_UNKNOWN) {
             /* Suggest by the key this variable would spell. */
             size_t j = 0;
@@ -775,8 +781,10 @@ sr_err_t sr_config_load(sr_config_t *cfg, const struct sr_config_sources *src,
     apply_env(cfg, src->envp, &pr);
     for (int i = 0; i < src->n_sets; i++) {
         struct sr_error e;
-        if (set_kv(cfg, src->sets[i], "--set", &e) != SR_OK)
+        if (set_kv(cfg, src->sets[i], "--set", &e) != SR_OK) {
             problem(&pr, "--set %s: %s", src->sets[i], e.msg);
+            pr.oom |= e.code == SR_ENOMEM;
+        }
     }
     if (src->apply_log_level && sr_config_is_set(cfg, "log.level")) {
         sr_log_level_t level;
@@ -798,7 +806,9 @@ sr_err_t sr_config_load(sr_config_t *cfg, const struct sr_config_sources *src,
     struct problems chk = pr;
     chk.err = pr.n ? NULL : err;
     sr_err_t rc = sr_config_check(cfg, each, opaque, chk.err);
-    return pr.n ? SR_ECONFIG : rc;
+    if (pr.oom && err)
+        err->code = SR_ENOMEM; /* the message stays the first problem's */
+    return pr.oom ? SR_ENOMEM : pr.n ? SR_ECONFIG : rc;
 }
 
 const char *sr_config_get(const sr_config_t *cfg, const char *key)

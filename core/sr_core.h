@@ -134,7 +134,8 @@ struct sr_config_sources {
 };
 /* The one loader: file, then STREAMREC_* variables, then sets, then sr_config_check. Every
  * problem goes to each (may be NULL); returns SR_OK, or the first problem's code and message in
- * err (SR_EIO/SR_ENOENT for an unreadable file, which stops the load, else SR_ECONFIG).
+ * err (SR_EIO/SR_ENOENT for an unreadable file, which stops the load; SR_ENOMEM when one of
+ * them was out of memory; else SR_ECONFIG).
  * Ignored environment variables are logged at debug level. */
 sr_err_t sr_config_load(sr_config_t *cfg, const struct sr_config_sources *src,
                         sr_config_problem_fn each, void *opaque, struct sr_error *err);

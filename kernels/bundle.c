@@ -143,7 +143,10 @@ sr_err_t sr__bundle_conf_parse(const char *text, size_t len, const char *fname,
 {
     memset(c, 0, sizeof *c);
     json_error_t je;
+    errno = 0; /* Jansson may report its own failed allocation as bad JSON (DESIGN §9.1) */
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root && errno == ENOMEM)
+        return sr_error_set(err, SR_ENOMEM, "%s: out of memory parsing JSON", fname);
     if (!root)
         return sr_error_set(err, SR_EFORMAT, "%s: invalid JSON at line %d, column %d: %s", fname,
                             je.line, je.column, je.text);
@@ -568,6 +571,10 @@ static sr_err_t bundle_load(const char *dir, bool with_index, sr_bundle_t **out,
     b->refs = 1;
     b->dir = realpath(dir, NULL);
     struct stat st;
+    if (!b->dir && errno == ENOMEM) {
+        rc = sr_error_set(err, SR_ENOMEM, "%s: out of memory resolving the path", dir);
+        goto fail;
+    }
     if (!b->dir || stat(b->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         rc = sr_error_set(err, !b->dir && errno == ENOENT ? SR_ENOENT : SR_EIO,
                           "%s: not a bundle directory%s%s", dir, b->dir ? "" : ": ",

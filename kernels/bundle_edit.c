@@ -350,7 +350,7 @@ static sr_err_t write_vocab(const char *path, const sr_bundle_t *b, int32_t V_ol
         return sr_error_set(err, SR_EIO, "cannot write %s: %s", path, strerror(errno));
     const char **cur = calloc((size_t)(b->n_attrs ? b->n_attrs : 1), sizeof *cur);
     int32_t *row_of = malloc(sizeof *row_of * (size_t)V); /* index -> items-file row, or -1 */
-    bool ok = cur && row_of;
+    bool oom = !cur || !row_of, ok = !oom;
     if (ok) {
         for (int32_t i = 0; i < V; i++)
             row_of[i] = -1;
@@ -378,7 +378,8 @@ static sr_err_t write_vocab(const char *path, const sr_bundle_t *b, int32_t V_ol
     free(cur);
     free(row_of);
     if (fclose(f) != 0 || !ok)
-        return sr_error_set(err, SR_EIO, "cannot write %s: %s", path, strerror(errno));
+        return oom ? sr_error_set(err, SR_ENOMEM, "%s: out of memory", path)
+                   : sr_error_set(err, SR_EIO, "cannot write %s: %s", path, strerror(errno));
     return SR_OK;
 }
 

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "bundle_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -223,7 +224,10 @@ sr_err_t sr__st_parse(const void *buf, size_t len, const char *fname, struct sr_
                             "bytes; truncated or corrupt)",
                             fname, hl, len);
     json_error_t je;
+    errno = 0; /* Jansson may report its own failed allocation as bad JSON (DESIGN §9.1) */
     json_t *h = json_loadb((const char *)p + 8, (size_t)hl, JSON_REJECT_DUPLICATES, &je);
+    if (!h && errno == ENOMEM)
+        return sr_error_set(err, SR_ENOMEM, "%s: out of memory parsing the header", fname);
     if (!h)
         return sr_error_set(err, SR_EFORMAT, "%s: header is not valid JSON (byte %d: %s)", fname,
                             je.position, je.text);

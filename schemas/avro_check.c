@@ -222,19 +222,25 @@ sr_err_t sr__event_resolved_init(struct sr__event_resolved *r, avro_schema_t wri
     if (!is_avro_record(writer))
         return sr__invalid(why, SR_EVENT_INVALID_INCOMPATIBLE_SCHEMA, err,
                            "writer schema is a %s, not a record", avro_schema_type_name(writer));
-    /* Our schema, minus optional fields the writer lacks, named like the writer's record. */
+    /* Our schema, minus optional fields the writer lacks, named like the writer's record.
+     * Jansson fails only for memory here; its failures are checked (a reader schema missing a
+     * field would refuse the writer's as incompatible) and malloc's errno tells them apart. */
     json_error_t jerr;
+    errno = 0;
     json_t *ours = json_loads(sr__avsc_user_event, 0, &jerr);
+    if (!ours && errno == ENOMEM)
+        return sr_error_set(err, SR_ENOMEM, "reader schema: out of memory");
     if (!ours)
         return sr_error_set(err, SR_EINTERNAL, "embedded user_event.avsc: %s", jerr.text);
     json_t *fields = json_object_get(ours, "fields");
     json_t *kept = json_array();
+    bool oom = !kept;
     sr_err_t rc = SR_OK;
-    for (size_t i = 0; i < json_array_size(fields); i++) {
+    for (size_t i = 0; !oom && i < json_array_size(fields); i++) {
         json_t *f = json_array_get(fields, i);
         const char *name = json_string_value(json_object_get(f, "name"));
         if (writer_has_field(writer, name)) {
-            json_array_append(kept, f);
+            oom = json_array_append(kept, f) != 0;
         } else if (!json_object_get(f, "default")) {
             rc = sr__invalid(why, SR_EVENT_INVALID_INCOMPATIBLE_SCHEMA, err,
                              "writer schema %s lacks required field %s",
@@ -243,15 +249,16 @@ sr_err_t sr__event_resolved_init(struct sr__event_resolved *r, avro_schema_t wri
         }
     }
     char *text = NULL;
-    if (rc == SR_OK) {
-        json_object_set_new(ours, "fields", kept);
+    if (rc == SR_OK && !oom) {
+        /* json_object_set_new takes the value also when it fails (and refuses NULL) */
+        oom = json_object_set_new(ours, "fields", kept) != 0;
         kept = NULL;
-        json_object_set_new(ours, "name", json_string(avro_schema_name(writer)));
+        oom = oom || json_object_set_new(ours, "name", json_string(avro_schema_name(writer)));
         json_object_del(ours, "namespace");
         const char *ns = avro_schema_namespace(writer);
-        if (ns && *ns)
-            json_object_set_new(ours, "namespace", json_string(ns));
-        text = json_dumps(ours, JSON_COMPACT);
+        if (!oom && ns && *ns)
+            oom = json_object_set_new(ours, "namespace", json_string(ns)) != 0;
+        text = oom ? NULL : json_dumps(ours, JSON_COMPACT);
     }
     json_decref(kept);
     json_decref(ours);
@@ -264,8 +271,14 @@ sr_err_t sr__event_resolved_init(struct sr__event_resolved *r, avro_schema_t wri
     if (rc != SR_OK)
         return rc;
     r->writer = avro_schema_incref(writer);
+    errno = 0;
     r->reader_iface = avro_generic_class_from_schema(r->reader);
     r->rw_iface = r->reader_iface ? avro_resolved_writer_new(writer, r->reader) : NULL;
+    if (!r->rw_iface && errno == ENOMEM) {
+        sr__event_resolved_fini(r);
+        return sr_error_set(err, SR_ENOMEM, "resolving writer schema %s: out of memory",
+                            avro_schema_name(writer));
+    }
     if (!r->rw_iface) {
         rc = sr__invalid(why, SR_EVENT_INVALID_INCOMPATIBLE_SCHEMA, err,
                          "writer schema %s does not resolve to streamrec.UserEvent: %s",
@@ -389,6 +402,7 @@ sr_err_t sr__event_to_avro(const struct sr_event *ev, avro_value_t *v, struct sr
 {
     avro_value_t f, b;
     avro_value_reset(v);
+    errno = 0; /* a failed scratch or Avro allocation: malloc's ENOMEM */
     if (set_field(v, "session_id", ev->session_id, ev->session_id_len, scratch) ||
         set_field(v, "item_id", ev->item_id, ev->item_id_len, scratch) ||
         set_field(v, "event_type", ev->event_type, ev->event_type_len, scratch) ||
@@ -398,6 +412,8 @@ sr_err_t sr__event_to_avro(const struct sr_event *ev, avro_value_t *v, struct sr
         avro_value_set_branch(&f, ev->user_id ? 1 : 0, &b) ||
         (ev->user_id ? sr__avro_set_str(&b, ev->user_id, ev->user_id_len, scratch)
                      : avro_value_set_null(&b)))
-        return sr_error_set(err, SR_EINTERNAL, "filling Avro event: %s", avro_strerror());
+        return errno == ENOMEM ? sr_error_set(err, SR_ENOMEM, "filling Avro event: out of memory")
+                               : sr_error_set(err, SR_EINTERNAL, "filling Avro event: %s",
+                                              avro_strerror());
     return SR_OK;
 }

@@ -9,6 +9,7 @@
 #include "schemas_int.h"
 
 #include <jansson.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -90,7 +91,13 @@ static sr_err_t json_load(const void *buf, size_t len, json_t **root, enum sr_ev
     if (len == 0)
         return sr__invalid(why, SR_EVENT_INVALID_EMPTY_MESSAGE, err, "empty message");
     json_error_t jerr;
+    errno = 0;
     *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    /* Out of memory is not the message's fault: the batch fails, the record is not refused.
+     * Jansson's error code does not always say so (a string its lexer cannot allocate reads as
+     * a syntax error; a lexer that cannot start leaves no message), but malloc's errno does. */
+    if (!*root && (errno == ENOMEM || json_error_code(&jerr) == json_error_out_of_memory))
+        return sr_error_set(err, SR_ENOMEM, "JSON decode: out of memory");
     if (!*root)
         return sr__invalid(why, SR_EVENT_INVALID_INVALID_JSON, err,
                            "invalid JSON at column %d: %s", jerr.column, jerr.text);

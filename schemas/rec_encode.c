@@ -4,6 +4,7 @@
  * Avro value reused for every record. One thread at a time per encoder. */
 #include "schemas_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +149,7 @@ sr_err_t sr__rec_to_avro(const struct sr_rec *r, avro_value_t *v, struct sr_buf 
 {
     avro_value_t f, b, items, item, src;
     avro_value_reset(v);
+    errno = 0; /* a failed scratch or Avro allocation: malloc's ENOMEM */
 #define SETS(parent, name, s, n)                                                                   \
     (avro_value_get_by_name((parent), (name), &f, NULL) || sr__avro_set_str(&f, (s), (n), scratch))
     if (SETS(v, "session_id", r->session_id, r->session_id_len) ||
@@ -187,6 +189,8 @@ sr_err_t sr__rec_to_avro(const struct sr_rec *r, avro_value_t *v, struct sr_buf 
 #undef SETS
     return SR_OK;
 fail:
+    if (errno == ENOMEM)
+        return sr_error_set(err, SR_ENOMEM, "filling Avro recommendation: out of memory");
     return sr_error_set(err, SR_EINTERNAL, "filling Avro recommendation: %s", avro_strerror());
 }
 

@@ -3,6 +3,7 @@
  * formatting of doubles. Stateless apart from the caller's buffers; thread-safe. */
 #include "schemas_int.h"
 
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -75,7 +76,13 @@ sr_err_t sr_format_parse(const char *s, enum sr_format *out, struct sr_error *er
 sr_err_t sr__schema_parse(const char *json, size_t len, const char *what, avro_schema_t *out,
                           struct sr_error *err)
 {
-    if (avro_schema_from_json_length(json, len, out) != 0)
+    errno = 0;
+    int rc = avro_schema_from_json_length(json, len, out);
+    /* Out of memory (in Avro C or its Jansson: malloc's errno) is not a bad schema, which a
+     * decoder would remember as refused (DESIGN §9.1). */
+    if (rc != 0 && (rc == ENOMEM || errno == ENOMEM))
+        return sr_error_set(err, SR_ENOMEM, "%s: out of memory parsing the Avro schema", what);
+    if (rc != 0)
         return sr_error_set(err, SR_EFORMAT, "%s: invalid Avro schema: %s", what,
                             avro_strerror());
     return SR_OK;

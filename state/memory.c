@@ -172,8 +172,8 @@ static sr_err_t mem_write(void *ctx, sr_state_batch_t *const *batches, size_t nb
     return SR_OK;
 }
 
-static sr_err_t mem_load_meta(void *ctx, void (*fn)(void *, char, int32_t, int64_t), void *opaque,
-                              int64_t *watermark, struct sr_error *err)
+static sr_err_t mem_load_meta(void *ctx, sr_err_t (*fn)(void *, char, int32_t, int64_t),
+                              void *opaque, int64_t *watermark, struct sr_error *err)
 {
     (void)ctx, (void)fn, (void)opaque, (void)err;
     *watermark = INT64_MIN;

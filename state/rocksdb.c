@@ -314,8 +314,8 @@ static sr_err_t rdb_write(void *ctx, sr_state_batch_t *const *batches, size_t nb
 
 /* ---- meta, partitions, TTL ------------------------------------------------------------ */
 
-static sr_err_t rdb_load_meta(void *ctx, void (*fn)(void *, char, int32_t, int64_t), void *opaque,
-                              int64_t *watermark, struct sr_error *err)
+static sr_err_t rdb_load_meta(void *ctx, sr_err_t (*fn)(void *, char, int32_t, int64_t),
+                              void *opaque, int64_t *watermark, struct sr_error *err)
 {
     struct rdb_ctx *r = ctx;
     *watermark = INT64_MIN;
@@ -326,7 +326,11 @@ static sr_err_t rdb_load_meta(void *ctx, void (*fn)(void *, char, int32_t, int64
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
         if (kl == 5 && (k[0] == 'o' || k[0] == 'c') && vl == 8) {
-            fn(opaque, (char)k[0], (int32_t)rd_be32(k + 1), rd_le64(v));
+            if (fn(opaque, (char)k[0], (int32_t)rd_be32(k + 1), rd_le64(v)) != SR_OK) {
+                rc = sr_error_set(err, SR_ENOMEM, "state rocksdb %s: out of memory loading offsets",
+                                  r->dir);
+                break;
+            }
         } else if (kl == 1 && k[0] == 'i') {
             /* identity: checked by rdb_identity */
         } else if (kl == 1 && k[0] == 'w' && vl == 8) {

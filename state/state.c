@@ -78,7 +78,7 @@ sr_err_t sr_state_params_from_config(struct sr_state_params *p, const sr_config_
 
 /* ---- open / close ----------------------------------------------------------------------- */
 
-static void offset_set(void *opaque, char kind, int32_t partition, int64_t off);
+static sr_err_t offset_set(void *opaque, char kind, int32_t partition, int64_t off);
 
 sr_err_t sr_state_open(const struct sr_state_params *p, sr_state_t **out, struct sr_error *err)
 {
@@ -194,27 +194,29 @@ static void offset_remove(sr_state_t *st, char kind, int32_t partition)
     }
 }
 
-/* Records a committed offset. Called after a successful backend write: on OOM the in-memory
- * mirror would lie, so the table is pre-grown by commit (offsets_reserve) before writing. */
-static void offset_set(void *opaque, char kind, int32_t partition, int64_t off)
+/* Records a committed offset; SR_ENOMEM when the table cannot grow, which happens only at open
+ * (load_meta fails the open): commit pre-grows the table (offsets_reserve) before its write,
+ * since after the write an in-memory mirror missing an offset would lie. */
+static sr_err_t offset_set(void *opaque, char kind, int32_t partition, int64_t off)
 {
     sr_state_t *st = opaque;
     size_t i = offset_find(st, kind, partition);
     if (offset_at(st, i, kind, partition)) {
         st->offs[i].offset = off;
-        return;
+        return SR_OK;
     }
     if (st->noffs == st->offs_cap) {
         size_t cap = st->offs_cap ? st->offs_cap * 2 : 16;
         struct sr__state_offset *o = realloc(st->offs, cap * sizeof *o);
         if (!o)
-            return; /* only at open (load_meta); commit reserves first */
+            return SR_ENOMEM;
         st->offs = o;
         st->offs_cap = cap;
     }
     memmove(&st->offs[i + 1], &st->offs[i], (st->noffs - i) * sizeof *st->offs);
     st->offs[i] = (struct sr__state_offset){ kind, partition, off };
     st->noffs++;
+    return SR_OK;
 }
 
 static sr_err_t offsets_reserve(sr_state_t *st, size_t extra)
@@ -612,7 +614,7 @@ static sr_err_t write_batches(sr_state_t *st, sr_state_batch_t *const *batches, 
     for (size_t b = 0; b < nb; b++) {
         sr_state_batch_t *bt = batches[b];
         for (size_t i = 0; i < bt->noffs; i++)
-            offset_set(st, bt->offs[i].kind, bt->offs[i].partition, bt->offs[i].offset);
+            (void)offset_set(st, bt->offs[i].kind, bt->offs[i].partition, bt->offs[i].offset);
         batch_recycle(bt);
     }
     st->watermark = wm;

@@ -126,9 +126,10 @@ struct sr__state_iface {
     /* Writes batches oldest first plus their offsets and the new watermark, atomically. */
     sr_err_t (*write)(void *ctx, sr_state_batch_t *const *batches, size_t nb, int64_t watermark,
                       struct sr_error *err);
-    /* Loads committed per-partition values (fn per kind + partition) and the watermark. */
+    /* Loads committed per-partition values (fn per kind + partition; an error from fn, i.e.
+     * SR_ENOMEM, stops the load and is returned) and the watermark. */
     sr_err_t (*load_meta)(void *ctx,
-                          void (*fn)(void *opaque, char kind, int32_t partition, int64_t off),
+                          sr_err_t (*fn)(void *opaque, char kind, int32_t partition, int64_t off),
                           void *opaque, int64_t *watermark, struct sr_error *err);
     void (*evict)(void *ctx, int32_t partition);                   /* optional */
     sr_err_t (*foreach)(void *ctx, int32_t partition, sr_state_visit_fn fn, void *opaque,

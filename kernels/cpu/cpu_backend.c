@@ -114,7 +114,7 @@ static void cpu_destroy(void *ctx)
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv_work);
     pthread_cond_destroy(&c->cv_done);
-    for (int i = 0; i < c->threads; i++)
+    for (int i = 0; c->wscratch && i < c->threads; i++) /* NULL when its calloc failed */
         free(c->wscratch[i]);
     free(c->wscratch);
     free(c->wscratch_cap);
