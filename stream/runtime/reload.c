@@ -20,8 +20,6 @@
  * counted; the running one keeps serving. A reload never stops the stream. */
 #include "runtime_int.h"
 
-#include <limits.h>
-
 struct reload {
     struct job job;          /* JOB_SWAP, once the load succeeded */
     uv_work_t work;
@@ -43,15 +41,19 @@ static void reload_work(uv_work_t *w)
     sr_runtime_t *rt = r->rt;
     struct sr_error err = {0};
     sr_bundle_t *bundle = NULL;
-    sr_err_t rc = sr_bundle_load(sr_config_get(rt->cfg, "model.bundle"), &bundle, &err);
+    const char *path = sr_config_get(rt->cfg, "model.bundle");
+    /* resolved once: a flip while it loads cannot mix two bundles' files */
+    char *target = realpath(path, NULL);
+    snprintf(r->dir, sizeof r->dir, "%s", target ? target : path);
+    sr_err_t rc = target ? sr_bundle_load(target, &bundle, &err)
+                         : sr_error_set(&err, SR_ENOENT, "model.bundle %s: %s", path, strerror(errno));
+    free(target);
     struct sr_graph_params gp = {
         .cfg = rt->cfg, .runtime = "online", .stats = &rt->stats, .sink = &rt->outputs,
         .source_topic = rt->input_topic, .state = rt->state, .bundle = bundle,
     };
-    if (rc == SR_OK) {
-        snprintf(r->dir, sizeof r->dir, "%s", sr_bundle_info(bundle)->dir);
+    if (rc == SR_OK)
         rc = sr_graph_new(&gp, &r->g, &err);
-    }
     if (rc == SR_OK)
         rc = sr_graph_check(r->g, &err);
     if (rc == SR_OK) {
@@ -92,8 +94,8 @@ static void reload_after(uv_work_t *w, int status)
     if (r->rc != SR_OK) {
         rt->reloads_refused++;
         sr_log(SR_LOG_ERROR, CMP, "model reload refused: the running bundle keeps serving",
-               "trigger=%s bundle=%s model_version=%s error=\"%s\"", r->trigger,
-               sr_config_get(rt->cfg, "model.bundle"), rt->model_version, r->errmsg);
+               "trigger=%s bundle=%s model_version=%s live=%s error=\"%s\"", r->trigger, r->dir,
+               rt->model_version, rt->model_dir, r->errmsg);
         reload_end(rt, r);
         return;
     }

@@ -570,8 +570,9 @@ static void produce_and_settle(struct env *e, int port, int from, int to)
 }
 
 /* model.bundle is a symlink; the bundle is reloaded by a symlink flip, SIGHUP and POST
- * /admin/reload between bursts of events, then a broken bundle (truncated tensor file) is
- * refused by the watch and by SIGHUP while the old one keeps serving. Every valid event has
+ * /admin/reload between bursts of events, then a bundle the graph cannot take (an op's column
+ * missing) and a broken one (truncated tensor file) are refused, by the watch and by SIGHUP,
+ * while the old one keeps serving. Every valid event has
  * exactly replay's recommendation (the copies have the same weights), exactly once, and each
  * carries the model_version live when its event was consumed. */
 static void test_model_reload(void **state)
@@ -582,6 +583,10 @@ static void test_model_reload(void **state)
     bundle_copy(e, "b1", "gpt2-small-v1");
     bundle_copy(e, "b2", "gpt2-small-v2");
     bundle_copy(e, "broken", "gpt2-small-broken");
+    bundle_copy(e, "nocat", "gpt2-small-nocat");
+    char cmd[900];
+    snprintf(cmd, sizeof cmd, "cut -f1,2,4 %s/items.tsv > %s/nocat/items.tsv", BUNDLE, e->dir);
+    assert_int_equal(system(cmd), 0);
     char path[400], real[PATH_MAX];
     snprintf(path, sizeof path, "%s/broken/model.safetensors", e->dir);
     struct stat st;
@@ -590,9 +595,12 @@ static void test_model_reload(void **state)
     bundle_flip(e, "b1");
 
     int port = free_port();
-    char extra[400], cfg[300];
+    char extra[800], cfg[300];
+    /* an op that needs the bundle's `category` column (and drops no item) */
     snprintf(extra, sizeof extra, "model.bundle=%s/current\nmodel.watch.interval.ms=100\n"
-             "metrics.listen=127.0.0.1:%d\nbatch.max.events=16\n", e->dir, port);
+             "metrics.listen=127.0.0.1:%d\nbatch.max.events=16\ngraph.ops=nocat\n"
+             "graph.op.nocat.type=drop_items\ngraph.op.nocat.attribute=category\n"
+             "graph.op.nocat.values=no-such-category\n", e->dir, port);
     write_config(e, "a", extra, cfg, sizeof cfg);
     pid_t pid = start_run(e, cfg, "a");
     assert_true(wait_log(e, "a", "partitions assigned", 1, 60));
@@ -615,12 +623,15 @@ static void test_model_reload(void **state)
             bundle_set_version(e, "b2", "gpt2-small-v3", "gpt2-small-v4");
             assert_int_equal(http_post(port, "/admin/reload", body, sizeof body), 202);
         } else if (k == 4) {
-            bundle_flip(e, "broken");                                    /* the watch: refused */
+            bundle_flip(e, "nocat");            /* the running graph cannot take it: refused */
             const char *const one[] = {"streamrec_model_reloads_total{result=\"refused\"} 1\n", NULL};
             assert_true(wait_metrics(port, 30, one));
-            kill(pid, SIGHUP);                                           /* refused again */
+            bundle_flip(e, "broken");                                    /* refused */
             const char *const two[] = {"streamrec_model_reloads_total{result=\"refused\"} 2\n", NULL};
             assert_true(wait_metrics(port, 30, two));
+            kill(pid, SIGHUP);                                           /* refused again */
+            const char *const three[] = {"streamrec_model_reloads_total{result=\"refused\"} 3\n", NULL};
+            assert_true(wait_metrics(port, 30, three));
         }
         snprintf(path, sizeof path, "%s/%s", e->dir, k == 0 ? "b1" : "b2");
         assert_non_null(realpath(path, real));
@@ -634,8 +645,10 @@ static void test_model_reload(void **state)
     }
     assert_int_equal(kill(pid, 0), 0); /* SIGHUP never stops it */
     assert_int_equal(http_get(port, "/healthz", body, sizeof body), 200);
-    assert_int_equal(wait_log(e, "a", "model reload refused", 2, 1), 1);
-    assert_int_equal(wait_log(e, "a", "model.safetensors", 2, 1), 1); /* the first problem */
+    /* each refusal names its first problem */
+    assert_int_equal(wait_log(e, "a", "model reload refused", 3, 1), 1);
+    assert_int_equal(wait_log(e, "a", "has no column 'category'", 1, 1), 1);
+    assert_int_equal(wait_log(e, "a", "model.safetensors: tensor", 2, 1), 1);
 
     struct msgs ms = {0};
     consume_topic(e->c.bootstraps, e->t_recs, P, N_VALID_RECS, 60, 1000, &ms);
