@@ -14,7 +14,9 @@
 
 #include "kafka_test_util.h"
 
+#include <ifaddrs.h>
 #include <limits.h>
+#include <net/if.h>
 
 static void check_dlq(struct env *e)
 {
@@ -495,6 +497,37 @@ static int http_post(int port, const char *path, char *buf, size_t cap)
     return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : -1;
 }
 
+/* POST path to addr:port (an IPv4 address of this host); returns the status code, or -1. */
+static int http_post_to(const char *addr, int port, const char *path)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    char req[256], buf[512];
+    int n = snprintf(req, sizeof req, "POST %s HTTP/1.0\r\n\r\n", path), status = -1;
+    if (inet_pton(AF_INET, addr, &a.sin_addr) != 1 || connect(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+        write(s, req, (size_t)n) != n || read(s, buf, sizeof buf - 1) <= 0 ||
+        sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    close(s);
+    return status;
+}
+
+/* The first IPv4 address of this host outside 127.0.0.0/8 into out; 0 when there is none. */
+static int non_loopback_ipv4(char *out, size_t n)
+{
+    struct ifaddrs *ifs, *i;
+    int found = 0;
+    if (getifaddrs(&ifs) != 0)
+        return 0;
+    for (i = ifs; i && !found; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && (i->ifa_flags & IFF_UP) &&
+            (ntohl(((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr) >> 24) != 127)
+            found = inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out,
+                              (socklen_t)n) != NULL;
+    freeifaddrs(ifs);
+    return found;
+}
+
 /* Waits until /metrics holds every needle (NULL-terminated); 1 when it did within timeout_s. */
 static int wait_metrics(int port, double timeout_s, const char *const needles[])
 {
@@ -598,7 +631,7 @@ static void test_model_reload(void **state)
     char extra[800], cfg[300];
     /* an op that needs the bundle's `category` column (and drops no item) */
     snprintf(extra, sizeof extra, "model.bundle=%s/current\nmodel.watch.interval.ms=100\n"
-             "metrics.listen=127.0.0.1:%d\nbatch.max.events=16\ngraph.ops=nocat\n"
+             "metrics.listen=:%d\nbatch.max.events=16\ngraph.ops=nocat\n"
              "graph.op.nocat.type=drop_items\ngraph.op.nocat.attribute=category\n"
              "graph.op.nocat.values=no-such-category\n", e->dir, port);
     write_config(e, "a", extra, cfg, sizeof cfg);
@@ -607,6 +640,12 @@ static void test_model_reload(void **state)
     static char body[1 << 16];
     assert_int_equal(http_get(port, "/admin/reload", body, sizeof body), 405);  /* POST only */
     assert_int_equal(http_post(port, "/metrics", body, sizeof body), 405);
+    /* metrics.listen binds every interface; the admin endpoint still answers loopback only */
+    char ip[64];
+    if (non_loopback_ipv4(ip, sizeof ip))
+        assert_int_equal(http_post_to(ip, port, "/admin/reload"), 403);
+    else
+        fprintf(stderr, "no IPv4 address outside loopback: the 403 for other peers is not checked\n");
 
     /* phase k's events [k*200, k*200+200) are answered by versions[k] */
     static const char *const versions[] = {"gpt2-small-v1", "gpt2-small-v2", "gpt2-small-v3",
