@@ -1,5 +1,5 @@
 /* bundle_edit.c — catalogue updates without retraining (`streamrec bundle add-items`, DESIGN
- * §3.1): a copy of a bundle with items appended (their embedding rows, and bias, from a content
+ * §3.2): a copy of a bundle with items appended (their embedding rows, and bias, from a content
  * model) or updated in place (attributes, embedding), written as a new version.
  * Owns nothing past the call: it reads the source bundle (fully checked), the items file and the
  * embeddings file, writes OUT through a temporary directory renamed at the end (a reader sees no

@@ -227,7 +227,7 @@ const char *sr_model_retrieval_name(const sr_model_t *m);
 sr_err_t sr_bundle_index_build(const sr_bundle_t *b, const char *factory, int64_t train_sample,
                                uint64_t seed, struct sr_faiss **out, struct sr_error *err);
 
-/* ---- catalogue updates (bundle_edit.c, DESIGN §3.1) ------------------------------------ */
+/* ---- catalogue updates (bundle_edit.c, DESIGN §3.2) ------------------------------------ */
 
 struct sr_bundle_add_params {
     const char *items;      /* TSV: `item_id` + attribute columns of the bundle; required */

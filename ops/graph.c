@@ -267,6 +267,12 @@ void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r)
         *r = *g->env.eval;
 }
 
+void sr_graph_eval_sessions(const sr_graph_t *g, sr_eval_session_fn fn, void *opaque)
+{
+    if (g->env.eval)
+        sr__eval_sessions(g->env.eval, fn, opaque);
+}
+
 const char *sr_graph_model_version(const sr_graph_t *g)
 {
     return sr_bundle_info(g->env.bundle)->version;

@@ -7,6 +7,7 @@
 #include "sr_kernels.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@ struct pending {
     uint64_t hash;
     int32_t n;           /* items in rec; 0 = nothing waiting */
     uint32_t id_len;
+    uint32_t evaluated, hits; /* this session's share of the report (paired comparisons) */
+    double mrr, ndcg;
     int32_t *rec;        /* k slots */
     char id[];           /* session id */
 };
@@ -120,12 +123,16 @@ static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
         if (p && ap[r] && p->n > 0) {
             int32_t target = sr_bundle_item_index_by_key(env->bundle, keys[r]);
             c->report.evaluated++;
+            p->evaluated++;
             c->report.unknown_targets += target < sr_bundle_info(env->bundle)->first_index;
             for (int32_t j = 0; j < p->n; j++) {
                 if (p->rec[j] == target) {
                     c->report.hits++;
                     c->report.mrr_sum += 1.0 / (j + 1);
                     c->report.ndcg_sum += 1.0 / log2(j + 2.0);
+                    p->hits++;
+                    p->mrr += 1.0 / (j + 1);
+                    p->ndcg += 1.0 / log2(j + 2.0);
                     break;
                 }
             }
@@ -150,6 +157,22 @@ static sr_err_t eval_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
         }
     }
     return SR_OK;
+}
+
+void sr__eval_sessions(const struct sr_eval_report *r, sr_eval_session_fn fn, void *opaque)
+{
+    const struct eval_ctx *c =
+        (const struct eval_ctx *)((const char *)r - offsetof(struct eval_ctx, report));
+    for (size_t i = 0; i < c->n_buckets; i++) {
+        for (const struct pending *p = c->buckets[i]; p; p = p->next) {
+            if (!p->evaluated)
+                continue;
+            struct sr_eval_session s = {.id = p->id, .id_len = p->id_len,
+                                        .evaluated = p->evaluated, .hits = p->hits,
+                                        .mrr = p->mrr, .ndcg = p->ndcg};
+            fn(opaque, &s);
+        }
+    }
 }
 
 static void eval_fini(void *ctx)

@@ -64,6 +64,9 @@ struct sr_op_env {
     const char *input_writer_schema_json;
 };
 
+/* The per-session sums behind an eval op's report (op_eval.c). */
+void sr__eval_sessions(const struct sr_eval_report *r, sr_eval_session_fn fn, void *opaque);
+
 struct sr_op_desc {
     const char *name;
     const char *help;

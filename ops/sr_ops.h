@@ -156,6 +156,17 @@ struct sr_eval_report {
     uint64_t catalogue;       /* recommendable items (V - first_index) */
 };
 
+/* One session's share of the evaluation (only sessions with an evaluated recommendation):
+ * what a paired comparison of two bundles over the same events resamples (bootstrap over
+ * sessions, DESIGN §6). `id` is valid during the callback only. */
+struct sr_eval_session {
+    const char *id;
+    uint32_t id_len;
+    uint32_t evaluated, hits;
+    double mrr, ndcg;
+};
+typedef void (*sr_eval_session_fn)(void *opaque, const struct sr_eval_session *s);
+
 /* The graph's outputs, implemented by each runtime (stream/: file, topic): recommendations and
  * dead letters. `emit` is called once per recommendation in source order with the batch and the
  * row it answers (the rec and its strings are valid during the call only); `flush` (optional)
@@ -192,6 +203,8 @@ void sr_graph_destroy(sr_graph_t *g);
 sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err);
 /* Fills the evaluation report (zeros when the graph has no evaluator). */
 void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r);
+/* Calls fn once per evaluated session, in no particular order (none without an evaluator). */
+void sr_graph_eval_sessions(const sr_graph_t *g, sr_eval_session_fn fn, void *opaque);
 /* The model version of the loaded bundle (copied into every recommendation). */
 const char *sr_graph_model_version(const sr_graph_t *g);
 /* The bundle directory the graph runs (resolved: a symlink's target), owned by the graph. */

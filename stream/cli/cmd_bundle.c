@@ -309,7 +309,7 @@ static int bundle_add_items(int argc, char **argv)
         printf("usage: streamrec bundle add-items BUNDLE --items FILE [--embeddings FILE] --out NEW\n"
                "                                 [--version V] [--factory F]\n"
                "  Writes NEW, a copy of BUNDLE with the items of FILE added or updated, without\n"
-               "  retraining (DESIGN 3.1). FILE is tab-separated: a header naming item_id and any\n"
+               "  retraining (DESIGN 3.2). FILE is tab-separated: a header naming item_id and any\n"
                "  of the bundle's attribute columns (available, category, ...), one row per item.\n"
                "  A new item gets the next index; an existing one keeps its index and takes the\n"
                "  row's attributes (and embedding). --embeddings is a safetensors file holding\n"

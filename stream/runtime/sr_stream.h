@@ -52,9 +52,21 @@ sr_err_t sr_output_close(struct sr_output *o, struct sr_error *err);
 /* ---- the offline runtime (replay.c) -------------------------------------------------------- */
 
 typedef struct sr_replay sr_replay_t;
+/* A bundle of a comparison: a short name (report, output file suffix) and its directory. */
+struct sr_replay_bundle {
+    const char *name, *dir;
+};
+#define SR_REPLAY_MAX_BUNDLES 8
+
 struct sr_replay_params {
     const sr_config_t *cfg;     /* borrowed for the replay's lifetime */
     const char *input, *output; /* specs of sr_source_open / sr_output_open */
+    /* Several bundles over the same events in one pass (an offline A/B comparison): each gets
+     * its own session store (temporary), graph and output (`output` with ".NAME" before its
+     * extension, or none when output is NULL). 0: the single bundle of model.bundle. The first
+     * is the baseline of sr_replay_compare. Borrowed. */
+    const struct sr_replay_bundle *bundles;
+    int n_bundles;
     bool eval;                  /* next-item evaluation (the eval op) */
     /* Continue the replay whose state is in state.dir; without it a replay starts from empty
      * state: a temporary directory (removed by sr_replay_destroy) unless state.dir is set, and
@@ -71,6 +83,7 @@ sr_err_t sr_replay_new(const struct sr_replay_params *p, sr_replay_t **out, stru
  * recommendations). */
 sr_err_t sr_replay_run(sr_replay_t *r, struct sr_error *err);
 struct sr_replay_result {
+    const char *name;            /* the bundle's name in a comparison; "" otherwise */
     const struct sr_stats *stats;
     struct sr_eval_report eval;  /* zeros without eval */
     bool has_eval;
@@ -79,8 +92,26 @@ struct sr_replay_result {
     const char *model_version;
 };
 void sr_replay_result(const sr_replay_t *r, struct sr_replay_result *out);
+/* The number of bundles replayed, and the result of bundle i (0 = the first). */
+int sr_replay_n_bundles(const sr_replay_t *r);
+void sr_replay_result_of(const sr_replay_t *r, int i, struct sr_replay_result *out);
+/* Bundle i minus bundle 0 on HitRate@K, MRR@K, NDCG@K (in that order), paired by session over
+ * the sessions either evaluated, with a 95 % percentile interval from `resamples` bootstrap
+ * resamples of sessions (seeded: the same replay gives the same interval). Needs eval. */
+struct sr_replay_diff {
+    double diff[3], lo[3], hi[3];
+    uint64_t sessions;
+    int resamples;
+};
+sr_err_t sr_replay_compare(const sr_replay_t *r, int i, int resamples, uint64_t seed,
+                           struct sr_replay_diff *out, struct sr_error *err);
 /* The report of `replay --report` (DESIGN §6): one JSON object and a newline. */
 void sr_replay_write_report(const struct sr_replay_result *res, FILE *f);
+/* The report of a comparison: {"bundles": [one report object per bundle, with "name"],
+ * "comparison": [each bundle after the first against the first: the differences and their
+ * intervals (sr_replay_compare)]}. */
+sr_err_t sr_replay_write_comparison(const sr_replay_t *r, int resamples, uint64_t seed, FILE *f,
+                                    struct sr_error *err);
 /* Closes everything; flushes the output; removes a temporary state directory. NULL: no-op.
  * Returns the output's first write error (SR_OK otherwise). */
 sr_err_t sr_replay_destroy(sr_replay_t *r, struct sr_error *err);

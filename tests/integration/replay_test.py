@@ -422,7 +422,72 @@ def case_incremental(args, tmp):
                "second half resumed from the state.dir, incremental true vs false")
 
 
-CASES = {"state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
+def case_compare(args, tmp):
+    """Several bundles over the same events in one pass: each bundle's output is byte for byte
+    its own replay's; the report's metrics are each bundle's alone; a bundle against itself
+    differs by exactly 0; the bootstrap interval holds the difference and is reproducible."""
+    ev = events_path(args)
+    singles = {}
+    for name, bundle in (("g", "gpt2-small"), ("r", "gru4rec-small")):
+        singles[name] = (os.path.join(tmp, "single_%s.jsonl" % name), os.path.join(tmp, "single_%s.json" % name))
+        replay(args, tmp, ev, singles[name][0], ["state.backend=memory", "batch.max.events=37"],
+               report=singles[name][1], extra=["--eval"], bundle=bundle)
+    out, rep = os.path.join(tmp, "cmp.jsonl"), os.path.join(tmp, "cmp.json")
+    bundles = ["--bundle", "g=" + os.path.join(args.data, "gpt2-small"),
+               "--bundle", "r=" + os.path.join(args.data, "gru4rec-small"),
+               "--bundle", "g2=" + os.path.join(args.data, "gpt2-small")]
+    replay(args, tmp, ev, out, ["state.backend=memory", "batch.max.events=37"], report=rep,
+           extra=["--eval"] + bundles)
+    same_bytes(singles["g"][0], os.path.join(tmp, "cmp.g.jsonl"), "bundle g in a comparison vs alone")
+    same_bytes(singles["r"][0], os.path.join(tmp, "cmp.r.jsonl"), "bundle r in a comparison vs alone")
+    same_bytes(singles["g"][0], os.path.join(tmp, "cmp.g2.jsonl"), "bundle g2 in a comparison vs g alone")
+    with open(rep) as f:
+        r = json.load(f)
+    if [b["name"] for b in r["bundles"]] != ["g", "r", "g2"]:
+        raise Fail("report bundles %r" % [b["name"] for b in r["bundles"]])
+    for b in r["bundles"]:
+        with open(singles[b["name"][:1]][1]) as f:
+            alone = json.load(f)
+        for key in ("events", "invalid", "recommendations", "unknown_items", "sessions"):
+            if b[key] != alone[key]:
+                raise Fail("bundle %s: %s %r in the comparison, %r alone" % (b["name"], key, b[key], alone[key]))
+        for key in ("evaluated", "hits", "mrr", "ndcg", "coverage", "unknown_targets"):
+            if b["eval"][key] != alone["eval"][key]:
+                raise Fail("bundle %s: eval.%s %r in the comparison, %r alone" %
+                           (b["name"], key, b["eval"][key], alone["eval"][key]))
+    cmp = {c["candidate"]: c for c in r["comparison"]}
+    if set(cmp) != {"r", "g2"} or any(c["baseline"] != "g" for c in r["comparison"]):
+        raise Fail("comparison rows %r" % r["comparison"])
+    g, rr = r["bundles"][0]["eval"], r["bundles"][1]["eval"]
+    for m in ("hit_rate", "mrr", "ndcg"):
+        if cmp["g2"][m] != {"diff": 0.0, "lo": 0.0, "hi": 0.0}:
+            raise Fail("a bundle against itself: %s %r" % (m, cmp["g2"][m]))
+        d = cmp["r"][m]
+        if abs(d["diff"] - (rr[m] - g[m])) > 2e-6:
+            raise Fail("%s: diff %r, the bundles' metrics differ by %r" % (m, d["diff"], rr[m] - g[m]))
+        if not d["lo"] <= d["diff"] <= d["hi"] or d["lo"] == d["hi"]:
+            raise Fail("%s: interval %r does not hold the difference" % (m, d))
+    if cmp["r"]["sessions"] < 1 or cmp["r"]["resamples"] != 1000:
+        raise Fail("sessions %r resamples %r" % (cmp["r"]["sessions"], cmp["r"]["resamples"]))
+    rep2 = os.path.join(tmp, "cmp2.json")
+    replay(args, tmp, ev, os.path.join(tmp, "cmp2.jsonl"), ["state.backend=memory"], report=rep2,
+           extra=["--eval"] + bundles)
+    with open(rep2) as f:
+        if json.load(f)["comparison"] != r["comparison"]:
+            raise Fail("the comparison differs between two runs (batch 37 vs 256)")
+    # refused: one --bundle, a topic output, a name twice, a bundle that does not load
+    for extra, want in ((["--bundle", "g=" + os.path.join(args.data, "gpt2-small")], "two or more"),
+                        (bundles[:4] + ["--bundle", "g=" + os.path.join(args.data, "gpt2-small")], "twice"),
+                        (bundles[:2] + ["--bundle", "x=" + os.path.join(tmp, "nope")], "bundle x")):
+        cmd = [args.streamrec, "replay", "--set", "device=cpu", "--set", "state.backend=memory",
+               "--input", ev, "--output", out, "--eval"] + extra
+        p = subprocess.run(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if p.returncode == 0 or want not in p.stderr.decode():
+            raise Fail("%s: exit %d, stderr %r (expected %r)" % (" ".join(extra), p.returncode,
+                                                                  p.stderr.decode()[-300:], want))
+
+
+CASES = {"compare": case_compare, "state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
          "restart": case_restart, "avro_input": case_avro_input, "avro_output": case_avro_output,
          "exclude_types": case_exclude_types, "incremental": case_incremental}
 
