@@ -1,4 +1,4 @@
-/* reload.c — the model bundle's hot reload (DESIGN §10 "Model lifecycle"): SIGHUP, POST
+/* reload.c — the model bundle's hot reload (DESIGN §3.3, §10): SIGHUP, POST
  * /admin/reload or a new target of model.bundle (the watch below) loads the bundle again, and a
  * bundle that passes every start-up check replaces the running one between two batches.
  *

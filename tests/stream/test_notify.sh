@@ -2,7 +2,8 @@
 # tests/stream/test_notify.sh STREAMREC — `streamrec run` under a systemd-like supervisor: a unix
 # datagram socket in $NOTIFY_SOCKET receives READY=1 only once the group is joined, WATCHDOG=1
 # at half of $WATCHDOG_USEC, RELOADING=1 + READY=1 around the bundle reload SIGHUP asks for (which
-# must not stop the process), and STOPPING=1 on SIGTERM, after which run exits 0. On the embedded mock broker.
+# must not stop the process), and STOPPING=1 on SIGTERM, after which run exits 0. On the embedded
+# mock broker.
 set -euo pipefail
 bin=$1
 here=$(cd "$(dirname "$0")" && pwd)

@@ -473,7 +473,7 @@ static void test_poison_messages(void **state)
     assert_int_equal(stop_run(e, pid, "a", 30), 0);
 }
 
-/* ---- model reload (DESIGN §10 "Model lifecycle") ------------------------------------------ */
+/* ---- model reload (DESIGN §3.3) ------------------------------------------ */
 
 /* POST path to 127.0.0.1:port; returns the status code (body in buf), or -1. */
 static int http_post(int port, const char *path, char *buf, size_t cap)
