@@ -32,6 +32,7 @@ struct reload {
     sr_err_t rc;
     char errmsg[SR_ERROR_MSG_MAX];
     char version[256], dir[PATH_MAX];
+    bool resolved;           /* dir is model.bundle's target (realpath succeeded) */
 };
 
 /* Threadpool: everything start-up checks, on a graph of its own. */
@@ -44,9 +45,11 @@ static void reload_work(uv_work_t *w)
     const char *path = sr_config_get(rt->cfg, "model.bundle");
     /* resolved once: a flip while it loads cannot mix two bundles' files */
     char *target = realpath(path, NULL);
+    int e = errno;
     snprintf(r->dir, sizeof r->dir, "%s", target ? target : path);
+    r->resolved = target != NULL;
     sr_err_t rc = target ? sr_bundle_load(target, &bundle, &err)
-                         : sr_error_set(&err, SR_ENOENT, "model.bundle %s: %s", path, strerror(errno));
+                         : sr_error_set(&err, SR_ENOENT, "model.bundle %s: %s", path, strerror(e));
     free(target);
     struct sr_graph_params gp = {
         .cfg = rt->cfg, .runtime = "online", .stats = &rt->stats, .sink = &rt->outputs,
@@ -91,6 +94,8 @@ static void reload_after(uv_work_t *w, int status)
         reload_end(rt, r);
         return;
     }
+    if (r->resolved) /* the watch need not load this target again */
+        snprintf(rt->watch_seen, sizeof rt->watch_seen, "%s", r->dir);
     if (r->rc != SR_OK) {
         rt->reloads_refused++;
         sr_log(SR_LOG_ERROR, CMP, "model reload refused: the running bundle keeps serving",
