@@ -18,6 +18,8 @@
 #include <limits.h>
 #include <net/if.h>
 
+static int http_post(int port, const char *path, char *buf, size_t cap);
+
 static void check_dlq(struct env *e)
 {
     struct msgs dl = {0};
@@ -48,7 +50,8 @@ static void test_run_matches_replay(void **state)
     assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
     int port = free_port();
     char extra[128], cfg[300];
-    snprintf(extra, sizeof extra, "metrics.listen=127.0.0.1:%d\nkafka.statistics.interval.ms=200\n", port);
+    snprintf(extra, sizeof extra, "metrics.listen=127.0.0.1:%d\nkafka.statistics.interval.ms=200\n"
+             "metrics.admin=false\n", port);
     write_config(e, "a", extra, cfg, sizeof cfg);
     pid_t pid = start_run(e, cfg, "a");
     struct msgs ms = {0};
@@ -92,6 +95,8 @@ static void test_run_matches_replay(void **state)
     assert_int_equal(http_get(port, "/healthz", body, sizeof body), 200);
     assert_int_equal(http_get(port, "/readyz", body, sizeof body), 200);
     assert_int_equal(http_get(port, "/nope", body, sizeof body), 404);
+    assert_int_equal(http_post(port, "/admin/reload", body, sizeof body), 403); /* metrics.admin=false */
+    assert_non_null(strstr(body, "metrics.admin=false"));
 
     kill(pid, SIGTERM);
     assert_int_equal(wait_child(pid, 30), 0);
