@@ -2,7 +2,8 @@
  * defaults (sr_config_keys.h); values from a file, STREAMREC_* environment variables and --set,
  * in that order (sr_config_load, the one loader every command uses); every value checked at
  * start-up by the same parsers the typed getters use at first use (DESIGN §5). `kafka.*` keys
- * pass through to librdkafka; `graph.op.*` keys are checked by ops/ (sr_graph_config_check).
+ * pass through to librdkafka; `graph.op.*` and `model.variant.*` keys are checked by ops/
+ * (sr_graph_config_check).
  * Built on one thread, read-only afterwards. Owns copies of every key, value and origin. */
 #include "sr_core.h"
 
@@ -33,7 +34,7 @@ static const struct sr_config_known known_keys[] = {
 };
 #define N_KNOWN (sizeof known_keys / sizeof known_keys[0])
 
-static const char *const passthrough_prefixes[] = {"kafka.", "graph.op."};
+static const char *const passthrough_prefixes[] = {"kafka.", "graph.op.", "model.variant."};
 
 struct sr_config_entry {
     char *key;
@@ -781,6 +782,11 @@ sr_err_t sr_config_load(sr_config_t *cfg, const struct sr_config_sources *src,
         sr_log_level_t level;
         if (sr_log_level_parse(sr_config_get(cfg, "log.level"), &level) == SR_OK)
             sr_log_set_level(level);
+    }
+    if (src->apply_log_level && sr_config_is_set(cfg, "log.format")) {
+        sr_log_format_t f;
+        if (sr_log_format_parse(sr_config_get(cfg, "log.format"), &f) == SR_OK)
+            sr_log_set_format(f);
     }
     /* After log.level took effect, so `--set log.level=debug` shows these. */
     for (char *const *ep = src->envp; ep && *ep; ep++) {

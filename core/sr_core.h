@@ -76,14 +76,30 @@ typedef enum sr_log_level {
     SR_LOG_OFF = 4
 } sr_log_level_t;
 
-/* One line per event of interest: "ts level component msg k=v k=v" to stderr (or the sink).
- * `kv` is an optional printf-style tail of key=value pairs. Thread-safe. */
+/* log.format: text ("ts level component msg k=v") or json (one object per line: time, level,
+ * component, message and one string field per key=value). */
+typedef enum sr_log_format {
+    SR_LOG_FORMAT_TEXT = 0,
+    SR_LOG_FORMAT_JSON = 1
+} sr_log_format_t;
+
+/* One line per event of interest: "ts level component msg k=v k=v" to stderr, or its JSON
+ * object (log.format). `kv` is an optional printf-style tail of key=value pairs, a value with
+ * spaces in double quotes (k="a b"); the JSON format turns each pair into a field. Name a
+ * record by topic=, partition= and offset= (sr_kafka_offset_str for the offset). Thread-safe. */
 void sr_log(sr_log_level_t level, const char *component, const char *msg, const char *kv, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same whatever the level: a command's final error, which is never hidden. */
+void sr_log_always(sr_log_level_t level, const char *component, const char *msg, const char *kv,
+                   ...) __attribute__((format(printf, 4, 5)));
 void sr_log_set_level(sr_log_level_t level);
 sr_log_level_t sr_log_get_level(void);
 /* Parses "debug|info|warn|error|off". */
 sr_err_t sr_log_level_parse(const char *s, sr_log_level_t *out);
+void sr_log_set_format(sr_log_format_t f);
+sr_log_format_t sr_log_get_format(void);
+/* Parses "text|json". */
+sr_err_t sr_log_format_parse(const char *s, sr_log_format_t *out);
 
 #define SR_LOG_DEBUG_ON() (sr_log_get_level() <= SR_LOG_DEBUG)
 
@@ -113,7 +129,8 @@ struct sr_config_sources {
     char *const *envp;       /* environment to read STREAMREC_* from; NULL: none */
     const char *const *sets; /* "key=value" overrides (--set), applied last, in order */
     int n_sets;
-    bool apply_log_level;    /* set the process log level from log.level when it is set */
+    bool apply_log_level;    /* set the process log level and format from log.level and
+                                log.format when they are set */
 };
 /* The one loader: file, then STREAMREC_* variables, then sets, then sr_config_check. Every
  * problem goes to each (may be NULL); returns SR_OK, or the first problem's code and message in

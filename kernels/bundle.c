@@ -237,8 +237,11 @@ sr_err_t sr__bundle_conf_parse(const char *text, size_t len, const char *fname,
     }
 
     TRY(get_field(&j, root, "", "retrieval", JSON_OBJECT, false, &retr));
-    if (retr)
+    if (retr) {
         TRY(get_str(&j, retr, "retrieval", "index", false, true, NULL, &c->index));
+        TRY(get_int(&j, retr, "retrieval", "nprobe", false, 0, 0, 1 << 20, &c->nprobe));
+        TRY(get_int(&j, retr, "retrieval", "ef_search", false, 0, 0, 1 << 20, &c->ef_search));
+    }
 out:
     free(s);
     json_decref(root);
@@ -621,6 +624,8 @@ static sr_err_t bundle_load(const char *dir, bool with_index, sr_bundle_t **out,
     in->weights_bytes = b->map_len;
     in->tensor_prefix = b->prefix;
     in->index_path = b->index_path;
+    in->index_nprobe = (int)c.nprobe;
+    in->index_ef_search = (int)c.ef_search;
     if (with_index && b->index_path && (rc = sr__bundle_index_load(b, err)) != SR_OK)
         goto fail; /* a bad index refuses the whole bundle */
     sr__st_dir_free(&sd);

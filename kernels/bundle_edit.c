@@ -519,8 +519,14 @@ sr_err_t sr_bundle_add_items(const char *dir, const struct sr_bundle_add_params 
     json_object_set_new(conf, "version", json_string(version));
     json_object_set_new(json_object_get(conf, "model"), "weights", json_string("model.safetensors"));
     json_object_set_new(json_object_get(conf, "items"), "vocab", json_string("items.tsv"));
-    if (in->index_path)
-        json_object_set_new(json_object_get(conf, "retrieval"), "index", json_string("items.faiss"));
+    if (in->index_path) {
+        /* the rebuilt index keeps the source's search parameter; its recall was measured on
+         * the old catalogue, so it goes (`bundle build-index` measures again) */
+        json_t *r = json_object_get(conf, "retrieval");
+        json_object_set_new(r, "index", json_string("items.faiss"));
+        json_object_del(r, "recall");
+        json_object_del(r, "target_recall");
+    }
 
     if (asprintf(&tmp, "%s.tmp.%ld", p->out, (long)getpid()) < 0) {
         tmp = NULL;

@@ -24,6 +24,7 @@ struct sr__bundle_conf {
     char *vocab;
     int32_t first_index, oov_index;
     char *index;       /* retrieval.index as written, or NULL */
+    int64_t nprobe, ef_search; /* retrieval.nprobe / .ef_search as tuned by build-index; 0: none */
 };
 
 /* Parses and checks bundle.json text (len bytes, need not be NUL-terminated). Messages start

@@ -43,6 +43,9 @@ struct sr_bundle_info {
     const char *tensor_prefix;
     const char *index_path;   /* absolute path of retrieval.index, or NULL */
     const char *index_type;   /* loaded index, e.g. "IDMap,HNSW32"; NULL when none is loaded */
+    int index_nprobe;         /* retrieval.nprobe / .ef_search chosen by `bundle build-index`
+                               * for its recall target; 0: not recorded */
+    int index_ef_search;
 };
 
 /* Loads and checks a bundle directory (every check of DESIGN §3). On failure *out is NULL and
@@ -226,6 +229,33 @@ const char *sr_model_retrieval_name(const sr_model_t *m);
  * *out (sr_faiss_destroy). SR_EUNSUPPORTED in a build without FAISS. */
 sr_err_t sr_bundle_index_build(const sr_bundle_t *b, const char *factory, int64_t train_sample,
                                uint64_t seed, struct sr_faiss **out, struct sr_error *err);
+
+/* The FAISS search parameter that keeps a recall promise (index_tune.c, DESIGN §3): recall@k
+ * of the serving path against exact top-k on `queries` sessions of random items encoded by the
+ * bundle's model, at every k in ks. Unless `fixed` > 0 (then that value is only measured), the
+ * smallest nprobe (IVF) or ef_search (HNSW) whose recall reaches target_recall at every k, or
+ * the largest tried (reached = false). An index without a search parameter is only measured
+ * (param NULL). SR_EUNSUPPORTED in a build without FAISS. */
+#define SR_INDEX_TUNE_MAX_KS 4
+struct sr_index_tune_params {
+    double target_recall;
+    int ks[SR_INDEX_TUNE_MAX_KS];
+    int n_ks;
+    int queries;
+    uint64_t seed;
+    int fixed;
+};
+struct sr_index_tune_result {
+    const char *param;          /* "nprobe", "ef_search", or NULL */
+    int value;
+    bool reached;
+    double recall[SR_INDEX_TUNE_MAX_KS];
+    double faiss_qps, exact_qps;
+    int tried;                  /* values measured */
+};
+sr_err_t sr_bundle_index_tune(const sr_bundle_t *b, const struct sr_faiss *ix,
+                              const struct sr_index_tune_params *p,
+                              struct sr_index_tune_result *out, struct sr_error *err);
 
 /* ---- catalogue updates (bundle_edit.c, DESIGN §3.2) ------------------------------------ */
 

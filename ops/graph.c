@@ -6,6 +6,8 @@
 #include "sr_kernels.h"
 #include "sr_state.h"
 
+#include <sys/stat.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,11 +24,20 @@ struct sr_graph_node {
     struct sr_op_ports ports;
 };
 
+/* With model.variants (DESIGN §4.5) the graph is split where the bundle starts to matter:
+ * nodes[0..n_head) (decode, filter, session_update) run on the whole batch, then each variant's
+ * sub-graph (categorify .. retrieve, on its own bundle and model) on its rows, then
+ * nodes[n_head..n) (sink) on the whole batch again, so recommendations leave in source order. */
 struct sr_graph {
     struct sr_op_env env;
-    sr_backend_t *backend;
+    sr_backend_t *backend;   /* NULL in a variant's sub-graph: it uses its parent's */
     int n;
     struct sr_graph_node nodes[SR_GRAPH_MAX_NODES];
+    int n_head;
+    int n_variants;
+    struct sr_graph *sub[SR_GRAPH_MAX_VARIANTS];
+    struct sr_variant variants[SR_GRAPH_MAX_VARIANTS];
+    uint32_t cum[SR_GRAPH_MAX_VARIANTS]; /* cumulative shares (percent) */
 };
 
 static sr_err_t add_node(sr_graph_t *g, const char *type, const char *inst, bool declared,
@@ -108,7 +119,24 @@ static sr_err_t validate(const sr_graph_t *g, struct sr_error *err)
     return sr__graph_validate(nodes, g->n, err);
 }
 
-static sr_err_t load_model(sr_graph_t *g, struct sr_bundle *bundle, struct sr_error *err)
+static sr_err_t new_backend(const sr_config_t *cfg, sr_backend_t **out, struct sr_error *err)
+{
+    struct sr_backend_params bp = {0};
+    sr_err_t rc = sr_device_parse(sr_config_get(cfg, "device"), &bp.device, err);
+    if (rc != SR_OK)
+        return rc;
+    int64_t threads = 0;
+    rc = sr_config_get_int(cfg, "device.threads", &threads, err);
+    if (rc != SR_OK)
+        return rc;
+    bp.threads = (int)threads;
+    return sr_backend_new(&bp, out, err);
+}
+
+/* The bundle (given, or model.bundle), its model on `be` (NULL: a new backend of the graph's
+ * own), retrieval and recs.k. */
+static sr_err_t load_model(sr_graph_t *g, struct sr_bundle *bundle, sr_backend_t *be,
+                           struct sr_error *err)
 {
     const sr_config_t *cfg = g->env.cfg;
     const char *dir = sr_config_get(cfg, "model.bundle");
@@ -119,19 +147,12 @@ static sr_err_t load_model(sr_graph_t *g, struct sr_bundle *bundle, struct sr_er
         return sr_error_set(err, SR_ECONFIG, "model.bundle is required (the bundle directory)");
     else if ((rc = sr_bundle_load(dir, &g->env.bundle, err)) != SR_OK)
         return rc;
-    struct sr_backend_params bp = {0};
-    rc = sr_device_parse(sr_config_get(cfg, "device"), &bp.device, err);
-    if (rc != SR_OK)
-        return rc;
-    int64_t threads = 0;
-    rc = sr_config_get_int(cfg, "device.threads", &threads, err);
-    if (rc != SR_OK)
-        return rc;
-    bp.threads = (int)threads;
-    rc = sr_backend_new(&bp, &g->backend, err);
-    if (rc != SR_OK)
-        return rc;
-    rc = sr_model_new(g->env.bundle, g->backend, &g->env.model, err);
+    if (!be) {
+        if ((rc = new_backend(cfg, &g->backend, err)) != SR_OK)
+            return rc;
+        be = g->backend;
+    }
+    rc = sr_model_new(g->env.bundle, be, &g->env.model, err);
     if (rc != SR_OK)
         return rc;
     /* retrieval.mode/nprobe/ef_search: FAISS when the bundle has an index (auto) */
@@ -144,8 +165,12 @@ static sr_err_t load_model(sr_graph_t *g, struct sr_bundle *bundle, struct sr_er
     if (nprobe < 1 || nprobe > (1 << 20) || ef < 1 || ef > (1 << 20))
         return sr_error_set(err, SR_ECONFIG, "retrieval.nprobe / retrieval.ef_search: %lld / %lld "
                             "out of range (1..1048576)", (long long)nprobe, (long long)ef);
-    rp.nprobe = (int)nprobe;
-    rp.ef_search = (int)ef;
+    /* unless set, the values `bundle build-index` chose for its recall target (DESIGN §3) */
+    const struct sr_bundle_info *bi = sr_bundle_info(g->env.bundle);
+    rp.nprobe = !sr_config_is_set(cfg, "retrieval.nprobe") && bi->index_nprobe ? bi->index_nprobe
+                                                                               : (int)nprobe;
+    rp.ef_search = !sr_config_is_set(cfg, "retrieval.ef_search") && bi->index_ef_search
+                       ? bi->index_ef_search : (int)ef;
     if ((rc = sr_model_set_retrieval(g->env.model, &rp, err)) != SR_OK)
         return rc;
     int64_t k;
@@ -155,6 +180,178 @@ static sr_err_t load_model(sr_graph_t *g, struct sr_bundle *bundle, struct sr_er
     if (k < 1 || k > 1000)
         return sr_error_set(err, SR_ECONFIG, "recs.k: %lld is out of range (1..1000)", (long long)k);
     g->env.k = (int32_t)k;
+    return SR_OK;
+}
+
+/* The bundle-dependent middle of the chain (DESIGN §1): categorify, the rules, the user's ops,
+ * encode, retrieve. */
+static sr_err_t add_middle(sr_graph_t *g, const sr_config_t *cfg, struct sr_error *err)
+{
+    /* recs.exclude_seen: a boolean, or a list of event types (the op reads which, DESIGN §4.2). */
+    bool exclude_seen = true, require_available = false;
+    if (sr_config_get_bool(cfg, "recs.exclude_seen", &exclude_seen, NULL) != SR_OK)
+        exclude_seen = true;
+    sr_err_t rc = sr_config_get_bool(cfg, "recs.require_available", &require_available, err);
+    if (rc == SR_OK)
+        rc = add_node(g, "categorify", "categorify", false, err);
+    if (rc == SR_OK && exclude_seen)
+        rc = add_node(g, "exclude_seen", "exclude_seen", false, err);
+    if (rc == SR_OK && require_available)
+        rc = add_node(g, "require_available", "require_available", false, err);
+    if (rc == SR_OK) {
+        char buf[1024];
+        const char *names[SR_GRAPH_MAX_NODES];
+        int n = sr_split_csv(sr_config_get(cfg, "graph.ops"), buf, sizeof buf, names,
+                             SR_GRAPH_MAX_NODES);
+        if (n < 0)
+            rc = sr_error_set(err, SR_ECONFIG, "graph.ops: too many ops");
+        for (int i = 0; rc == SR_OK && i < n; i++) {
+            char key[160];
+            snprintf(key, sizeof key, "graph.op.%s.type", names[i]);
+            const char *type = sr_config_get(cfg, key);
+            if (!type)
+                rc = sr_error_set(err, SR_ECONFIG, "graph.ops names '%s' but %s is not set",
+                                  names[i], key);
+            else
+                rc = add_node(g, type, names[i], true, err);
+        }
+    }
+    static const char *const tail[] = {"encode", "retrieve"};
+    for (size_t i = 0; rc == SR_OK && i < sizeof tail / sizeof *tail; i++)
+        rc = add_node(g, tail[i], tail[i], false, err);
+    return rc;
+}
+
+int sr_variant_of(const char *session_id, size_t len, const uint32_t *cum, int n)
+{
+    /* Salted so the arm does not follow the partition (librdkafka and Java hash the same id). */
+    uint64_t h = sr_hash64(session_id, len) ^ 0x5eed5a17ab7e57ULL;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    uint32_t bucket = (uint32_t)(h % 100);
+    for (int v = 0; v < n; v++)
+        if (bucket < cum[v])
+            return v;
+    return n - 1;
+}
+
+/* model.variants: names, their bundles (model.variant.<name>.bundle, default model.bundle) and
+ * shares (model.variant.<name>.share, percent; unset ones split what the set ones leave). */
+static sr_err_t load_variants(sr_graph_t *g, const struct sr_graph_params *p, struct sr_error *err)
+{
+    const sr_config_t *cfg = p->cfg;
+    char buf[1024], key[200];
+    const char *names[SR_GRAPH_MAX_VARIANTS];
+    int n = sr_split_csv(sr_config_get(cfg, "model.variants"), buf, sizeof buf, names,
+                         SR_GRAPH_MAX_VARIANTS);
+    if (n < 0)
+        return sr_error_set(err, SR_ECONFIG, "model.variants: at most %d variants",
+                            SR_GRAPH_MAX_VARIANTS);
+    if (n == 0)
+        return SR_OK;
+    int64_t given = 0;
+    int unset = 0;
+    for (int v = 0; v < n; v++) {
+        struct sr_variant *va = &g->variants[v];
+        if (strlen(names[v]) >= sizeof va->name)
+            return sr_error_set(err, SR_ECONFIG, "model.variants: name '%s' is longer than %zu",
+                                names[v], sizeof va->name - 1);
+        snprintf(va->name, sizeof va->name, "%s", names[v]);
+        snprintf(key, sizeof key, "model.variant.%s.share", names[v]);
+        if (sr_config_is_set(cfg, key)) {
+            int64_t share;
+            sr_err_t rc = sr_config_get_int(cfg, key, &share, err);
+            if (rc != SR_OK)
+                return rc;
+            if (share < 0 || share > 100)
+                return sr_error_set(err, SR_ECONFIG, "%s=%lld: expected a percentage 0..100", key,
+                                    (long long)share);
+            va->share = (uint32_t)share;
+            given += share;
+        } else {
+            va->share = UINT32_MAX;
+            unset++;
+        }
+    }
+    if (given > 100 || (unset == 0 && given != 100))
+        return sr_error_set(err, SR_ECONFIG, "model.variant.*.share: the shares add up to %lld, "
+                            "expected 100", (long long)given);
+    uint32_t left = (uint32_t)(100 - given), sum = 0;
+    for (int v = 0, u = 0; v < n; v++) {
+        if (g->variants[v].share == UINT32_MAX)
+            g->variants[v].share = left / (uint32_t)unset + ((uint32_t)u++ < left % (uint32_t)unset);
+        sum += g->variants[v].share;
+        g->cum[v] = sum;
+    }
+    sr_err_t rc = new_backend(cfg, &g->backend, err);
+    for (int v = 0; rc == SR_OK && v < n; v++) {
+        struct sr_variant *va = &g->variants[v];
+        snprintf(key, sizeof key, "model.variant.%s.bundle", va->name);
+        const char *dir = sr_config_get(cfg, key);
+        struct sr_bundle *b = NULL;
+        if (dir && *dir)
+            rc = sr_bundle_load(dir, &b, err);
+        else if (p->bundle)
+            b = sr_bundle_ref(p->bundle);
+        else if ((dir = sr_config_get(cfg, "model.bundle")) && *dir)
+            rc = sr_bundle_load(dir, &b, err);
+        else
+            rc = sr_error_set(err, SR_ECONFIG, "%s and model.bundle are not set", key);
+        sr_graph_t *sub = NULL;
+        if (rc == SR_OK && !(sub = calloc(1, sizeof *sub)))
+            rc = sr_error_set(err, SR_ENOMEM, "graph: out of memory");
+        if (rc == SR_OK) {
+            g->sub[v] = sub;
+            g->n_variants = v + 1;
+            sub->env = g->env;
+            sub->env.bundle = NULL;
+            sub->env.variants = NULL;
+            sub->env.n_variants = 0;
+            rc = load_model(sub, b, g->backend, err);
+        }
+        if (rc == SR_OK) {
+            va->bundle = sr_bundle_ref(b);
+            va->version = sr_bundle_info(b)->version;
+            rc = add_middle(sub, cfg, err);
+        }
+        sr_bundle_unref(b);
+        if (rc != SR_OK)
+            sr_error_prefix(err, "variant %s", va->name);
+    }
+    if (rc == SR_OK) {
+        /* the shared head and tail see the first variant's bundle (the filter's unknown-item
+         * count, the session store's default max_len) */
+        g->env.bundle = sr_bundle_ref(g->variants[0].bundle);
+        g->env.variants = g->variants;
+        g->env.n_variants = n;
+        int64_t k;
+        rc = sr_config_get_int(cfg, "recs.k", &k, err);
+        g->env.k = (int32_t)k;
+    }
+    return rc;
+}
+
+/* Each variant's chain head + middle + tail as one column flow. */
+static sr_err_t validate_variants(const sr_graph_t *g, struct sr_error *err)
+{
+    for (int v = 0; v < g->n_variants; v++) {
+        struct sr__graph_node_ports nodes[3 * SR_GRAPH_MAX_NODES];
+        int n = 0;
+        const sr_graph_t *sub = g->sub[v];
+        for (int i = 0; i < g->n_head; i++, n++)
+            nodes[n] = (struct sr__graph_node_ports){g->nodes[i].name, g->nodes[i].desc->name,
+                                                     &g->nodes[i].ports};
+        for (int i = 0; i < sub->n; i++, n++)
+            nodes[n] = (struct sr__graph_node_ports){sub->nodes[i].name, sub->nodes[i].desc->name,
+                                                     &sub->nodes[i].ports};
+        for (int i = g->n_head; i < g->n; i++, n++)
+            nodes[n] = (struct sr__graph_node_ports){g->nodes[i].name, g->nodes[i].desc->name,
+                                                     &g->nodes[i].ports};
+        sr_err_t rc = sr__graph_validate(nodes, n, err);
+        if (rc != SR_OK)
+            return sr_error_prefix(err, "variant %s", g->variants[v].name);
+    }
     return SR_OK;
 }
 
@@ -174,50 +371,26 @@ sr_err_t sr_graph_new(const struct sr_graph_params *p, sr_graph_t **out, struct 
     g->env.input_format = p->input_format;
     g->env.input_writer_schema_json = p->input_writer_schema_json;
     g->env.state = p->state;
-    sr_err_t rc = load_model(g, p->bundle, err);
-
-    /* recs.exclude_seen: a boolean, or a list of event types (the op reads which, DESIGN §4.2). */
-    bool exclude_seen = true, require_available = false;
-    if (rc == SR_OK && sr_config_get_bool(p->cfg, "recs.exclude_seen", &exclude_seen, NULL) != SR_OK)
-        exclude_seen = true;
-    if (rc == SR_OK)
-        rc = sr_config_get_bool(p->cfg, "recs.require_available", &require_available, err);
+    sr_err_t rc = load_variants(g, p, err);
+    if (rc == SR_OK && g->n_variants && p->eval)
+        rc = sr_error_set(err, SR_ECONFIG, "replay --eval with model.variants: compare the "
+                          "bundles with replay --bundle NAME=DIR instead");
+    if (rc == SR_OK && !g->n_variants)
+        rc = load_model(g, p->bundle, NULL, err);
 
     /* The built-in chain of DESIGN §1; user-declared ops go before encode. */
-    static const char *const head[] = {"decode", "filter", "session_update", "categorify"};
+    static const char *const head[] = {"decode", "filter", "session_update"};
     for (size_t i = 0; rc == SR_OK && i < sizeof head / sizeof *head; i++)
         rc = add_node(g, head[i], head[i], false, err);
-    if (rc == SR_OK && exclude_seen)
-        rc = add_node(g, "exclude_seen", "exclude_seen", false, err);
-    if (rc == SR_OK && require_available)
-        rc = add_node(g, "require_available", "require_available", false, err);
-    if (rc == SR_OK) {
-        char buf[1024];
-        const char *names[SR_GRAPH_MAX_NODES];
-        int n = sr_split_csv(sr_config_get(p->cfg, "graph.ops"), buf, sizeof buf, names,
-                             SR_GRAPH_MAX_NODES);
-        if (n < 0)
-            rc = sr_error_set(err, SR_ECONFIG, "graph.ops: too many ops");
-        for (int i = 0; rc == SR_OK && i < n; i++) {
-            char key[160];
-            snprintf(key, sizeof key, "graph.op.%s.type", names[i]);
-            const char *type = sr_config_get(p->cfg, key);
-            if (!type)
-                rc = sr_error_set(err, SR_ECONFIG, "graph.ops names '%s' but %s is not set",
-                                  names[i], key);
-            else
-                rc = add_node(g, type, names[i], true, err);
-        }
-    }
-    static const char *const tail[] = {"encode", "retrieve"};
-    for (size_t i = 0; rc == SR_OK && i < sizeof tail / sizeof *tail; i++)
-        rc = add_node(g, tail[i], tail[i], false, err);
+    g->n_head = g->n;
+    if (rc == SR_OK && !g->n_variants)
+        rc = add_middle(g, p->cfg, err);
     if (rc == SR_OK && p->eval)
         rc = add_node(g, "eval", "eval", false, err);
     if (rc == SR_OK)
         rc = add_node(g, "sink", "sink", false, err);
     if (rc == SR_OK)
-        rc = validate(g, err);
+        rc = g->n_variants ? validate_variants(g, err) : validate(g, err);
     if (rc != SR_OK) {
         sr_graph_destroy(g);
         return rc;
@@ -233,6 +406,10 @@ void sr_graph_destroy(sr_graph_t *g)
     for (int i = g->n - 1; i >= 0; i--)
         if (g->nodes[i].desc->fini)
             g->nodes[i].desc->fini(g->nodes[i].ctx);
+    for (int v = 0; v < g->n_variants; v++) {
+        sr_graph_destroy(g->sub[v]);
+        sr_bundle_unref(g->variants[v].bundle);
+    }
     sr_model_unref(g->env.model);
     sr_backend_unref(g->backend);
     sr_bundle_unref(g->env.bundle);
@@ -240,24 +417,100 @@ void sr_graph_destroy(sr_graph_t *g)
     free(g);
 }
 
-sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err)
+static sr_err_t run_nodes(sr_graph_t *g, int from, int to, struct sr_batch *b,
+                          struct sr_error *err)
 {
-    g->env.has_staged = false;
-    __atomic_fetch_add(&g->env.stats->batches, 1, __ATOMIC_RELAXED);
-    for (int i = 0; i < g->n; i++) {
+    for (int i = from; i < to; i++) {
         struct sr_graph_node *nd = &g->nodes[i];
         uint64_t t0 = sr_now_ns();
         sr_err_t rc = nd->desc->run(nd->ctx, &g->env, b, err);
         sr_stats_stage(g->env.stats, nd->desc->name, sr_now_ns() - t0);
-        if (rc != SR_OK) {
-            if (g->env.has_staged)
-                sr_state_discard(g->env.state, g->env.staged_id);
+        if (rc != SR_OK)
             return sr_error_prefix(err, "op '%s'", nd->name);
+    }
+    return SR_OK;
+}
+
+/* Each variant's sub-graph on the rows of its sessions (a view of the batch with its own
+ * selection), then their recommendations merged back into the batch, row by row. */
+static sr_err_t run_variants(sr_graph_t *g, struct sr_batch *b, struct sr_error *err)
+{
+    struct sr_col *sess = sr_batch_col(b, SR_C_SESSION), *vc;
+    sr_err_t rc = sr_batch_add(b, SR_C_VARIANT, SR_COL_I32, 0, &vc, err);
+    if (rc != SR_OK)
+        return rc;
+    int32_t *var = vc->data;
+    const char **ids = sess->data;
+    for (int32_t r = 0; r < b->n; r++)
+        var[r] = -1;
+    for (int32_t s = 0; s < b->n_sel; s++) {
+        int32_t r = b->sel[s];
+        var[r] = sr_variant_of(ids[r], sess->lens[r], g->cum, g->n_variants);
+    }
+    struct sr_col items[SR_GRAPH_MAX_VARIANTS], scores[SR_GRAPH_MAX_VARIANTS]; /* by value: the
+                                                        * views and their columns end with the loop */
+    int64_t total = 0;
+    for (int v = 0; v < g->n_variants; v++) {
+        sr_graph_t *sub = g->sub[v];
+        struct sr_batch vb = *b;
+        if (!(vb.sel = sr_arena_alloc(b->arena, sizeof(int32_t) * (size_t)(b->n_sel + 1), 16)))
+            return sr_error_set(err, SR_ENOMEM, "graph: out of memory");
+        vb.n_sel = 0;
+        for (int32_t s = 0; s < b->n_sel; s++)
+            if (var[b->sel[s]] == v)
+                vb.sel[vb.n_sel++] = b->sel[s];
+        sub->env.has_staged = g->env.has_staged;
+        sub->env.staged_id = g->env.staged_id;
+        if ((rc = run_nodes(sub, 0, sub->n, &vb, err)) != SR_OK)
+            return sr_error_prefix(err, "variant %s", g->variants[v].name);
+        items[v] = *sr_batch_col(&vb, SR_C_REC_ITEMS);
+        scores[v] = *sr_batch_col(&vb, SR_C_REC_SCORES);
+        total += items[v].offsets[b->n];
+    }
+    struct sr_col *ri, *rs;
+    if ((rc = sr_batch_add(b, SR_C_REC_ITEMS, SR_COL_LIST_I32, total, &ri, err)) != SR_OK ||
+        (rc = sr_batch_add(b, SR_C_REC_SCORES, SR_COL_LIST_F32, total, &rs, err)) != SR_OK)
+        return rc;
+    int32_t *oi = ri->data;
+    float *os = rs->data;
+    for (int32_t r = 0; r < b->n; r++) {
+        int32_t at = ri->offsets[r];
+        if (var[r] >= 0) {
+            const struct sr_col *vi = &items[var[r]], *vs = &scores[var[r]];
+            int32_t lo = vi->offsets[r], hi = vi->offsets[r + 1];
+            memcpy(oi + at, (const int32_t *)vi->data + lo, sizeof(int32_t) * (size_t)(hi - lo));
+            memcpy(os + at, (const float *)vs->data + lo, sizeof(float) * (size_t)(hi - lo));
+            at += hi - lo;
         }
+        ri->offsets[r + 1] = rs->offsets[r + 1] = at;
+    }
+    return SR_OK;
+}
+
+sr_err_t sr_graph_run(sr_graph_t *g, struct sr_batch *b, struct sr_error *err)
+{
+    g->env.has_staged = false;
+    __atomic_fetch_add(&g->env.stats->batches, 1, __ATOMIC_RELAXED);
+    sr_err_t rc;
+    if (!g->n_variants)
+        rc = run_nodes(g, 0, g->n, b, err);
+    else if ((rc = run_nodes(g, 0, g->n_head, b, err)) == SR_OK &&
+             (rc = run_variants(g, b, err)) == SR_OK)
+        rc = run_nodes(g, g->n_head, g->n, b, err);
+    if (rc != SR_OK) {
+        if (g->env.has_staged)
+            sr_state_discard(g->env.state, g->env.staged_id);
+        return rc;
     }
     b->has_state = g->env.has_staged;
     b->state_id = g->env.staged_id;
     return SR_OK;
+}
+
+const struct sr_variant *sr_graph_variants(const sr_graph_t *g, int *n)
+{
+    *n = g->n_variants;
+    return g->n_variants ? g->variants : NULL;
 }
 
 void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r)
@@ -283,7 +536,7 @@ const char *sr_graph_model_dir(const sr_graph_t *g)
     return sr_bundle_info(g->env.bundle)->dir;
 }
 
-sr_err_t sr_graph_check(sr_graph_t *g, struct sr_error *err)
+static sr_err_t check_model(sr_graph_t *g, struct sr_error *err)
 {
     const struct sr_bundle_info *bi = sr_bundle_info(g->env.bundle);
     const int d = bi->d_model, k = g->env.k;
@@ -307,6 +560,16 @@ sr_err_t sr_graph_check(sr_graph_t *g, struct sr_error *err)
     free(vec);
     free(score);
     return rc;
+}
+
+sr_err_t sr_graph_check(sr_graph_t *g, struct sr_error *err)
+{
+    if (!g->n_variants)
+        return check_model(g, err);
+    for (int v = 0; v < g->n_variants; v++) /* each variant's sub-graph has its model */
+        if (check_model(g->sub[v], err) != SR_OK)
+            return sr_error_prefix(err, "variant %s", g->variants[v].name);
+    return SR_OK;
 }
 
 struct gcheck {
@@ -373,6 +636,37 @@ static int check_op_key(void *opaque, const char *key, const char *value)
     return 0;
 }
 
+/* model.variant.<name>.bundle | .share, for a name in model.variants. */
+static int check_variant_key(void *opaque, const char *key, const char *value)
+{
+    struct gcheck *c = opaque;
+    const char *name = key + strlen("model.variant."), *dot = strrchr(name, '.');
+    char buf[1024];
+    const char *names[SR_GRAPH_MAX_VARIANTS];
+    int n = sr_split_csv(sr_config_get(c->cfg, "model.variants"), buf, sizeof buf, names,
+                         SR_GRAPH_MAX_VARIANTS);
+    bool known = false;
+    for (int i = 0; dot && i < n; i++)
+        known |= strlen(names[i]) == (size_t)(dot - name) && !strncmp(names[i], name, (size_t)(dot - name));
+    if (!dot || !known) {
+        gproblem(c, key, "%s: unknown key: expected model.variant.<name>.bundle or .share for a "
+                 "name in model.variants (%s)", key, sr_config_get(c->cfg, "model.variants"));
+        return 0;
+    }
+    struct stat st;
+    int64_t share;
+    if (!strcmp(dot + 1, "bundle")) {
+        if (stat(value, &st) != 0 || !S_ISDIR(st.st_mode))
+            gproblem(c, key, "%s=%s: expected an existing directory (a model bundle)", key, value);
+    } else if (!strcmp(dot + 1, "share")) {
+        if (sr_config_get_int(c->cfg, key, &share, NULL) != SR_OK || share < 0 || share > 100)
+            gproblem(c, key, "%s=%s: expected a percentage 0..100", key, value);
+    } else {
+        gproblem(c, key, "%s: unknown option of a variant (its options: bundle, share)", key);
+    }
+    return 0;
+}
+
 sr_err_t sr_graph_config_check(const sr_config_t *cfg, sr_config_problem_fn each, void *opaque,
                                struct sr_error *err)
 {
@@ -391,5 +685,34 @@ sr_err_t sr_graph_config_check(const sr_config_t *cfg, sr_config_problem_fn each
                      sr_config_get(cfg, "graph.ops"), names[i], key);
     }
     sr_config_foreach(cfg, "graph.op.", check_op_key, &c);
+    sr_config_foreach(cfg, "model.variant.", check_variant_key, &c);
+    const char *vs = sr_config_get(cfg, "model.variants");
+    const char *vnames[SR_GRAPH_MAX_VARIANTS];
+    int nv = sr_split_csv(vs, buf, sizeof buf, vnames, SR_GRAPH_MAX_VARIANTS);
+    if (nv < 0)
+        gproblem(&c, "model.variants", "model.variants=%s: expected at most %d names", vs,
+                 SR_GRAPH_MAX_VARIANTS);
+    int64_t total = 0;
+    int unset = 0;
+    for (int i = 0; i < nv; i++) {
+        char key[200];
+        int64_t share;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(vnames[i], vnames[j]))
+                gproblem(&c, "model.variants", "model.variants=%s: '%s' twice", vs, vnames[i]);
+        if (strlen(vnames[i]) > 32 || strspn(vnames[i], "abcdefghijklmnopqrstuvwxyz"
+                                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+                                          strlen(vnames[i]))
+            gproblem(&c, "model.variants", "model.variants=%s: '%s': expected a name of up to 32 "
+                     "letters, digits, '_' or '-'", vs, vnames[i]);
+        snprintf(key, sizeof key, "model.variant.%s.share", vnames[i]);
+        if (!sr_config_is_set(cfg, key))
+            unset++;
+        else if (sr_config_get_int(cfg, key, &share, NULL) == SR_OK && share >= 0 && share <= 100)
+            total += share; /* a bad value is reported by check_variant_key */
+    }
+    if (nv > 0 && (total > 100 || (unset == 0 && total != 100)))
+        gproblem(&c, "model.variants", "model.variant.*.share: the shares of %s add up to %lld, "
+                 "expected 100", vs, (long long)total);
     return c.n ? SR_ECONFIG : SR_OK;
 }

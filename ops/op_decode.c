@@ -116,9 +116,9 @@ static sr_err_t decode_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
             derr->lens[r] = (uint32_t)strlen(reason);
             c->failures++;
             if (c->failures <= 10 || c->failures % 1000 == 0)
-                sr_log(SR_LOG_WARN, "decode", "invalid event", "reason=%s partition=%d offset=%lld "
-                       "count=%llu error=\"%s\"", reason, (int)parts[r], (long long)offs[r],
-                       (unsigned long long)c->failures, e.msg);
+                sr_log(SR_LOG_WARN, "decode", "invalid event", "reason=%s topic=%s partition=%d "
+                       "offset=%lld count=%llu error=\"%s\"", reason, env->source_topic,
+                       (int)parts[r], (long long)offs[r], (unsigned long long)c->failures, e.msg);
             continue;
         }
         keep[r] = 1;

@@ -52,18 +52,22 @@ static sr_err_t sink_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
     const char **sid = sess->data, **uid = user->data;
     const int32_t *idx = ri->data;
     const float *score = rs->data;
+    /* under A/B each row names its variant, whose bundle its indices belong to (DESIGN §4.5) */
+    const int32_t *var = env->n_variants ? sr_batch_col(b, SR_C_VARIANT)->data : NULL;
     uint64_t emitted = 0;
     for (int32_t s = 0; s < b->n_sel; s++) {
         int32_t r = b->sel[s];
         int32_t lo = ri->offsets[r], hi = ri->offsets[r + 1];
         if (hi <= lo)
             continue;
+        struct sr_variant *va = var ? &env->variants[var[r]] : NULL;
+        const struct sr_bundle *bundle = va ? va->bundle : env->bundle;
         size_t n = 0;
         for (int32_t j = lo; j < hi && n < (size_t)env->k; j++) {
             if (idx[j] < 0)
                 continue;
             size_t len;
-            c->items[n].item_id = sr_bundle_item_id(env->bundle, idx[j], &len);
+            c->items[n].item_id = sr_bundle_item_id(bundle, idx[j], &len);
             c->items[n].item_id_len = len;
             c->items[n].score = score[j];
             n++;
@@ -72,14 +76,18 @@ static sr_err_t sink_run(void *ctx, struct sr_op_env *env, struct sr_batch *b, s
             .session_id = sid[r], .session_id_len = sess->lens[r],
             .user_id = uid[r], .user_id_len = user->lens[r],
             .event_timestamp_ms = ts[r],
-            .model_version = c->version, .model_version_len = c->version_len,
+            .model_version = va ? va->version : c->version,
+            .model_version_len = va ? strlen(va->version) : c->version_len,
             .items = c->items, .n_items = n,
             .source_topic = env->source_topic, .source_topic_len = strlen(env->source_topic),
             .source_partition = part[r], .source_offset = off[r],
+            .variant = va ? va->name : NULL, .variant_len = va ? strlen(va->name) : 0,
         };
         sr_err_t rc = env->sink->emit(env->sink->opaque, b, r, &rec, err);
         if (rc != SR_OK)
             return rc;
+        if (va)
+            __atomic_fetch_add(&va->recommendations, 1, __ATOMIC_RELAXED);
         emitted++;
     }
     __atomic_fetch_add(&env->stats->recommendations, emitted, __ATOMIC_RELAXED);

@@ -30,6 +30,8 @@
 #define SR_C_VEC "session_vec"         /* LIST_F32: d floats per trigger row */
 #define SR_C_REC_ITEMS "rec_items"     /* LIST_I32: top-k indices per trigger row */
 #define SR_C_REC_SCORES "rec_scores"   /* LIST_F32: their scores */
+#define SR_C_VARIANT "variant"         /* I32: the A/B variant of the row's session, -1 for rows
+                                        * not selected (graphs with model.variants only) */
 
 struct sr_op_port {
     const char *name;
@@ -62,6 +64,10 @@ struct sr_op_env {
     const char *source_topic;
     const char *input_format;  /* overrides input.format when non-NULL */
     const char *input_writer_schema_json;
+    /* A/B (DESIGN §4.5): the graph's variants, or NULL/0; rows carry SR_C_VARIANT then, and the
+     * sink names each row's variant and bundle from here. */
+    struct sr_variant *variants;
+    int n_variants;
 };
 
 /* The per-session sums behind an eval op's report (op_eval.c). */

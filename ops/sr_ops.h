@@ -141,6 +141,23 @@ sr_err_t sr_session_store_open(const sr_config_t *cfg, const struct sr_bundle *b
                                const char *identity, bool must_be_new, struct sr_state **out,
                                struct sr_error *err);
 
+/* A/B variants (model.variants, DESIGN §4.5): each session is answered by one variant's bundle,
+ * chosen by a stable hash of its id against the shares. Owned by the graph; `recommendations`
+ * is updated by the graph's thread and may be read by another (atomic loads). */
+#define SR_GRAPH_MAX_VARIANTS 8
+struct sr_variant {
+    char name[33];
+    uint32_t share;            /* percent of sessions */
+    struct sr_bundle *bundle;  /* the graph's reference */
+    const char *version;       /* the bundle's version */
+    uint64_t recommendations;  /* emitted by this variant */
+};
+/* The variant (0..n-1) of a session id for cumulative shares cum[0..n-1] (cum[n-1] = 100):
+ * the same id always gets the same variant, whatever the instance, restart or batch. */
+int sr_variant_of(const char *session_id, size_t len, const uint32_t *cum, int n);
+/* The graph's variants (NULL and 0 without model.variants). */
+const struct sr_variant *sr_graph_variants(const sr_graph_t *g, int *n);
+
 /* Next-item evaluation (replay --eval): a recommendation's target is the item of the same
  * session's next event whose type is in session.event_types. */
 struct sr_eval_report {

@@ -230,6 +230,9 @@ sr_err_t sr_rec_decode_json(const void *buf, size_t len, sr_arena_t *arena, stru
         goto out;
     }
     r.source_partition = (int32_t)partition;
+    if (json_object_get(root, "variant") &&
+        (rc = rec_str(root, "variant", true, arena, &r.variant, &r.variant_len, err)))
+        goto out;
     r.n_items = json_array_size(items);
     struct sr_scored_item *it = sr_arena_calloc(arena, r.n_items ? r.n_items : 1, sizeof *it);
     if (!it) {

@@ -72,7 +72,8 @@ sr_err_t sr__rec_validate(const struct sr_rec *r, struct sr_error *err)
     if ((rc = check_str("session_id", r->session_id, r->session_id_len, false, err)) ||
         (rc = check_str("user_id", r->user_id, r->user_id_len, true, err)) ||
         (rc = check_str("model_version", r->model_version, r->model_version_len, false, err)) ||
-        (rc = check_str("source.topic", r->source_topic, r->source_topic_len, false, err)))
+        (rc = check_str("source.topic", r->source_topic, r->source_topic_len, false, err)) ||
+        (rc = check_str("variant", r->variant, r->variant_len, true, err)))
         return rc;
     if (r->n_items && !r->items)
         return sr_error_set(err, SR_EINVAL, "recommendation items: NULL with n_items %zu",
@@ -117,9 +118,13 @@ static sr_err_t rec_json(const struct sr_rec *r, struct sr_buf *o)
     if (sr_buf_append(o, num, (size_t)n) || PUT_LIT(o, ", \"offset\": "))
         return SR_ENOMEM;
     n = snprintf(num, sizeof num, "%" PRId64, r->source_offset);
-    if (sr_buf_append(o, num, (size_t)n) || PUT_LIT(o, "}}"))
+    if (sr_buf_append(o, num, (size_t)n) || PUT_LIT(o, "}"))
         return SR_ENOMEM;
-    return SR_OK;
+    /* Only under A/B: without variants a recommendation's bytes are what they always were. */
+    if (r->variant && (PUT_LIT(o, ", \"variant\": ") ||
+                       sr__json_put_string(o, r->variant, r->variant_len)))
+        return SR_ENOMEM;
+    return PUT_LIT(o, "}") ? SR_ENOMEM : SR_OK;
 }
 
 sr_err_t sr__rec_to_avro(const struct sr_rec *r, avro_value_t *v, struct sr_buf *scratch,
@@ -143,7 +148,11 @@ sr_err_t sr__rec_to_avro(const struct sr_rec *r, avro_value_t *v, struct sr_buf 
         avro_value_get_by_name(&src, "partition", &f, NULL) ||
         avro_value_set_int(&f, r->source_partition) ||
         avro_value_get_by_name(&src, "offset", &f, NULL) ||
-        avro_value_set_long(&f, r->source_offset))
+        avro_value_set_long(&f, r->source_offset) ||
+        avro_value_get_by_name(v, "variant", &f, NULL) ||
+        avro_value_set_branch(&f, r->variant ? 1 : 0, &b) ||
+        (r->variant ? sr__avro_set_str(&b, r->variant, r->variant_len, scratch)
+                    : avro_value_set_null(&b)))
         goto fail;
     for (size_t i = 0; i < r->n_items; i++) {
         if (avro_value_append(&items, &item, NULL) ||

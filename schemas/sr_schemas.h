@@ -237,6 +237,8 @@ struct sr_rec {
     size_t source_topic_len;
     int32_t source_partition;
     int64_t source_offset;
+    const char *variant; /* the A/B variant that answered (DESIGN §4.3); NULL: none */
+    size_t variant_len;
 };
 
 typedef struct sr_rec_encoder sr_rec_encoder_t;

@@ -78,14 +78,6 @@ static int bundle_check(int argc, char **argv)
 /* ---- build-index ------------------------------------------------------------------------- */
 
 #ifdef SR_HAVE_FAISS
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static bool parse_long(const char *s, long lo, long hi, long *out)
 {
     int64_t v;
@@ -95,85 +87,10 @@ static bool parse_long(const char *s, long lo, long hi, long *out)
     return true;
 }
 
-/* Recall@k of the model's FAISS retrieval (index ix) against exact top-k on nq sessions of 1..10
- * random items encoded by the model: queries that look like the serving path's. */
-static int measure_recall(sr_bundle_t *b, const sr_faiss_t *ix, int nprobe, int ef, int nq,
-                          uint64_t seed, double *recall, double *faiss_qps, double *exact_qps)
-{
-    const struct sr_bundle_info *in = sr_bundle_info(b);
-    const int k = 10;
-    struct sr_error err;
-    struct sr_backend_params bp = {.device = SR_DEVICE_CPU};
-    sr_backend_t *be = NULL;
-    sr_model_t *m = NULL;
-    int rc = 1;
-    int32_t *off = malloc(sizeof(int32_t) * ((size_t)nq + 1));
-    int32_t *items = malloc(sizeof(int32_t) * (size_t)nq * 10);
-    float *vecs = malloc(sizeof(float) * (size_t)nq * (size_t)in->d_model);
-    int32_t *ei = malloc(sizeof(int32_t) * (size_t)nq * k), *fi = malloc(sizeof(int32_t) * (size_t)nq * k);
-    float *es = malloc(sizeof(float) * (size_t)nq * k), *fs = malloc(sizeof(float) * (size_t)nq * k);
-    if (!off || !items || !vecs || !ei || !fi || !es || !fs) {
-        sr__cli_fail("bundle", "build-index: out of memory");
-        goto done;
-    }
-    off[0] = 0;
-    const uint64_t span = (uint64_t)(in->n_items - in->first_index);
-    for (int q = 0, t = 0; q < nq; q++) {
-        int len = 1 + (int)(mix64(seed ^ (uint64_t)q * 7919u) % 10);
-        for (int i = 0; i < len; i++, t++)
-            items[t] = in->first_index + (int32_t)(mix64(seed + (uint64_t)t * 131u + 1) % span);
-        off[q + 1] = t;
-    }
-    struct sr_session_batch sb = {.n = nq, .offsets = off, .items = items};
-    struct sr_retrieval_params exact = {.mode = SR_RETRIEVAL_EXACT};
-    struct sr_retrieval_params fp = {.mode = SR_RETRIEVAL_FAISS, .nprobe = nprobe,
-                                     .ef_search = ef, .index = ix};
-    if (sr_backend_new(&bp, &be, &err) != SR_OK || sr_model_new(b, be, &m, &err) != SR_OK ||
-        sr_model_encode(m, &sb, vecs, &err) != SR_OK ||
-        sr_model_set_retrieval(m, &exact, &err) != SR_OK) {
-        sr__cli_fail("bundle", "build-index: recall check: %s", err.msg);
-        goto done;
-    }
-    uint64_t t0 = sr_now_ns();
-    if (sr_model_topk(m, nq, vecs, NULL, NULL, k, ei, es, &err) != SR_OK) {
-        sr__cli_fail("bundle", "build-index: exact top-k: %s", err.msg);
-        goto done;
-    }
-    uint64_t t1 = sr_now_ns();
-    if (sr_model_set_retrieval(m, &fp, &err) != SR_OK ||
-        sr_model_topk(m, nq, vecs, NULL, NULL, k, fi, fs, &err) != SR_OK) {
-        sr__cli_fail("bundle", "build-index: faiss top-k: %s", err.msg);
-        goto done;
-    }
-    uint64_t t2 = sr_now_ns();
-    long hit = 0, tot = 0;
-    for (int q = 0; q < nq; q++)
-        for (int a = 0; a < k; a++) {
-            if (ei[q * k + a] < 0)
-                continue;
-            tot++;
-            for (int c = 0; c < k; c++)
-                hit += fi[q * k + c] == ei[q * k + a];
-        }
-    *recall = tot ? (double)hit / (double)tot : 1.0;
-    *exact_qps = nq / ((double)(t1 - t0) * 1e-9 + 1e-12);
-    *faiss_qps = nq / ((double)(t2 - t1) * 1e-9 + 1e-12);
-    rc = 0;
-done:
-    free(off);
-    free(items);
-    free(vecs);
-    free(ei);
-    free(fi);
-    free(es);
-    free(fs);
-    sr_model_unref(m);
-    sr_backend_unref(be);
-    return rc;
-}
-
-/* Sets retrieval.index in bundle.json (other fields and their order kept), atomically. */
-static int record_index(const char *dir, const char *name)
+/* Sets retrieval.index, and the search parameter with the recall it measured, in bundle.json
+ * (other fields and their order kept), atomically. */
+static int record_index(const char *dir, const char *name, const struct sr_index_tune_result *t,
+                        const struct sr_index_tune_params *tp)
 {
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/bundle.json", dir);
@@ -184,12 +101,19 @@ static int record_index(const char *dir, const char *name)
         json_decref(root);
         return sr__cli_fail("bundle", "%s: line %d: %s", path, je.line, je.text);
     }
-    json_t *r = json_object_get(root, "retrieval");
-    if (!json_is_object(r)) {
-        r = json_object();
-        json_object_set_new(root, "retrieval", r);
-    }
+    json_t *r = json_object();
+    json_object_set_new(root, "retrieval", r); /* replaces an older index's parameters */
     json_object_set_new(r, "index", json_string(name));
+    if (t->param)
+        json_object_set_new(r, t->param, json_integer(t->value));
+    json_t *rc = json_object();
+    for (int i = 0; i < tp->n_ks; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "%d", tp->ks[i]);
+        json_object_set_new(rc, k, json_real((double)(int64_t)(t->recall[i] * 1e4 + 0.5) / 1e4));
+    }
+    json_object_set_new(r, "recall", rc);
+    json_object_set_new(r, "target_recall", json_real(tp->target_recall));
     int bad = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
     json_decref(root);
     if (bad || rename(tmp, path) != 0) {
@@ -203,16 +127,22 @@ static int record_index(const char *dir, const char *name)
 static int bundle_build_index(int argc, char **argv)
 {
     if (sr__cli_wants_help(argc, argv)) {
-        printf("usage: streamrec bundle build-index BUNDLE --factory F [--nprobe N] [--ef-search N]\n"
+        printf("usage: streamrec bundle build-index BUNDLE --factory F [--target-recall R] [-k K]\n"
+               "                                   [--nprobe N | --ef-search N]\n"
                "                                   [--train-sample N] [--queries Q] [--seed S]\n"
                "  Builds a FAISS index (inner product) over the bundle's items first_index..V-1\n"
                "  (ids are bundle indices; with output.bias the vectors are [E_j, b_j] and queries\n"
                "  [q, 1], so the index ranks by the exact model score), writes BUNDLE/items.faiss\n"
                "  and records it in bundle.json (both atomically: temporary file + rename).\n"
-               "  Prints the build time and recall@10 against exact top-k on Q sessions of random\n"
-               "  items encoded by the model (search with --nprobe / --ef-search).\n"
+               "  Then picks the search parameter (nprobe for IVF, ef_search for HNSW): the\n"
+               "  smallest whose recall@K and recall@50 reach R, measured through the serving\n"
+               "  path against exact top-k on Q sessions of random items encoded by the model,\n"
+               "  and records it with the recall in bundle.json (retrieval.nprobe|ef_search,\n"
+               "  retrieval.recall); run and replay use it unless retrieval.nprobe/ef_search are\n"
+               "  set. --nprobe / --ef-search fix the value instead (still measured).\n"
                "  F: an index-factory string, e.g. \"HNSW32\", \"IVF1024,Flat\", \"IVF1024,PQ16\".\n"
-               "  Defaults: --nprobe 16, --ef-search 64, --train-sample 200000, --queries 500.\n");
+               "  Defaults: --target-recall 0.95, -k 10 (recs.k), --train-sample 200000,\n"
+               "  --queries 500.\n");
         return 0;
     }
 #ifndef SR_HAVE_FAISS
@@ -221,17 +151,24 @@ static int bundle_build_index(int argc, char **argv)
                         "found at configure time; see deploy/install-deps.sh)");
 #else
     const char *dir = NULL, *factory = NULL;
-    long nprobe = 16, ef = 64, sample = 200000, nq = 500, seed = 42;
+    long nprobe = 0, ef = 0, sample = 200000, nq = 500, seed = 42, k = 10;
+    double target = 0.95;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long *dst = !strcmp(a, "--nprobe") ? &nprobe : !strcmp(a, "--ef-search") ? &ef
                   : !strcmp(a, "--train-sample") ? &sample : !strcmp(a, "--queries") ? &nq
-                  : !strcmp(a, "--seed") ? &seed : NULL;
-        if (dst || !strcmp(a, "--factory")) {
+                  : !strcmp(a, "--seed") ? &seed : !strcmp(a, "-k") ? &k : NULL;
+        if (dst || !strcmp(a, "--factory") || !strcmp(a, "--target-recall")) {
             if (!v)
                 return sr__cli_fail("bundle", "build-index: %s needs a value", a);
             i++;
-            if (!dst)
+            char *end;
+            if (!strcmp(a, "--target-recall")) {
+                target = strtod(v, &end);
+                if (end == v || *end || !(target > 0 && target <= 1))
+                    return sr__cli_fail("bundle", "build-index: --target-recall: '%s' is not a "
+                                        "number in (0, 1]", v);
+            } else if (!dst)
                 factory = v;
             else if (!parse_long(v, dst == &sample ? 0 : 1, dst == &seed ? (1L << 62) : (1L << 30), dst))
                 return sr__cli_fail("bundle", "build-index: %s: '%s' is not a positive integer", a, v);
@@ -245,6 +182,10 @@ static int bundle_build_index(int argc, char **argv)
     }
     if (!dir || !factory)
         return sr__cli_fail("bundle", "build-index needs BUNDLE and --factory (see --help)");
+    if (nprobe && ef)
+        return sr__cli_fail("bundle", "build-index: --nprobe and --ef-search: give at most one");
+    if (k > 1000)
+        return sr__cli_fail("bundle", "build-index: -k %ld is out of range (1..1000)", k);
     struct sr_error err;
     sr_bundle_t *b = NULL;
     /* An existing retrieval.index is not read: building a new one is how a bad one is fixed. */
@@ -264,9 +205,14 @@ static int bundle_build_index(int argc, char **argv)
         goto done;
     }
     double build_s = (double)(sr_now_ns() - t0) * 1e-9;
-    double recall = 0, fq = 0, eq = 0;
-    if (measure_recall(b, ix, (int)nprobe, (int)ef, (int)nq, (uint64_t)seed, &recall, &fq, &eq))
+    struct sr_index_tune_params tp = {.target_recall = target, .ks = {(int)k, 50},
+                                      .n_ks = k == 50 ? 1 : 2, .queries = (int)nq,
+                                      .seed = (uint64_t)seed, .fixed = (int)(nprobe ? nprobe : ef)};
+    struct sr_index_tune_result tr;
+    if (sr_bundle_index_tune(b, ix, &tp, &tr, &err) != SR_OK) {
+        sr__cli_fail("bundle", "build-index: recall check: %s", err.msg);
         goto done;
+    }
     if (sr_faiss_write(ix, tmp, &err) != SR_OK) {
         unlink(tmp);
         sr__cli_fail("bundle", "%s", err.msg);
@@ -277,7 +223,7 @@ static int bundle_build_index(int argc, char **argv)
         sr__cli_fail("bundle", "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         goto done;
     }
-    if (record_index(in->dir, "items.faiss"))
+    if (record_index(in->dir, "items.faiss", &tr, &tp))
         goto done;
     sr_bundle_t *check = NULL;
     if (sr_bundle_load(in->dir, &check, &err) != SR_OK) {
@@ -288,10 +234,22 @@ static int bundle_build_index(int argc, char **argv)
     printf("index        %s (%s, d %d, %lld vectors)\n", path, sr_faiss_describe(ix),
            sr_faiss_d(ix), (long long)sr_faiss_ntotal(ix));
     printf("build        %.2f s\n", build_s);
-    printf("recall@10    %.4f vs exact on %ld encoded random sessions (nprobe %ld, ef_search %ld)\n",
-           recall, nq, nprobe, ef);
-    printf("queries/s    faiss %.0f, exact %.0f (batch of %ld, 1 process)\n", fq, eq, nq);
-    printf("bundle.json  retrieval.index = \"items.faiss\"\n");
+    if (tr.param)
+        printf("%-12s %d (%s; %d values measured)\n", tr.param, tr.value,
+               tp.fixed ? "as given" : tr.reached ? "the smallest reaching the target"
+                                                  : "the largest tried: the target is NOT reached",
+               tr.tried);
+    for (int i = 0; i < tp.n_ks; i++)
+        printf("recall@%-5d %.4f vs exact on %ld encoded random sessions (target %.2f)\n",
+               tp.ks[i], tr.recall[i], nq, target);
+    printf("queries/s    faiss %.0f, exact %.0f (batch of %ld, 1 process)\n", tr.faiss_qps,
+           tr.exact_qps, nq);
+    printf("bundle.json  retrieval.index = \"items.faiss\"%s%s%s\n", tr.param ? ", retrieval." : "",
+           tr.param ? tr.param : "", tr.param ? " and its recall" : "");
+    if (!tr.reached)
+        fprintf(stderr, "streamrec bundle: build-index: recall target %.2f not reached with %s; "
+                "the largest value tried is recorded (a finer index may reach it)\n", target,
+                factory);
     rc = 0;
 done:
     sr_faiss_destroy(ix);

@@ -26,8 +26,13 @@ static void usage(void)
 static int log_key(void *opaque, const char *key, const char *value)
 {
     (void)opaque;
-    sr_log(SR_LOG_INFO, "run", "configuration", "%s=%s", key,
-           sr_config_key_is_secret(key) ? "***" : value);
+    const char *v = sr_config_key_is_secret(key) ? "***" : value;
+    /* JSON: fields "key" and "value", not one field per configuration key (an indexer would
+     * map "kafka" as an object and "kafka.x" under it, key by key) */
+    if (sr_log_get_format() == SR_LOG_FORMAT_JSON)
+        sr_log(SR_LOG_INFO, "run", "configuration", "key=%s value=\"%s\"", key, v);
+    else
+        sr_log(SR_LOG_INFO, "run", "configuration", "%s=%s", key, v);
     return 0;
 }
 

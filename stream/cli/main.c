@@ -30,11 +30,20 @@ struct config_report {
     int n;
 };
 
+/* A command's error line: "streamrec CMD: msg", or a JSON log line under log.format=json. */
+static void cli_line(const char *cmd, const char *msg)
+{
+    if (sr_log_get_format() == SR_LOG_FORMAT_JSON)
+        sr_log_always(SR_LOG_ERROR, cmd, msg, NULL);
+    else
+        fprintf(stderr, "streamrec %s: %s\n", cmd, msg);
+}
+
 static void print_problem(void *opaque, const char *line)
 {
     struct config_report *r = opaque;
     r->n++;
-    fprintf(stderr, "streamrec %s: %s\n", r->cmd, line);
+    cli_line(r->cmd, line);
 }
 
 int sr__cli_config_load(const char *cmd, sr_config_t *cfg, const char *file, bool use_env,
@@ -75,7 +84,7 @@ int sr__cli_fail(const char *cmd, const char *fmt, ...)
     for (char *p = msg; *p; p++)
         if (*p == '\n')
             *p = ' ';
-    fprintf(stderr, "streamrec %s: %s\n", cmd, msg);
+    cli_line(cmd, msg);
     return 1;
 }
 

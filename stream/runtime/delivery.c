@@ -178,7 +178,8 @@ void sr__rt_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         /* A dead letter the broker refuses (too large for its message.max.bytes, a policy):
          * logged and counted, never a reason to reprocess or stop the stream (DESIGN §4).
          * Under exactly_once the transaction aborts instead, below. */
-        sr_log(SR_LOG_ERROR, CMP, "dead letter dropped", "source=%s[%d]@%lld error=\"%s\"",
+        sr_log(SR_LOG_ERROR, CMP, "dead letter dropped", "topic=%s partition=%d offset=%lld "
+               "error=\"%s\"",
                rd_kafka_topic_name(b->msgs[ref->row]->rkt), (int)b->msgs[ref->row]->partition,
                (long long)b->msgs[ref->row]->offset, rd_kafka_err2str(m->err));
         __atomic_fetch_add(&rt->dlq_dropped, 1, __ATOMIC_RELAXED);

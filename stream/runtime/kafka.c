@@ -5,23 +5,91 @@
  * The sink is called on the thread that runs the graph; librdkafka's produce is thread-safe. */
 #include "sr_stream.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <time.h>
 
+/* A broker failure at error level reaches the application twice with the same text: at once
+ * as a FAIL log line (from the broker thread, so also while nothing polls the client, e.g.
+ * during start-up) and later as an error for the error_cb. The FAIL line is logged and
+ * remembered here (client + hash of the text, the last FAIL_RING of them), and
+ * sr_kafka_error_log skips the error it describes: each occurrence is logged once. */
+#define FAIL_RING 64
+static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct fail_seen {
+    const rd_kafka_t *rk;
+    uint64_t hash;
+} fail_ring[FAIL_RING];
+static unsigned fail_next;
+
+/* The text without librdkafka's "[thrd:NAME]: " prefix (log.thread.name). */
+static const char *strip_thread(const char *buf)
+{
+    const char *e = strncmp(buf, "[thrd:", 6) ? NULL : strstr(buf, "]: ");
+    return e ? e + 3 : buf;
+}
+
 void sr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
     /* syslog levels: errors and warnings always; notices and info only when debugging (e.g.
      * the mock broker's own "no bootstrap.servers"). kafka.* keys go to both clients, so a
      * side-specific one warns on the other (CONFWARN): not news either. */
     sr_log_level_t l = level <= 3 ? SR_LOG_ERROR : level <= 4 ? SR_LOG_WARN : SR_LOG_DEBUG;
     if (!strcmp(fac, "CONFWARN"))
         l = SR_LOG_DEBUG;
+    if (level <= 3 && !strcmp(fac, "FAIL")) {
+        const char *t = strip_thread(buf);
+        pthread_mutex_lock(&fail_mu);
+        fail_ring[fail_next++ % FAIL_RING] = (struct fail_seen){rk, sr_hash64(t, strlen(t))};
+        pthread_mutex_unlock(&fail_mu);
+    }
     if (l == SR_LOG_DEBUG && !SR_LOG_DEBUG_ON())
         return;
-    sr_log(l, "kafka", buf, "facility=%s", fac);
+    sr_log(l, "kafka", buf, "client=%s facility=%s", rk ? rd_kafka_name(rk) : "-", fac);
+}
+
+void sr_kafka_error_log(const rd_kafka_t *rk, int err, const char *reason)
+{
+    uint64_t h = sr_hash64(reason, strlen(reason));
+    bool seen = false;
+    pthread_mutex_lock(&fail_mu);
+    for (unsigned i = 0; i < FAIL_RING && !seen; i++) {
+        if (fail_ring[i].rk == rk && fail_ring[i].hash == h) {
+            fail_ring[i].rk = NULL;
+            seen = true;
+        }
+    }
+    pthread_mutex_unlock(&fail_mu);
+    if (!seen)
+        sr_log(SR_LOG_WARN, "kafka", "kafka error", "client=%s error=%s reason=\"%s\"",
+               rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)opaque;
+    sr_kafka_error_log(rk, err, reason);
+}
+
+const char *sr_kafka_offset_str(int64_t offset, char buf[SR_KAFKA_OFFSET_STR])
+{
+    switch (offset) {
+    case RD_KAFKA_OFFSET_BEGINNING: return "beginning";
+    case RD_KAFKA_OFFSET_END: return "end";
+    case RD_KAFKA_OFFSET_STORED: return "stored";
+    case RD_KAFKA_OFFSET_INVALID: return "(none)";
+    default: break;
+    }
+    if (offset <= RD_KAFKA_OFFSET_TAIL_BASE)
+        snprintf(buf, SR_KAFKA_OFFSET_STR, "end-%lld",
+                 (long long)(RD_KAFKA_OFFSET_TAIL_BASE - offset));
+    else if (offset < 0)
+        snprintf(buf, SR_KAFKA_OFFSET_STR, "(logical %lld)", (long long)offset);
+    else
+        snprintf(buf, SR_KAFKA_OFFSET_STR, "%lld", (long long)offset);
+    return buf;
 }
 
 bool sr__kafka_err_is_access(rd_kafka_resp_err_t e)
@@ -84,6 +152,7 @@ sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_k
     if (!conf)
         return sr_error_set(err, SR_ENOMEM, "out of memory");
     rd_kafka_conf_set_log_cb(conf, sr_kafka_log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb); /* without one, each error is logged again */
     sr_err_t rc = SR_OK;
     if (side == SR_KAFKA_CONSUMER) {
         const char *group = sr_config_get(cfg, "kafka.group.id");
@@ -187,6 +256,8 @@ static sr_err_t topic_emit(void *opaque, const struct sr_batch *b, int32_t row, 
     rd_kafka_headers_t *h = rd_kafka_headers_new(4);
     rd_kafka_header_add(h, "streamrec.model.version", -1, rec->model_version,
                         (ssize_t)rec->model_version_len);
+    if (rec->variant)
+        rd_kafka_header_add(h, "streamrec.variant", -1, rec->variant, (ssize_t)rec->variant_len);
     sr_kafka_headers_add_source(h, rec->source_topic, rec->source_topic_len,
                                 rec->source_partition, rec->source_offset);
     void *mo = s->p.msg_opaque ? s->p.msg_opaque(s->p.ctx, b, row) : NULL;

@@ -65,8 +65,7 @@ void sr__rt_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
              rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
         return;
     }
-    sr_log(SR_LOG_WARN, CMP, "kafka error", "client=%s error=\"%s\" reason=\"%s\"",
-           rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    sr_kafka_error_log(rk, err, reason);
 }
 
 static void counter(struct sr_buf *b, const char *name, const char *help, uint64_t v)
@@ -141,7 +140,8 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
         sr_buf_appendf(b, "streamrec_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n", rt->input_topic,
              (int)rt->lags[i].partition, (long long)rt->lags[i].lag);
     pthread_mutex_unlock(&rt->mmu);
-    gauge(b, "streamrec_sessions", "sessions held in state",
+    gauge(b, "streamrec_sessions", "sessions held in state, after the last commit (exact on "
+          "memory, RocksDB's estimate on rocksdb)",
           (double)__atomic_load_n(&rt->sessions, __ATOMIC_RELAXED));
     gauge(b, "streamrec_inflight_events", "events consumed and not yet committed",
           (double)rt->inflight_events);
@@ -203,6 +203,25 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
                    "streamrec_model_reloads_total{result=\"ok\"} %llu\n"
                    "streamrec_model_reloads_total{result=\"refused\"} %llu\n",
                    (unsigned long long)rt->reloads_ok, (unsigned long long)rt->reloads_refused);
+    /* mmu: the worker swaps rt->g under it and destroys the old graph only after (reload.c) */
+    pthread_mutex_lock(&rt->mmu);
+    int nv = 0;
+    const struct sr_variant *vs = rt->g ? sr_graph_variants(rt->g, &nv) : NULL;
+    if (nv) {
+        sr_buf_appendf(b, "# HELP streamrec_variant_recommendations_total recommendations by A/B "
+                          "variant (model.variants)\n"
+                          "# TYPE streamrec_variant_recommendations_total counter\n");
+        for (int v = 0; v < nv; v++)
+            sr_buf_appendf(b, "streamrec_variant_recommendations_total{variant=\"%s\","
+                              "model_version=\"%s\"} %" PRIu64 "\n", vs[v].name, vs[v].version,
+                           __atomic_load_n(&vs[v].recommendations, __ATOMIC_RELAXED));
+        sr_buf_appendf(b, "# HELP streamrec_variant_share percent of sessions assigned to the "
+                          "variant\n# TYPE streamrec_variant_share gauge\n");
+        for (int v = 0; v < nv; v++)
+            sr_buf_appendf(b, "streamrec_variant_share{variant=\"%s\"} %u\n", vs[v].name,
+                           vs[v].share);
+    }
+    pthread_mutex_unlock(&rt->mmu);
 }
 
 /* POST /admin/reload (reload.c): answered to loopback peers only, whatever metrics.listen

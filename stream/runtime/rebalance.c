@@ -58,10 +58,12 @@ void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs)
     if (applied >= 0 && applied + 1 > start)
         start = applied + 1;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, rt->input_topic, rs->partition)->offset =
-        start >= 0 ? start : RD_KAFKA_OFFSET_BEGINNING;
-    sr_log(SR_LOG_INFO, CMP, "partition restored: consuming", "topic=%s partition=%d offset=%lld "
-           "applied=%lld", rt->input_topic, (int)rs->partition, (long long)start, (long long)applied);
+    int64_t from = start >= 0 ? start : RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_topic_partition_list_add(l, rt->input_topic, rs->partition)->offset = from;
+    char ob[SR_KAFKA_OFFSET_STR];
+    sr_log(SR_LOG_INFO, CMP, "partition restored: consuming", "topic=%s partition=%d offset=%s "
+           "applied=%lld", rt->input_topic, (int)rs->partition, sr_kafka_offset_str(from, ob),
+           (long long)applied);
     int64_t committed = rs->committed;
     restore_forget(rt, rs);
     rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, l, 0);
@@ -89,18 +91,12 @@ void sr__rt_log_parts(const char *what, const rd_kafka_topic_partition_list_t *l
     char buf[512];
     size_t n = 0;
     buf[0] = 0;
-    /* "events[3]@17"; a logical offset by name ("events[3]" alone where there is none). */
+    /* "events[3]@17", a logical offset by name: "events[3]@beginning", "events[3]@(none)". */
     for (int i = 0; i < l->cnt && n + 48 < sizeof buf; i++) {
-        int64_t o = l->elems[i].offset;
-        char at[32] = "";
-        if (o >= 0)
-            snprintf(at, sizeof at, "@%lld", (long long)o);
-        else if (o == RD_KAFKA_OFFSET_BEGINNING)
-            snprintf(at, sizeof at, "@beginning");
-        else if (o == RD_KAFKA_OFFSET_END)
-            snprintf(at, sizeof at, "@end");
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s[%d]%s", i ? "," : "",
-                              l->elems[i].topic, (int)l->elems[i].partition, at);
+        char ob[SR_KAFKA_OFFSET_STR];
+        int k = snprintf(buf + n, sizeof buf - n, "%s%s[%d]@%s", i ? "," : "", l->elems[i].topic,
+                         (int)l->elems[i].partition, sr_kafka_offset_str(l->elems[i].offset, ob));
+        n = k < 0 || (size_t)k >= sizeof buf - n ? sizeof buf - 1 : n + (size_t)k;
     }
     sr_log(SR_LOG_INFO, CMP, what, "count=%d partitions=%s", l->cnt, buf);
 }

@@ -205,7 +205,6 @@ sr_err_t sr__rt_watch_start(sr_runtime_t *rt, struct sr_error *err)
     sr_err_t rc = sr_config_get_int(rt->cfg, "model.watch.interval.ms", &ms, err);
     if (rc != SR_OK || ms <= 0)
         return rc;
-    snprintf(rt->watch_seen, sizeof rt->watch_seen, "%s", rt->model_dir);
     uv_timer_init(&rt->loop, &rt->watch_timer);
     rt->watch_timer.data = rt;
     uv_timer_start(&rt->watch_timer, on_watch, (uint64_t)ms, (uint64_t)ms);
@@ -221,11 +220,14 @@ void sr__rt_reload_free(struct reload *r)
     free(r);
 }
 
-/* Worker: the swap, between two batches. */
+/* Worker: the swap, between two batches. Under mmu: /metrics reads the graph's A/B variants
+ * from the loop under it, so the old graph is destroyed only once no reader can hold it. */
 void sr__rt_reload_swap(sr_runtime_t *rt, struct reload *r)
 {
+    pthread_mutex_lock(&rt->mmu);
     sr_graph_t *old = rt->g;
     rt->g = r->g;
     r->g = NULL;
+    pthread_mutex_unlock(&rt->mmu);
     sr_graph_destroy(old);
 }

@@ -110,7 +110,8 @@ struct sr_runtime {
     struct sr_sink outputs;  /* the graph's outputs: sink to output.topic, dead letters */
     const char *input_topic, *dlq_topic;
     /* graph + worker */
-    sr_graph_t *g;
+    sr_graph_t *g;           /* the worker's; replaced (JOB_SWAP) under mmu, read on the loop
+                              * under mmu only (A/B variant metrics) */
     sr_state_t *state;       /* the session store (the runtime owns it; the graph borrows it) */
     struct sr_stats stats;
     pthread_mutex_t g_mu;    /* sr_graph_commit (worker) vs applied-offset reads (loop) */
@@ -175,7 +176,6 @@ struct sr_runtime {
     struct part_lag *lags;
     int n_lags;
     uint64_t sessions;       /* written by the worker (atomic) */
-    uint64_t sessions_at;
     /* model lifecycle (reload.c; loop thread): what is live, updated when a swap completes */
     char model_version[256], model_dir[PATH_MAX];
     struct reload *reload;   /* the reload in flight (threadpool, then the job queue), or NULL */

@@ -160,13 +160,23 @@ enum sr_kafka_side { SR_KAFKA_CONSUMER = 0, SR_KAFKA_PRODUCER = 1 };
  * from kafka.group.id, cooperative-sticky, enable.auto.offset.store=false, earliest reset;
  * producer: enable.idempotence=true, linger.ms=1), then every explicitly set `kafka.*` key with the prefix
  * stripped, `kafka.consumer.*` / `kafka.producer.*` to that side only. Errors name the key,
- * never the value (secrets). Log lines of the client go to sr_log. Caller owns *out. */
+ * never the value (secrets). Log lines and errors of the client go to sr_log (sr_kafka_log_cb,
+ * sr_kafka_error_log; a caller may set its own error_cb). Caller owns *out. */
 sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_kafka_conf_t **out,
                            struct sr_error *err);
-/* Sets one librdkafka property (SR_ECONFIG naming the key on failure). */
-/* librdkafka's log lines through sr_log ("ts level kafka msg facility=..."): errors and
- * warnings; the rest only at log level debug. For rd_kafka_conf_set_log_cb. */
+/* librdkafka's log lines through sr_log (component kafka, fields client and facility): errors
+ * and warnings; the rest only at log level debug. For rd_kafka_conf_set_log_cb. */
 void sr_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+/* Logs an error_cb's error (component kafka, fields client, error, reason) unless it is a
+ * broker failure sr_kafka_log_cb already logged (the same client and text): one line per
+ * occurrence. Any thread. */
+void sr_kafka_error_log(const rd_kafka_t *rk, int err, const char *reason);
+/* An offset for logs: the number, or the logical offset's name: "beginning", "end",
+ * "stored", "(none)" (RD_KAFKA_OFFSET_INVALID), "end-N" (a tail offset). Returns buf or a
+ * literal; buf holds SR_KAFKA_OFFSET_STR bytes. The one wording of offsets in every log line. */
+#define SR_KAFKA_OFFSET_STR 32
+const char *sr_kafka_offset_str(int64_t offset, char buf[SR_KAFKA_OFFSET_STR]);
+/* Sets one librdkafka property (SR_ECONFIG naming the key on failure). */
 sr_err_t sr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                            struct sr_error *err);
 /* True when kafka.bootstrap.servers is set. */

@@ -150,7 +150,7 @@ sr_err_t sr_topic_source_open(const sr_config_t *cfg, const char *topic,
                 start = o;
             else if (o < 0) /* no time index (the mock) or no later message: scan and filter */
                 sr_log(SR_LOG_INFO, "replay", "no offset for the start time: scanning the partition",
-                       "topic=%s partition=%d time=%lld", topic, (int)p, (long long)r->start);
+                       "topic=%s partition=%d start_time=%lld", topic, (int)p, (long long)r->start);
         }
         if (r->end >= 0 && !r->end_is_time && r->end < end)
             end = r->end;

@@ -487,7 +487,56 @@ def case_compare(args, tmp):
                                                                   p.stderr.decode()[-300:], want))
 
 
-CASES = {"compare": case_compare, "state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
+def case_variants(args, tmp):
+    """A/B in one graph: the same bytes for batch sizes 1 and 512 and for memory and RocksDB
+    state; a session never changes arm; each arm's items are what its bundle alone answers; the
+    version and variant fields name the arm."""
+    ev = events_path(args)
+    cand = os.path.join(tmp, "cand")
+    shutil.copytree(os.path.join(args.data, "gpt2-small"), cand)
+    with open(os.path.join(cand, "bundle.json")) as f:
+        meta = json.load(f)
+    meta["version"] = "candidate-v2"
+    with open(os.path.join(cand, "bundle.json"), "w") as f:
+        json.dump(meta, f)
+    ab = ["model.variants=control,cand", "model.variant.control.share=40",
+          "model.variant.cand.bundle=" + cand]
+    outs = []
+    for what, sets in (("b1", ["state.backend=memory", "batch.max.events=1"]),
+                       ("b512", ["state.backend=memory", "batch.max.events=512"]),
+                       ("rocksdb", ["state.backend=rocksdb", "batch.max.events=37",
+                                    "state.dir=" + os.path.join(tmp, "db")])):
+        out = os.path.join(tmp, "ab_%s.jsonl" % what)
+        replay(args, tmp, ev, out, sets + ab)
+        outs.append((what, out))
+    for what, out in outs[1:]:
+        same_bytes(outs[0][1], out, "A/B output, batch 1 vs %s" % what)
+    single = os.path.join(tmp, "single.jsonl")
+    replay(args, tmp, ev, single, ["state.backend=memory"])
+    by_offset_single = {json.loads(l)["source"]["offset"]: json.loads(l) for l in read_lines(single)}
+    arm, count = {}, {"control": 0, "cand": 0}
+    for line in read_lines(outs[0][1]):
+        r = json.loads(line)
+        v = r.get("variant")
+        if v not in count:
+            raise Fail("variant %r in %s" % (v, line[:200]))
+        count[v] += 1
+        if arm.setdefault(r["session_id"], v) != v:
+            raise Fail("session %s changed arm" % r["session_id"])
+        want = {"control": "gpt2-small-v1", "cand": "candidate-v2"}[v]
+        if r["model_version"] != want:
+            raise Fail("variant %s answered with model_version %s" % (v, r["model_version"]))
+        s = by_offset_single[r["source"]["offset"]]
+        if r["items"] != s["items"]:
+            raise Fail("offset %s: items differ from the bundle alone" % r["source"]["offset"])
+    if sum(count.values()) != len(by_offset_single) or min(count.values()) == 0:
+        raise Fail("recommendations by variant %r, %d without variants" % (count, len(by_offset_single)))
+    # without model.variants nothing changes: no variant field
+    if any(b'"variant"' in l for l in read_lines(single)):
+        raise Fail("a recommendation without model.variants has a variant field")
+
+
+CASES = {"variants": case_variants, "compare": case_compare, "state_dir": case_state_dir, "golden": case_golden, "batch_size": case_batch_size, "backend": case_backend,
          "restart": case_restart, "avro_input": case_avro_input, "avro_output": case_avro_output,
          "exclude_types": case_exclude_types, "incremental": case_incremental}
 

@@ -335,6 +335,58 @@ static void test_bundle_index_model(void **state)
     check_model_agrees("ref/gpt2_prefix_bias", "IVF16,Flat", 0.95);
 }
 
+/* build-index's recall promise: the chosen nprobe / ef_search reaches the target at every k,
+ * measured again it gives the same recall, and (IVF, where recall grows with nprobe) one less
+ * does not reach it; an index without a search parameter is only measured. */
+static void test_index_tune(void **state)
+{
+    (void)state;
+    static const struct { const char *fixture, *factory, *param; } cases[] = {
+        {"gpt2-small", "IVF64,Flat", "nprobe"},
+        {"ref/gpt2_prefix_bias", "IVF16,Flat", "nprobe"},
+        {"gpt2-small", "HNSW32", "ef_search"},
+        {"gpt2-small", "Flat", NULL},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        struct sr_error err = {0};
+        sr_bundle_t *b = NULL;
+        char *dir = tmpdir_copy(cases[c].fixture);
+        assert_int_equal(sr_bundle_load(dir, &b, &err), SR_OK);
+        sr_faiss_t *ix = NULL;
+        if (sr_bundle_index_build(b, cases[c].factory, 0, 1, &ix, &err) != SR_OK)
+            fail_msg("%s", err.msg);
+        struct sr_index_tune_params tp = {.target_recall = 0.95, .ks = {10, 50}, .n_ks = 2,
+                                          .queries = 300, .seed = 7};
+        struct sr_index_tune_result r, again;
+        if (sr_bundle_index_tune(b, ix, &tp, &r, &err) != SR_OK)
+            fail_msg("%s", err.msg);
+        print_message("%s %s: %s %d, recall@10 %.4f @50 %.4f, %d measured\n", cases[c].fixture,
+                      cases[c].factory, r.param ? r.param : "-", r.value, r.recall[0],
+                      r.recall[1], r.tried);
+        assert_true(r.reached);
+        assert_true(r.recall[0] >= 0.95 && r.recall[1] >= 0.95);
+        if (!cases[c].param) {
+            assert_null(r.param);
+        } else {
+            assert_string_equal(r.param, cases[c].param);
+            tp.fixed = r.value;
+            assert_int_equal(sr_bundle_index_tune(b, ix, &tp, &again, &err), SR_OK);
+            assert_true(again.reached && again.recall[0] == r.recall[0] &&
+                        again.recall[1] == r.recall[1]);
+            if (!strcmp(r.param, "nprobe") && r.value > 1) {
+                tp.fixed = r.value - 1;
+                assert_int_equal(sr_bundle_index_tune(b, ix, &tp, &again, &err), SR_OK);
+                assert_false(again.reached);
+            }
+        }
+        tp.n_ks = 0;
+        assert_int_equal(sr_bundle_index_tune(b, ix, &tp, &again, &err), SR_EINVAL);
+        sr_faiss_destroy(ix);
+        sr_bundle_unref(b);
+        rmtree(dir);
+    }
+}
+
 static void test_bundle_index_refused(void **state)
 {
     (void)state;
@@ -551,6 +603,15 @@ static void test_cli_score_replay(void **state)
                          STREAMREC, dir, dir), 0);
     assert_int_equal(run("grep -q 'recall@10' %s/build.out && grep -q items.faiss %s/bundle.json",
                          dir, dir), 0);
+    /* the chosen ef_search and its recall are recorded, and a load reads them back */
+    assert_int_equal(run("grep -q '\"ef_search\"' %s/bundle.json && grep -q '\"recall\"' "
+                         "%s/bundle.json", dir, dir), 0);
+    sr_bundle_t *tuned = NULL;
+    struct sr_error terr = {0};
+    assert_int_equal(sr_bundle_load(dir, &tuned, &terr), SR_OK);
+    assert_true(sr_bundle_info(tuned)->index_ef_search > 0);
+    assert_int_equal(sr_bundle_info(tuned)->index_nprobe, 0);
+    sr_bundle_unref(tuned);
     assert_int_equal(run("%s bundle check %s | grep -q 'IDMap,HNSW32'", STREAMREC, dir), 0);
     const char *sess = SR_TEST_DATA "/gpt2-small.sessions.jsonl";
     assert_int_equal(run("%s score %s --retrieval exact < %s > %s/exact.jsonl 2>/dev/null",
@@ -589,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_wrapper),
         cmocka_unit_test(test_recall_clustered),
         cmocka_unit_test(test_bundle_index_model),
+        cmocka_unit_test(test_index_tune),
         cmocka_unit_test(test_bundle_index_refused),
         cmocka_unit_test(test_python_index),
         cmocka_unit_test(test_cli_score_replay),

@@ -79,6 +79,7 @@ struct capture {
     const char *bad;    /* value that must never be recommended */
     uint64_t recs, items, bad_items;
     int64_t last_ts;         /* event_timestamp_ms of the last recommendation */
+    uint64_t variant_a, variant_b, no_variant; /* recommendations by variant name */
     struct sr_state *state;  /* the graph's session store (build opens it) */
 };
 
@@ -91,6 +92,12 @@ static sr_err_t capture_emit(void *opaque, const struct sr_batch *b, int32_t row
     struct capture *c = opaque;
     c->recs++;
     c->last_ts = rec->event_timestamp_ms;
+    if (!rec->variant)
+        c->no_variant++;
+    else if (rec->variant_len == 1 && rec->variant[0] == 'a')
+        c->variant_a++;
+    else if (rec->variant_len == 1 && rec->variant[0] == 'b')
+        c->variant_b++;
     for (size_t i = 0; i < rec->n_items; i++) {
         c->items++;
         int32_t j = sr_bundle_item_index(c->bundle, rec->items[i].item_id, rec->items[i].item_id_len);
@@ -180,6 +187,95 @@ static sr_err_t build(sr_config_t *cfg, struct capture *cap, struct sr_stats *st
         cap->state = NULL;
     }
     return rc;
+}
+
+/* A/B: 10^4 session ids split by their shares within 2 points, the same id always in the
+ * same arm. */
+static void test_variant_split(void **state)
+{
+    (void)state;
+    static const struct { int n; uint32_t cum[3]; } cases[] = {
+        {2, {50, 100}}, {2, {90, 100}}, {3, {20, 50, 100}}, {2, {0, 100}}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        int count[3] = {0};
+        for (int i = 0; i < 10000; i++) {
+            char id[32];
+            int len = snprintf(id, sizeof id, "session-%d", i);
+            int v = sr_variant_of(id, (size_t)len, cases[c].cum, cases[c].n);
+            assert_true(v >= 0 && v < cases[c].n);
+            assert_int_equal(sr_variant_of(id, (size_t)len, cases[c].cum, cases[c].n), v);
+            count[v]++;
+        }
+        for (int v = 0; v < cases[c].n; v++) {
+            int share = (int)cases[c].cum[v] - (v ? (int)cases[c].cum[v - 1] : 0);
+            if (abs(count[v] - share * 100) > 200)
+                fail_msg("shares %u/%u: variant %d got %d of 10000", cases[c].cum[0],
+                         cases[c].cum[1], v, count[v]);
+        }
+    }
+}
+
+/* A/B through a graph: every recommendation names its variant, the split follows the shares,
+ * and the two arms together answer exactly what one bundle answers. */
+static void test_variants_graph(void **state)
+{
+    (void)state;
+    struct sr_error err = {0};
+    uint64_t single_recs = 0;
+    for (int ab = 0; ab < 2; ab++) {
+        sr_config_t *cfg = base_config();
+        if (ab) {
+            set(cfg, "model.variants", "a,b");
+            set(cfg, "model.variant.a.share", "50");
+            set(cfg, "model.variant.b.bundle", BUNDLE);
+        }
+        struct capture cap = {.attr_col = -1};
+        assert_int_equal(sr_bundle_load(BUNDLE, &cap.bundle, &err), SR_OK);
+        struct sr_stats stats = {0};
+        struct sr_sink sink;
+        sr_graph_t *g = NULL;
+        if (build(cfg, &cap, &stats, &sink, &g, &err) != SR_OK)
+            fail_msg("build: %s", err.msg);
+        run_events(g, cap.state, ab ? 7 : 64);
+        int nv;
+        const struct sr_variant *vs = sr_graph_variants(g, &nv);
+        if (!ab) {
+            single_recs = cap.recs;
+            assert_int_equal(nv, 0);
+            assert_int_equal(cap.no_variant, cap.recs);
+        } else {
+            assert_int_equal(nv, 2);
+            assert_int_equal(cap.recs, single_recs);
+            assert_int_equal(cap.no_variant, 0);
+            assert_true(cap.variant_a > cap.recs / 4 && cap.variant_b > cap.recs / 4);
+            assert_int_equal(vs[0].recommendations, cap.variant_a);
+            assert_int_equal(vs[1].recommendations, cap.variant_b);
+            assert_int_equal(vs[0].share + vs[1].share, 100);
+        }
+        sr_graph_destroy(g);
+        sr_state_close(cap.state);
+        sr_bundle_unref(cap.bundle);
+        sr_config_destroy(cfg);
+    }
+    /* refused: shares over 100, a key for a variant not listed, an option that does not exist */
+    static const struct { const char *k1, *v1, *k2, *v2, *expect; } bad[] = {
+        {"model.variant.a.share", "70", "model.variant.b.share", "50", "add up to 120"},
+        {"model.variant.c.share", "10", NULL, NULL, "model.variant.c.share: unknown key"},
+        {"model.variant.a.colour", "red", NULL, NULL, "unknown option of a variant"},
+        {"model.variant.a.share", "abc", NULL, NULL, "expected a percentage"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sr_config_t *cfg = base_config();
+        set(cfg, "model.variants", "a,b");
+        set(cfg, bad[i].k1, bad[i].v1);
+        if (bad[i].k2)
+            set(cfg, bad[i].k2, bad[i].v2);
+        memset(&err, 0, sizeof err);
+        assert_int_equal(sr_graph_config_check(cfg, NULL, NULL, &err), SR_ECONFIG);
+        if (!strstr(err.msg, bad[i].expect))
+            fail_msg("case %zu: '%s' does not say '%s'", i, err.msg, bad[i].expect);
+        sr_config_destroy(cfg);
+    }
 }
 
 static void test_unknown_op_type(void **state)
@@ -747,6 +843,8 @@ int main(void)
     sr_log_set_level(SR_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validate_missing_column),
+        cmocka_unit_test(test_variant_split),
+        cmocka_unit_test(test_variants_graph),
         cmocka_unit_test(test_validate_type_mismatch),
         cmocka_unit_test(test_unknown_op_type),
         cmocka_unit_test(test_graph_ops_undeclared),

@@ -652,7 +652,7 @@ static void test_rec_json_matches_expected_file(void **state)
 
 static const struct sr_scored_item items2[] = {{"i42", 3, 3.17}, {"i\"7", 3, -1.0}};
 static const struct sr_rec rec1 = {"s1", 2, NULL, 0, 1700000000000, "v1", 2, items2, 2,
-                                   "events", 6, 3, 17};
+                                   "events", 6, 3, 17, NULL, 0};
 
 static void test_rec_json_form(void **state)
 {
@@ -675,6 +675,23 @@ static void test_rec_json_form(void **state)
     assert_int_equal(sr_rec_encode(e, &empty, &b, NULL), SR_OK);
     assert_non_null(strstr(b.data, "\"user_id\": \"u\""));
     assert_non_null(strstr(b.data, "\"items\": [], "));
+    /* under A/B the variant follows source; a JSON reader takes it back */
+    struct sr_rec ab = rec1;
+    ab.variant = "b";
+    ab.variant_len = 1;
+    sr_buf_reset(&b);
+    assert_int_equal(sr_rec_encode(e, &ab, &b, NULL), SR_OK);
+    const char *tail = "\"offset\": 17}, \"variant\": \"b\"}";
+    assert_true(b.len > strlen(tail));
+    assert_memory_equal(b.data + b.len - strlen(tail), tail, strlen(tail));
+    sr_arena_t *arena = sr_arena_new(1 << 16);
+    struct sr_rec back;
+    assert_int_equal(sr_rec_decode_json(b.data, b.len, arena, &back, NULL), SR_OK);
+    assert_int_equal(back.variant_len, 1);
+    assert_memory_equal(back.variant, "b", 1);
+    assert_int_equal(sr_rec_decode_json(want, strlen(want), arena, &back, NULL), SR_OK);
+    assert_null(back.variant);
+    sr_arena_destroy(arena);
     struct sr_rec bad = rec1;
     bad.model_version = "\xff";
     bad.model_version_len = 1;
@@ -729,6 +746,9 @@ static void check_rec_avro(const char *data, size_t len)
     avro_value_get_by_name(&f, "offset", &b, NULL);
     avro_value_get_long(&b, &l);
     assert_int_equal(l, 17);
+    avro_value_get_by_name(&v, "variant", &f, NULL);
+    avro_value_get_current_branch(&f, &b);
+    assert_int_equal(avro_value_get_type(&b), AVRO_NULL);
     avro_reader_free(r);
     avro_value_decref(&v);
     avro_value_iface_decref(cls);

@@ -333,7 +333,8 @@ struct msg {
     size_t key_len, value_len;
     int32_t partition;
     int64_t offset;
-    char hdr[4][128]; /* error/model.version, source.topic, source.partition, source.offset */
+    char hdr[5][128]; /* error/model.version, source.topic, source.partition, source.offset,
+                       * variant */
 };
 
 struct msgs {
@@ -411,6 +412,7 @@ static inline void consume_topic(const char *bootstraps, const char *topic, int 
             header_copy(rm, "streamrec.source.partition", m->hdr[2]);
             header_copy(rm, "streamrec.source.offset", m->hdr[3]);
             header_copy(rm, "streamrec.error", m->hdr[0]);
+            header_copy(rm, "streamrec.variant", m->hdr[4]);
             if (!m->hdr[0][0])
                 header_copy(rm, "streamrec.model.version", m->hdr[0]);
         }

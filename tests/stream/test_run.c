@@ -107,6 +107,58 @@ static void test_run_matches_replay(void **state)
     assert_true(grep_count(log, "partitions assigned") >= 1);
 }
 
+/* A/B online: every recommendation names its variant in the value and a header, a session
+ * keeps its arm, the arms together answer every valid event once, metrics per variant. */
+static void test_variants_online(void **state)
+{
+    struct env *e = *state;
+    topics(e, 4, CLUSTER_ANY);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
+    int port = free_port();
+    char extra[600], cfg[300];
+    snprintf(extra, sizeof extra, "metrics.listen=127.0.0.1:%d\nmodel.variants=a,b\n"
+             "model.variant.a.share=30\nmodel.variant.b.bundle=%s\n", port, BUNDLE);
+    write_config(e, "ab", extra, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "ab");
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 60, 1000, &ms);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    int n_a = 0, n_b = 0;
+    for (int i = 0; i < ms.n; i++) {
+        const struct msg *m = &ms.m[i];
+        const char *v = m->hdr[4];
+        assert_true(!strcmp(v, "a") || !strcmp(v, "b"));
+        char field[32];
+        snprintf(field, sizeof field, "\"variant\": \"%s\"}", v);
+        assert_non_null(strstr(m->value, field));
+        n_a += v[0] == 'a';
+        n_b += v[0] == 'b';
+        for (int j = 0; j < i; j++) /* a session (the key) never changes arm */
+            if (m->key && ms.m[j].key && !strcmp(m->key, ms.m[j].key))
+                assert_string_equal(ms.m[j].hdr[4], v);
+    }
+    assert_true(n_a > 0 && n_b > n_a);
+    static char body[1 << 16];
+    char want_a[160], want_b[160];
+    snprintf(want_a, sizeof want_a, "streamrec_variant_recommendations_total{variant=\"a\","
+             "model_version=\"gpt2-small-v1\"} %d", n_a);
+    snprintf(want_b, sizeof want_b, "streamrec_variant_recommendations_total{variant=\"b\","
+             "model_version=\"gpt2-small-v1\"} %d", n_b);
+    int status = -1;
+    for (int i = 0; i < 200; i++) {
+        status = http_get(port, "/metrics", body, sizeof body);
+        if (status == 200 && strstr(body, want_a) && strstr(body, want_b))
+            break;
+        sleep_ms(50);
+    }
+    assert_non_null(strstr(body, want_a));
+    assert_non_null(strstr(body, want_b));
+    assert_non_null(strstr(body, "streamrec_variant_share{variant=\"a\"} 30"));
+    msgs_free(&ms);
+    kill(pid, SIGTERM);
+    assert_int_equal(wait_child(pid, 30), 0);
+}
+
 /* SIGTERM while events flow: the drain commits; a restart on the same state continues the
  * sessions: exactly replay's recommendations, none lost, none twice. */
 static void test_drain_then_restart(void **state)
@@ -716,11 +768,85 @@ static void test_model_reload(void **state)
     assert_int_equal(stop_run(e, pid, "a", 30), 0);
 }
 
+/* n events of distinct sessions g<first>..g<first+n-1>, the i-th at ts0 + i * 10 ms. */
+static void session_events(struct fixture *f, int first, int n, int64_t ts0)
+{
+    memset(f, 0, sizeof *f);
+    f->line = calloc((size_t)n, sizeof *f->line);
+    f->len = calloc((size_t)n, sizeof *f->len);
+    f->key = calloc((size_t)n, sizeof *f->key);
+    for (int i = 0; i < n; i++) {
+        char sid[32], line[256];
+        snprintf(sid, sizeof sid, "g%d", first + i);
+        int len = snprintf(line, sizeof line, "{\"session_id\": \"%s\", \"item_id\": "
+                           "\"sku-9348258\", \"event_type\": \"view\", \"timestamp_ms\": %lld}",
+                           sid, (long long)(ts0 + i * 10));
+        f->line[i] = strdup(line);
+        f->len[i] = (size_t)len;
+        f->key[i] = strdup(sid);
+    }
+    f->n = n;
+}
+
+/* Waits for /metrics to show `want` (a whole line); 0 when it did. */
+static int wait_metric(int port, const char *want, double timeout_s)
+{
+    static char body[1 << 16];
+    char line[160];
+    snprintf(line, sizeof line, "\n%s\n", want);
+    for (double t0 = now_s(); now_s() - t0 < timeout_s; sleep_ms(50))
+        if (http_get(port, "/metrics", body, sizeof body) == 200 && strstr(body, line))
+            return 0;
+    const char *s = strstr(body, "\nstreamrec_sessions ");
+    fprintf(stderr, "no '%s' in /metrics (%.40s)\n", want, s ? s + 1 : "no streamrec_sessions");
+    return -1;
+}
+
+/* streamrec_sessions follows the store after every batch: N distinct sessions show N, a second
+ * event for each leaves N; on memory, an event session.ttl.ms * 10 later in event time sweeps
+ * the expired ones out (the store stays bounded in a long run) and the gauge drops to 1. On
+ * rocksdb the gauge is RocksDB's estimate: N for N sessions written once. */
+static void sessions_gauge(void **state, const char *backend)
+{
+    struct env *e = *state;
+    topics(e, 2, CLUSTER_ANY);
+    int port = free_port();
+    char extra[200], cfg[300];
+    snprintf(extra, sizeof extra, "metrics.listen=127.0.0.1:%d\nstate.backend=%s\n"
+             "session.ttl.ms=60000\n", port, backend);
+    write_config(e, "a", extra, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "a");
+    const int64_t ts0 = 1763856000000LL;
+    struct fixture f;
+    session_events(&f, 0, 400, ts0);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &f, 0, f.n, 0), f.n);
+    fixture_free(&f);
+    assert_int_equal(wait_metric(port, "streamrec_events_consumed_total 400", 60), 0);
+    assert_int_equal(wait_metric(port, "streamrec_sessions 400", 10), 0);
+    if (!strcmp(backend, "memory")) {
+        session_events(&f, 0, 400, ts0 + 5000); /* the same sessions again */
+        assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &f, 0, f.n, 0), f.n);
+        fixture_free(&f);
+        assert_int_equal(wait_metric(port, "streamrec_events_consumed_total 800", 60), 0);
+        assert_int_equal(wait_metric(port, "streamrec_sessions 400", 10), 0);
+        session_events(&f, 1000, 1, ts0 + 600000); /* 10 min later: the 400 expire */
+        assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &f, 0, f.n, 0), f.n);
+        fixture_free(&f);
+        assert_int_equal(wait_metric(port, "streamrec_events_consumed_total 801", 60), 0);
+        assert_int_equal(wait_metric(port, "streamrec_sessions 1", 10), 0);
+    }
+    assert_int_equal(stop_run(e, pid, "a", 30), 0);
+}
+
+static void test_sessions_gauge_memory(void **state) { sessions_gauge(state, "memory"); }
+static void test_sessions_gauge_rocksdb(void **state) { sessions_gauge(state, "rocksdb"); }
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_replay_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_matches_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_variants_online, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_then_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_dir_identity, setup, teardown),
@@ -729,6 +855,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_failure_recovery_eos, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_model_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions_gauge_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions_gauge_rocksdb, setup, teardown),
     };
     return sr_run_tests(tests);
 }
