@@ -768,6 +768,67 @@ static void test_model_reload(void **state)
     assert_int_equal(stop_run(e, pid, "a", 30), 0);
 }
 
+/* A/B variants (DESIGN §4.5) across a reload: variant a follows model.bundle (a symlink), b has
+ * a bundle of its own. A flip reloads both; /metrics, which reads the variants, is scraped
+ * throughout the swap; every valid event is answered once, a's answers carry the new version
+ * after the swap and b's the one it had. */
+static void test_model_reload_variants(void **state)
+{
+    struct env *e = *state;
+    enum { P = 4 };
+    topics(e, P, CLUSTER_ANY);
+    bundle_copy(e, "b1", "gpt2-small-v1");
+    bundle_copy(e, "b2", "gpt2-small-v2");
+    bundle_copy(e, "fixed", "gpt2-small-fixed");
+    bundle_flip(e, "b1");
+    int port = free_port();
+    char extra[800], cfg[300];
+    snprintf(extra, sizeof extra, "model.bundle=%s/current\nmodel.watch.interval.ms=100\n"
+             "metrics.listen=127.0.0.1:%d\nbatch.max.events=16\nmodel.variants=a,b\n"
+             "model.variant.b.bundle=%s/fixed\n", e->dir, port, e->dir);
+    write_config(e, "a", extra, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "a");
+    assert_true(wait_log(e, "a", "partitions assigned", 1, 60));
+    produce_and_settle(e, port, 0, 500);
+    int64_t bound[P];
+    high_marks(e, P, bound);
+    bundle_flip(e, "b2");
+    static char body[1 << 16];
+    for (int i = 0; i < 40; i++) /* scrape the variants while the graph is swapped */
+        assert_int_equal(http_get(port, "/metrics", body, sizeof body), 200);
+    const char *const live[] = {"streamrec_model_info{version=\"gpt2-small-v2\"",
+                                "streamrec_model_reloads_total{result=\"ok\"} 1\n",
+                                "variant=\"b\",model_version=\"gpt2-small-fixed\"", NULL};
+    assert_true(wait_metrics(port, 30, live));
+    produce_and_settle(e, port, 500, 1000);
+
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, P, N_VALID_RECS, 60, 1000, &ms);
+    int unmatched, mismatched, dups, missing, wrong = 0, seen[2] = {0, 0};
+    check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
+    for (int i = 0; i < ms.n; i++) {
+        json_t *j = json_loads(ms.m[i].value, 0, NULL);
+        const char *v = json_string_value(json_object_get(j, "variant"));
+        int p = atoi(ms.m[i].hdr[2]);
+        long long off = atoll(ms.m[i].hdr[3]);
+        const char *want = v && !strcmp(v, "b") ? "gpt2-small-fixed"
+                           : off < bound[p] ? "gpt2-small-v1" : "gpt2-small-v2";
+        if (v)
+            seen[strcmp(v, "b") == 0]++;
+        if ((!v || strcmp(ms.m[i].hdr[0], want) != 0) && wrong++ < 3)
+            fprintf(stderr, "%d@%lld variant %s answered by %s, expected %s\n", p, off,
+                    v ? v : "(none)", ms.m[i].hdr[0], want);
+        json_decref(j);
+    }
+    fprintf(stderr, "recs %d (a %d, b %d): unmatched %d mismatched %d duplicates %d missing %d "
+            "wrong version %d\n", ms.n, seen[0], seen[1], unmatched, mismatched, dups, missing, wrong);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    assert_int_equal(unmatched + mismatched + dups + missing + wrong, 0);
+    assert_true(seen[0] > 0 && seen[1] > 0);
+    msgs_free(&ms);
+    assert_int_equal(stop_run(e, pid, "a", 30), 0);
+}
+
 /* n events of distinct sessions g<first>..g<first+n-1>, the i-th at ts0 + i * 10 ms. */
 static void session_events(struct fixture *f, int first, int n, int64_t ts0)
 {
@@ -855,6 +916,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_failure_recovery_eos, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_model_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_reload_variants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_gauge_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_gauge_rocksdb, setup, teardown),
     };
