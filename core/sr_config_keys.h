@@ -12,7 +12,8 @@
  * The user guide's key table is generated from this list (`streamrec config --list`), so keep
  * help one line. Keys under `kafka.` are passed to librdkafka and are not listed here, except
  * the defaults streamrec sets for them. */
-SR_CONFIG_KEY("model.bundle",            DIR,  "",       NULL,        "model bundle directory (required)")
+SR_CONFIG_KEY("model.bundle",            DIR,  "",       NULL,        "model bundle directory, or a symlink to one (required); run reloads it on SIGHUP, POST /admin/reload or a change of the symlink's target")
+SR_CONFIG_KEY("model.watch.interval.ms", INT,  "0..3600000", "1000",  "run: how often model.bundle is resolved again; a new target (a symlink flip) reloads the bundle; 0 turns the watch off")
 SR_CONFIG_KEY("model.variants",          LIST, "",       "",          "A/B: names of variants (a,b); each session goes to one by a stable hash of its id; model.variant.<name>.bundle (default model.bundle) and .share (percent; default equal)")
 SR_CONFIG_KEY("input.topic",             TOPIC, "",      "events",    "topic of user events (one topic)")
 SR_CONFIG_KEY("output.topic",            TOPIC, "",      "recommendations", "topic recommendations are published to")
@@ -75,6 +76,7 @@ SR_CONFIG_KEY("processing.guarantee",    ENUM, "at_least_once|exactly_once", "at
 SR_CONFIG_KEY("commit.interval.ms",      INT,  "1..3600000", "100",   "run, exactly_once: a transaction commits at most this long after it began")
 SR_CONFIG_KEY("instance.id",             TEXT, "",       "",          "run: this process's stable identity in the group (default: the host name); exactly_once uses transactional.id <kafka.group.id>-<instance.id>")
 SR_CONFIG_KEY("metrics.listen",          HOSTPORT, "",   "127.0.0.1:9464", "Prometheus endpoint host:port (:port listens on every interface); empty turns it off")
+SR_CONFIG_KEY("metrics.admin",           BOOL, "",       "true",      "run: POST /admin/reload on the metrics listener reloads the bundle; answered to loopback peers only, whatever metrics.listen binds")
 SR_CONFIG_KEY("log.level",               ENUM, "debug|info|warn|error|off", "info", "debug, info, warn, error, off")
 SR_CONFIG_KEY("log.format",              ENUM, "text|json", "text",    "log lines on stderr: text (ts level component message k=v...) or json (one object per line: time, level, component, message and the fields, as strings)")
 SR_CONFIG_KEY("runtime.max.inflight.events", INT, "1..2147483647", "16384", "run: events in flight (gathering, computing, awaiting acks) above which input is held back; taken again below half")

@@ -8,6 +8,7 @@
 
 #include <sys/stat.h>
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -556,6 +557,47 @@ void sr_graph_eval_sessions(const sr_graph_t *g, sr_eval_session_fn fn, void *op
 const char *sr_graph_model_version(const sr_graph_t *g)
 {
     return sr_bundle_info(g->env.bundle)->version;
+}
+
+const char *sr_graph_model_dir(const sr_graph_t *g)
+{
+    return sr_bundle_info(g->env.bundle)->dir;
+}
+
+static sr_err_t check_model(sr_graph_t *g, struct sr_error *err)
+{
+    const struct sr_bundle_info *bi = sr_bundle_info(g->env.bundle);
+    const int d = bi->d_model, k = g->env.k;
+    int32_t offsets[2] = {0, 1}, item = bi->first_index, *idx = malloc(sizeof *idx * (size_t)k);
+    float *vec = malloc(sizeof *vec * (size_t)d), *score = malloc(sizeof *score * (size_t)k);
+    sr_err_t rc = idx && vec && score ? SR_OK : sr_error_set(err, SR_ENOMEM, "out of memory");
+    struct sr_session_batch sb = {.n = 1, .offsets = offsets, .items = &item};
+    if (rc == SR_OK)
+        rc = sr_model_encode(g->env.model, &sb, vec, err);
+    for (int i = 0; rc == SR_OK && i < d; i++)
+        if (!isfinite(vec[i]))
+            rc = sr_error_set(err, SR_EINTERNAL, "%s: test encode of item %d: component %d of the "
+                              "session vector is %g", bi->dir, (int)item, i, (double)vec[i]);
+    if (rc == SR_OK)
+        rc = sr_model_topk(g->env.model, 1, vec, NULL, NULL, k, idx, score, err);
+    for (int i = 0; rc == SR_OK && i < k; i++)
+        if (idx[i] != -1 && (idx[i] < bi->first_index || idx[i] >= bi->n_items || !isfinite(score[i])))
+            rc = sr_error_set(err, SR_EINTERNAL, "%s: test top-%d: rank %d is item %d with score %g",
+                              bi->dir, k, i + 1, (int)idx[i], (double)score[i]);
+    free(idx);
+    free(vec);
+    free(score);
+    return rc;
+}
+
+sr_err_t sr_graph_check(sr_graph_t *g, struct sr_error *err)
+{
+    if (!g->n_variants)
+        return check_model(g, err);
+    for (int v = 0; v < g->n_variants; v++) /* each variant's sub-graph has its model */
+        if (check_model(g->sub[v], err) != SR_OK)
+            return sr_error_prefix(err, "variant %s", g->variants[v].name);
+    return SR_OK;
 }
 
 struct gcheck {

@@ -61,8 +61,14 @@ static sr_err_t session_init(struct sr_op_env *env, const char *prefix, void **c
     sr_err_t rc = sr_state_params_from_config(&sp, env->cfg, err);
     if (rc != SR_OK)
         return rc;
-    if (!sr_config_get(env->cfg, "session.max_len"))
+    /* The bundle's max_len, but never more than the store keeps: a bundle reloaded with a longer
+     * one (DESIGN §3.3) would otherwise see longer sessions inside a batch than across batches,
+     * and its output would depend on the batching (§8.1). */
+    if (!sr_config_get(env->cfg, "session.max_len")) {
         sp.max_len = (uint32_t)sr_bundle_info(env->bundle)->max_len;
+        if (env->state && sr_state_max_len(env->state) < sp.max_len)
+            sp.max_len = sr_state_max_len(env->state);
+    }
     struct session_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return sr_error_set(err, SR_ENOMEM, "out of memory");

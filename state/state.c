@@ -255,6 +255,11 @@ int64_t sr_state_watermark(const sr_state_t *st)
     return st ? st->watermark : INT64_MIN;
 }
 
+uint32_t sr_state_max_len(const sr_state_t *st)
+{
+    return st->p.max_len;
+}
+
 /* ---- batches ---------------------------------------------------------------------------- */
 
 sr_state_batch_t *sr_state_batch_new(sr_state_t *st)

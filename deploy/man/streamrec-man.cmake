@@ -113,6 +113,11 @@ The service's RocksDB state directory (\fBstate.dir\fR).
 .SH SIGNALS
 \fBSIGTERM\fR and \fBSIGINT\fR drain \fBrun\fR: in-flight batches finish, state and offsets
 are committed, and it exits 0; a second signal exits at once.
+\fBSIGHUP\fR reloads \fBmodel.bundle\fR without stopping: the bundle is loaded and checked
+beside the running one and swapped in between two batches; a bundle that fails a check is
+refused (logged, \fBstreamrec_model_reloads_total{result="refused"}\fR) and the running one
+keeps serving. \fBPOST /admin/reload\fR on the metrics listener (loopback peers only) and a new
+target of a \fBmodel.bundle\fR symlink do the same.
 .SH SEE ALSO
 \fBsystemd.service\fR(5); docs/DEPLOY.md and deploy/GUIDE.md in the source tree.
 ]=])

@@ -249,6 +249,13 @@ void sr_graph_eval_report(const sr_graph_t *g, struct sr_eval_report *r);
 void sr_graph_eval_sessions(const sr_graph_t *g, sr_eval_session_fn fn, void *opaque);
 /* The model version of the loaded bundle (copied into every recommendation). */
 const char *sr_graph_model_version(const sr_graph_t *g);
+/* The bundle directory the graph runs (resolved: a symlink's target), owned by the graph. */
+const char *sr_graph_model_dir(const sr_graph_t *g);
+/* The last start-up check of a built graph: a test encode of a one-item session and its
+ * top-k through the graph's model (DESIGN §3.3: what a reload checks before a swap). Vectors
+ * and scores must be finite and indices in the catalogue; SR_EINTERNAL names the first that is
+ * not. Call before the graph's first batch, on the thread that builds it. */
+sr_err_t sr_graph_check(sr_graph_t *g, struct sr_error *err);
 
 #ifdef __cplusplus
 }

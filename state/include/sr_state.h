@@ -200,6 +200,8 @@ int64_t sr_state_applied_offset(const sr_state_t *store, int32_t partition);
 int64_t sr_state_checkpoint(const sr_state_t *store, int32_t partition);
 /* The committed watermark (max event time committed), INT64_MIN when none. */
 int64_t sr_state_watermark(const sr_state_t *store);
+/* Items kept per session (sr_state_params.max_len, fixed at open). */
+uint32_t sr_state_max_len(const sr_state_t *store);
 
 /* Drops a partition's committed sessions from the cache (on revoke): a later read goes to
  * RocksDB. Pending batches are untouched: commit or discard them first. No-op on `memory`,

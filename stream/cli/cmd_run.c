@@ -14,8 +14,10 @@ static void usage(void)
            "  recommendations to output.topic (undecodable events to dlq.topic when set).\n"
            "  -c FILE      properties file (model.bundle, kafka.bootstrap.servers, ...)\n"
            "  --set k=v    override a key (after the file and STREAMREC_* variables)\n"
-           "  SIGHUP is logged and ignored (a new bundle needs a restart); under systemd, READY=1\n"
-           "  is sent once the group is joined and WATCHDOG=1 from the loop (WatchdogSec).\n"
+           "  SIGHUP, POST /admin/reload (metrics listener, loopback peers) or a new target of\n"
+           "  the model.bundle symlink reloads the bundle between batches; a bundle that fails a\n"
+           "  check is refused and the running one keeps serving. Under systemd, READY=1 is sent\n"
+           "  once the group is joined and WATCHDOG=1 from the loop (WatchdogSec).\n"
            "  SIGTERM/SIGINT drain: in-flight batches finish, state and offsets are committed,\n"
            "  exit 0; a second signal exits at once. Metrics: metrics.listen (/metrics, /healthz,\n"
            "  /readyz).\n");

@@ -427,6 +427,8 @@ void sr__rt_handle_completions(sr_runtime_t *rt)
         } else if (j->type == JOB_DISCARD) {
             rt->discards--;
             free(j);
+        } else if (j->type == JOB_SWAP) {
+            sr__rt_reload_swapped(rt, j->rl);
         }
         j = next;
     }

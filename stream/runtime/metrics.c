@@ -1,9 +1,10 @@
 /* metrics.c — what the metrics endpoint is built from: fixed-bucket histograms rendered as
- * Prometheus text, and a tiny HTTP/1.0 server on the libuv loop (GET only; one response per
+ * Prometheus text, and a tiny HTTP/1.0 server on the libuv loop (GET and POST; one response per
  * connection, then close). Owns its listener and connection handles.
  * Thread: the loop thread only (libuv handles are never touched elsewhere). */
 #include "sr_stream.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +109,8 @@ static void on_written(uv_write_t *w, int status)
 
 static void respond(struct conn *c, int status, const char *ctype, const struct sr_buf *body)
 {
-    const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found"
+    const char *reason = status == 200 ? "OK" : status == 202 ? "Accepted"
+                       : status == 404 ? "Not Found" : status == 403 ? "Forbidden"
                        : status == 405 ? "Method Not Allowed" : status == 400 ? "Bad Request"
                        : "Service Unavailable";
     char head[256];
@@ -124,6 +126,21 @@ static void respond(struct conn *c, int status, const char *ctype, const struct 
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
         conn_close(c);
+}
+
+/* 127.0.0.0/8, ::1 or ::ffff:127.x.y.z: the peer is on this host. */
+static bool peer_is_loopback(uv_tcp_t *tcp)
+{
+    struct sockaddr_storage a;
+    int len = sizeof a;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&a, &len) != 0)
+        return false;
+    if (a.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&a)->sin_addr.s_addr) >> 24) == 127;
+    if (a.ss_family != AF_INET6)
+        return false;
+    const struct in6_addr *v6 = &((struct sockaddr_in6 *)&a)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -153,11 +170,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     int status = 200;
     const char *ctype = "text/plain; charset=utf-8";
     char path[512] = "";
-    if (strncmp(c->req, "GET ", 4) != 0) {
+    bool get = !strncmp(c->req, "GET ", 4);
+    if (!get && strncmp(c->req, "POST ", 5) != 0) {
         status = 405;
-        sr_buf_append(&body, "only GET\n", 9);
+        sr_buf_appendf(&body, "only GET and POST\n");
     } else {
-        const char *p = c->req + 4, *e = strpbrk(p, " ?\r\n");
+        const char *p = c->req + (get ? 4 : 5), *e = strpbrk(p, " ?\r\n");
         size_t len = e ? (size_t)(e - p) : 0;
         if (len == 0 || len >= sizeof path) {
             status = 400;
@@ -165,7 +183,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         } else {
             memcpy(path, p, len);
             path[len] = 0;
-            c->http->fn(c->http->ctx, path, &status, &ctype, &body);
+            struct sr_http_req req = {.method = get ? "GET" : "POST", .path = path,
+                                      .loopback = peer_is_loopback(&c->tcp)};
+            c->http->fn(c->http->ctx, &req, &status, &ctype, &body);
         }
     }
     respond(c, status, ctype, &body);

@@ -1,5 +1,6 @@
 /* observe.c — loop thread: librdkafka statistics (consumer lag) and errors, and the /metrics,
- * /healthz, /readyz answers rendered from the runtime's counters (DESIGN §7). */
+ * /healthz, /readyz answers rendered from the runtime's counters (DESIGN §7), and POST
+ * /admin/reload (reload.c). */
 #include "runtime_int.h"
 
 /* librdkafka statistics (statistics.interval.ms): consumer lag per partition. */
@@ -76,6 +77,15 @@ static void counter(struct sr_buf *b, const char *name, const char *help, uint64
 static void gauge(struct sr_buf *b, const char *name, const char *help, double v)
 {
     sr_buf_appendf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void label_value(struct sr_buf *b, const char *v)
+{
+    for (; *v; v++) {
+        const char *esc = *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : *v == '\n' ? "\\n" : NULL;
+        sr_buf_append(b, esc ? esc : v, esc ? 2 : 1);
+    }
 }
 
 static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
@@ -182,8 +192,19 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
         gauge(b, "streamrec_schema_registry_up",
               "1 when the last Schema Registry request got an answer", rs.up > 0 ? 1 : 0);
     }
-    sr_buf_appendf(b, "# HELP streamrec_model_info the loaded model bundle\n# TYPE streamrec_model_info gauge\n"
-            "streamrec_model_info{version=\"%s\"} 1\n", rt->version);
+    sr_buf_appendf(b, "# HELP streamrec_model_info the model bundle serving now\n"
+                   "# TYPE streamrec_model_info gauge\nstreamrec_model_info{version=\"");
+    label_value(b, rt->model_version);
+    sr_buf_appendf(b, "\",bundle=\"");
+    label_value(b, rt->model_dir);
+    sr_buf_appendf(b, "\"} 1\n# HELP streamrec_model_reloads_total model bundle reloads: ok (swapped "
+                   "in) or refused (a check failed; the running bundle kept serving)\n"
+                   "# TYPE streamrec_model_reloads_total counter\n"
+                   "streamrec_model_reloads_total{result=\"ok\"} %llu\n"
+                   "streamrec_model_reloads_total{result=\"refused\"} %llu\n",
+                   (unsigned long long)rt->reloads_ok, (unsigned long long)rt->reloads_refused);
+    /* mmu: the worker swaps rt->g under it and destroys the old graph only after (reload.c) */
+    pthread_mutex_lock(&rt->mmu);
     int nv = 0;
     const struct sr_variant *vs = rt->g ? sr_graph_variants(rt->g, &nv) : NULL;
     if (nv) {
@@ -200,13 +221,50 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
             sr_buf_appendf(b, "streamrec_variant_share{variant=\"%s\"} %u\n", vs[v].name,
                            vs[v].share);
     }
+    pthread_mutex_unlock(&rt->mmu);
 }
 
-void sr__rt_http_handler(void *ctx, const char *path, int *status, const char **ctype,
+/* POST /admin/reload (reload.c): answered to loopback peers only, whatever metrics.listen
+ * binds (an admin action, not a scrape), and not at all with metrics.admin=false. The answer
+ * says the reload started; its result is in the log and in streamrec_model_reloads_total. */
+static void admin_reload(sr_runtime_t *rt, const struct sr_http_req *req, int *status,
                          struct sr_buf *body)
 {
+    bool on = true;
+    if (sr_config_get_bool(rt->cfg, "metrics.admin", &on, NULL) != SR_OK || !on) {
+        *status = 403;
+        sr_buf_appendf(body, "admin endpoints are off (metrics.admin=false)\n");
+    } else if (!req->loopback) {
+        *status = 403;
+        sr_buf_appendf(body, "admin endpoints answer loopback peers only\n");
+    } else if (strcmp(req->method, "POST") != 0) {
+        *status = 405;
+        sr_buf_appendf(body, "POST /admin/reload reloads model.bundle\n");
+    } else if (rt->draining || rt->fatal) {
+        *status = 503;
+        sr_buf_appendf(body, "%s: no reload\n", rt->fatal ? "failed" : "draining");
+    } else {
+        bool queued = rt->reload != NULL;
+        sr__rt_reload(rt, "POST /admin/reload");
+        *status = 202;
+        sr_buf_appendf(body, "%s; model_version=%s until it succeeds (see "
+                       "streamrec_model_reloads_total)\n",
+                       queued ? "reload queued behind the one running" : "reload started",
+                       rt->model_version);
+    }
+}
+
+void sr__rt_http_handler(void *ctx, const struct sr_http_req *req, int *status,
+                         const char **ctype, struct sr_buf *body)
+{
     sr_runtime_t *rt = ctx;
-    if (!strcmp(path, "/metrics")) {
+    const char *path = req->path;
+    if (!strcmp(path, "/admin/reload")) {
+        admin_reload(rt, req, status, body);
+    } else if (strcmp(req->method, "GET") != 0) {
+        *status = 405;
+        sr_buf_appendf(body, "only GET here\n");
+    } else if (!strcmp(path, "/metrics")) {
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
         render_metrics(rt, body);
     } else if (!strcmp(path, "/healthz")) {

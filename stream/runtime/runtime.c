@@ -6,7 +6,7 @@
  * message queue (every assigned partition's fetch queue is forwarded to it before the partition
  * is assigned; drained with rd_kafka_consume_batch_queue, same pipe mechanism),
  * the producer's delivery reports (same mechanism), the batch deadline and housekeeping timers,
- * SIGTERM/SIGINT and the metrics listener. ONE worker thread runs the graph (it is
+ * SIGTERM/SIGINT, SIGHUP and the metrics listener. ONE worker thread runs the graph (it is
  * single-threaded), so batch n+1 gathers on the loop while batch n computes. Loop → worker: a
  * mutex/condvar job queue (run a batch, commit a batch's state, evict a partition); worker →
  * loop: a completion queue + uv_async_send. The loop never waits on the worker, except while
@@ -26,7 +26,8 @@
  * applied offsets making session_update skip what was applied: nothing is lost, nothing is
  * applied twice either way.
  *
- * Files (each states its thread): runtime.c (life: new, run, drain, destroy, signals), batcher.c
+ * Files (each states its thread): runtime.c (life: new, run, drain, destroy, signals), reload.c
+ * (the model bundle's hot reload: loop, threadpool, a swap on the worker), batcher.c
  * (loop: messages into batches, backpressure), worker.c (the worker thread and its job queue),
  * delivery.c (loop: delivery reports, completion in order, offsets, transactions, recovery),
  * rebalance.c (loop: assignment, restore, revocation), observe.c (loop: statistics, errors,
@@ -104,16 +105,12 @@ static void on_signal(uv_signal_t *s, int signum)
     sr__rt_begin_drain(rt);
 }
 
-/* SIGHUP (systemd's ExecReload): the bundle is not reloaded in place by this build; the signal
- * is acknowledged and logged, and serving goes on (a reload must never stop the stream). */
+/* SIGHUP (systemd's ExecReload): reload model.bundle (reload.c); serving goes on whatever the
+ * new bundle is (a reload never stops the stream). */
 static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)signum;
-    sr_runtime_t *rt = s->data;
-    sr_notify_reloading();
-    sr_log(SR_LOG_WARN, CMP, "SIGHUP: reloading the bundle in place is not supported; a restart "
-           "loads a new one", "model_version=%s", rt->version);
-    sr_notify_ready(NULL);
+    sr__rt_reload(s->data, "SIGHUP");
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -318,6 +315,8 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
             rc = sr_error_set(err, SR_ECONFIG, "model.bundle is required (the bundle directory)");
         else
             rc = sr_bundle_load(dir, &bundle, err);
+        if (rc == SR_OK) /* the target the watch starts from (reload.c) */
+            snprintf(rt->watch_seen, sizeof rt->watch_seen, "%s", sr_bundle_info(bundle)->dir);
         if (rc == SR_OK)
             rc = sr_session_store_open(cfg, bundle, identity, false, &rt->state, err);
         sr__rt_outputs_init(rt);
@@ -327,10 +326,14 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
         };
         if (rc == SR_OK)
             rc = sr_graph_new(&gp, &rt->g, err);
+        if (rc == SR_OK) /* the test encode a reload runs too (reload.c) */
+            rc = sr_graph_check(rt->g, err);
         sr_bundle_unref(bundle);
     }
-    if (rc == SR_OK)
-        rt->version = sr_graph_model_version(rt->g);
+    if (rc == SR_OK) {
+        snprintf(rt->model_version, sizeof rt->model_version, "%s", sr_graph_model_version(rt->g));
+        snprintf(rt->model_dir, sizeof rt->model_dir, "%s", sr_graph_model_dir(rt->g));
+    }
     if (rc != SR_OK && rt->producer) {
         /* A start-up request that failed on the broker's side (e.g. "transport failure" for a
          * wrong password): the client's error events name the cause; report that instead. */
@@ -411,6 +414,8 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
         rt->sighup.data = rt;
         uv_signal_start(&rt->sighup, on_sighup, SIGHUP);
     }
+    if (rc == SR_OK)
+        rc = sr__rt_watch_start(rt, err);
     if (rc == SR_OK) {
         rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(topics, rt->input_topic, RD_KAFKA_PARTITION_UA);
@@ -432,10 +437,10 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
             uv_timer_init(&rt->loop, &rt->watchdog_timer);
             uv_timer_start(&rt->watchdog_timer, on_watchdog, 0, wd_us / 2000);
         }
-        sr_log(SR_LOG_INFO, CMP, "started", "input=%s output=%s dlq=%s model_version=%s metrics=%s",
-               rt->input_topic, sr_config_get(rt->cfg, "output.topic"),
-               rt->dlq_topic && *rt->dlq_topic ? rt->dlq_topic : "(off)", rt->version,
-               ml && *ml ? ml : "(off)");
+        sr_log(SR_LOG_INFO, CMP, "started", "input=%s output=%s dlq=%s model_version=%s "
+               "bundle=%s metrics=%s", rt->input_topic, sr_config_get(rt->cfg, "output.topic"),
+               rt->dlq_topic && *rt->dlq_topic ? rt->dlq_topic : "(off)", rt->model_version,
+               rt->model_dir, ml && *ml ? ml : "(off)");
         if (__atomic_load_n(&rt->stop_requested, __ATOMIC_ACQUIRE))
             sr__rt_begin_drain(rt);
         uv_run(&rt->loop, UV_RUN_DEFAULT);
@@ -522,6 +527,14 @@ void sr_runtime_destroy(sr_runtime_t *rt)
         struct job *n = j->next;
         if (j->type == JOB_EVICT || j->type == JOB_QUIT || j->type == JOB_DISCARD)
             free(j); /* JOB_RESTORE jobs live in their restore records, freed above */
+        else if (j->type == JOB_SWAP)
+            sr__rt_reload_free(j->rl); /* the job lives in its reload record */
+        j = n;
+    }
+    for (struct job *j = rt->chead; j;) { /* a swap the loop did not see complete */
+        struct job *n = j->next;
+        if (j->type == JOB_SWAP)
+            sr__rt_reload_free(j->rl);
         j = n;
     }
     if (rt->gather)

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -27,9 +28,11 @@ struct out_ref {
     int32_t row;
 };
 
-enum job_type { JOB_RUN = 1, JOB_LOG, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_RESTORE, JOB_QUIT };
+enum job_type { JOB_RUN = 1, JOB_LOG, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_RESTORE, JOB_SWAP,
+                JOB_QUIT };
 
 struct restore;
+struct reload;
 
 struct job {
     struct job *next;
@@ -38,6 +41,7 @@ struct job {
     int32_t partition;
     uint64_t state_id;       /* JOB_DISCARD: drop staged state from this id on */
     struct restore *rs;      /* JOB_RESTORE */
+    struct reload *rl;       /* JOB_SWAP: the new graph (reload.c) */
 };
 
 /* A partition being restored from the changelog before it is consumed (DESIGN §8). The loop
@@ -106,7 +110,8 @@ struct sr_runtime {
     struct sr_sink outputs;  /* the graph's outputs: sink to output.topic, dead letters */
     const char *input_topic, *dlq_topic;
     /* graph + worker */
-    sr_graph_t *g;
+    sr_graph_t *g;           /* the worker's; replaced (JOB_SWAP) under mmu, read on the loop
+                              * under mmu only (A/B variant metrics) */
     sr_state_t *state;       /* the session store (the runtime owns it; the graph borrows it) */
     struct sr_stats stats;
     pthread_mutex_t g_mu;    /* sr_graph_commit (worker) vs applied-offset reads (loop) */
@@ -173,7 +178,16 @@ struct sr_runtime {
     struct part_lag *lags;
     int n_lags;
     uint64_t sessions;       /* written by the worker (atomic) */
-    const char *version;
+    /* model lifecycle (reload.c; loop thread): what is live, updated when a swap completes */
+    char model_version[256], model_dir[PATH_MAX];
+    struct reload *reload;   /* the reload in flight (threadpool, then the job queue), or NULL */
+    bool reload_again;       /* a trigger arrived meanwhile: one more reload after it */
+    char reload_again_why[32];
+    uint64_t reloads_ok, reloads_refused;
+    uv_timer_t watch_timer;  /* model.watch.interval.ms */
+    uv_fs_t watch_req;
+    bool watch_busy;
+    char watch_seen[PATH_MAX];   /* model.bundle's target when last resolved */
 };
 
 /* runtime.c — @thread loop */
@@ -226,10 +240,19 @@ void sr__rt_log_parts(const char *what, const rd_kafka_topic_partition_list_t *l
 void sr__rt_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
 
+/* reload.c — @thread loop, except sr__rt_reload_swap (@thread worker) and sr__rt_reload_free
+ * (any, once the loop and the worker ended). sr__rt_reload: SIGHUP, POST /admin/reload and the
+ * watch ask for a reload with the name of what asked. */
+void sr__rt_reload(sr_runtime_t *rt, const char *trigger);
+sr_err_t sr__rt_watch_start(sr_runtime_t *rt, struct sr_error *err);
+void sr__rt_reload_swap(sr_runtime_t *rt, struct reload *r);
+void sr__rt_reload_swapped(sr_runtime_t *rt, struct reload *r);
+void sr__rt_reload_free(struct reload *r);
+
 /* observe.c — @thread loop (statistics and errors arrive on the queues the loop polls) */
 int sr__rt_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque);
 void sr__rt_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
-void sr__rt_http_handler(void *ctx, const char *path, int *status, const char **ctype,
-                         struct sr_buf *body);
+void sr__rt_http_handler(void *ctx, const struct sr_http_req *req, int *status,
+                         const char **ctype, struct sr_buf *body);
 
 #endif /* SR_RUNTIME_INT_H */

@@ -1,5 +1,6 @@
 /* worker.c — the worker thread: the job queue (run a batch through the graph, log its changelog,
- * commit its state, evict or discard, restore a partition step by step) and the completion queue
+ * commit its state, evict or discard, restore a partition step by step, swap in a reloaded
+ * graph between two batches) and the completion queue
  * back to the loop. The only thread that runs the graph; dead letters are produced here, from the
  * graph's dead-letter output. */
 #include "runtime_int.h"
@@ -293,6 +294,10 @@ void *sr__rt_worker_main(void *arg)
                 completion_push(rt, j);
             else
                 sr__rt_job_push(rt, j); /* behind the queued runs: other partitions keep flowing */
+            break;
+        case JOB_SWAP: /* between two batches: the next run takes the new graph (reload.c) */
+            sr__rt_reload_swap(rt, j->rl);
+            completion_push(rt, j);
             break;
         case JOB_QUIT:
             free(j);

@@ -5,7 +5,7 @@ dashboard under ROOT/deploy refer only to metrics (and labels) the runtime expor
 The exported names and their labels are read from the runtime's source
 (stream/runtime/*.c: counter/gauge names, `name{label=...}` series, sr_hist_write histograms
 with _bucket/_sum/_count), so a renamed metric fails here. PLANNED lists the names the
-dashboard and rules use before the runtime exports them (model reloads); each is reported.
+dashboard and rules may use before the runtime exports them; each is reported.
 alerts: YAML shape (groups, unique CamelCase alert names, severity, summary and description)
 and, when promtool is installed (Debian package prometheus), `promtool check rules` and
 `promtool test rules deploy/prometheus/alerts.test.yml`.
@@ -29,8 +29,8 @@ except ImportError:
 
 # Label names any series carries once scraped (Prometheus target labels, kube-state-metrics).
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "le", "condition"}
-# Metrics planned but not exported yet, with their labels: the model hot-reload work adds them.
-PLANNED = {"streamrec_model_reloads_total": {"result"}}
+# Metrics planned but not exported yet, with their labels (none now).
+PLANNED = {}
 
 
 def exported(root):

@@ -652,6 +652,39 @@ static void test_session_max_len(void **state)
     sess_free(fx);
 }
 
+/* A bundle whose max_len exceeds what the store keeps (a reload brought it, DESIGN §3.3):
+ * session_update's window is the store's, so a session is the same inside a batch as across
+ * batches. */
+static void test_session_window_capped_by_store(void **state)
+{
+    (void)state;
+    struct sess_fx *fx = sess_new("3", "1800000"); /* the store keeps 3 */
+    fx->d->fini(fx->ctx);
+    sr_config_t *cfg = sr_config_new();            /* session.max_len unset: the bundle's 20 */
+    set(cfg, "state.backend", "memory");
+    set(cfg, "session.ttl.ms", "1800000");
+    struct sr_synth_params sp = {.arch = SR_ARCH_GPT2, .d_model = 8, .n_layers = 1, .n_heads = 2,
+                                 .d_ff = 16, .max_len = 20, .n_items = 16, .seed = 1};
+    struct sr_error err = {0};
+    if (sr_bundle_synthetic(&sp, &fx->env.bundle, &err) != SR_OK)
+        fail_msg("bundle: %s", err.msg);
+    fx->env.cfg = cfg;
+    if (fx->d->init(&fx->env, NULL, &fx->ctx, &fx->ports, &err) != SR_OK)
+        fail_msg("init: %s", err.msg);
+    const struct ev evs[] = {
+        {"s", "a", 1, 1, 1, 0}, {"s", "b", 2, 1, 1, 1}, {"s", "c", 3, 1, 1, 2},
+        {"s", "d", 4, 1, 1, 3}, {"s", "x", 5, 0, 1, 4}, {"s", "e", 6, 1, 0, 5},
+    };
+    const char *const want[] = {"a", "a,b", "a,b,c", "b,c,d", "b,c,d", NULL};
+    sess_run(fx, evs, 6, want, true);
+    const struct ev more[] = {{"s", "f", 7, 1, 1, 6}};
+    const char *const want2[] = {"d,e,f"};
+    sess_run(fx, more, 1, want2, true);
+    sr_bundle_unref(fx->env.bundle);
+    sess_free(fx);
+    sr_config_destroy(cfg);
+}
+
 static void test_session_skip_applied(void **state)
 {
     (void)state;
@@ -1156,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_session_ttl_event_time),
         cmocka_unit_test(test_session_ttl_off),
         cmocka_unit_test(test_session_max_len),
+        cmocka_unit_test(test_session_window_capped_by_store),
         cmocka_unit_test(test_timestamp_from_record),
         cmocka_unit_test(test_session_skip_applied),
         cmocka_unit_test(test_eval_metrics),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/stream/test_notify.sh STREAMREC — `streamrec run` under a systemd-like supervisor: a unix
 # datagram socket in $NOTIFY_SOCKET receives READY=1 only once the group is joined, WATCHDOG=1
-# at half of $WATCHDOG_USEC, RELOADING=1 + READY=1 on SIGHUP (which must not stop the process),
-# and STOPPING=1 on SIGTERM, after which run exits 0. On the embedded mock broker.
+# at half of $WATCHDOG_USEC, RELOADING=1 + READY=1 around the bundle reload SIGHUP asks for (which
+# must not stop the process), and STOPPING=1 on SIGTERM, after which run exits 0. On the embedded
+# mock broker.
 set -euo pipefail
 bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +42,8 @@ grep -q '^READY=1 STATUS=joined the consumer group' "$work/notify.log" ||
 kill -HUP $run
 sleep 1.5
 kill -0 $run 2>/dev/null || { echo "FAIL: SIGHUP stopped run"; cat "$work/run.log"; exit 1; }
+grep -q 'model reloaded:.*trigger=SIGHUP' "$work/run.log" ||
+    { echo "FAIL: SIGHUP did not reload the bundle"; cat "$work/run.log"; exit 1; }
 grep -q '^RELOADING=1 MONOTONIC_USEC=[0-9]*' "$work/notify.log" ||
     { echo "FAIL: no RELOADING=1 on SIGHUP"; cat "$work/notify.log"; exit 1; }
 kill -TERM $run

@@ -3,8 +3,9 @@
  * fault-injection tests always use the mock). The runtimes are child processes:
  * recommendations equal `replay`'s for the same events (golden file), bad events in the DLQ
  * with their headers, metrics endpoints, SIGTERM drain + restart without loss or duplicate,
- * broker faults without loss, two processes in one group where one is SIGKILLed, and topic
- * replay by offsets and times. Each test has its own topics, group, config and state dir. */
+ * broker faults without loss, two processes in one group where one is SIGKILLed, topic
+ * replay by offsets and times, and the model bundle's hot reload (symlink flip, SIGHUP, POST
+ * /admin/reload, a broken bundle refused). Each test has its own topics, group, config and state dir. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,12 @@
 #include <cmocka.h>
 
 #include "kafka_test_util.h"
+
+#include <ifaddrs.h>
+#include <limits.h>
+#include <net/if.h>
+
+static int http_post(int port, const char *path, char *buf, size_t cap);
 
 static void check_dlq(struct env *e)
 {
@@ -43,7 +50,8 @@ static void test_run_matches_replay(void **state)
     assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
     int port = free_port();
     char extra[128], cfg[300];
-    snprintf(extra, sizeof extra, "metrics.listen=127.0.0.1:%d\nkafka.statistics.interval.ms=200\n", port);
+    snprintf(extra, sizeof extra, "metrics.listen=127.0.0.1:%d\nkafka.statistics.interval.ms=200\n"
+             "metrics.admin=false\n", port);
     write_config(e, "a", extra, cfg, sizeof cfg);
     pid_t pid = start_run(e, cfg, "a");
     struct msgs ms = {0};
@@ -81,11 +89,14 @@ static void test_run_matches_replay(void **state)
     assert_non_null(strstr(body, "streamrec_latency_seconds_count 781"));
     assert_non_null(strstr(body, "streamrec_batch_size_bucket"));
     assert_non_null(strstr(body, "streamrec_stage_seconds_total{stage=\"encode\"}"));
-    assert_non_null(strstr(body, "streamrec_model_info{version=\"gpt2-small-v1\"} 1"));
+    assert_non_null(strstr(body, "streamrec_model_info{version=\"gpt2-small-v1\",bundle=\"/"));
+    assert_non_null(strstr(body, "streamrec_model_reloads_total{result=\"ok\"} 0\n"));
     assert_non_null(strstr(body, lag0));
     assert_int_equal(http_get(port, "/healthz", body, sizeof body), 200);
     assert_int_equal(http_get(port, "/readyz", body, sizeof body), 200);
     assert_int_equal(http_get(port, "/nope", body, sizeof body), 404);
+    assert_int_equal(http_post(port, "/admin/reload", body, sizeof body), 403); /* metrics.admin=false */
+    assert_non_null(strstr(body, "metrics.admin=false"));
 
     kill(pid, SIGTERM);
     assert_int_equal(wait_child(pid, 30), 0);
@@ -615,6 +626,305 @@ static void test_poison_messages(void **state)
     assert_int_equal(stop_run(e, pid, "a", 30), 0);
 }
 
+/* ---- model reload (DESIGN §3.3) ------------------------------------------ */
+
+/* POST path to 127.0.0.1:port; returns the status code (body in buf), or -1. */
+static int http_post(int port, const char *path, char *buf, size_t cap)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char req[256];
+    int n = snprintf(req, sizeof req, "POST %s HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n", path);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0 || write(s, req, (size_t)n) != n) {
+        close(s);
+        return -1;
+    }
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < cap && (r = read(s, buf + got, cap - 1 - got)) > 0)
+        got += (size_t)r;
+    buf[got] = 0;
+    close(s);
+    int status = -1;
+    return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : -1;
+}
+
+/* POST path to addr:port (an IPv4 address of this host); returns the status code, or -1. */
+static int http_post_to(const char *addr, int port, const char *path)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    char req[256], buf[512];
+    int n = snprintf(req, sizeof req, "POST %s HTTP/1.0\r\n\r\n", path), status = -1;
+    if (inet_pton(AF_INET, addr, &a.sin_addr) != 1 || connect(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+        write(s, req, (size_t)n) != n || read(s, buf, sizeof buf - 1) <= 0 ||
+        sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    close(s);
+    return status;
+}
+
+/* The first IPv4 address of this host outside 127.0.0.0/8 into out; 0 when there is none. */
+static int non_loopback_ipv4(char *out, size_t n)
+{
+    struct ifaddrs *ifs, *i;
+    int found = 0;
+    if (getifaddrs(&ifs) != 0)
+        return 0;
+    for (i = ifs; i && !found; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && (i->ifa_flags & IFF_UP) &&
+            (ntohl(((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr) >> 24) != 127)
+            found = inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out,
+                              (socklen_t)n) != NULL;
+    freeifaddrs(ifs);
+    return found;
+}
+
+/* Waits until /metrics holds every needle (NULL-terminated); 1 when it did within timeout_s. */
+static int wait_metrics(int port, double timeout_s, const char *const needles[])
+{
+    static char body[1 << 16];
+    double t0 = now_s();
+    while (now_s() - t0 < timeout_s) {
+        int all = http_get(port, "/metrics", body, sizeof body) == 200;
+        for (int i = 0; all && needles[i]; i++)
+            all = strstr(body, needles[i]) != NULL;
+        if (all)
+            return 1;
+        sleep_ms(50);
+    }
+    for (int i = 0; needles[i]; i++)
+        if (!strstr(body, needles[i]))
+            fprintf(stderr, "/metrics lacks: %s\n", needles[i]);
+    return 0;
+}
+
+/* A copy of the test bundle at DIR/name with `version` in bundle.json. */
+static void bundle_copy(struct env *e, const char *name, const char *version)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "cp -r %s %s/%s", BUNDLE, e->dir, name);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "sed -i 's/\"gpt2-small-v1\"/\"%s\"/' %s/%s/bundle.json", version,
+             e->dir, name);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Rewrites DIR/name/bundle.json's version in place (new file, then rename over the old). */
+static void bundle_set_version(struct env *e, const char *name, const char *from, const char *to)
+{
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "sed 's/\"%s\"/\"%s\"/' %s/%s/bundle.json > %s/%s/bundle.json.new && "
+             "mv %s/%s/bundle.json.new %s/%s/bundle.json", from, to, e->dir, name, e->dir, name,
+             e->dir, name, e->dir, name);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Points DIR/current at DIR/name atomically (a new link renamed over the old one). */
+static void bundle_flip(struct env *e, const char *name)
+{
+    char target[400], tmp[300], cur[300];
+    snprintf(target, sizeof target, "%s/%s", e->dir, name);
+    snprintf(tmp, sizeof tmp, "%s/current.new", e->dir);
+    snprintf(cur, sizeof cur, "%s/current", e->dir);
+    unlink(tmp);
+    assert_int_equal(symlink(target, tmp), 0);
+    assert_int_equal(rename(tmp, cur), 0);
+}
+
+/* The events topic's high watermarks (partitions < 8). */
+static void high_marks(struct env *e, int partitions, int64_t *hi)
+{
+    rd_kafka_t *c = client(e->c.bootstraps, RD_KAFKA_CONSUMER, NULL);
+    for (int p = 0; p < partitions; p++) {
+        int64_t lo = -1;
+        hi[p] = -1;
+        assert_int_equal(rd_kafka_query_watermark_offsets(c, e->t_events, p, &lo, &hi[p], 10000), 0);
+    }
+    rd_kafka_destroy(c);
+}
+
+/* Produces fixture lines [from, to) and waits until the runtime committed all `to` events. */
+static void produce_and_settle(struct env *e, int port, int from, int to)
+{
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, from, to, 0), to - from);
+    char committed[96];
+    snprintf(committed, sizeof committed, "streamrec_events_committed_total %d\n", to);
+    const char *const want[] = {committed, NULL};
+    assert_true(wait_metrics(port, 60, want));
+}
+
+/* model.bundle is a symlink; the bundle is reloaded by a symlink flip, SIGHUP and POST
+ * /admin/reload between bursts of events, then a bundle the graph cannot take (an op's column
+ * missing) and a broken one (truncated tensor file) are refused, by the watch and by SIGHUP,
+ * while the old one keeps serving. Every valid event has
+ * exactly replay's recommendation (the copies have the same weights), exactly once, and each
+ * carries the model_version live when its event was consumed. */
+static void test_model_reload(void **state)
+{
+    struct env *e = *state;
+    enum { P = 4 };
+    topics(e, P, CLUSTER_ANY);
+    bundle_copy(e, "b1", "gpt2-small-v1");
+    bundle_copy(e, "b2", "gpt2-small-v2");
+    bundle_copy(e, "broken", "gpt2-small-broken");
+    bundle_copy(e, "nocat", "gpt2-small-nocat");
+    char cmd[900];
+    snprintf(cmd, sizeof cmd, "cut -f1,2,4 %s/items.tsv > %s/nocat/items.tsv", BUNDLE, e->dir);
+    assert_int_equal(system(cmd), 0);
+    char path[400], real[PATH_MAX];
+    snprintf(path, sizeof path, "%s/broken/model.safetensors", e->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size / 2), 0);
+    bundle_flip(e, "b1");
+
+    int port = free_port();
+    char extra[800], cfg[300];
+    /* an op that needs the bundle's `category` column (and drops no item) */
+    snprintf(extra, sizeof extra, "model.bundle=%s/current\nmodel.watch.interval.ms=100\n"
+             "metrics.listen=:%d\nbatch.max.events=16\ngraph.ops=nocat\n"
+             "graph.op.nocat.type=drop_items\ngraph.op.nocat.attribute=category\n"
+             "graph.op.nocat.values=no-such-category\n", e->dir, port);
+    write_config(e, "a", extra, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "a");
+    assert_true(wait_log(e, "a", "partitions assigned", 1, 60));
+    static char body[1 << 16];
+    assert_int_equal(http_get(port, "/admin/reload", body, sizeof body), 405);  /* POST only */
+    assert_int_equal(http_post(port, "/metrics", body, sizeof body), 405);
+    /* metrics.listen binds every interface; the admin endpoint still answers loopback only */
+    char ip[64];
+    if (non_loopback_ipv4(ip, sizeof ip))
+        assert_int_equal(http_post_to(ip, port, "/admin/reload"), 403);
+    else
+        fprintf(stderr, "no IPv4 address outside loopback: the 403 for other peers is not checked\n");
+
+    /* phase k's events [k*200, k*200+200) are answered by versions[k] */
+    static const char *const versions[] = {"gpt2-small-v1", "gpt2-small-v2", "gpt2-small-v3",
+                                           "gpt2-small-v4", "gpt2-small-v4"};
+    int64_t bound[5][P];
+    char info[PATH_MAX + 200], ok[96];
+    for (int k = 0; k < 5; k++) {
+        if (k == 1) {
+            bundle_flip(e, "b2");                                        /* the watch */
+        } else if (k == 2) {
+            bundle_set_version(e, "b2", "gpt2-small-v2", "gpt2-small-v3");
+            kill(pid, SIGHUP);
+        } else if (k == 3) {
+            bundle_set_version(e, "b2", "gpt2-small-v3", "gpt2-small-v4");
+            assert_int_equal(http_post(port, "/admin/reload", body, sizeof body), 202);
+        } else if (k == 4) {
+            bundle_flip(e, "nocat");            /* the running graph cannot take it: refused */
+            const char *const one[] = {"streamrec_model_reloads_total{result=\"refused\"} 1\n", NULL};
+            assert_true(wait_metrics(port, 30, one));
+            bundle_flip(e, "broken");                                    /* refused */
+            const char *const two[] = {"streamrec_model_reloads_total{result=\"refused\"} 2\n", NULL};
+            assert_true(wait_metrics(port, 30, two));
+            kill(pid, SIGHUP);                                           /* refused again */
+            const char *const three[] = {"streamrec_model_reloads_total{result=\"refused\"} 3\n", NULL};
+            assert_true(wait_metrics(port, 30, three));
+        }
+        snprintf(path, sizeof path, "%s/%s", e->dir, k == 0 ? "b1" : "b2");
+        assert_non_null(realpath(path, real));
+        snprintf(info, sizeof info, "streamrec_model_info{version=\"%s\",bundle=\"%s\"} 1\n",
+                 versions[k], real);
+        snprintf(ok, sizeof ok, "streamrec_model_reloads_total{result=\"ok\"} %d\n", k < 4 ? k : 3);
+        const char *const live[] = {info, ok, NULL};
+        assert_true(wait_metrics(port, 30, live));
+        produce_and_settle(e, port, k * 200, k * 200 + 200);
+        high_marks(e, P, bound[k]);
+    }
+    assert_int_equal(kill(pid, 0), 0); /* SIGHUP never stops it */
+    assert_int_equal(http_get(port, "/healthz", body, sizeof body), 200);
+    /* each refusal names its first problem */
+    assert_int_equal(wait_log(e, "a", "model reload refused", 3, 1), 1);
+    assert_int_equal(wait_log(e, "a", "has no column 'category'", 1, 1), 1);
+    assert_int_equal(wait_log(e, "a", "model.safetensors: tensor", 2, 1), 1);
+
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, P, N_VALID_RECS, 60, 1000, &ms);
+    int unmatched, mismatched, dups, missing, wrong_version = 0;
+    check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
+    for (int i = 0; i < ms.n; i++) {
+        int p = atoi(ms.m[i].hdr[2]), k = 0;
+        long long off = atoll(ms.m[i].hdr[3]);
+        assert_true(p >= 0 && p < P);
+        while (k < 4 && off >= bound[k][p])
+            k++;
+        if (strcmp(ms.m[i].hdr[0], versions[k]) != 0 && wrong_version++ < 3)
+            fprintf(stderr, "%d@%lld answered by %s, expected %s\n", p, off, ms.m[i].hdr[0],
+                    versions[k]);
+    }
+    fprintf(stderr, "recs %d: unmatched %d mismatched %d duplicates %d missing %d wrong version %d\n",
+            ms.n, unmatched, mismatched, dups, missing, wrong_version);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    assert_int_equal(unmatched + mismatched + dups + missing + wrong_version, 0);
+    msgs_free(&ms);
+    assert_int_equal(stop_run(e, pid, "a", 30), 0);
+}
+
+/* A/B variants (DESIGN §4.5) across a reload: variant a follows model.bundle (a symlink), b has
+ * a bundle of its own. A flip reloads both; /metrics, which reads the variants, is scraped
+ * throughout the swap; every valid event is answered once, a's answers carry the new version
+ * after the swap and b's the one it had. */
+static void test_model_reload_variants(void **state)
+{
+    struct env *e = *state;
+    enum { P = 4 };
+    topics(e, P, CLUSTER_ANY);
+    bundle_copy(e, "b1", "gpt2-small-v1");
+    bundle_copy(e, "b2", "gpt2-small-v2");
+    bundle_copy(e, "fixed", "gpt2-small-fixed");
+    bundle_flip(e, "b1");
+    int port = free_port();
+    char extra[800], cfg[300];
+    snprintf(extra, sizeof extra, "model.bundle=%s/current\nmodel.watch.interval.ms=100\n"
+             "metrics.listen=127.0.0.1:%d\nbatch.max.events=16\nmodel.variants=a,b\n"
+             "model.variant.b.bundle=%s/fixed\n", e->dir, port, e->dir);
+    write_config(e, "a", extra, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "a");
+    assert_true(wait_log(e, "a", "partitions assigned", 1, 60));
+    produce_and_settle(e, port, 0, 500);
+    int64_t bound[P];
+    high_marks(e, P, bound);
+    bundle_flip(e, "b2");
+    static char body[1 << 16];
+    for (int i = 0; i < 40; i++) /* scrape the variants while the graph is swapped */
+        assert_int_equal(http_get(port, "/metrics", body, sizeof body), 200);
+    const char *const live[] = {"streamrec_model_info{version=\"gpt2-small-v2\"",
+                                "streamrec_model_reloads_total{result=\"ok\"} 1\n",
+                                "variant=\"b\",model_version=\"gpt2-small-fixed\"", NULL};
+    assert_true(wait_metrics(port, 30, live));
+    produce_and_settle(e, port, 500, 1000);
+
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, P, N_VALID_RECS, 60, 1000, &ms);
+    int unmatched, mismatched, dups, missing, wrong = 0, seen[2] = {0, 0};
+    check_recs(&e->ex, &ms, 1, &unmatched, &mismatched, &dups, &missing);
+    for (int i = 0; i < ms.n; i++) {
+        json_t *j = json_loads(ms.m[i].value, 0, NULL);
+        const char *v = json_string_value(json_object_get(j, "variant"));
+        int p = atoi(ms.m[i].hdr[2]);
+        long long off = atoll(ms.m[i].hdr[3]);
+        const char *want = v && !strcmp(v, "b") ? "gpt2-small-fixed"
+                           : off < bound[p] ? "gpt2-small-v1" : "gpt2-small-v2";
+        if (v)
+            seen[strcmp(v, "b") == 0]++;
+        if ((!v || strcmp(ms.m[i].hdr[0], want) != 0) && wrong++ < 3)
+            fprintf(stderr, "%d@%lld variant %s answered by %s, expected %s\n", p, off,
+                    v ? v : "(none)", ms.m[i].hdr[0], want);
+        json_decref(j);
+    }
+    fprintf(stderr, "recs %d (a %d, b %d): unmatched %d mismatched %d duplicates %d missing %d "
+            "wrong version %d\n", ms.n, seen[0], seen[1], unmatched, mismatched, dups, missing, wrong);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    assert_int_equal(unmatched + mismatched + dups + missing + wrong, 0);
+    assert_true(seen[0] > 0 && seen[1] > 0);
+    msgs_free(&ms);
+    assert_int_equal(stop_run(e, pid, "a", 30), 0);
+}
+
 /* n events of distinct sessions g<first>..g<first+n-1>, the i-th at ts0 + i * 10 ms. */
 static void session_events(struct fixture *f, int first, int n, int64_t ts0)
 {
@@ -702,6 +1012,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_failure_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_failure_recovery_eos, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_sigkill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_reload_variants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_gauge_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_gauge_rocksdb, setup, teardown),
     };

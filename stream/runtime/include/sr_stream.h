@@ -328,12 +328,17 @@ void sr_hist_add(struct sr_hist *h, double v);
 double sr_hist_quantile(const struct sr_hist *h, double q);
 void sr_hist_write(const struct sr_hist *h, struct sr_buf *out, const char *name, const char *help);
 
-/* A tiny HTTP/1.0 server on a libuv loop (the metrics listener): GET only, one response per
- * connection, requests capped at 8 KiB. Loop thread only. */
+/* A tiny HTTP/1.0 server on a libuv loop (the metrics listener): GET and POST (a request
+ * body is not read), one response per connection, requests capped at 8 KiB. Loop thread only. */
 #include <uv.h>
 typedef struct sr_http sr_http_t;
-/* Fills status (default 200), content type (default text/plain) and body for a path. */
-typedef void (*sr_http_handler_fn)(void *ctx, const char *path, int *status,
+struct sr_http_req {
+    const char *method;  /* "GET" | "POST" */
+    const char *path;    /* without the query */
+    bool loopback;       /* the peer is 127.0.0.0/8 or ::1 (admin endpoints answer only these) */
+};
+/* Fills status (default 200), content type (default text/plain) and body for a request. */
+typedef void (*sr_http_handler_fn)(void *ctx, const struct sr_http_req *req, int *status,
                                    const char **content_type, struct sr_buf *body);
 /* Listens on "host:port" (IPv4 or [IPv6]:port). Caller owns *out (sr_http_close). */
 sr_err_t sr_http_start(uv_loop_t *loop, const char *listen, sr_http_handler_fn fn, void *ctx,
