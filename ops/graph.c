@@ -714,6 +714,28 @@ sr_err_t sr_graph_config_check(const sr_config_t *cfg, sr_config_problem_fn each
     }
     sr_config_foreach(cfg, "graph.op.", check_op_key, &c);
     sr_config_foreach(cfg, "model.variant.", check_variant_key, &c);
+    /* the numbers the ops read as text, checked with the ops' own parsers */
+    struct sr_error e2;
+    double x;
+    int64_t k = 10, v = 0;
+    sr_config_get_int(cfg, "recs.k", &k, NULL);
+    const char *ms = sr_config_get(cfg, "recs.min_score");
+    if (ms && *ms && sr__cfg_number(cfg, "recs.min_score", -HUGE_VAL, HUGE_VAL, false, &x, &e2))
+        gproblem(&c, "recs.min_score", "%s", e2.msg);
+    if (sr__cfg_number(cfg, "recs.sampling.temperature", 0, 1e9, true, &x, &e2))
+        gproblem(&c, "recs.sampling.temperature", "%s", e2.msg);
+    if (sr__cfg_number(cfg, "recs.sampling.epsilon", 0, 1, false, &x, &e2))
+        gproblem(&c, "recs.sampling.epsilon", "%s", e2.msg);
+    if (sr__trending_check_weights(cfg, &e2))
+        gproblem(&c, "trending.event_weights", "%s", e2.msg);
+    if (sr_config_get_int(cfg, "recs.trending.slots", &v, NULL) == SR_OK && v > k)
+        gproblem(&c, "recs.trending.slots", "recs.trending.slots=%lld: more than recs.k (%lld)",
+                 (long long)v, (long long)k);
+    const char *sampling = sr_config_get(cfg, "recs.sampling");
+    if (sampling && !strcmp(sampling, "softmax") &&
+        sr_config_get_int(cfg, "recs.sampling.candidates", &v, NULL) == SR_OK && v < k)
+        gproblem(&c, "recs.sampling.candidates", "recs.sampling.candidates=%lld: below recs.k "
+                 "(%lld)", (long long)v, (long long)k);
     const char *vs = sr_config_get(cfg, "model.variants");
     const char *vnames[SR_GRAPH_MAX_VARIANTS];
     int nv = sr_split_csv(vs, buf, sizeof buf, vnames, SR_GRAPH_MAX_VARIANTS);

@@ -279,11 +279,9 @@ static sr_err_t retrieve_init(struct sr_op_env *env, const char *prefix, void **
     sr_err_t rc = sr_config_get_int(env->cfg, "recs.max_per_category", &cap, err);
     const char *ms = sr_config_get(env->cfg, "recs.min_score");
     if (rc == SR_OK && ms && *ms) {
-        char *end = NULL;
-        c->min_score = strtod(ms, &end);
         c->has_min = true;
-        if (!end || *end || !isfinite(c->min_score))
-            rc = sr_error_set(err, SR_ECONFIG, "recs.min_score=%s: expected a number", ms);
+        rc = sr__cfg_number(env->cfg, "recs.min_score", -HUGE_VAL, HUGE_VAL, false,
+                            &c->min_score, err);
     }
     c->max_per_cat = (int32_t)cap;
     if (rc == SR_OK && c->max_per_cat > 0)

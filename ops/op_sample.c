@@ -80,8 +80,8 @@ void sr__sample_softmax(const float *scores, int32_t n, int32_t k, double temper
         free(ks);
 }
 
-static sr_err_t number(const sr_config_t *cfg, const char *key, double lo, double hi,
-                       bool lo_open, double *out, struct sr_error *err)
+sr_err_t sr__cfg_number(const sr_config_t *cfg, const char *key, double lo, double hi,
+                        bool lo_open, double *out, struct sr_error *err)
 {
     const char *v = sr_config_get(cfg, key);
     char *end = NULL;
@@ -103,8 +103,8 @@ static sr_err_t sample_init(struct sr_op_env *env, const char *prefix, void **ct
     const char *mode = sr_config_get(env->cfg, "recs.sampling");
     c->epsilon_mode = mode && !strcmp(mode, "epsilon");
     sr_err_t rc = c->epsilon_mode
-                      ? number(env->cfg, "recs.sampling.epsilon", 0, 1, false, &c->epsilon, err)
-                      : number(env->cfg, "recs.sampling.temperature", 0, 1e9, true,
+                      ? sr__cfg_number(env->cfg, "recs.sampling.epsilon", 0, 1, false, &c->epsilon, err)
+                      : sr__cfg_number(env->cfg, "recs.sampling.temperature", 0, 1e9, true,
                                &c->temperature, err);
     if (rc != SR_OK) {
         free(c);

@@ -69,6 +69,16 @@ static sr_err_t parse_weights(struct trending_ctx *c, const sr_config_t *cfg,
     return SR_OK;
 }
 
+sr_err_t sr__trending_check_weights(const sr_config_t *cfg, struct sr_error *err)
+{
+    struct trending_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return sr_error_set(err, SR_ENOMEM, "out of memory");
+    sr_err_t rc = parse_weights(c, cfg, err);
+    free(c);
+    return rc;
+}
+
 static sr_err_t trending_init(struct sr_op_env *env, const char *prefix, void **ctx,
                               struct sr_op_ports *ports, struct sr_error *err)
 {

@@ -83,6 +83,13 @@ struct sr_op_env {
     int n_variants;
 };
 
+/* A TEXT key holding a number in [lo, hi] ((lo, hi] when lo_open), else SR_ECONFIG naming the
+ * key and the range (op_sample.c; the ops and sr_graph_config_check read numbers with it). */
+sr_err_t sr__cfg_number(const sr_config_t *cfg, const char *key, double lo, double hi,
+                        bool lo_open, double *out, struct sr_error *err);
+/* trending.event_weights as the trending op reads it (op_trending.c). */
+sr_err_t sr__trending_check_weights(const sr_config_t *cfg, struct sr_error *err);
+
 /* The per-session sums behind an eval op's report (op_eval.c). */
 void sr__eval_sessions(const struct sr_eval_report *r, sr_eval_session_fn fn, void *opaque);
 

@@ -33,6 +33,7 @@ struct reload {
     char errmsg[SR_ERROR_MSG_MAX];
     char version[256], dir[PATH_MAX];
     bool resolved;           /* dir is model.bundle's target (realpath succeeded) */
+    char seen[SR_WATCH_MAX][PATH_MAX]; /* each watched path's target at the load ("" unknown) */
 };
 
 /* Threadpool: everything start-up checks, on a graph of its own. */
@@ -46,6 +47,12 @@ static void reload_work(uv_work_t *w)
     /* resolved once: a flip while it loads cannot mix two bundles' files */
     char *target = realpath(path, NULL);
     int e = errno;
+    /* what the watch compares with from now on: the variants' targets as this load sees them */
+    for (int i = 1; i < rt->watch_n; i++) {
+        char *t = realpath(rt->watch_path[i], NULL);
+        snprintf(r->seen[i], sizeof r->seen[i], "%s", t ? t : "");
+        free(t);
+    }
     snprintf(r->dir, sizeof r->dir, "%s", target ? target : path);
     r->resolved = target != NULL;
     sr_err_t rc = target ? sr_bundle_load(target, &bundle, &err)
@@ -95,7 +102,10 @@ static void reload_after(uv_work_t *w, int status)
         return;
     }
     if (r->resolved) /* the watch need not load this target again */
-        snprintf(rt->watch_seen, sizeof rt->watch_seen, "%s", r->dir);
+        snprintf(rt->watch_seen[0], sizeof rt->watch_seen[0], "%s", r->dir);
+    for (int i = 1; i < rt->watch_n; i++)
+        if (r->seen[i][0])
+            snprintf(rt->watch_seen[i], sizeof rt->watch_seen[i], "%s", r->seen[i]);
     if (r->rc != SR_OK) {
         rt->reloads_refused++;
         sr_log(SR_LOG_ERROR, CMP, "model reload refused: the running bundle keeps serving",
@@ -171,21 +181,39 @@ void sr__rt_reload(sr_runtime_t *rt, const char *trigger)
  * a new bundle is copied beside it. realpath follows every level. A target that is not a bundle
  * yet (a flip to a half-copied directory) is refused once and not retried until the target
  * changes again or SIGHUP asks. */
+static void watch_next(sr_runtime_t *rt);
+
+/* One path resolved: a target other than the one last seen marks the tick; after the last path
+ * a marked tick reloads (once, whichever bundles moved: a reload rebuilds every variant). */
 static void on_realpath(uv_fs_t *req)
 {
     sr_runtime_t *rt = req->data;
-    rt->watch_busy = false;
-    if (req->result == 0 && req->ptr && strcmp(req->ptr, rt->watch_seen) != 0) {
-        sr_log(SR_LOG_INFO, CMP, "model.bundle points elsewhere now", "bundle=%s target=%s "
-               "previous=%s", sr_config_get(rt->cfg, "model.bundle"), (const char *)req->ptr,
-               rt->watch_seen);
-        snprintf(rt->watch_seen, sizeof rt->watch_seen, "%s", (const char *)req->ptr);
-        uv_fs_req_cleanup(req);
-        sr__rt_reload(rt, "symlink");
-        return;
+    int i = rt->watch_i;
+    if (req->result == 0 && req->ptr && strcmp(req->ptr, rt->watch_seen[i]) != 0) {
+        sr_log(SR_LOG_INFO, CMP, "a watched bundle path points elsewhere now", "path=%s target=%s "
+               "previous=%s", rt->watch_path[i], (const char *)req->ptr, rt->watch_seen[i]);
+        snprintf(rt->watch_seen[i], sizeof rt->watch_seen[i], "%s", (const char *)req->ptr);
+        rt->watch_changed = true;
     }
     /* not resolvable now (a flip in progress, or removed): the next tick looks again */
     uv_fs_req_cleanup(req);
+    rt->watch_i++;
+    watch_next(rt);
+}
+
+static void watch_next(sr_runtime_t *rt)
+{
+    if (rt->watch_i < rt->watch_n && !rt->draining && !rt->fatal) {
+        rt->watch_req.data = rt;
+        if (uv_fs_realpath(&rt->loop, &rt->watch_req, rt->watch_path[rt->watch_i],
+                           on_realpath) == 0)
+            return;
+    }
+    rt->watch_busy = false;
+    if (rt->watch_changed && !rt->draining && !rt->fatal) {
+        rt->watch_changed = false;
+        sr__rt_reload(rt, "symlink");
+    }
 }
 
 static void on_watch(uv_timer_t *t)
@@ -193,18 +221,35 @@ static void on_watch(uv_timer_t *t)
     sr_runtime_t *rt = t->data;
     if (rt->watch_busy || rt->draining || rt->fatal)
         return;
-    rt->watch_req.data = rt;
-    if (uv_fs_realpath(&rt->loop, &rt->watch_req, sr_config_get(rt->cfg, "model.bundle"),
-                       on_realpath) == 0)
-        rt->watch_busy = true;
+    rt->watch_busy = true;
+    rt->watch_i = 0;
+    rt->watch_changed = false;
+    watch_next(rt);
 }
 
+/* The watched paths: model.bundle, and each A/B variant's own bundle key (a variant without
+ * one runs model.bundle's bundle). Their targets now are what the running graph loaded. */
 sr_err_t sr__rt_watch_start(sr_runtime_t *rt, struct sr_error *err)
 {
     int64_t ms = 0;
     sr_err_t rc = sr_config_get_int(rt->cfg, "model.watch.interval.ms", &ms, err);
     if (rc != SR_OK || ms <= 0)
         return rc;
+    rt->watch_path[0] = sr_config_get(rt->cfg, "model.bundle");
+    rt->watch_n = 1;
+    int nv = 0;
+    const struct sr_variant *vs = rt->g ? sr_graph_variants(rt->g, &nv) : NULL;
+    for (int v = 0; v < nv && rt->watch_n < SR_WATCH_MAX; v++) {
+        char key[200];
+        snprintf(key, sizeof key, "model.variant.%s.bundle", vs[v].name);
+        const char *path = sr_config_get(rt->cfg, key);
+        if (!path || !*path)
+            continue;
+        rt->watch_path[rt->watch_n] = path;
+        snprintf(rt->watch_seen[rt->watch_n], sizeof rt->watch_seen[0], "%s",
+                 sr_bundle_info(vs[v].bundle)->dir);
+        rt->watch_n++;
+    }
     uv_timer_init(&rt->loop, &rt->watch_timer);
     rt->watch_timer.data = rt;
     uv_timer_start(&rt->watch_timer, on_watch, (uint64_t)ms, (uint64_t)ms);

@@ -316,7 +316,7 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
         else
             rc = sr_bundle_load(dir, &bundle, err);
         if (rc == SR_OK) /* the target the watch starts from (reload.c) */
-            snprintf(rt->watch_seen, sizeof rt->watch_seen, "%s", sr_bundle_info(bundle)->dir);
+            snprintf(rt->watch_seen[0], sizeof rt->watch_seen[0], "%s", sr_bundle_info(bundle)->dir);
         if (rc == SR_OK)
             rc = sr_session_store_open(cfg, bundle, identity, false, &rt->state, err);
         sr__rt_outputs_init(rt);

@@ -33,6 +33,7 @@ enum job_type { JOB_RUN = 1, JOB_LOG, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_RE
 
 struct restore;
 struct reload;
+#define SR_WATCH_MAX (1 + SR_GRAPH_MAX_VARIANTS)
 
 struct job {
     struct job *next;
@@ -186,8 +187,12 @@ struct sr_runtime {
     uint64_t reloads_ok, reloads_refused;
     uv_timer_t watch_timer;  /* model.watch.interval.ms */
     uv_fs_t watch_req;
-    bool watch_busy;
-    char watch_seen[PATH_MAX];   /* model.bundle's target when last resolved */
+    bool watch_busy, watch_changed;
+    /* the watched paths: [0] model.bundle, then each A/B variant's own model.variant.*.bundle;
+     * their targets when last resolved; the one a tick is resolving */
+    int watch_n, watch_i;
+    const char *watch_path[SR_WATCH_MAX];
+    char watch_seen[SR_WATCH_MAX][PATH_MAX];
 };
 
 /* runtime.c — @thread loop */

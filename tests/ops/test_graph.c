@@ -258,6 +258,22 @@ static void test_variants_graph(void **state)
         sr_bundle_unref(cap.bundle);
         sr_config_destroy(cfg);
     }
+    /* not combined yet: variants with trending or sampling are refused when the graph is built */
+    static const char *const alone[][2] = {{"recs.trending", "true"}, {"recs.sampling", "softmax"}};
+    for (size_t i = 0; i < sizeof alone / sizeof *alone; i++) {
+        sr_config_t *cfg = base_config();
+        set(cfg, "model.variants", "a,b");
+        set(cfg, alone[i][0], alone[i][1]);
+        struct capture cap = {.attr_col = -1};
+        struct sr_stats stats = {0};
+        struct sr_sink sink;
+        sr_graph_t *g = NULL;
+        memset(&err, 0, sizeof err);
+        assert_int_equal(build(cfg, &cap, &stats, &sink, &g, &err), SR_ECONFIG);
+        assert_null(g);
+        assert_non_null(strstr(err.msg, "not supported yet"));
+        sr_config_destroy(cfg);
+    }
     /* refused: shares over 100, a key for a variant not listed, an option that does not exist */
     static const struct { const char *k1, *v1, *k2, *v2, *expect; } bad[] = {
         {"model.variant.a.share", "70", "model.variant.b.share", "50", "add up to 120"},

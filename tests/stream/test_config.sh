@@ -40,6 +40,13 @@ check_bad $'graph.ops=x\ngraph.op.x.type=drop_items\ngraph.op.x.attribute=catego
     'graph.op.x.colour=red: unknown option of op type drop_items (its options: attribute, values, keep)'
 check_bad 'graph.op.x.type=no_such_op' 'graph.op.x.type=no_such_op: expected an op type, one of'
 check_bad 'recs.kk=3' "unknown configuration key 'recs.kk' (did you mean 'recs.k'?)"
+check_bad 'recs.sampling.temperature=0' 'recs.sampling.temperature=0: expected a number in (0, 1e+09]'
+check_bad 'recs.sampling.epsilon=1.5' 'recs.sampling.epsilon=1.5: expected a number in [0, 1]'
+check_bad 'recs.min_score=high' 'recs.min_score=high: expected a number'
+check_bad 'trending.event_weights=view:x' "trending.event_weights: 'view:x' is not type:weight"
+check_bad 'recs.trending.slots=11' 'recs.trending.slots=11: more than recs.k (10)'
+check_bad 'model.variant.c.share=10' 'model.variant.c.share: unknown key'
+check_bad $'model.variants=a,b\nmodel.variant.a.share=70\nmodel.variant.b.share=50' 'the shares of a,b add up to 120, expected 100'
 
 # A missing bundle directory (the only line: no other key is set).
 printf 'model.bundle=%s/missing\n' "$T" > "$T/m.properties"

@@ -722,16 +722,18 @@ static void bundle_set_version(struct env *e, const char *name, const char *from
 }
 
 /* Points DIR/current at DIR/name atomically (a new link renamed over the old one). */
-static void bundle_flip(struct env *e, const char *name)
+static void link_flip(struct env *e, const char *link, const char *name)
 {
     char target[400], tmp[300], cur[300];
     snprintf(target, sizeof target, "%s/%s", e->dir, name);
-    snprintf(tmp, sizeof tmp, "%s/current.new", e->dir);
-    snprintf(cur, sizeof cur, "%s/current", e->dir);
+    snprintf(tmp, sizeof tmp, "%s/%s.new", e->dir, link);
+    snprintf(cur, sizeof cur, "%s/%s", e->dir, link);
     unlink(tmp);
     assert_int_equal(symlink(target, tmp), 0);
     assert_int_equal(rename(tmp, cur), 0);
 }
+
+static void bundle_flip(struct env *e, const char *name) { link_flip(e, "current", name); }
 
 /* The events topic's high watermarks (partitions < 8). */
 static void high_marks(struct env *e, int partitions, int64_t *hi)
@@ -876,12 +878,14 @@ static void test_model_reload_variants(void **state)
     bundle_copy(e, "b1", "gpt2-small-v1");
     bundle_copy(e, "b2", "gpt2-small-v2");
     bundle_copy(e, "fixed", "gpt2-small-fixed");
+    bundle_copy(e, "fixed2", "gpt2-small-fixed2");
     bundle_flip(e, "b1");
+    link_flip(e, "vb", "fixed");
     int port = free_port();
     char extra[800], cfg[300];
     snprintf(extra, sizeof extra, "model.bundle=%s/current\nmodel.watch.interval.ms=100\n"
              "metrics.listen=127.0.0.1:%d\nbatch.max.events=16\nmodel.variants=a,b\n"
-             "model.variant.b.bundle=%s/fixed\n", e->dir, port, e->dir);
+             "model.variant.b.bundle=%s/vb\n", e->dir, port, e->dir);
     write_config(e, "a", extra, cfg, sizeof cfg);
     pid_t pid = start_run(e, cfg, "a");
     assert_true(wait_log(e, "a", "partitions assigned", 1, 60));
@@ -896,7 +900,15 @@ static void test_model_reload_variants(void **state)
                                 "streamrec_model_reloads_total{result=\"ok\"} 1\n",
                                 "variant=\"b\",model_version=\"gpt2-small-fixed\"", NULL};
     assert_true(wait_metrics(port, 30, live));
-    produce_and_settle(e, port, 500, 1000);
+    produce_and_settle(e, port, 500, 750);
+    /* variant b's own bundle path is watched too: its flip reloads, a keeps its bundle */
+    int64_t bound_b[P];
+    high_marks(e, P, bound_b);
+    link_flip(e, "vb", "fixed2");
+    const char *const live2[] = {"streamrec_model_reloads_total{result=\"ok\"} 2\n",
+                                 "variant=\"b\",model_version=\"gpt2-small-fixed2\"", NULL};
+    assert_true(wait_metrics(port, 30, live2));
+    produce_and_settle(e, port, 750, 1000);
 
     struct msgs ms = {0};
     consume_topic(e->c.bootstraps, e->t_recs, P, N_VALID_RECS, 60, 1000, &ms);
@@ -907,7 +919,8 @@ static void test_model_reload_variants(void **state)
         const char *v = json_string_value(json_object_get(j, "variant"));
         int p = atoi(ms.m[i].hdr[2]);
         long long off = atoll(ms.m[i].hdr[3]);
-        const char *want = v && !strcmp(v, "b") ? "gpt2-small-fixed"
+        const char *want = v && !strcmp(v, "b")
+                               ? (off < bound_b[p] ? "gpt2-small-fixed" : "gpt2-small-fixed2")
                            : off < bound[p] ? "gpt2-small-v1" : "gpt2-small-v2";
         if (v)
             seen[strcmp(v, "b") == 0]++;
