@@ -144,9 +144,11 @@ static void recover_check(sr_runtime_t *rt)
     pthread_mutex_unlock(&rt->mmu);
     if (rt->n_rewinds > 0 && rt->consumer && !rt->fatal) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(rt->n_rewinds);
-        for (int i = 0; i < rt->n_rewinds; i++)
+        for (int i = 0; i < rt->n_rewinds; i++) {
             rd_kafka_topic_partition_list_add(l, rt->rewinds[i].topic,
                                               rt->rewinds[i].partition)->offset = rt->rewinds[i].offset;
+            sr__rt_pos_rewind(rt, rt->rewinds[i].partition, rt->rewinds[i].offset);
+        }
         sr__rt_log_parts("recovering: rewinding", l);
         /* Asynchronous: the version barrier is set now, so messages already fetched past these
          * offsets are not handed out; a partition revoked meanwhile fails here, harmlessly
@@ -423,6 +425,8 @@ void sr__rt_handle_completions(sr_runtime_t *rt)
             }
         } else if (j->type == JOB_RESTORE) {
             sr__rt_restore_finished(rt, j->rs);
+        } else if (j->type == JOB_PROBE) {
+            sr__rt_probe_done(rt, j->pr);
         } else if (j->type == JOB_DISCARD) {
             rt->discards--;
             free(j);

@@ -27,9 +27,11 @@ struct out_ref {
     int32_t row;
 };
 
-enum job_type { JOB_RUN = 1, JOB_LOG, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_RESTORE, JOB_QUIT };
+enum job_type { JOB_RUN = 1, JOB_LOG, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_RESTORE, JOB_QUIT,
+                JOB_PROBE /* completion only: a stall probe ended (stall.c) */ };
 
 struct restore;
+struct probe;
 
 struct job {
     struct job *next;
@@ -38,6 +40,7 @@ struct job {
     int32_t partition;
     uint64_t state_id;       /* JOB_DISCARD: drop staged state from this id on */
     struct restore *rs;      /* JOB_RESTORE */
+    struct probe *pr;        /* JOB_PROBE */
 };
 
 /* A partition being restored from the changelog before it is consumed (DESIGN §8). The loop
@@ -84,6 +87,17 @@ struct rewind {
     char topic[256];
     int32_t partition;
     int64_t offset;
+};
+
+/* stall.c: an input partition's position (loop thread), indexed by partition. */
+#define POS_BEGINNING (-2)   /* next: from the log start (no committed or applied offset) */
+struct part_pos {
+    bool assigned;
+    int64_t next;            /* offset after the last message taken, POS_BEGINNING, -1 unknown */
+    int64_t floor;           /* messages below it are dropped: the probe took or skipped them */
+    int64_t store_at;        /* at_least_once: offset to store once nothing of it is in flight */
+    uint64_t since_ns;       /* last progress, or last moment no progress was expected */
+    uint64_t stalls, skipped, lost; /* metrics */
 };
 
 struct part_lag {
@@ -171,6 +185,14 @@ struct sr_runtime {
     struct part_lag *lags;
     int n_lags;
     uint64_t sessions;       /* written by the worker (atomic) */
+    /* stall detection (stall.c, loop thread): runtime.stall.timeout.ms, 0 = off */
+    int64_t stall_timeout_ms;
+    uint64_t stall_checked_ns;
+    struct part_pos *pos;
+    int32_t n_pos, probe_turn;
+    struct probe *probe;     /* the probe running (one at a time), NULL */
+    rd_kafka_t *probe_rk;
+    bool probe_failed;       /* the probe consumer could not be made (logged once) */
     uint64_t sessions_at;
     const char *version;
 };
@@ -191,6 +213,8 @@ void sr__rt_dispatch(sr_runtime_t *rt);
 void sr__rt_serve_consumer(sr_runtime_t *rt);
 void sr__rt_serve_messages(sr_runtime_t *rt);
 void sr__rt_serve_producer(sr_runtime_t *rt);
+/* A record the stall probe read (stall.c): into the gathering batch like a consumed one. */
+void sr__rt_take_probed(sr_runtime_t *rt, rd_kafka_message_t *m);
 void sr__rt_on_cpoll(uv_poll_t *h, int status, int events);
 void sr__rt_on_mpoll(uv_poll_t *h, int status, int events);
 void sr__rt_on_ppoll(uv_poll_t *h, int status, int events);
@@ -219,6 +243,16 @@ void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs);
 void sr__rt_log_parts(const char *what, const rd_kafka_topic_partition_list_t *l);
 void sr__rt_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+/* stall.c — @thread loop (sr__rt_stall_destroy: after the loop ended) */
+void sr__rt_pos_start(sr_runtime_t *rt, int32_t partition, int64_t offset);
+void sr__rt_pos_stop(sr_runtime_t *rt, int32_t partition);
+void sr__rt_pos_rewind(sr_runtime_t *rt, int32_t partition, int64_t offset);
+/* false: a message the probe already delivered or skipped (dropped by the caller) */
+bool sr__rt_pos_taken(sr_runtime_t *rt, const rd_kafka_message_t *m, uint64_t now);
+void sr__rt_stall_check(sr_runtime_t *rt);
+void sr__rt_probe_done(sr_runtime_t *rt, struct probe *pr);
+void sr__rt_stall_destroy(sr_runtime_t *rt);
 
 /* observe.c — @thread loop (statistics and errors arrive on the queues the loop polls) */
 int sr__rt_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque);
