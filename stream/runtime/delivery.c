@@ -249,12 +249,36 @@ static void store_offsets(sr_runtime_t *rt, struct rt_batch *b)
 }
 
 /* exactly_once: aborts the open transaction (its outputs and changelog records are never
- * seen by read_committed consumers); the caller drops and reprocesses its batches. */
+ * seen by read_committed consumers); the caller drops and reprocesses its batches.
+ *
+ * The abort first waits for the messages in flight. A partition whose produce failed with
+ * sequences in flight behind it (OUT_OF_ORDER_SEQUENCE: "requires epoch bump") holds them
+ * until the epoch bump, which librdkafka makes only after the abort: they leave by
+ * message.timeout.ms (at most transaction.timeout.ms, default 60 s). The abort then returns a
+ * retriable "resumable" error; it is called again from sr__rt_advance (housekeeping timer),
+ * 100 ms at a time so the loop keeps serving, until it completes (DESIGN §8.8, §10). */
+#define TXN_ABORT_SLICE_MS 100
+#define TXN_ABORT_MAX_NS (600ULL * 1000000000ULL)
 static void txn_abort(sr_runtime_t *rt)
 {
     if (!rt->eos || !rt->txn_open)
         return;
-    rd_kafka_error_t *e = rd_kafka_abort_transaction(rt->producer, 30000);
+    if (!rt->txn_abort_since_ns)
+        rt->txn_abort_since_ns = sr_now_ns();
+    rd_kafka_error_t *e = rd_kafka_abort_transaction(rt->producer, TXN_ABORT_SLICE_MS);
+    if (e && rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e) &&
+        sr_now_ns() - rt->txn_abort_since_ns < TXN_ABORT_MAX_NS) {
+        if (!rt->txn_abort_waiting)
+            sr_log(SR_LOG_WARN, CMP, "transaction abort waits for messages in flight (they "
+                   "leave by kafka.producer.message.timeout.ms); resuming it", "error=\"%s\"",
+                   rd_kafka_error_string(e));
+        rt->txn_abort_waiting = true;
+        rt->txn_must_abort = true; /* sr__rt_advance resumes it */
+        rd_kafka_error_destroy(e);
+        return;
+    }
+    rt->txn_abort_since_ns = 0;
+    rt->txn_abort_waiting = false;
     rt->txn_open = rt->txn_closing = false;
     pthread_mutex_lock(&rt->mmu);
     rt->aborts++;
@@ -276,7 +300,7 @@ static void txn_abort(sr_runtime_t *rt)
  * abortable failure aborts and reprocesses; a fatal one (fenced) stops the runtime. */
 void sr__rt_txn_maybe_commit(sr_runtime_t *rt)
 {
-    if (!rt->eos || !rt->txn_open || rt->recovering || rt->fatal)
+    if (!rt->eos || !rt->txn_open || rt->recovering || rt->fatal || rt->txn_abort_waiting)
         return;
     if (!rt->draining && !rt->revoking && sr_now_ns() - rt->txn_began_ns < rt->txn_interval_ns)
         return;

@@ -174,6 +174,8 @@ struct sr_runtime {
      * commit.interval.ms passed, or at a drain or revoke; no batch is dispatched meanwhile */
     bool eos, txn_open, txn_closing, revoking, txn_must_abort;
     uint64_t txn_began_ns, txn_interval_ns, transactions, aborts;
+    uint64_t txn_abort_since_ns; /* an abort resumed after a retriable timeout (delivery.c) */
+    bool txn_abort_waiting;
     /* metrics (loop thread) */
     sr_http_t *http;
     pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */

