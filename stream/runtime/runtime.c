@@ -30,7 +30,8 @@
  * (loop: messages into batches, backpressure), worker.c (the worker thread and its job queue),
  * delivery.c (loop: delivery reports, completion in order, offsets, transactions, recovery),
  * rebalance.c (loop: assignment, restore, revocation), observe.c (loop: statistics, errors,
- * /metrics, /healthz, /readyz); runtime_int.h holds the structures they share.
+ * /metrics, /healthz, /readyz), stall.c (loop: partitions that stop advancing, DESIGN §8.10);
+ * runtime_int.h holds the structures they share.
  *
  * Backpressure: above runtime.max.inflight.events events in flight (gathering, computing or
  * awaiting acks) or runtime.max.producer.queue messages in the producer queue, the loop stops

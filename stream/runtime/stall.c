@@ -10,12 +10,13 @@
  * stall is counted (streamrec_partition_stalls_total), and the probe reads that offset:
  *   - read: the record goes into the gathering batch like any other (so it is answered or
  *     dead-lettered as usual), and the consumer is sought past it;
- *   - not readable while the partition's leader answers (larger than even the probe's limits,
- *     or refused by the broker): the consumer is sought past it, a dead letter without the
- *     record (source position, streamrec.error=unreadable_oversized or unreadable) goes to
- *     dlq.topic when there is one, and the offset after it is stored for commit;
- *   - the leader does not answer: nothing is skipped (a broker that is down is not a bad
- *     record), the next check tries again.
+ *   - the probe's consumer reports the record itself unreadable (MSG_SIZE_TOO_LARGE: larger
+ *     than even the probe's limits; a corrupt message set) while the leader answers: the
+ *     consumer is sought past it, a dead letter without the record (source position,
+ *     streamrec.error=unreadable_oversized or unreadable) goes to dlq.topic when there is one,
+ *     and the offset after it is stored for commit;
+ *   - the leader does not answer, or nothing and no such error came within the probe's wait:
+ *     nothing is skipped (a broker that is down or slow is not a bad record); asked again.
  * A partition whose next offset falls below the log start (the broker removed records before
  * they were consumed: retention, or the mock cluster's 5 MiB log) is logged and counted
  * (streamrec_partition_records_lost_total), and its position moves to the log start. */
@@ -174,7 +175,11 @@ static void *probe_main(void *arg)
                 pr->msg = m;
                 break;
             }
-            if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            /* Evidence that the record itself cannot be read: only these skip it. */
+            if (m->err && m->partition == pr->partition &&
+                (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+                 m->err == RD_KAFKA_RESP_ERR__BAD_MSG ||
+                 m->err == RD_KAFKA_RESP_ERR_INVALID_MSG)) {
                 pr->err = m->err;
                 snprintf(pr->why, sizeof pr->why, "%s", rd_kafka_message_errstr(m));
             }
@@ -320,9 +325,9 @@ void sr__rt_probe_done(sr_runtime_t *rt, struct probe *pr)
                (int)pr->partition, (long long)o, pr->msg->len);
         sr__rt_take_probed(rt, pr->msg); /* owns it now; before the floor moves past it */
         seek_past(rt, pr->partition, p, o + 1);
-    } else if (pr->leader_ok && pr->offset < pr->hi) {
-        bool size = pr->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || !pr->err;
-        const char *reason = size ? "unreadable_oversized" : "unreadable";
+    } else if (pr->leader_ok && pr->offset < pr->hi && pr->err) {
+        const char *reason = pr->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? "unreadable_oversized"
+                                                                               : "unreadable";
         sr_log(SR_LOG_ERROR, CMP, "stalled partition: record unreadable, skipped", "topic=%s "
                "partition=%d offset=%lld reason=%s error=\"%s\"", rt->input_topic,
                (int)pr->partition, (long long)pr->offset, reason, pr->why);
@@ -332,9 +337,11 @@ void sr__rt_probe_done(sr_runtime_t *rt, struct probe *pr)
         dead_letter_stub(rt, pr->partition, pr->offset, reason, pr->why);
         store_pending(rt, pr->partition, p);
     } else {
-        sr_log(SR_LOG_WARN, CMP, "partition quiet and its leader does not answer: nothing "
-               "skipped", "topic=%s partition=%d offset=%lld error=\"%s\"", rt->input_topic,
-               (int)pr->partition, (long long)pr->offset, pr->why);
+        /* The leader does not answer, or the probe got nothing and no error about the record
+         * (a slow or throttled broker): never a reason to drop a record; asked again later. */
+        sr_log(SR_LOG_WARN, CMP, "stalled partition: record not read, nothing skipped", "topic=%s "
+               "partition=%d offset=%lld leader_answered=%d error=\"%s\"", rt->input_topic,
+               (int)pr->partition, (long long)pr->offset, pr->leader_ok, pr->why);
     }
     if (p)
         p->since_ns = sr_now_ns();

@@ -184,11 +184,10 @@ static void delivery_failure_recovery(void **state, bool exactly_once)
         rd_kafka_mock_partition_set_leader(e->c.mock.mc, e->t_recs, p, 2);
     }
     rd_kafka_mock_partition_set_leader(e->c.mock.mc, e->t_dlq, 0, 1);
-    char cfg[300], xx[600];
-    snprintf(xx, sizeof xx, "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n"
-             "processing.guarantee=exactly_once\ninstance.id=a\n%s", getenv("XDBG") ? getenv("XDBG") : "");
+    char cfg[300];
     write_config(e, "a", exactly_once
-                 ? xx
+                 ? "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n"
+                   "processing.guarantee=exactly_once\ninstance.id=a\n"
                  : "kafka.producer.max.in.flight.requests.per.connection=1\n"
                    "kafka.producer.retry.backoff.ms=20\nbatch.max.events=16\n", cfg, sizeof cfg);
     assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, 400, 0), 400);
@@ -542,7 +541,6 @@ static void big_records(void **state, size_t big, bool dlq, const char *run_extr
     char cfgx[600], cfg[300];
     snprintf(cfgx, sizeof cfgx, "metrics.listen=127.0.0.1:%d\nruntime.stall.timeout.ms=2000\n%s%s",
              port, dlq ? "" : "dlq.topic=\n", run_extra ? run_extra : "");
-    if (getenv("XDBG")) strcat(cfgx, getenv("XDBG"));
     write_config(e, "a", cfgx, cfg, sizeof cfg);
     pid_t pid = start_run(e, cfg, "a");
     struct msgs ms = {0};
@@ -654,6 +652,74 @@ static void test_big_records_stall(void **state)
                                        "kafka.consumer.receive.message.max.bytes=2000000\n");
 }
 
+/* A record the consumer and the probe are both told they cannot read (the mock answers every
+ * Fetch with MSG_SIZE_TOO_LARGE for a while): the partition stalls, the record is skipped with
+ * a dead-letter stub (streamrec.error=unreadable_oversized, source position, no value), counted,
+ * and the partition goes on: the event after it is answered and the offsets reach the end. */
+static void test_unreadable_record_skipped(void **state)
+{
+    struct env *e = *state;
+    topics(e, 4, CLUSTER_MOCK);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
+    int port = free_port();
+    char cfgx[200], cfg[300];
+    snprintf(cfgx, sizeof cfgx, "metrics.listen=127.0.0.1:%d\nruntime.stall.timeout.ms=2000\n", port);
+    write_config(e, "a", cfgx, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "a");
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 90, 0, &ms);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    msgs_free(&ms);
+    const char *item = json_string_value(json_object_get(
+        json_array_get(json_object_get(e->ex.rec[0], "items"), 0), "item_id"));
+    char ev[300];
+    int len = snprintf(ev, sizeof ev, "{\"event_type\": \"view\", \"item_id\": \"%s\", "
+                       "\"timestamp_ms\": 1700000001000, \"session_id\": \"lost-1\"}", item);
+    enum { N_ERR = 400 };
+    rd_kafka_resp_err_t errs[N_ERR];
+    for (int i = 0; i < N_ERR; i++)
+        errs[i] = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    rd_kafka_mock_push_request_errors_array(e->c.mock.mc, 1 /* Fetch */, N_ERR, errs);
+    assert_int_equal(produce_one(e->c.bootstraps, e->t_events, 1, "lost-1", ev, (size_t)len), 0);
+    int skipped = wait_log(e, "a", "record unreadable, skipped", 1, 60);
+    rd_kafka_mock_clear_request_errors(e->c.mock.mc, 1);
+    assert_true(skipped);
+    len = snprintf(ev, sizeof ev, "{\"event_type\": \"view\", \"item_id\": \"%s\", "
+                   "\"timestamp_ms\": 1700000002000, \"session_id\": \"after-1\"}", item);
+    assert_int_equal(produce_one(e->c.bootstraps, e->t_events, 1, "after-1", ev, (size_t)len), 0);
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS + 1, 60, 500, &ms);
+    int after = 0, lost = 0;
+    for (int i = 0; i < ms.n; i++) {
+        after += ms.m[i].key && !strcmp(ms.m[i].key, "after-1");
+        lost += ms.m[i].key && !strcmp(ms.m[i].key, "lost-1");
+    }
+    msgs_free(&ms);
+    assert_int_equal(after, 1);
+    assert_int_equal(lost, 0);
+    struct msgs dl = {0};
+    consume_topic(e->c.bootstraps, e->t_dlq, 1, N_INVALID + 1, 60, 500, &dl);
+    assert_int_equal(dl.n, N_INVALID + 1);
+    int stubs = 0;
+    for (int i = 0; i < dl.n; i++)
+        if (!strcmp(dl.m[i].hdr[0], "unreadable_oversized")) {
+            stubs++;
+            assert_int_equal(dl.m[i].value_len, 0);
+            assert_string_equal(dl.m[i].hdr[2], "1");
+        }
+    assert_int_equal(stubs, 1);
+    msgs_free(&dl);
+    int64_t sum = -1;
+    int committed = 0;
+    for (int i = 0; i < 300 && sum != e->fx.n + 2; i++, sleep_ms(100))
+        sum = group_committed(e->c.bootstraps, e->group, e->t_events, 4, &committed);
+    assert_int_equal(sum, e->fx.n + 2);
+    static char body[1 << 16];
+    assert_int_equal(http_get(port, "/metrics", body, sizeof body), 200);
+    assert_non_null(strstr(body, "streamrec_partition_records_skipped_total{partition=\"1\"} 1"));
+    assert_non_null(strstr(body, "streamrec_partition_stalls_total{partition=\"1\"}"));
+    assert_int_equal(stop_run(e, pid, "a", 30), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -665,6 +731,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_big_records_10mb, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_records_10mb_no_dlq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_records_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_record_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_then_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_dir_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_faults, setup, teardown),
