@@ -101,16 +101,21 @@ bool sr__rt_pos_taken(sr_runtime_t *rt, const rd_kafka_message_t *m, uint64_t no
 }
 
 /* Is any message of the partition gathering or in flight? */
+static bool batch_has(const struct rt_batch *b, int32_t partition)
+{
+    for (int32_t i = 0; b && i < b->n; i++)
+        if (b->msgs[i]->partition == partition)
+            return true;
+    return false;
+}
+
 static bool in_flight(sr_runtime_t *rt, int32_t partition)
 {
-    for (struct rt_batch *b = rt->gather; b; b = NULL)
-        for (int32_t i = 0; i < b->n; i++)
-            if (b->msgs[i]->partition == partition)
-                return true;
+    if (batch_has(rt->gather, partition))
+        return true;
     for (struct rt_batch *b = rt->ihead; b; b = b->next)
-        for (int32_t i = 0; i < b->n; i++)
-            if (b->msgs[i]->partition == partition)
-                return true;
+        if (batch_has(b, partition))
+            return true;
     return false;
 }
 
