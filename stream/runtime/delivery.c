@@ -251,12 +251,13 @@ static void store_offsets(sr_runtime_t *rt, struct rt_batch *b)
 /* exactly_once: aborts the open transaction (its outputs and changelog records are never
  * seen by read_committed consumers); the caller drops and reprocesses its batches.
  *
- * The abort first waits for the messages in flight. A partition whose produce failed with
- * sequences in flight behind it (OUT_OF_ORDER_SEQUENCE: "requires epoch bump") holds them
- * until the epoch bump, which librdkafka makes only after the abort: they leave by
- * message.timeout.ms (at most transaction.timeout.ms, default 60 s). The abort then returns a
- * retriable "resumable" error; it is called again from sr__rt_advance (housekeeping timer),
- * 100 ms at a time so the loop keeps serving, until it completes (DESIGN §8.8, §10). */
+ * librdkafka's abort purges the queues once, when it starts, then flushes. A request that was
+ * in flight behind a failed one for the same partition comes back OUT_OF_ORDER_SEQUENCE
+ * ("requires epoch bump"): its messages return to the partition's queue after that purge and
+ * wait there for the epoch bump, which comes only after the flush, so one long call waits for
+ * message.timeout.ms. So the abort runs TXN_ABORT_SLICE_MS at a time and, while it answers
+ * "retriable", is called again from sr__rt_advance (housekeeping timer): the next call purges
+ * again and completes; the loop keeps serving meanwhile (DESIGN §8.8, §10). */
 #define TXN_ABORT_SLICE_MS 100
 #define TXN_ABORT_MAX_NS (600ULL * 1000000000ULL)
 static void txn_abort(sr_runtime_t *rt)
@@ -269,9 +270,8 @@ static void txn_abort(sr_runtime_t *rt)
     if (e && rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e) &&
         sr_now_ns() - rt->txn_abort_since_ns < TXN_ABORT_MAX_NS) {
         if (!rt->txn_abort_waiting)
-            sr_log(SR_LOG_WARN, CMP, "transaction abort waits for messages in flight (they "
-                   "leave by kafka.producer.message.timeout.ms); resuming it", "error=\"%s\"",
-                   rd_kafka_error_string(e));
+            sr_log(SR_LOG_WARN, CMP, "transaction abort not complete yet (messages in flight); "
+                   "resuming it", "error=\"%s\"", rd_kafka_error_string(e));
         rt->txn_abort_waiting = true;
         rt->txn_must_abort = true; /* sr__rt_advance resumes it */
         rd_kafka_error_destroy(e);
