@@ -81,4 +81,5 @@ SR_CONFIG_KEY("log.level",               ENUM, "debug|info|warn|error|off", "inf
 SR_CONFIG_KEY("log.format",              ENUM, "text|json", "text",    "log lines on stderr: text (ts level component message k=v...) or json (one object per line: time, level, component, message and the fields, as strings)")
 SR_CONFIG_KEY("runtime.max.inflight.events", INT, "1..2147483647", "16384", "run: events in flight (gathering, computing, awaiting acks) above which input is held back; taken again below half")
 SR_CONFIG_KEY("runtime.max.producer.queue",  INT, "1..2147483647", "50000", "run: producer queue length (messages) above which input is held back; taken again below half")
+SR_CONFIG_KEY("runtime.stall.timeout.ms",   INT, "0..2147483647", "30000", "run: an input partition that consumes nothing for this long below its high watermark is logged, counted, and its record read with raised fetch limits or skipped (ms; 0: off)")
 SR_CONFIG_KEY("runtime.max.recoveries",      INT, "0..2147483647", "10",    "run: failed deliveries in a row (no commit between) recovered by reprocessing before the runtime stops")

@@ -217,6 +217,10 @@ static bool take_message(sr_runtime_t *rt, rd_kafka_message_t *m, uint64_t now)
         rd_kafka_message_destroy(m);
         return false;
     }
+    if (!sr__rt_pos_taken(rt, m, now)) {
+        rd_kafka_message_destroy(m);
+        return false;
+    }
     if (!rt->gather) {
         rt->gather = batch_get(rt);
         if (!rt->gather) {
@@ -292,6 +296,11 @@ void sr__rt_serve_messages(sr_runtime_t *rt)
     count_consumed(rt, total);
     if (total)
         sr__rt_dispatch_if_idle(rt);
+}
+
+void sr__rt_take_probed(sr_runtime_t *rt, rd_kafka_message_t *m)
+{
+    count_consumed(rt, take_message(rt, m, sr_now_ns()));
 }
 
 void sr__rt_serve_producer(sr_runtime_t *rt)

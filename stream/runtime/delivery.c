@@ -144,9 +144,11 @@ static void recover_check(sr_runtime_t *rt)
     pthread_mutex_unlock(&rt->mmu);
     if (rt->n_rewinds > 0 && rt->consumer && !rt->fatal) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(rt->n_rewinds);
-        for (int i = 0; i < rt->n_rewinds; i++)
+        for (int i = 0; i < rt->n_rewinds; i++) {
             rd_kafka_topic_partition_list_add(l, rt->rewinds[i].topic,
                                               rt->rewinds[i].partition)->offset = rt->rewinds[i].offset;
+            sr__rt_pos_rewind(rt, rt->rewinds[i].partition, rt->rewinds[i].offset);
+        }
         sr__rt_log_parts("recovering: rewinding", l);
         /* Asynchronous: the version barrier is set now, so messages already fetched past these
          * offsets are not handed out; a partition revoked meanwhile fails here, harmlessly
@@ -248,12 +250,36 @@ static void store_offsets(sr_runtime_t *rt, struct rt_batch *b)
 }
 
 /* exactly_once: aborts the open transaction (its outputs and changelog records are never
- * seen by read_committed consumers); the caller drops and reprocesses its batches. */
+ * seen by read_committed consumers); the caller drops and reprocesses its batches.
+ *
+ * librdkafka's abort purges the queues once, when it starts, then flushes. A request that was
+ * in flight behind a failed one for the same partition comes back OUT_OF_ORDER_SEQUENCE
+ * ("requires epoch bump"): its messages return to the partition's queue after that purge and
+ * wait there for the epoch bump, which comes only after the flush, so one long call waits for
+ * message.timeout.ms. So the abort runs TXN_ABORT_SLICE_MS at a time and, while it answers
+ * "retriable", is called again from sr__rt_advance (housekeeping timer): the next call purges
+ * again and completes; the loop keeps serving meanwhile (DESIGN §8.8, §10). */
+#define TXN_ABORT_SLICE_MS 100
+#define TXN_ABORT_MAX_NS (600ULL * 1000000000ULL)
 static void txn_abort(sr_runtime_t *rt)
 {
     if (!rt->eos || !rt->txn_open)
         return;
-    rd_kafka_error_t *e = rd_kafka_abort_transaction(rt->producer, 30000);
+    if (!rt->txn_abort_since_ns)
+        rt->txn_abort_since_ns = sr_now_ns();
+    rd_kafka_error_t *e = rd_kafka_abort_transaction(rt->producer, TXN_ABORT_SLICE_MS);
+    if (e && rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e) &&
+        sr_now_ns() - rt->txn_abort_since_ns < TXN_ABORT_MAX_NS) {
+        if (!rt->txn_abort_waiting)
+            sr_log(SR_LOG_WARN, CMP, "transaction abort not complete yet (messages in flight); "
+                   "resuming it", "error=\"%s\"", rd_kafka_error_string(e));
+        rt->txn_abort_waiting = true;
+        rt->txn_must_abort = true; /* sr__rt_advance resumes it */
+        rd_kafka_error_destroy(e);
+        return;
+    }
+    rt->txn_abort_since_ns = 0;
+    rt->txn_abort_waiting = false;
     rt->txn_open = rt->txn_closing = false;
     pthread_mutex_lock(&rt->mmu);
     rt->aborts++;
@@ -275,7 +301,7 @@ static void txn_abort(sr_runtime_t *rt)
  * abortable failure aborts and reprocesses; a fatal one (fenced) stops the runtime. */
 void sr__rt_txn_maybe_commit(sr_runtime_t *rt)
 {
-    if (!rt->eos || !rt->txn_open || rt->recovering || rt->fatal)
+    if (!rt->eos || !rt->txn_open || rt->recovering || rt->fatal || rt->txn_abort_waiting)
         return;
     if (!rt->draining && !rt->revoking && sr_now_ns() - rt->txn_began_ns < rt->txn_interval_ns)
         return;
@@ -424,6 +450,8 @@ void sr__rt_handle_completions(sr_runtime_t *rt)
             }
         } else if (j->type == JOB_RESTORE) {
             sr__rt_restore_finished(rt, j->rs);
+        } else if (j->type == JOB_PROBE) {
+            sr__rt_probe_done(rt, j->pr);
         } else if (j->type == JOB_DISCARD) {
             rt->discards--;
             free(j);

@@ -172,6 +172,10 @@ sr_err_t sr_kafka_conf_new(const sr_config_t *cfg, enum sr_kafka_side side, rd_k
         rc = sr_kafka_conf_set(conf, "enable.idempotence", "true", err);
         if (rc == SR_OK)
             rc = sr_kafka_conf_set(conf, "linger.ms", "1", err);
+        /* Java clients and Kafka Streams partition keys by murmur2: the same here, so the
+         * recommendations are co-partitioned with their sessions' other topics (DESIGN §4.4). */
+        if (rc == SR_OK)
+            rc = sr_kafka_conf_set(conf, "partitioner", "murmur2_random", err);
     }
     /* client.id names the instance in broker logs and quotas: streamrec-<instance.id or host>. */
     if (rc == SR_OK) {

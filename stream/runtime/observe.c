@@ -140,6 +140,27 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
         sr_buf_appendf(b, "streamrec_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n", rt->input_topic,
              (int)rt->lags[i].partition, (long long)rt->lags[i].lag);
     pthread_mutex_unlock(&rt->mmu);
+    sr_buf_appendf(b, "# HELP streamrec_partition_stalls_total times an input partition consumed "
+                   "nothing for runtime.stall.timeout.ms below its high watermark\n"
+                   "# TYPE streamrec_partition_stalls_total counter\n");
+    for (int32_t i = 0; i < rt->n_pos; i++) /* loop thread: the pos array is the loop's */
+        if (rt->pos[i].stalls)
+            sr_buf_appendf(b, "streamrec_partition_stalls_total{partition=\"%d\"} %llu\n", (int)i,
+                           (unsigned long long)rt->pos[i].stalls);
+    sr_buf_appendf(b, "# HELP streamrec_partition_records_skipped_total records no consumer could "
+                   "read, skipped (dead-lettered without their bytes)\n"
+                   "# TYPE streamrec_partition_records_skipped_total counter\n");
+    for (int32_t i = 0; i < rt->n_pos; i++)
+        if (rt->pos[i].skipped)
+            sr_buf_appendf(b, "streamrec_partition_records_skipped_total{partition=\"%d\"} %llu\n",
+                           (int)i, (unsigned long long)rt->pos[i].skipped);
+    sr_buf_appendf(b, "# HELP streamrec_partition_records_lost_total records the broker removed "
+                   "before they were consumed (retention)\n"
+                   "# TYPE streamrec_partition_records_lost_total counter\n");
+    for (int32_t i = 0; i < rt->n_pos; i++)
+        if (rt->pos[i].lost)
+            sr_buf_appendf(b, "streamrec_partition_records_lost_total{partition=\"%d\"} %llu\n",
+                           (int)i, (unsigned long long)rt->pos[i].lost);
     gauge(b, "streamrec_sessions", "sessions held in state, after the last commit (exact on "
           "memory, RocksDB's estimate on rocksdb)",
           (double)__atomic_load_n(&rt->sessions, __ATOMIC_RELAXED));

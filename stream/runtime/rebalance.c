@@ -65,6 +65,7 @@ void sr__rt_restore_finished(sr_runtime_t *rt, struct restore *rs)
            "applied=%lld", rt->input_topic, (int)rs->partition, sr_kafka_offset_str(from, ob),
            (long long)applied);
     int64_t committed = rs->committed;
+    sr__rt_pos_start(rt, rs->partition, start);
     restore_forget(rt, rs);
     rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, l, 0);
     if (e) {
@@ -153,6 +154,7 @@ static void on_assign(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
             start = applied + 1;
         p->offset = start >= 0 ? start : RD_KAFKA_OFFSET_INVALID;
         p->err = 0;
+        sr__rt_pos_start(rt, p->partition, start); /* -1: from the log start */
     }
     sr__rt_log_parts("partitions assigned", l);
     /* Before the fetchers start: their messages go to the message queue, not the consumer
@@ -200,6 +202,7 @@ static void on_revoke(sr_runtime_t *rt, rd_kafka_t *rk, rd_kafka_topic_partition
         struct restore *rs = sr__rt_restoring(rt, parts->elems[i].partition);
         if (rs)
             __atomic_store_n(&rs->cancel, 1, __ATOMIC_RELEASE);
+        sr__rt_pos_stop(rt, parts->elems[i].partition);
     }
     /* Finish everything in flight (batches mix partitions), store offsets, commit (under
      * exactly_once: commit the transaction, which holds the offsets). */

@@ -31,7 +31,8 @@
  * (loop: messages into batches, backpressure), worker.c (the worker thread and its job queue),
  * delivery.c (loop: delivery reports, completion in order, offsets, transactions, recovery),
  * rebalance.c (loop: assignment, restore, revocation), observe.c (loop: statistics, errors,
- * /metrics, /healthz, /readyz); runtime_int.h holds the structures they share.
+ * /metrics, /healthz, /readyz), stall.c (loop: partitions that stop advancing, DESIGN §8.10);
+ * runtime_int.h holds the structures they share.
  *
  * Backpressure: above runtime.max.inflight.events events in flight (gathering, computing or
  * awaiting acks) or runtime.max.producer.queue messages in the producer queue, the loop stops
@@ -130,6 +131,7 @@ static void on_house(uv_timer_t *t)
     sr__rt_serve_messages(rt);
     sr__rt_serve_producer(rt);
     sr__rt_handle_completions(rt);
+    sr__rt_stall_check(rt);
 }
 
 static sr_err_t get_int(const sr_config_t *cfg, const char *key, int64_t lo, int64_t hi,
@@ -259,6 +261,8 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
         rc = get_int(cfg, "runtime.max.recoveries", 0, INT32_MAX, &rt->max_recoveries, err);
     if (rc == SR_OK)
         rc = get_int(cfg, "dlq.max.bytes", 1024, INT32_MAX, &rt->dlq_max_bytes, err);
+    if (rc == SR_OK)
+        rc = get_int(cfg, "runtime.stall.timeout.ms", 0, INT32_MAX, &rt->stall_timeout_ms, err);
     int64_t txn_ms = 100;
     if (rc == SR_OK)
         rc = get_int(cfg, "commit.interval.ms", 1, 3600000, &txn_ms, err);
@@ -549,6 +553,7 @@ void sr_runtime_destroy(sr_runtime_t *rt)
         sr__rt_batch_free(b);
         b = n;
     }
+    sr__rt_stall_destroy(rt); /* its messages were in the batches */
     if (rt->cq)
         rd_kafka_queue_destroy(rt->cq);
     if (rt->mq)

@@ -29,10 +29,11 @@ struct out_ref {
 };
 
 enum job_type { JOB_RUN = 1, JOB_LOG, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_RESTORE, JOB_SWAP,
-                JOB_QUIT };
+                JOB_QUIT, JOB_PROBE /* completion only: a stall probe ended (stall.c) */ };
 
 struct restore;
 struct reload;
+struct probe;
 #define SR_WATCH_MAX (1 + SR_GRAPH_MAX_VARIANTS)
 
 struct job {
@@ -43,6 +44,7 @@ struct job {
     uint64_t state_id;       /* JOB_DISCARD: drop staged state from this id on */
     struct restore *rs;      /* JOB_RESTORE */
     struct reload *rl;       /* JOB_SWAP: the new graph (reload.c) */
+    struct probe *pr;        /* JOB_PROBE */
 };
 
 /* A partition being restored from the changelog before it is consumed (DESIGN §8). The loop
@@ -89,6 +91,17 @@ struct rewind {
     char topic[256];
     int32_t partition;
     int64_t offset;
+};
+
+/* stall.c: an input partition's position (loop thread), indexed by partition. */
+#define POS_BEGINNING (-2)   /* next: from the log start (no committed or applied offset) */
+struct part_pos {
+    bool assigned;
+    int64_t next;            /* offset after the last message taken, POS_BEGINNING, -1 unknown */
+    int64_t floor;           /* messages below it are dropped: the probe took or skipped them */
+    int64_t store_at;        /* at_least_once: offset to store once nothing of it is in flight */
+    uint64_t since_ns;       /* last progress, or last moment no progress was expected */
+    uint64_t stalls, skipped, lost; /* metrics */
 };
 
 struct part_lag {
@@ -168,6 +181,8 @@ struct sr_runtime {
      * commit.interval.ms passed, or at a drain or revoke; no batch is dispatched meanwhile */
     bool eos, txn_open, txn_closing, revoking, txn_must_abort;
     uint64_t txn_began_ns, txn_interval_ns, transactions, aborts;
+    uint64_t txn_abort_since_ns; /* an abort resumed after a retriable timeout (delivery.c) */
+    bool txn_abort_waiting;
     /* metrics (loop thread) */
     sr_http_t *http;
     pthread_mutex_t mmu;     /* guards the fields below for sr_runtime_* readers off the loop */
@@ -193,6 +208,14 @@ struct sr_runtime {
     int watch_n, watch_i;
     const char *watch_path[SR_WATCH_MAX];
     char watch_seen[SR_WATCH_MAX][PATH_MAX];
+    /* stall detection (stall.c, loop thread): runtime.stall.timeout.ms, 0 = off */
+    int64_t stall_timeout_ms;
+    uint64_t stall_checked_ns;
+    struct part_pos *pos;
+    int32_t n_pos, probe_turn;
+    struct probe *probe;     /* the probe running (one at a time), NULL */
+    rd_kafka_t *probe_rk;
+    bool probe_failed;       /* the probe consumer could not be made (logged once) */
 };
 
 /* runtime.c — @thread loop */
@@ -216,6 +239,8 @@ void sr__rt_dispatch_if_idle(sr_runtime_t *rt);
 void sr__rt_serve_consumer(sr_runtime_t *rt);
 void sr__rt_serve_messages(sr_runtime_t *rt);
 void sr__rt_serve_producer(sr_runtime_t *rt);
+/* A record the stall probe read (stall.c): into the gathering batch like a consumed one. */
+void sr__rt_take_probed(sr_runtime_t *rt, rd_kafka_message_t *m);
 void sr__rt_on_cpoll(uv_poll_t *h, int status, int events);
 void sr__rt_on_mpoll(uv_poll_t *h, int status, int events);
 void sr__rt_on_ppoll(uv_poll_t *h, int status, int events);
@@ -253,6 +278,15 @@ sr_err_t sr__rt_watch_start(sr_runtime_t *rt, struct sr_error *err);
 void sr__rt_reload_swap(sr_runtime_t *rt, struct reload *r);
 void sr__rt_reload_swapped(sr_runtime_t *rt, struct reload *r);
 void sr__rt_reload_free(struct reload *r);
+/* stall.c — @thread loop (sr__rt_stall_destroy: after the loop ended) */
+void sr__rt_pos_start(sr_runtime_t *rt, int32_t partition, int64_t offset);
+void sr__rt_pos_stop(sr_runtime_t *rt, int32_t partition);
+void sr__rt_pos_rewind(sr_runtime_t *rt, int32_t partition, int64_t offset);
+/* false: a message the probe already delivered or skipped (dropped by the caller) */
+bool sr__rt_pos_taken(sr_runtime_t *rt, const rd_kafka_message_t *m, uint64_t now);
+void sr__rt_stall_check(sr_runtime_t *rt);
+void sr__rt_probe_done(sr_runtime_t *rt, struct probe *pr);
+void sr__rt_stall_destroy(sr_runtime_t *rt);
 
 /* observe.c — @thread loop (statistics and errors arrive on the queues the loop polls) */
 int sr__rt_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque);

@@ -302,6 +302,8 @@ void *sr__rt_worker_main(void *arg)
         case JOB_QUIT:
             free(j);
             return NULL;
+        case JOB_PROBE: /* a completion only (stall.c): never queued to the worker */
+            break;
         }
     }
 }

@@ -193,8 +193,10 @@ static inline const char *cluster_name(const struct cluster *c, const char *base
 }
 
 /* Creates topic `name` (already suffixed) with `partitions` partitions and waits until every
- * partition has a leader. 0 on success. */
-static inline int cluster_topic_create(struct cluster *c, const char *name, int partitions)
+ * partition has a leader; on a real cluster the topic gets max.message.bytes=max_bytes and
+ * segment.bytes=2*max_bytes when max_bytes > 0 (the mock has no limit). 0 on success. */
+static inline int cluster_topic_create_max(struct cluster *c, const char *name, int partitions,
+                                           long max_bytes)
 {
     struct sr_error err = {0};
     if (!c->real)
@@ -202,6 +204,13 @@ static inline int cluster_topic_create(struct cluster *c, const char *name, int 
     rd_kafka_t *rk = client(c->bootstraps, RD_KAFKA_PRODUCER, NULL);
     char errstr[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, errstr, sizeof errstr);
+    if (max_bytes > 0) { /* and segments that hold such a record (kafka-local.sh: 1 MiB) */
+        char v[32], seg[32];
+        snprintf(v, sizeof v, "%ld", max_bytes);
+        snprintf(seg, sizeof seg, "%ld", 2 * max_bytes);
+        rd_kafka_NewTopic_set_config(nt, "max.message.bytes", v);
+        rd_kafka_NewTopic_set_config(nt, "segment.bytes", seg);
+    }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
@@ -237,6 +246,11 @@ static inline int cluster_topic_create(struct cluster *c, const char *name, int 
     }
     rd_kafka_destroy(rk);
     return rc;
+}
+
+static inline int cluster_topic_create(struct cluster *c, const char *name, int partitions)
+{
+    return cluster_topic_create_max(c, name, partitions, 0);
 }
 
 /* ---- fixture events -------------------------------------------------------------------- */
@@ -679,6 +693,7 @@ struct env {
     struct expect ex;
     char dir[256];
     char broker_dir[300];    /* a broker of the test's own (kafka-local.sh), stopped at teardown */
+    long events_max_bytes;   /* > 0: the events topic's max.message.bytes on a real cluster */
 };
 
 static inline int setup(void **state)
@@ -784,7 +799,7 @@ static inline void topics(struct env *e, int partitions, enum cluster_need need)
     cluster_name(&e->c, "recommendations", e->t_recs, sizeof e->t_recs);
     cluster_name(&e->c, "dlq", e->t_dlq, sizeof e->t_dlq);
     cluster_name(&e->c, "streamrec-test", e->group, sizeof e->group);
-    assert_int_equal(cluster_topic_create(&e->c, e->t_events, partitions), 0);
+    assert_int_equal(cluster_topic_create_max(&e->c, e->t_events, partitions, e->events_max_bytes), 0);
     assert_int_equal(cluster_topic_create(&e->c, e->t_recs, partitions), 0);
     assert_int_equal(cluster_topic_create(&e->c, e->t_dlq, 1), 0);
     /* The runtime creates its state changelog on a real broker; librdkafka 2.0's mock has no

@@ -1011,6 +1011,259 @@ static void sessions_gauge(void **state, const char *backend)
 static void test_sessions_gauge_memory(void **state) { sessions_gauge(state, "memory"); }
 static void test_sessions_gauge_rocksdb(void **state) { sessions_gauge(state, "rocksdb"); }
 
+static void produce_one_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    *(rd_kafka_resp_err_t *)opaque = m->err;
+    if (m->err)
+        fprintf(stderr, "produce %zu bytes: %s\n", m->len, rd_kafka_err2str(m->err));
+}
+
+/* Produces `value` (len bytes) to topic[partition] with an optional key; 0 when acknowledged. */
+static int produce_one(const char *bootstraps, const char *topic, int32_t partition, const char *key,
+                       const char *value, size_t len)
+{
+    char errstr[256];
+    rd_kafka_resp_err_t dr = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, quiet_log);
+    rd_kafka_conf_set_dr_msg_cb(conf, produce_one_dr);
+    rd_kafka_conf_set_opaque(conf, &dr);
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "message.max.bytes", "20000000", errstr, sizeof errstr))
+        return -1;
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!p)
+        return -1;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, "origin", -1, "test", 4);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)value, len),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_TIMESTAMP(1234567890123LL),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (e)
+        rd_kafka_headers_destroy(h);
+    int rc = e || rd_kafka_flush(p, 30000) || dr != RD_KAFKA_RESP_ERR_NO_ERROR ? -1 : 0;
+    rd_kafka_destroy(p);
+    return rc;
+}
+
+static int64_t end_offsets(const char *bootstraps, const char *topic, int partitions)
+{
+    rd_kafka_t *c = client(bootstraps, RD_KAFKA_PRODUCER, NULL);
+    int64_t sum = 0;
+    for (int p = 0; p < partitions; p++) {
+        int64_t lo = -1, hi = -1;
+        assert_int_equal(rd_kafka_query_watermark_offsets(c, topic, p, &lo, &hi, 10000), 0);
+        sum += hi;
+    }
+    rd_kafka_destroy(c);
+    return sum;
+}
+
+/* Big records (DESIGN §8.10) after the fixture, once its events are answered: in partition 1
+ * an undecodable one (key, header, timestamp), in 2 an event whose session_id is too long, in
+ * 3 a valid event padded with an unknown field, each `big` bytes; then in each of them one more
+ * valid event. Every good event is answered (the fixture's exactly as replay answers them, the
+ * big valid one and the three after them once), the bad ones are counted and dead-lettered when
+ * there is a DLQ, and the group's offsets reach the end of every partition. The mock cluster
+ * keeps about 5 MiB per partition: a larger record evicts it whole and the message set
+ * appended next is lost with it (librdkafka 2.0's mock), so there the runtime can only log and
+ * count the records the broker removed (streamrec_partition_records_lost_total) and still
+ * commit to the end. run_extra: more configuration (fetch limits below the record size make
+ * the group's consumer stall on it: the stall probe reads it). */
+static void big_records(void **state, size_t big, bool dlq, const char *run_extra)
+{
+    struct env *e = *state;
+    e->events_max_bytes = 16L << 20;
+    topics(e, 4, CLUSTER_ANY);
+    bool mock_loses = !e->c.real && big > (5u << 20);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
+    int port = free_port();
+    char cfgx[600], cfg[300];
+    snprintf(cfgx, sizeof cfgx, "metrics.listen=127.0.0.1:%d\nruntime.stall.timeout.ms=2000\n%s%s",
+             port, dlq ? "" : "dlq.topic=\n", run_extra ? run_extra : "");
+    write_config(e, "a", cfgx, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "a");
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 90, 0, &ms);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    msgs_free(&ms);
+
+    char *v = malloc(big);
+    assert_non_null(v);
+    memset(v, '{', big); /* undecodable */
+    assert_int_equal(produce_one(e->c.bootstraps, e->t_events, 1, "poison", v, big), 0);
+    int n = snprintf(v, 200, "{\"event_type\": \"view\", \"item_id\": \"i1\", "
+                             "\"timestamp_ms\": 1700000000000, \"session_id\": \"");
+    memset(v + n, 's', big - (size_t)n - 2);
+    memcpy(v + big - 2, "\"}", 2); /* session_id too long */
+    assert_int_equal(produce_one(e->c.bootstraps, e->t_events, 2, NULL, v, big), 0);
+    const char *item = json_string_value(json_object_get(
+        json_array_get(json_object_get(e->ex.rec[0], "items"), 0), "item_id"));
+    assert_non_null(item);
+    n = snprintf(v, 300, "{\"event_type\": \"view\", \"item_id\": \"%s\", \"timestamp_ms\": "
+                         "1700000000000, \"session_id\": \"big-valid\", \"pad\": \"", item);
+    memset(v + n, 'p', big - (size_t)n - 2);
+    memcpy(v + big - 2, "\"}", 2); /* valid: unknown fields are ignored */
+    assert_int_equal(produce_one(e->c.bootstraps, e->t_events, 3, "big-valid", v, big), 0);
+    free(v);
+    for (int p = 1; p <= 3; p++) {
+        char sid[32], ev[300];
+        snprintf(sid, sizeof sid, "after-%d", p);
+        int len = snprintf(ev, sizeof ev, "{\"event_type\": \"view\", \"item_id\": \"%s\", "
+                           "\"timestamp_ms\": 1700000001000, \"session_id\": \"%s\"}", item, sid);
+        assert_int_equal(produce_one(e->c.bootstraps, e->t_events, p, sid, ev, (size_t)len), 0);
+    }
+
+    /* Every partition committed to its end: what the broker holds was consumed or skipped. */
+    int64_t end = end_offsets(e->c.bootstraps, e->t_events, 4), sum = -1;
+    int committed = 0;
+    for (int i = 0; i < 600 && sum != end; i++, sleep_ms(100))
+        sum = group_committed(e->c.bootstraps, e->group, e->t_events, 4, &committed);
+    fprintf(stderr, "big %zu dlq %d: end offsets %lld, committed %lld%s\n", big, dlq,
+            (long long)end, (long long)sum, mock_loses ? " (mock: records evicted)" : "");
+    assert_int_equal(end, mock_loses ? e->fx.n + 6 : e->fx.n + 6);
+    assert_int_equal(sum, end);
+
+    int want = N_VALID_RECS + (mock_loses ? 0 : 4);
+    consume_topic(e->c.bootstraps, e->t_recs, 4, want, 60, 1000, &ms);
+    int extra_recs = 0;
+    struct msgs fx = {0};
+    for (int i = 0; i < ms.n; i++) {
+        if (ms.m[i].key && (!strcmp(ms.m[i].key, "big-valid") || !strncmp(ms.m[i].key, "after-", 6))) {
+            extra_recs++;
+            continue;
+        }
+        if (fx.n == fx.cap) {
+            fx.cap = fx.cap ? 2 * fx.cap : 1024;
+            fx.m = realloc(fx.m, sizeof *fx.m * (size_t)fx.cap);
+        }
+        fx.m[fx.n++] = ms.m[i];
+    }
+    int unmatched, mismatched, dups, missing;
+    check_recs(&e->ex, &fx, 1, &unmatched, &mismatched, &dups, &missing);
+    fprintf(stderr, "recs %d (big and after: %d): unmatched %d mismatched %d duplicates %d "
+            "missing %d\n", ms.n, extra_recs, unmatched, mismatched, dups, missing);
+    assert_int_equal(unmatched + mismatched + dups + missing, 0);
+    assert_int_equal(extra_recs, mock_loses ? 0 : 4);
+    free(fx.m);
+    msgs_free(&ms);
+
+    if (dlq) { /* the fixture's 50 unchanged, the two big ones truncated to fit */
+        struct msgs dl = {0};
+        int want_dl = N_INVALID + (mock_loses ? 0 : 2);
+        consume_topic(e->c.bootstraps, e->t_dlq, 1, want_dl, 60, 500, &dl);
+        assert_int_equal(dl.n, want_dl);
+        int truncated = 0;
+        for (int i = 0; i < dl.n; i++)
+            if (dl.m[i].value_len + dl.m[i].key_len <= 900000 && dl.m[i].value_len > 800000)
+                truncated++;
+        assert_int_equal(truncated, mock_loses ? 0 : 2);
+        msgs_free(&dl);
+    }
+    static char body[1 << 16];
+    assert_int_equal(http_get(port, "/metrics", body, sizeof body), 200);
+    if (mock_loses) {
+        assert_non_null(strstr(body, "streamrec_partition_records_lost_total{partition=\"1\"}"));
+        assert_non_null(strstr(body, "streamrec_partition_records_lost_total{partition=\"3\"}"));
+    } else {
+        assert_non_null(strstr(body, "streamrec_events_invalid_total{reason=\"field_too_long\"} 1"));
+        assert_non_null(strstr(body, "streamrec_events_invalid_total{reason=\"invalid_json\"} 16"));
+        assert_null(strstr(body, "streamrec_partition_records_lost_total{"));
+        assert_null(strstr(body, "streamrec_partition_records_skipped_total{"));
+    }
+    if (run_extra) { /* the fetch limits stalled the consumer: the probe read the records */
+        assert_non_null(strstr(body, "streamrec_partition_stalls_total{"));
+        char log[300];
+        snprintf(log, sizeof log, "%s/a.log", e->dir);
+        assert_true(grep_count(log, "record read with raised fetch limits") >= 3);
+    }
+    assert_int_equal(stop_run(e, pid, "a", 30), 0);
+}
+
+static void test_big_records_1mb(void **state) { big_records(state, 1u << 20, true, NULL); }
+static void test_big_records_1mb_no_dlq(void **state) { big_records(state, 1u << 20, false, NULL); }
+static void test_big_records_10mb(void **state) { big_records(state, 10u << 20, true, NULL); }
+static void test_big_records_10mb_no_dlq(void **state) { big_records(state, 10u << 20, false, NULL); }
+/* 3 MiB records (the mock keeps them) above the group consumer's receive.message.max.bytes:
+ * its fetches fail, the partitions stall, and the probe reads each record. */
+static void test_big_records_stall(void **state)
+{
+    big_records(state, 3u << 20, true, "kafka.consumer.fetch.max.bytes=1000000\n"
+                                       "kafka.consumer.receive.message.max.bytes=2000000\n");
+}
+
+/* A record the consumer and the probe are both told they cannot read (the mock answers every
+ * Fetch with MSG_SIZE_TOO_LARGE for a while): the partition stalls, the record is skipped with
+ * a dead-letter stub (streamrec.error=unreadable_oversized, source position, no value), counted,
+ * and the partition goes on: the event after it is answered and the offsets reach the end. */
+static void test_unreadable_record_skipped(void **state)
+{
+    struct env *e = *state;
+    topics(e, 4, CLUSTER_MOCK);
+    assert_int_equal(produce_fixture(e->c.bootstraps, e->t_events, &e->fx, 0, e->fx.n, 0), e->fx.n);
+    int port = free_port();
+    char cfgx[200], cfg[300];
+    snprintf(cfgx, sizeof cfgx, "metrics.listen=127.0.0.1:%d\nruntime.stall.timeout.ms=2000\n", port);
+    write_config(e, "a", cfgx, cfg, sizeof cfg);
+    pid_t pid = start_run(e, cfg, "a");
+    struct msgs ms = {0};
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS, 90, 0, &ms);
+    assert_int_equal(ms.n, N_VALID_RECS);
+    msgs_free(&ms);
+    const char *item = json_string_value(json_object_get(
+        json_array_get(json_object_get(e->ex.rec[0], "items"), 0), "item_id"));
+    char ev[300];
+    int len = snprintf(ev, sizeof ev, "{\"event_type\": \"view\", \"item_id\": \"%s\", "
+                       "\"timestamp_ms\": 1700000001000, \"session_id\": \"lost-1\"}", item);
+    enum { N_ERR = 400 };
+    rd_kafka_resp_err_t errs[N_ERR];
+    for (int i = 0; i < N_ERR; i++)
+        errs[i] = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    rd_kafka_mock_push_request_errors_array(e->c.mock.mc, 1 /* Fetch */, N_ERR, errs);
+    assert_int_equal(produce_one(e->c.bootstraps, e->t_events, 1, "lost-1", ev, (size_t)len), 0);
+    int skipped = wait_log(e, "a", "record unreadable, skipped", 1, 60);
+    rd_kafka_mock_clear_request_errors(e->c.mock.mc, 1);
+    assert_true(skipped);
+    len = snprintf(ev, sizeof ev, "{\"event_type\": \"view\", \"item_id\": \"%s\", "
+                   "\"timestamp_ms\": 1700000002000, \"session_id\": \"after-1\"}", item);
+    assert_int_equal(produce_one(e->c.bootstraps, e->t_events, 1, "after-1", ev, (size_t)len), 0);
+    consume_topic(e->c.bootstraps, e->t_recs, 4, N_VALID_RECS + 1, 60, 500, &ms);
+    int after = 0, lost = 0;
+    for (int i = 0; i < ms.n; i++) {
+        after += ms.m[i].key && !strcmp(ms.m[i].key, "after-1");
+        lost += ms.m[i].key && !strcmp(ms.m[i].key, "lost-1");
+    }
+    msgs_free(&ms);
+    assert_int_equal(after, 1);
+    assert_int_equal(lost, 0);
+    struct msgs dl = {0};
+    consume_topic(e->c.bootstraps, e->t_dlq, 1, N_INVALID + 1, 60, 500, &dl);
+    assert_int_equal(dl.n, N_INVALID + 1);
+    int stubs = 0;
+    for (int i = 0; i < dl.n; i++)
+        if (!strcmp(dl.m[i].hdr[0], "unreadable_oversized")) {
+            stubs++;
+            assert_int_equal(dl.m[i].value_len, 0);
+            assert_string_equal(dl.m[i].hdr[2], "1");
+        }
+    assert_int_equal(stubs, 1);
+    msgs_free(&dl);
+    int64_t sum = -1;
+    int committed = 0;
+    for (int i = 0; i < 300 && sum != e->fx.n + 2; i++, sleep_ms(100))
+        sum = group_committed(e->c.bootstraps, e->group, e->t_events, 4, &committed);
+    assert_int_equal(sum, e->fx.n + 2);
+    static char body[1 << 16];
+    assert_int_equal(http_get(port, "/metrics", body, sizeof body), 200);
+    assert_non_null(strstr(body, "streamrec_partition_records_skipped_total{partition=\"1\"} 1"));
+    assert_non_null(strstr(body, "streamrec_partition_stalls_total{partition=\"1\"}"));
+    assert_int_equal(stop_run(e, pid, "a", 30), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1019,6 +1272,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_variants_online, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_trending_matches_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_records_1mb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_records_1mb_no_dlq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_records_10mb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_records_10mb_no_dlq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_records_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_record_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_then_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_dir_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_faults, setup, teardown),
