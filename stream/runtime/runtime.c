@@ -13,7 +13,7 @@
  * partitions are revoked (they must be finished and committed before they are handed over).
  *
  * Delivery (§8, at_least_once). A batch is a run of consumed messages (batch.max.events, or
- * batch.max.wait.ms after its first message). The worker runs the graph over it; the topic sink
+ * batch.max.wait.ms after its first message, or sooner with batch.adaptive, DESIGN §1.3). The worker runs the graph over it; the topic sink
  * produces each recommendation (key = session_id, provenance headers) and undecodable messages
  * go unchanged to dlq.topic. Batches complete in consumption order: once every message a batch
  * produced is acknowledged and every earlier batch is complete, the worker commits its staged
