@@ -506,9 +506,12 @@ static sr_err_t run_variants(sr_graph_t *g, struct sr_batch *b, struct sr_error 
         if (var[r] >= 0) {
             const struct sr_col *vi = &items[var[r]], *vs = &scores[var[r]];
             int32_t lo = vi->offsets[r], hi = vi->offsets[r + 1];
-            memcpy(oi + at, (const int32_t *)vi->data + lo, sizeof(int32_t) * (size_t)(hi - lo));
-            memcpy(os + at, (const float *)vs->data + lo, sizeof(float) * (size_t)(hi - lo));
-            at += hi - lo;
+            if (hi > lo) { /* an arm with no items has no data: memcpy(NULL, 0) is UB */
+                memcpy(oi + at, (const int32_t *)vi->data + lo,
+                       sizeof(int32_t) * (size_t)(hi - lo));
+                memcpy(os + at, (const float *)vs->data + lo, sizeof(float) * (size_t)(hi - lo));
+                at += hi - lo;
+            }
         }
         ri->offsets[r + 1] = rs->offsets[r + 1] = at;
     }

@@ -128,7 +128,7 @@ static void test_variants_online(void **state)
         const struct msg *m = &ms.m[i];
         const char *v = m->hdr[4];
         assert_true(!strcmp(v, "a") || !strcmp(v, "b"));
-        char field[32];
+        char field[160];
         snprintf(field, sizeof field, "\"variant\": \"%s\"}", v);
         assert_non_null(strstr(m->value, field));
         n_a += v[0] == 'a';
