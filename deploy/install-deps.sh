@@ -106,7 +106,10 @@ find_missing() {
 }
 
 # npm_validator: the Kubernetes manifest validator's packages (tests/deploy/k8s-validator),
-# installed from its lock file when absent or when the lock file changed since.
+# installed from its lock file when absent or when the lock file changed since. Only the
+# deploy_kubernetes check needs them: when the npm registry cannot be reached the build, the
+# tests and the demo still go on (that check then skips, saying why), except under CI (CI set),
+# where the check must run.
 npm_validator() {
   local d
   [ -z "${SR_BUILD_DEPS_ONLY:-}" ] || return 0
@@ -116,8 +119,16 @@ npm_validator() {
     return 0
   fi
   echo "install-deps: npm ci in $d"
-  (cd "$d" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) &&
-    cp "$d/package-lock.json" "$d/node_modules/.streamrec-lock"
+  if ! (cd "$d" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error); then
+    if [ -n "${CI:-}" ]; then
+      echo "install-deps: npm ci failed in $d (CI: the Kubernetes manifest check needs it)" >&2
+      return 1
+    fi
+    echo "install-deps: warning: npm ci failed in $d (npm registry unreachable?): everything" \
+         "else is installed; the deploy_kubernetes check will skip" >&2
+    return 0
+  fi
+  cp "$d/package-lock.json" "$d/node_modules/.streamrec-lock"
 }
 
 resolve
