@@ -757,8 +757,12 @@ static inline void write_config(struct env *e, const char *name, const char *ext
 /* Prints the last lines of DIR/NAME.log (a child that did not end as expected). */
 static inline void log_tail(struct env *e, const char *name)
 {
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "echo '--- %s.log (tail)'; tail -25 %s/%s.log", name, e->dir, name);
+    char cmd[1200];
+    /* a sanitizer's report first: its head (what and where) is what a tail would cut off */
+    snprintf(cmd, sizeof cmd, "grep -q -e '^==[0-9]*==ERROR' -e 'runtime error:' %s/%s.log && "
+             "{ echo '--- %s.log (sanitizer report)'; grep -m1 -A40 -e '^==[0-9]*==ERROR' -e "
+             "'runtime error:' %s/%s.log; }; echo '--- %s.log (tail)'; tail -25 %s/%s.log",
+             e->dir, name, name, e->dir, name, name, e->dir, name);
     if (system(cmd) != 0)
         fprintf(stderr, "(no log)\n");
 }
