@@ -200,18 +200,28 @@ const struct sr_op_desc sr__op_require_available = {
     .run = static_rule_run,
 };
 
+/* A declared attribute rule's required `<prefix>attribute` (key receives its name). */
+static sr_err_t declared_attribute(const struct sr_op_env *env, const char *op, const char *prefix,
+                                   char *key, size_t cap, const char **attr, struct sr_error *err)
+{
+    if (!prefix)
+        return sr_error_set(err, SR_ECONFIG, "%s must be declared under graph.op.<name>.", op);
+    snprintf(key, cap, "%sattribute", prefix);
+    *attr = sr_config_get(env->cfg, key);
+    if (!*attr || !**attr)
+        return sr_error_set(err, SR_ECONFIG, "%s is required", key);
+    return SR_OK;
+}
+
 static sr_err_t drop_items_init(struct sr_op_env *env, const char *prefix, void **ctx,
                                 struct sr_op_ports *ports, struct sr_error *err)
 {
     (void)ports;
     *ctx = NULL;
     char key[200];
-    if (!prefix)
-        return sr_error_set(err, SR_ECONFIG, "drop_items must be declared under graph.op.<name>.");
-    snprintf(key, sizeof key, "%sattribute", prefix);
-    const char *attr = sr_config_get(env->cfg, key);
-    if (!attr || !*attr)
-        return sr_error_set(err, SR_ECONFIG, "%s is required", key);
+    const char *attr;
+    if (declared_attribute(env, "drop_items", prefix, key, sizeof key, &attr, err) != SR_OK)
+        return SR_ECONFIG;
     snprintf(key, sizeof key, "%svalues", prefix);
     char buf[2048];
     const char *values[128];
@@ -249,12 +259,9 @@ static sr_err_t boost_init(struct sr_op_env *env, const char *prefix, void **ctx
     (void)ports;
     *ctx = NULL;
     char key[200];
-    if (!prefix)
-        return sr_error_set(err, SR_ECONFIG, "boost must be declared under graph.op.<name>.");
-    snprintf(key, sizeof key, "%sattribute", prefix);
-    const char *attr = sr_config_get(env->cfg, key);
-    if (!attr || !*attr)
-        return sr_error_set(err, SR_ECONFIG, "%s is required", key);
+    const char *attr;
+    if (declared_attribute(env, "boost", prefix, key, sizeof key, &attr, err) != SR_OK)
+        return SR_ECONFIG;
     const struct sr_bundle_info *bi = sr_bundle_info(env->bundle);
     int col = sr_bundle_attr_column(env->bundle, attr);
     if (col < 0)
