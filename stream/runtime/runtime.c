@@ -522,15 +522,10 @@ void sr_runtime_destroy(sr_runtime_t *rt)
     sr_changelog_destroy(rt->cl); /* its topic handle, before the producer */
     if (rt->producer)
         rd_kafka_destroy(rt->producer);
-    for (int i = 0; i < rt->n_restores; i++) {
-        sr_changelog_restore_end(rt->restores[i]->r);
-        free(rt->restores[i]);
-    }
-    free(rt->restores);
     for (struct job *j = rt->jhead; j;) {
         struct job *n = j->next;
         if (j->type == JOB_EVICT || j->type == JOB_QUIT || j->type == JOB_DISCARD)
-            free(j); /* JOB_RESTORE jobs live in their restore records, freed above */
+            free(j); /* JOB_RESTORE jobs live in their restore records, freed below */
         else if (j->type == JOB_SWAP)
             sr__rt_reload_free(j->rl); /* the job lives in its reload record */
         j = n;
@@ -541,6 +536,13 @@ void sr_runtime_destroy(sr_runtime_t *rt)
             sr__rt_reload_free(j->rl);
         j = n;
     }
+    /* The restore records after both queues: a JOB_RESTORE still queued lives inside its
+     * record, and walking the queue reads its `next`. */
+    for (int i = 0; i < rt->n_restores; i++) {
+        sr_changelog_restore_end(rt->restores[i]->r);
+        free(rt->restores[i]);
+    }
+    free(rt->restores);
     if (rt->gather)
         sr__rt_batch_free(rt->gather);
     for (struct rt_batch *b = rt->ihead; b;) {
