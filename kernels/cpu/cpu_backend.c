@@ -802,6 +802,7 @@ sr_err_t sr__backend_cpu_new(int threads, const struct sr_backend_iface **iface,
     }
     pthread_once(&cpu_wide_once, cpu_detect);
     c->gemm_isa = sr__cpu_gemm_isa_best();
+    c->topk_screen = SR__CPU_SCREEN_INT8;
     /* the pool does the threading; OpenBLAS runs single-threaded inside each task */
     openblas_set_num_threads(1);
     snprintf(c->desc, sizeof c->desc, "cpu (OpenBLAS %s, %d thread%s)", openblas_get_corename(),

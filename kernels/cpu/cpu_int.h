@@ -31,14 +31,23 @@ static inline void v4_store(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 
 
 /* An item table packed for the top-k kernel (cpu_topk.c): rows first..V-1 of src in panels of
- * 16 items, d-major, and an upper bound of each row's norm. */
+ * 16 items, an upper bound of each row's norm, and the layout of the screen in use, packed on
+ * first use (a run packs one: the int8 screen's on AVX2, the FP32 one elsewhere). */
 struct sr__cpu_table {
     const float *src;
     int d, first, V, pins;
     int n_panels;
-    float *panels;              /* [n_panels][d][PW] */
     float *norm;                /* [n_panels·PW]: |e_j| rounded up; 0 past V */
+    float *panels;              /* FP32 screen: [n_panels][d][PW] */
+    int8_t *q8;                 /* int8 screen: [n_panels][d4][PW][4], qe = round(e/s) in ±63 */
+    float *s8, *a8, *r8;        /* [n_panels·PW]: s_j; s_j·|qe_j| and |e_j - s_j·qe_j| + 8u·|e_j|, rounded up */
+    int32_t *c8;                /* [n_panels·PW]: 128·Σ qe_j (the unsigned query's offset) */
+    size_t cap_items, cap_f32, cap_q8; /* allocated: items (norm, s8..c8), panel floats, q8 bytes */
+    bool have_f32, have_i8;     /* packed from src's current contents */
 };
+
+/* The top-k screen (cpu_topk.c): FP32 register tiles, or int8 ones where AVX2 runs them. */
+enum { SR__CPU_SCREEN_FP32 = 0, SR__CPU_SCREEN_INT8 = 1 };
 
 /* A task runs fn(arg, task, worker) with worker in 0..threads-1 (0 is the calling thread). */
 typedef void (*sr__cpu_task_fn)(void *arg, int task, int worker);
@@ -72,10 +81,10 @@ struct sr__cpu {
      * pinned tables, packed once (tables); the per-call packing of an unpinned one (topk_tmp) */
     void *topk_buf;
     size_t topk_cap;
+    int topk_screen;           /* SR__CPU_SCREEN_*: int8 by default */
     struct sr__cpu_table *tables;
     int n_tables;
     struct sr__cpu_table topk_tmp;
-    size_t topk_tmp_cap, topk_tmp_ncap;  /* floats in topk_tmp.panels, .norm */
 };
 
 /* Runs n_tasks tasks on the pool (the caller takes part) and returns when all are done. */
@@ -95,6 +104,8 @@ sr_err_t sr__cpu_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, int K
 /* Tests: makes a cpu backend context's gemm use variant isa when this CPU has it; returns the
  * variant used before. */
 int sr__cpu_gemm_set_isa(void *ctx, int isa);
+/* Tests: the top-k screen (SR__CPU_SCREEN_*); returns the previous one. The answer is the same. */
+int sr__cpu_topk_set_screen(void *ctx, int screen);
 
 sr_err_t sr__cpu_topk(void *ctx, const float *q, int B, const float *table, const float *bias,
                       int d, int first, int V, const int32_t *excl_offsets,

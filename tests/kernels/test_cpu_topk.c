@@ -95,8 +95,12 @@ static void check(const struct problem *P, const char *what)
     for (int threads = 1; threads <= 3; threads++) {
         sr_backend_t *be = mk(threads);
         const struct sr_backend_iface *ifc = be->iface;
-        for (int isa = SR__CPU_ISA_GENERIC; isa <= sr__cpu_gemm_isa_best(); isa++) {
+        /* the FP32 screen at every instruction set, then the int8 one (AVX2 and up) */
+        for (int v = SR__CPU_ISA_GENERIC; v <= sr__cpu_gemm_isa_best() + 1; v++) {
+            int isa = v <= sr__cpu_gemm_isa_best() ? v : sr__cpu_gemm_isa_best();
+            int screen = v <= sr__cpu_gemm_isa_best() ? SR__CPU_SCREEN_FP32 : SR__CPU_SCREEN_INT8;
             sr__cpu_gemm_set_isa(be->ctx, isa);
+            sr__cpu_topk_set_screen(be->ctx, screen);
             for (int pin = 0; pin < 2; pin++) {
                 if (pin)
                     assert_int_equal(ifc->topk_pin(be->ctx, P->tab, P->d, P->first, P->V, &err),
@@ -119,8 +123,9 @@ static void check(const struct problem *P, const char *what)
                     }
                     for (size_t i = 0; i < nk; i++)
                         if (got_i[i] != want_i[i] || memcmp(&got_s[i], &want_s[i], sizeof(float)))
-                            fail_msg("%s: threads %d isa %d pin %d alone %d: query %zu rank %zu: "
-                                     "got %d %.9g, want %d %.9g", what, threads, isa, pin, alone,
+                            fail_msg("%s: threads %d isa %d screen %d pin %d alone %d: query %zu rank "
+                                     "%zu: got %d %.9g, want %d %.9g", what, threads, isa, screen,
+                                     pin, alone,
                                      i / P->k, i % P->k, got_i[i], got_s[i], want_i[i], want_s[i]);
                 }
                 if (pin)
@@ -265,6 +270,59 @@ static void test_all_equal(void **state)
     }
 }
 
+/* The int8 screen at its bound: query components of equal magnitude (quantized exactly) and
+ * items whose int8 residual is aligned with the query (every component but the one that sets
+ * the scale halfway between two steps), so the int8 score falls short of the exact one by
+ * 99 % of the Cauchy-Schwarz bound |q|·|r|. Item 2i (zero row, a bias) has an exact key just
+ * below item 2i+1's, and arrives first: a screen with half its slack drops the better item. */
+static void test_int8_bound(void **state)
+{
+    (void)state;
+    struct problem P = mkprob(6, 64, 0, 400, 1, true, false);
+    for (int b = 0; b < P.B; b++)
+        for (int x = 0; x < 64; x++)
+            P.q[(size_t)b * 64 + x] = rnd() % 2 ? 0.75f : -0.75f;
+    for (int j = 0; j < P.V; j += 2) {
+        const float *q = P.q + (size_t)((j / 2) % P.B) * 64; /* the query this pair is for */
+        float *a = P.tab + (size_t)(j + 1) * 64, s = 0.01f * (float)(1 + j % 7);
+        memset(P.tab + (size_t)j * 64, 0, sizeof(float) * 64);
+        a[0] = q[0] > 0 ? 63 * s : -63 * s;
+        for (int x = 1; x < 64; x++)
+            a[x] = (q[x] > 0 ? 1 : -1) * (10.49f + (float)(j % 5)) * s;
+        double exact = 0, low = 0;
+        for (int x = 0; x < 64; x++) {
+            exact += (double)q[x] * a[x];
+            low += (double)q[x] * (x ? (q[x] > 0 ? 1 : -1) * (10 + j % 5) * (double)s : a[0]);
+        }
+        P.bias[j + 1] = 0.0f;
+        P.bias[j] = (float)(exact - 0.25 * (exact - low)); /* within the int8 error of the pair */
+    }
+    check(&P, "int8 bound");
+    P.k = 3;
+    check(&P, "int8 bound, k 3");
+    freeprob(&P);
+}
+
+/* A query with an infinite component (a broken model's output): every key whose item has a
+ * positive value there is +INF, and the answer is the lowest such indices, as the FP32
+ * screen gives it; the int8 screen sends such a query to the exact path. */
+static void test_infinite_query(void **state)
+{
+    (void)state;
+    struct problem P = mkprob(3, 16, 1, 300, 7, true, false);
+    for (size_t i = 0; i < (size_t)P.B * P.d; i++)
+        P.q[i] = frand();
+    P.q[16 + 5] = INFINITY;
+    for (int j = 0; j < P.V; j++) {
+        for (int x = 0; x < P.d; x++)
+            P.tab[(size_t)j * P.d + x] = frand();
+        P.tab[(size_t)j * P.d + 5] = 0.5f + (float)(j % 3);
+        P.bias[j] = frand();
+    }
+    check(&P, "infinite query");
+    freeprob(&P);
+}
+
 /* Pins are counted; an unpinned table of the same shape at a reused address is packed anew. */
 static void test_pins(void **state)
 {
@@ -304,6 +362,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random),      cmocka_unit_test(test_near_ties),
         cmocka_unit_test(test_large_norms), cmocka_unit_test(test_all_equal),
+        cmocka_unit_test(test_int8_bound),  cmocka_unit_test(test_infinite_query),
         cmocka_unit_test(test_pins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
