@@ -11,6 +11,16 @@ faiss   FAISS IndexFlatIP (Debian python3-faiss) over random float32 N×dim, B q
 torch   PyTorch CPU forward (float32, inference_mode, all cores) of gpt2 written as explicit
         Hugging Face GPT2Model modules (Conv1D addmm, causal attention, ln_f, last position) and
         of gru4rec (nn.Embedding + nn.GRU): {"peer":"torch_gpt2",...,"sessions_per_s":..}
+replay  the offline replay a Python team would write (--events FILE --bundle DIR, a gpt2 bundle of
+        bench/make_bundle.py and events of bench/gen_events.py): JSON Lines in, each event checked
+        and its item looked up in the bundle's vocabulary, sessions of the last max_len items in
+        a dict (view/click/add_to_cart/purchase appended; view/click/add_to_cart answered, as
+        streamrec's defaults), the answered events in batches of --batch through the same GPT-2
+        in PyTorch (left-padded, attention-masked, last position), exact top-k over the
+        catalogue by FAISS IndexFlatIP (k + max_len candidates, seen items excluded: torch's
+        matmul + topk was 3x slower here), one JSON line
+        out per answer: {"peer":"torch_replay","events":..,"events_per_s":..,"recommendations":..}
+        Weights are random with the bundle's shapes: the cost is the same.
 sgemm   the machine's sgemm rate (numpy -> OpenBLAS) on the retrieval shape C[M×N] = Q[M×K]·Eᵀ
         with M=batch, K=dim, N = tile sizes and N=items: {"peer":"sgemm",...,"gflops":..}
 Threads: --threads T (default: all cores) for FAISS/OpenMP, torch and OpenBLAS, set before any
@@ -160,6 +170,126 @@ def bench_torch(a):
         emit(rec)
 
 
+# ---- (d) replay ---------------------------------------------------------------------------
+
+
+def bench_replay(a):
+    import torch
+    import torch.nn as nn
+    torch.set_num_threads(CORES)
+    torch.manual_seed(1)
+    with open(os.path.join(a.bundle, "bundle.json")) as f:
+        meta = json.load(f)
+    m = meta["model"]
+    d, layers, heads, ff, L = m["d_model"], m["n_layers"], m["n_heads"], m["d_ff"], m["max_len"]
+    first = meta["items"]["first_index"]
+    vocab, names = {}, {}
+    with open(os.path.join(a.bundle, meta["items"]["vocab"])) as f:
+        next(f)
+        for line in f:
+            j, item = line.rstrip("\n").split("\t")
+            vocab[item] = int(j)
+            names[int(j)] = item
+    V = max(vocab.values()) + 1
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(d, eps=1e-5), nn.LayerNorm(d, eps=1e-5)
+            self.c_attn, self.c_proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.c_fc, self.mlp_proj = nn.Linear(d, ff), nn.Linear(ff, d)
+
+        def forward(self, x, mask):
+            B, T, _ = x.shape
+            q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
+            q, k, v = (t.view(B, T, heads, d // heads).transpose(1, 2) for t in (q, k, v))
+            w = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(d // heads)
+            w = w.masked_fill(~mask, torch.finfo(w.dtype).min)
+            o = torch.matmul(w.softmax(-1), v).transpose(1, 2).reshape(B, T, d)
+            x = x + self.c_proj(o)
+            return x + self.mlp_proj(nn.functional.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    wte, wpe = nn.Embedding(V, d), nn.Embedding(L, d)
+    blocks = nn.ModuleList([Block() for _ in range(layers)])
+    ln_f = nn.LayerNorm(d, eps=1e-5)
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+
+    def encode(seqs):
+        T = max(len(x) for x in seqs)
+        ids = torch.zeros(len(seqs), T, dtype=torch.long)
+        pos = torch.zeros(len(seqs), T, dtype=torch.long)
+        keep = torch.zeros(len(seqs), T, dtype=torch.bool)
+        for i, x in enumerate(seqs):  # left-padded: the last position is the session's last item
+            ids[i, T - len(x):] = torch.tensor(x)
+            pos[i, T - len(x):] = torch.arange(len(x))
+            keep[i, T - len(x):] = True
+        mask = (causal[:T, :T].unsqueeze(0) & keep.unsqueeze(1)).unsqueeze(1)
+        x = wte(ids) + wpe(pos)
+        for b in blocks:
+            x = b(x, mask)
+        return ln_f(x[:, -1])
+
+    import faiss
+    faiss.omp_set_num_threads(CORES)
+    index = faiss.IndexFlatIP(d)
+    index.add(np.ascontiguousarray(wte.weight.detach()[first:].numpy()))
+    stored = {"view", "click", "add_to_cart", "purchase"}
+    answered = {"view", "click", "add_to_cart"}
+    k = a.k
+
+    def flush(batch, out):
+        with torch.inference_mode():
+            h = encode([s for _, s in batch]).numpy()
+        D, I = index.search(np.ascontiguousarray(h), k + L)
+        for (ev, seq), sc, ix in zip(batch, D.tolist(), I.tolist()):
+            seen, items = set(seq), []
+            for s_, j in zip(sc, ix):
+                if j + first not in seen:
+                    items.append({"item_id": names[j + first], "score": round(s_, 6)})
+                if len(items) == k:
+                    break
+            out.write(json.dumps({"session_id": ev["session_id"], "event_timestamp_ms": ev["timestamp_ms"],
+                                  "model_version": meta["version"], "items": items}) + "\n")
+        return len(batch)
+
+    def run():
+        sessions, batch, n_ev, n_rec, bad = {}, [], 0, 0, 0
+        with open(a.events) as f, open(os.devnull, "w") as out:
+            for line in f:
+                n_ev += 1
+                try:
+                    ev = json.loads(line)
+                    sid, item, typ = ev["session_id"], ev["item_id"], ev["event_type"]
+                    int(ev["timestamp_ms"])
+                except (ValueError, KeyError, TypeError):
+                    bad += 1
+                    continue
+                if typ not in stored:
+                    continue
+                seq = sessions.setdefault(sid, [])
+                seq.append(vocab.get(item, 1))
+                del seq[:-L]
+                if typ in answered:
+                    batch.append((ev, list(seq)))
+                    if len(batch) == a.batch:
+                        n_rec += flush(batch, out)
+                        batch = []
+            if batch:
+                n_rec += flush(batch, out)
+        return n_ev, n_rec
+
+    run()  # warm-up (and the file in the page cache)
+    best = None
+    for _ in range(max(1, a.reps // 2)):
+        t0 = time.perf_counter()
+        n_ev, n_rec = run()
+        t = time.perf_counter() - t0
+        best = t if best is None else min(best, t)
+    emit({"peer": "torch_replay", "torch": torch.__version__, "arch": "gpt2", "d": d,
+          "layers": layers, "items": V - first, "batch": a.batch, "k": k, "threads": CORES,
+          "events": n_ev, "recommendations": n_rec, "events_per_s": n_ev / best, "s": best})
+
+
 # ---- (c) sgemm rate ----------------------------------------------------------------------
 
 
@@ -192,12 +322,15 @@ def main():
     p.add_argument("--model-items", type=int, default=10000)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
+    p.add_argument("--events", help="replay: a JSON Lines file of events")
+    p.add_argument("--bundle", help="replay: a gpt2 bundle directory")
     a = p.parse_args()
     a.items = [int(float(x)) for x in a.items.split(",") if x]
     a.tiles = [int(float(x)) for x in a.tiles.split(",") if x]
     parts = [x for x in a.only.split(",") if x]
     if len(parts) == 1:
-        {"faiss": bench_faiss, "torch": bench_torch, "sgemm": bench_sgemm}[parts[0]](a)
+        {"faiss": bench_faiss, "torch": bench_torch, "sgemm": bench_sgemm,
+         "replay": bench_replay}[parts[0]](a)
         return 0
     # one process per peer: OpenMP (FAISS, torch) and OpenBLAS worker threads keep spinning after
     # their work, and a later peer in the same process would share the cores with them
