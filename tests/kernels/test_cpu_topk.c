@@ -303,6 +303,29 @@ static void test_int8_bound(void **state)
     freeprob(&P);
 }
 
+/* A catalogue whose best items for query 0 are every 16th item and the best 20 of those
+ * excluded: whatever bounds the screen from below (a list's k-th key, another worker's, a
+ * sample's) must count only eligible items, or it starts above the answer and loses it. */
+static void test_excluded_best(void **state)
+{
+    (void)state;
+    struct problem P = mkprob(2, 16, 0, 4000, 5, false, true);
+    for (size_t i = 0; i < (size_t)P.B * P.d; i++)
+        P.q[i] = frand();
+    for (size_t i = 0; i < (size_t)P.V * P.d; i++)
+        P.tab[i] = 0.1f * frand();
+    for (int i = 0; i < 40; i++) /* items 16·i along query 0 */
+        for (int x = 0; x < 16; x++)
+            P.tab[(size_t)16 * i * 16 + x] = (float)(10 + i) * P.q[x];
+    P.eo[0] = 0;
+    P.eo[1] = 20;
+    P.eo[2] = 20;
+    for (int e = 0; e < 20; e++)
+        P.ei[e] = 16 * (20 + e);
+    check(&P, "excluded best");
+    freeprob(&P);
+}
+
 /* A query with an infinite component (a broken model's output): every key whose item has a
  * positive value there is +INF, and the answer is the lowest such indices, as the FP32
  * screen gives it; the int8 screen sends such a query to the exact path. */
@@ -363,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_random),      cmocka_unit_test(test_near_ties),
         cmocka_unit_test(test_large_norms), cmocka_unit_test(test_all_equal),
         cmocka_unit_test(test_int8_bound),  cmocka_unit_test(test_infinite_query),
+        cmocka_unit_test(test_excluded_best),
         cmocka_unit_test(test_pins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
