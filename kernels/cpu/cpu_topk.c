@@ -12,7 +12,8 @@
  * for a batch under 6) through an AVX2+FMA register tile: 6 rows x 16 items, FP32 fused
  * multiply-adds over x = 0..d-1, bias added, and the 96 scores never leave the registers:
  * each is screened against its query's current k-th score and only the rare survivors are
- * looked at one by one. Workers take tiles of items in increasing order; each keeps a list per
+ * looked at one by one (the int8 screen below: 4 rows x 16 items of integer dot products).
+ * Workers take tiles of items in increasing order; each keeps a list per
  * query; the lists are merged by (score desc, index asc) at the end. A worker screens against
  * the higher of its own k-th key and the float just below the best k-th key of any worker
  * (screen_thr), so two workers do not each pay the whole warm-up of their lists.
