@@ -185,8 +185,9 @@ static void fill_excl(struct problem *P)
 static void test_random(void **state)
 {
     (void)state;
+    /* B, d, first, V, k; d 2048 is the int8 screen's largest (|qq·qe| < 2^24), 2049 FP32's */
     int shapes[][5] = {{37, 64, 1, 5003, 10}, {7, 16, 0, 2049, 18}, {1, 3, 2, 700, 5},
-                       {13, 64, 1, 40, 50}};
+                       {13, 64, 1, 40, 50},   {5, 2048, 1, 200, 7},  {3, 2049, 0, 90, 4}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int bias = 0; bias < 2; bias++) {
             int *sh = shapes[s];
