@@ -200,9 +200,11 @@ const struct sr_op_desc sr__op_require_available = {
     .run = static_rule_run,
 };
 
-/* A declared attribute rule's required `<prefix>attribute` (key receives its name). */
-static sr_err_t declared_attribute(const struct sr_op_env *env, const char *op, const char *prefix,
-                                   char *key, size_t cap, const char **attr, struct sr_error *err)
+/* A declared attribute rule's required `<prefix>attribute` and `<prefix>values` (at most 128,
+ * split into buf). key: room for the rule's key names. */
+static sr_err_t declared_rule(const struct sr_op_env *env, const char *op, const char *prefix,
+                              char *key, size_t cap, const char **attr, char *buf, size_t buf_cap,
+                              const char **values, int *n, struct sr_error *err)
 {
     if (!prefix)
         return sr_error_set(err, SR_ECONFIG, "%s must be declared under graph.op.<name>.", op);
@@ -210,6 +212,10 @@ static sr_err_t declared_attribute(const struct sr_op_env *env, const char *op, 
     *attr = sr_config_get(env->cfg, key);
     if (!*attr || !**attr)
         return sr_error_set(err, SR_ECONFIG, "%s is required", key);
+    snprintf(key, cap, "%svalues", prefix);
+    *n = sr_split_csv(sr_config_get(env->cfg, key), buf, buf_cap, values, 128);
+    if (*n <= 0)
+        return sr_error_set(err, SR_ECONFIG, "%s: expected a comma-separated list (at most 128)", key);
     return SR_OK;
 }
 
@@ -218,16 +224,12 @@ static sr_err_t drop_items_init(struct sr_op_env *env, const char *prefix, void 
 {
     (void)ports;
     *ctx = NULL;
-    char key[200];
-    const char *attr;
-    if (declared_attribute(env, "drop_items", prefix, key, sizeof key, &attr, err) != SR_OK)
+    char key[200], buf[2048];
+    const char *attr, *values[128];
+    int n;
+    if (declared_rule(env, "drop_items", prefix, key, sizeof key, &attr, buf, sizeof buf, values,
+                      &n, err) != SR_OK)
         return SR_ECONFIG;
-    snprintf(key, sizeof key, "%svalues", prefix);
-    char buf[2048];
-    const char *values[128];
-    int n = sr_split_csv(sr_config_get(env->cfg, key), buf, sizeof buf, values, 128);
-    if (n <= 0)
-        return sr_error_set(err, SR_ECONFIG, "%s: expected a comma-separated list (at most 128)", key);
     snprintf(key, sizeof key, "%skeep", prefix);
     bool keep = false; /* keep=true inverts: only the listed values stay recommendable */
     if (sr_config_get(env->cfg, key) && sr_config_get_bool(env->cfg, key, &keep, err) != SR_OK)
@@ -258,21 +260,17 @@ static sr_err_t boost_init(struct sr_op_env *env, const char *prefix, void **ctx
 {
     (void)ports;
     *ctx = NULL;
-    char key[200];
-    const char *attr;
-    if (declared_attribute(env, "boost", prefix, key, sizeof key, &attr, err) != SR_OK)
+    char key[200], buf[2048];
+    const char *attr, *values[128];
+    int n;
+    if (declared_rule(env, "boost", prefix, key, sizeof key, &attr, buf, sizeof buf, values, &n,
+                      err) != SR_OK)
         return SR_ECONFIG;
     const struct sr_bundle_info *bi = sr_bundle_info(env->bundle);
     int col = sr_bundle_attr_column(env->bundle, attr);
     if (col < 0)
-        return sr_error_set(err, SR_ECONFIG, "%s=%s: items.tsv of bundle %s has no such column",
-                            key, attr, bi->dir);
-    snprintf(key, sizeof key, "%svalues", prefix);
-    char buf[2048];
-    const char *values[128];
-    int n = sr_split_csv(sr_config_get(env->cfg, key), buf, sizeof buf, values, 128);
-    if (n <= 0)
-        return sr_error_set(err, SR_ECONFIG, "%s: expected a comma-separated list (at most 128)", key);
+        return sr_error_set(err, SR_ECONFIG, "%sattribute=%s: items.tsv of bundle %s has no such "
+                            "column", prefix, attr, bi->dir);
     snprintf(key, sizeof key, "%sweight", prefix);
     const char *ws = sr_config_get(env->cfg, key);
     char *end = NULL;

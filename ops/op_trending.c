@@ -214,6 +214,28 @@ static sr_err_t load_sketches(struct trending_ctx *c, struct sr_op_env *env, str
     return rc;
 }
 
+/* A recommendation's output columns (trending_run). */
+struct rec_out {
+    int32_t *i, *src;
+    float *s;
+    const char **id;
+    uint32_t *len;
+};
+
+/* Writes the model's pick j (index mi[j], score ms[j], source in_src[j] or the model's) at pos;
+ * returns the next position. */
+static int32_t put_model(const struct rec_out *o, int32_t pos, const struct sr_op_env *env,
+                         const int32_t *mi, const float *ms, const int32_t *in_src, int32_t j)
+{
+    size_t len;
+    o->i[pos] = mi[j];
+    o->s[pos] = ms[j];
+    o->id[pos] = sr_bundle_item_id(env->bundle, mi[j], &len);
+    o->len[pos] = (uint32_t)len;
+    o->src[pos] = in_src ? in_src[j] : SR__REC_MODEL;
+    return pos + 1;
+}
+
 static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
                              struct sr_error *err)
 {
@@ -266,6 +288,7 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
     float *out_s = os->data;
     const char **out_id = oid->data;
     uint32_t *out_len = oid->lens;
+    const struct rec_out out = {.i = out_i, .src = out_src, .s = out_s, .id = out_id, .len = out_len};
     const int32_t *mi = ri->data;
     const float *ms = rs->data;
     int32_t pos = 0, bpos = 0, cur_part = -1;
@@ -304,12 +327,7 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
         for (int32_t j = lo; j < hi && taken < first; j++) {
             if (mi[j] < 0)
                 continue;
-            size_t len;
-            out_i[pos] = mi[j];
-            out_s[pos] = ms[j];
-            out_id[pos] = sr_bundle_item_id(env->bundle, mi[j], &len);
-            out_len[pos] = (uint32_t)len;
-            out_src[pos++] = in_src ? in_src[j] : SR__REC_MODEL;
+            pos = put_model(&out, pos, env, mi, ms, in_src, j);
             taken++;
         }
         struct pick_rules pr = {.c = c, .env = env, .skeys = (const uint64_t *)sk->data + sk->offsets[r],
@@ -346,12 +364,7 @@ static sr_err_t trending_run(void *ctx, struct sr_op_env *env, struct sr_batch *
                 dup = out_i[q] == mi[j];
             if (dup)
                 continue;
-            size_t len;
-            out_i[pos] = mi[j];
-            out_s[pos] = ms[j];
-            out_id[pos] = sr_bundle_item_id(env->bundle, mi[j], &len);
-            out_len[pos] = (uint32_t)len;
-            out_src[pos++] = in_src ? in_src[j] : SR__REC_MODEL;
+            pos = put_model(&out, pos, env, mi, ms, in_src, j);
         }
         oi->offsets[r + 1] = os->offsets[r + 1] = oid->offsets[r + 1] = osrc->offsets[r + 1] = pos;
     }

@@ -74,9 +74,7 @@
 
 #define PW 16                   /* items per packed panel */
 #define SR_TOPK_TILE 2048       /* items per task: 2048·d·4 bytes stay in L2 across query blocks */
-#ifndef SR_TOPK_I8_MR
-#define SR_TOPK_I8_MR 4         /* int8 screen: queries per register tile (2 accumulators each) */
-#endif
+#define I8_MR 4                 /* int8 screen: queries per register tile (5 and 6 measured slower) */
 
 
 /* ---- packing -------------------------------------------------------------------------------- */
@@ -132,7 +130,7 @@ static void pack_i8(struct sr__cpu_table *t)
         float mx = 0.0f;
         for (int x = 0; x < d; x++)
             mx = fmaxf(mx, fabsf(row[x]));
-        if (!isfinite(mx) || isnan(t->norm[i])) {
+        if (!isfinite(mx) || isnan(t->norm[i])) { /* fmaxf skips NaN: the norm carries it */
             t->a8[i] = t->r8[i] = INFINITY;
             continue;
         }
@@ -477,6 +475,22 @@ __attribute__((target("avx2,fma"), noinline)) static void survivors(const struct
 
 /* MR queries (rows b0..) x NP panels (p..p+NP-1) in registers, then the screen. */
 #define AVX2 __attribute__((target("avx2,fma"), always_inline)) static inline
+
+/* The biases of the panel's items j0..j0+15 (zero past V, or without a bias), in two halves. */
+AVX2 void panel_bias(const struct topk_job *J, int64_t j0, int n_valid, __m256 *b0, __m256 *b1)
+{
+    if (J->bias && n_valid == PW) {
+        *b0 = _mm256_loadu_ps(J->bias + j0);
+        *b1 = _mm256_loadu_ps(J->bias + j0 + 8);
+    } else if (J->bias) {
+        float tmp[PW] = {0};
+        memcpy(tmp, J->bias + j0, sizeof(float) * n_valid);
+        *b0 = _mm256_loadu_ps(tmp);
+        *b1 = _mm256_loadu_ps(tmp + 8);
+    } else {
+        *b0 = *b1 = _mm256_setzero_ps();
+    }
+}
 AVX2 void tile_avx2_rp(const struct topk_job *J, int w, int b0, int p, const int MR, const int NP)
 {
     const int d = J->d;
@@ -525,19 +539,9 @@ AVX2 void tile_avx2_rp(const struct topk_job *J, int w, int b0, int p, const int
         int64_t j0 = (int64_t)J->first + (int64_t)(p + np) * PW;
         int n_valid = J->V - j0 < PW ? (int)(J->V - j0) : PW;
         __m256 bias[2], slack0[2], ne[2];
-        for (int h = 0; h < 2; h++) {
+        for (int h = 0; h < 2; h++)
             ne[h] = _mm256_load_ps(J->t->norm + (j0 - J->first) + 8 * h);
-            if (J->bias && n_valid == PW)
-                bias[h] = _mm256_loadu_ps(J->bias + j0 + 8 * h);
-            else
-                bias[h] = _mm256_setzero_ps();
-        }
-        if (J->bias && n_valid < PW) {
-            float tmp[PW] = {0};
-            memcpy(tmp, J->bias + j0, sizeof(float) * n_valid);
-            bias[0] = _mm256_loadu_ps(tmp);
-            bias[1] = _mm256_loadu_ps(tmp + 8);
-        }
+        panel_bias(J, j0, n_valid, &bias[0], &bias[1]);
         for (int h = 0; h < 2; h++)
             slack0[h] = _mm256_fmadd_ps(g, _mm256_and_ps(bias[h], absm), tiny);
         unsigned valid = n_valid == PW ? 0xffffu : (1u << n_valid) - 1;
@@ -618,7 +622,7 @@ AVX2 void tile_i8_rp(const struct topk_job *J, int w, int b0, int p, const int M
 {
     const int d4 = J->d4;
     const size_t pstride = (size_t)d4 * PW * 4;
-    __m256i acc[6][8];
+    __m256i acc[I8_MR][8];
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
@@ -647,7 +651,7 @@ AVX2 void tile_i8_rp(const struct topk_job *J, int w, int b0, int p, const int M
         }
     } else {
         for (int g = 0; g < d4; g++) {
-            __m256i a[6];
+            __m256i a[I8_MR];
 #pragma GCC unroll 6
             for (int i = 0; i < MR; i++) {
                 int32_t qv;
@@ -678,16 +682,8 @@ AVX2 void tile_i8_rp(const struct topk_job *J, int w, int b0, int p, const int M
         __m256 r0 = _mm256_load_ps(t->r8 + o), r1 = _mm256_load_ps(t->r8 + o + 8);
         __m256i c0 = _mm256_load_si256((const __m256i *)(t->c8 + o));
         __m256i c1i = _mm256_load_si256((const __m256i *)(t->c8 + o + 8));
-        __m256 b0v = _mm256_setzero_ps(), b1v = _mm256_setzero_ps();
-        if (J->bias && n_valid == PW) {
-            b0v = _mm256_loadu_ps(J->bias + j0);
-            b1v = _mm256_loadu_ps(J->bias + j0 + 8);
-        } else if (J->bias) {
-            float tmp[PW] = {0};
-            memcpy(tmp, J->bias + j0, sizeof(float) * n_valid);
-            b0v = _mm256_loadu_ps(tmp);
-            b1v = _mm256_loadu_ps(tmp + 8);
-        }
+        __m256 b0v, b1v;
+        panel_bias(J, j0, n_valid, &b0v, &b1v);
         __m256 z0 = _mm256_fmadd_ps(g8, _mm256_and_ps(b0v, absm), tiny);
         __m256 z1 = _mm256_fmadd_ps(g8, _mm256_and_ps(b1v, absm), tiny);
         unsigned valid = n_valid == PW ? 0xffffu : (1u << n_valid) - 1;
@@ -733,17 +729,15 @@ __attribute__((target("avx2,fma"))) static void tile_i8(const struct topk_job *J
             }
         return;
     }
-    for (; b0 + SR_TOPK_I8_MR <= J->B; b0 += SR_TOPK_I8_MR)
+    for (; b0 + I8_MR <= J->B; b0 += I8_MR)
         for (int p = p0; p < p1; p++)
-            tile_i8_rp(J, w, b0, p, SR_TOPK_I8_MR, 1);
-    int r = J->B - b0;
+            tile_i8_rp(J, w, b0, p, I8_MR, 1);
+    int r = J->B - b0; /* 0 to I8_MR - 1 */
     for (int p = p0; r && p < p1; p++)
         switch (r) {
         case 1: tile_i8_rp(J, w, b0, p, 1, 1); break;
         case 2: tile_i8_rp(J, w, b0, p, 2, 1); break;
-        case 3: tile_i8_rp(J, w, b0, p, 3, 1); break;
-        case 4: tile_i8_rp(J, w, b0, p, 4, 1); break;
-        default: tile_i8_rp(J, w, b0, p, 5, 1); break;
+        default: tile_i8_rp(J, w, b0, p, 3, 1); break;
         }
 }
 #endif

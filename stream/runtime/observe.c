@@ -3,6 +3,8 @@
  * /admin/reload (reload.c). */
 #include "runtime_int.h"
 
+#include <stddef.h>
+
 /* librdkafka statistics (statistics.interval.ms): consumer lag per partition. */
 int sr__rt_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
@@ -79,6 +81,20 @@ static void gauge(struct sr_buf *b, const char *name, const char *help, double v
     sr_buf_appendf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
 }
 
+/* A per-partition counter: the uint64_t at `field` of each input partition's position, for
+ * the partitions where it is not 0 (loop thread: the pos array is the loop's). */
+static void partition_counter(struct sr_buf *b, const sr_runtime_t *rt, const char *name,
+                              const char *help, size_t field)
+{
+    sr_buf_appendf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int32_t i = 0; i < rt->n_pos; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&rt->pos[i] + field, sizeof v);
+        if (v)
+            sr_buf_appendf(b, "%s{partition=\"%d\"} %llu\n", name, (int)i, (unsigned long long)v);
+    }
+}
+
 /* A Prometheus label value: backslash, double quote and newline escaped. */
 static void label_value(struct sr_buf *b, const char *v)
 {
@@ -140,27 +156,15 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
         sr_buf_appendf(b, "streamrec_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n", rt->input_topic,
              (int)rt->lags[i].partition, (long long)rt->lags[i].lag);
     pthread_mutex_unlock(&rt->mmu);
-    sr_buf_appendf(b, "# HELP streamrec_partition_stalls_total times an input partition consumed "
-                   "nothing for runtime.stall.timeout.ms below its high watermark\n"
-                   "# TYPE streamrec_partition_stalls_total counter\n");
-    for (int32_t i = 0; i < rt->n_pos; i++) /* loop thread: the pos array is the loop's */
-        if (rt->pos[i].stalls)
-            sr_buf_appendf(b, "streamrec_partition_stalls_total{partition=\"%d\"} %llu\n", (int)i,
-                           (unsigned long long)rt->pos[i].stalls);
-    sr_buf_appendf(b, "# HELP streamrec_partition_records_skipped_total records no consumer could "
-                   "read, skipped (dead-lettered without their bytes)\n"
-                   "# TYPE streamrec_partition_records_skipped_total counter\n");
-    for (int32_t i = 0; i < rt->n_pos; i++)
-        if (rt->pos[i].skipped)
-            sr_buf_appendf(b, "streamrec_partition_records_skipped_total{partition=\"%d\"} %llu\n",
-                           (int)i, (unsigned long long)rt->pos[i].skipped);
-    sr_buf_appendf(b, "# HELP streamrec_partition_records_lost_total records the broker removed "
-                   "before they were consumed (retention)\n"
-                   "# TYPE streamrec_partition_records_lost_total counter\n");
-    for (int32_t i = 0; i < rt->n_pos; i++)
-        if (rt->pos[i].lost)
-            sr_buf_appendf(b, "streamrec_partition_records_lost_total{partition=\"%d\"} %llu\n",
-                           (int)i, (unsigned long long)rt->pos[i].lost);
+    partition_counter(b, rt, "streamrec_partition_stalls_total", "times an input partition "
+                      "consumed nothing for runtime.stall.timeout.ms below its high watermark",
+                      offsetof(struct part_pos, stalls));
+    partition_counter(b, rt, "streamrec_partition_records_skipped_total", "records no consumer "
+                      "could read, skipped (dead-lettered without their bytes)",
+                      offsetof(struct part_pos, skipped));
+    partition_counter(b, rt, "streamrec_partition_records_lost_total", "records the broker "
+                      "removed before they were consumed (retention)",
+                      offsetof(struct part_pos, lost));
     gauge(b, "streamrec_sessions", "sessions held in state, after the last commit (exact on "
           "memory, RocksDB's estimate on rocksdb)",
           (double)__atomic_load_n(&rt->sessions, __ATOMIC_RELAXED));
