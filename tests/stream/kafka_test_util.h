@@ -610,19 +610,18 @@ static inline int free_port(void)
     return ntohs(a.sin_port);
 }
 
-/* GET path from 127.0.0.1:port; returns the status code (body in buf), or -1. */
-static inline int http_get(int port, const char *path, char *buf, size_t cap)
+/* METHOD path to addr:port (an IPv4 address of this host; HTTP/1.0, empty body); returns the
+ * status code (the response in buf), or -1. */
+static inline int http_request(const char *addr, int port, const char *method, const char *path,
+                               char *buf, size_t cap)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(s);
-        return -1;
-    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
-    if (write(s, req, (size_t)n) != n) {
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: x\r\n%s\r\n", method, path,
+                     strcmp(method, "GET") ? "Content-Length: 0\r\n" : "");
+    if (inet_pton(AF_INET, addr, &a.sin_addr) != 1 || connect(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+        write(s, req, (size_t)n) != n) {
         close(s);
         return -1;
     }
@@ -633,9 +632,12 @@ static inline int http_get(int port, const char *path, char *buf, size_t cap)
     buf[got] = 0;
     close(s);
     int status = -1;
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-        return -1;
-    return status;
+    return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : -1;
+}
+
+static inline int http_get(int port, const char *path, char *buf, size_t cap)
+{
+    return http_request("127.0.0.1", port, "GET", path, buf, cap);
 }
 
 /* Counts lines of a file containing needle. */

@@ -18,7 +18,6 @@
 #include <limits.h>
 #include <net/if.h>
 
-static int http_post(int port, const char *path, char *buf, size_t cap);
 
 static void check_dlq(struct env *e)
 {
@@ -95,7 +94,8 @@ static void test_run_matches_replay(void **state)
     assert_int_equal(http_get(port, "/healthz", body, sizeof body), 200);
     assert_int_equal(http_get(port, "/readyz", body, sizeof body), 200);
     assert_int_equal(http_get(port, "/nope", body, sizeof body), 404);
-    assert_int_equal(http_post(port, "/admin/reload", body, sizeof body), 403); /* metrics.admin=false */
+    assert_int_equal(http_request("127.0.0.1", port, "POST", "/admin/reload", body, sizeof body),
+                     403); /* metrics.admin=false */
     assert_non_null(strstr(body, "metrics.admin=false"));
 
     kill(pid, SIGTERM);
@@ -657,42 +657,7 @@ static void test_poison_messages(void **state)
 
 /* ---- model reload (DESIGN §3.3) ------------------------------------------ */
 
-/* POST path to 127.0.0.1:port; returns the status code (body in buf), or -1. */
-static int http_post(int port, const char *path, char *buf, size_t cap)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    char req[256];
-    int n = snprintf(req, sizeof req, "POST %s HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n", path);
-    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0 || write(s, req, (size_t)n) != n) {
-        close(s);
-        return -1;
-    }
-    size_t got = 0;
-    ssize_t r;
-    while (got + 1 < cap && (r = read(s, buf + got, cap - 1 - got)) > 0)
-        got += (size_t)r;
-    buf[got] = 0;
-    close(s);
-    int status = -1;
-    return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : -1;
-}
 
-/* POST path to addr:port (an IPv4 address of this host); returns the status code, or -1. */
-static int http_post_to(const char *addr, int port, const char *path)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    char req[256], buf[512];
-    int n = snprintf(req, sizeof req, "POST %s HTTP/1.0\r\n\r\n", path), status = -1;
-    if (inet_pton(AF_INET, addr, &a.sin_addr) != 1 || connect(s, (struct sockaddr *)&a, sizeof a) != 0 ||
-        write(s, req, (size_t)n) != n || read(s, buf, sizeof buf - 1) <= 0 ||
-        sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-        status = -1;
-    close(s);
-    return status;
-}
 
 /* The first IPv4 address of this host outside 127.0.0.0/8 into out; 0 when there is none. */
 static int non_loopback_ipv4(char *out, size_t n)
@@ -823,11 +788,11 @@ static void test_model_reload(void **state)
     assert_true(wait_log(e, "a", "partitions assigned", 1, 60));
     static char body[1 << 16];
     assert_int_equal(http_get(port, "/admin/reload", body, sizeof body), 405);  /* POST only */
-    assert_int_equal(http_post(port, "/metrics", body, sizeof body), 405);
+    assert_int_equal(http_request("127.0.0.1", port, "POST", "/metrics", body, sizeof body), 405);
     /* metrics.listen binds every interface; the admin endpoint still answers loopback only */
     char ip[64];
     if (non_loopback_ipv4(ip, sizeof ip))
-        assert_int_equal(http_post_to(ip, port, "/admin/reload"), 403);
+        assert_int_equal(http_request(ip, port, "POST", "/admin/reload", body, sizeof body), 403);
     else
         fprintf(stderr, "no IPv4 address outside loopback: the 403 for other peers is not checked\n");
 
@@ -844,7 +809,7 @@ static void test_model_reload(void **state)
             kill(pid, SIGHUP);
         } else if (k == 3) {
             bundle_set_version(e, "b2", "gpt2-small-v3", "gpt2-small-v4");
-            assert_int_equal(http_post(port, "/admin/reload", body, sizeof body), 202);
+            assert_int_equal(http_request("127.0.0.1", port, "POST", "/admin/reload", body, sizeof body), 202);
         } else if (k == 4) {
             bundle_flip(e, "nocat");            /* the running graph cannot take it: refused */
             const char *const one[] = {"streamrec_model_reloads_total{result=\"refused\"} 1\n", NULL};
