@@ -266,7 +266,7 @@ static void probe_start(sr_runtime_t *rt, int32_t partition, int64_t offset, uin
 }
 
 /* The dead letter of a record nobody can read: no key or value, the source position and why. */
-static void dead_letter_stub(sr_runtime_t *rt, int32_t partition, int64_t offset, const char *reason,
+static void dead_letter_unread(sr_runtime_t *rt, int32_t partition, int64_t offset, const char *reason,
                              const char *why)
 {
     if (!rt->dlq_rkt)
@@ -339,7 +339,7 @@ void sr__rt_probe_done(sr_runtime_t *rt, struct probe *pr)
         seek_past(rt, pr->partition, p, pr->offset + 1);
         p->next = p->store_at = pr->offset + 1;
         p->skipped++;
-        dead_letter_stub(rt, pr->partition, pr->offset, reason, pr->why);
+        dead_letter_unread(rt, pr->partition, pr->offset, reason, pr->why);
         store_pending(rt, pr->partition, p);
     } else {
         /* The leader does not answer, or the probe got nothing and no error about the record
