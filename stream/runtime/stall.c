@@ -266,8 +266,8 @@ static void probe_start(sr_runtime_t *rt, int32_t partition, int64_t offset, uin
 }
 
 /* The dead letter of a record nobody can read: no key or value, the source position and why. */
-static void dead_letter_unread(sr_runtime_t *rt, int32_t partition, int64_t offset, const char *reason,
-                             const char *why)
+static void dead_letter_unread(sr_runtime_t *rt, int32_t partition, int64_t offset,
+                               const char *reason, const char *why)
 {
     if (!rt->dlq_rkt)
         return;
