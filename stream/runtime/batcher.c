@@ -57,7 +57,7 @@ static struct rt_batch *batch_get(sr_runtime_t *rt)
     b->computed = b->commit_sent = b->committed = false;
     b->log_sent = b->logged = false;
     b->cl_produced = b->cl_acked = 0;
-    b->cl_ref = (struct out_ref){b, -1};
+    b->cl_ref = (struct out_ref){.b = b, .row = -1};
     for (int32_t i = 0; i < rt->cl_parts; i++)
         b->cl_next[i] = -1;
     return b;

@@ -212,13 +212,15 @@ void sr__rt_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     }
     b->acked++;
-    double lat = (double)(sr_now_ns() - b->t_consumed[ref->row]) / 1e9;
+    uint64_t t_in = b->t_consumed[ref->row];
+    double lat = (double)(sr_now_ns() - t_in) / 1e9, proc = (double)(ref->t_out - t_in) / 1e9;
     pthread_mutex_lock(&rt->mmu);
     if (dlq) {
         rt->dlq_published++;
     } else {
         rt->published++;
         sr_hist_add(&rt->lat_hist, lat);
+        sr_hist_add(&rt->proc_hist, proc);
     }
     pthread_mutex_unlock(&rt->mmu);
 }

@@ -144,6 +144,9 @@ static void render_metrics(sr_runtime_t *rt, struct sr_buf *b)
     sr_hist_write(&rt->batch_hist, b, "streamrec_batch_size", "events per micro-batch");
     sr_hist_write(&rt->lat_hist, b, "streamrec_latency_seconds",
                   "event consumed to recommendation delivered (seconds)");
+    sr_hist_write(&rt->proc_hist, b, "streamrec_processing_seconds",
+                  "event consumed to recommendation handed to the producer (seconds): the "
+                  "runtime's part of streamrec_latency_seconds");
     sr_buf_appendf(b, "# HELP streamrec_stage_seconds_total time spent per graph stage\n"
             "# TYPE streamrec_stage_seconds_total counter\n");
     int ns = __atomic_load_n(&st->n_stages, __ATOMIC_ACQUIRE);

@@ -539,9 +539,13 @@ sr_err_t sr_replay_destroy(sr_replay_t *r, struct sr_error *err)
         sr_state_close(a->state);
         if (a->tmp_state[0]) {
             struct sr_error e2 = {0};
-            if (sr_state_destroy_db(a->tmp_state, &e2) != SR_OK || rmdir(a->tmp_state) != 0)
-                sr_log(SR_LOG_WARN, "replay", "temporary state directory not removed", "dir=%s",
-                       a->tmp_state);
+            /* RocksDB's destroy removes the directory itself when it has emptied it */
+            if (sr_state_destroy_db(a->tmp_state, &e2) == SR_OK && rmdir(a->tmp_state) != 0 &&
+                errno != ENOENT)
+                sr_error_set(&e2, SR_EIO, "%s", strerror(errno));
+            if (e2.msg[0])
+                sr_log(SR_LOG_WARN, "replay", "temporary state directory not removed",
+                       "dir=%s error=\"%s\"", a->tmp_state, e2.msg);
         }
         sr_config_destroy(a->cfg);
     }

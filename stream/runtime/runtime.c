@@ -244,6 +244,7 @@ sr_err_t sr_runtime_new(const sr_config_t *cfg, sr_runtime_t **out, struct sr_er
                                     0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5, 10};
     sr_hist_init(&rt->batch_hist, batch_le, (int)(sizeof batch_le / sizeof *batch_le));
     sr_hist_init(&rt->lat_hist, lat_le, (int)(sizeof lat_le / sizeof *lat_le));
+    rt->proc_hist = rt->lat_hist;
     rt->input_topic = sr_config_get(cfg, "input.topic");
     rt->dlq_topic = sr_config_get(cfg, "dlq.topic");
     int64_t v;
@@ -587,7 +588,7 @@ void sr_runtime_destroy(sr_runtime_t *rt)
 
 /* Counters for tools that embed the runtime (bench e2e): a consistent copy. Any thread. */
 void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *committed,
-                         uint64_t *published, struct sr_hist *latency)
+                         uint64_t *published, struct sr_hist *latency, struct sr_hist *processing)
 {
     pthread_mutex_lock(&rt->mmu);
     if (consumed)
@@ -598,6 +599,8 @@ void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *committ
         *published = rt->published;
     if (latency)
         *latency = rt->lat_hist;
+    if (processing)
+        *processing = rt->proc_hist;
     pthread_mutex_unlock(&rt->mmu);
 }
 

@@ -26,6 +26,8 @@ struct rt_batch;
 struct out_ref {
     struct rt_batch *b;
     int32_t row;
+    uint64_t t_out;          /* ns: handed to the producer (written before the produce call, read
+                              * in its delivery report) */
 };
 
 enum job_type { JOB_RUN = 1, JOB_LOG, JOB_COMMIT, JOB_EVICT, JOB_DISCARD, JOB_RESTORE, JOB_SWAP,
@@ -190,7 +192,7 @@ struct sr_runtime {
     int64_t dlq_max_bytes;   /* dlq.max.bytes */
     uint64_t consumed, committed_events, published, dlq_published, delivery_failures, rebalances,
         recovered_batches;
-    struct sr_hist batch_hist, lat_hist;
+    struct sr_hist batch_hist, lat_hist, proc_hist; /* proc: consumed → produced */
     struct part_lag *lags;
     int n_lags;
     uint64_t sessions;       /* written by the worker (atomic) */

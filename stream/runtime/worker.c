@@ -38,11 +38,13 @@ static void completion_push(sr_runtime_t *rt, struct job *j)
     pthread_mutex_unlock(&rt->cmu);
 }
 
-/* Topic sink callback (worker): the delivery-report opaque of the recommendation of a row. */
+/* Topic sink callback (worker): the delivery-report opaque of the recommendation of a row, asked
+ * for just before it is produced (the moment that ends the runtime's part of its latency). */
 void *sr__rt_rec_opaque(void *ctx, const struct sr_batch *batch, int32_t row)
 {
     (void)ctx;
     struct rt_batch *b = batch->owner;
+    b->refs[row].t_out = sr_now_ns();
     return &b->refs[row];
 }
 

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -233,6 +234,23 @@ static int make_event(struct e2e *b, uint64_t i, char *buf, size_t cap, char *ke
                     (long long)(1700000000000LL + (int64_t)i));
 }
 
+/* --write-events: the events the saturation phase produces (0..N-1), one JSON object a line. */
+static int write_event_file(struct e2e *b, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return sr__cli_fail(CMD, "--write-events %s: %s", path, strerror(errno));
+    char buf[512], key[64];
+    for (uint64_t i = 0; i < (uint64_t)b->events; i++) {
+        int len = make_event(b, i, buf, sizeof buf, key, sizeof key);
+        fwrite(buf, 1, (size_t)len, f);
+        fputc('\n', f);
+    }
+    if (fclose(f) != 0)
+        return sr__cli_fail(CMD, "--write-events %s: %s", path, strerror(errno));
+    return 0;
+}
+
 static int produce_events(struct e2e *b, rd_kafka_t *p, const char *topic, uint64_t first,
                           uint64_t n, double rate)
 {
@@ -432,7 +450,7 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
     double cpu0 = 0, bcpu0 = 0;
     static struct thread_cpu tc0, tc1;
     while (committed < target) { /* the whole backlog delivered and committed */
-        sr_runtime_counters(t.rt, &consumed, &committed, &published, NULL);
+        sr_runtime_counters(t.rt, &consumed, &committed, &published, NULL, NULL);
         if (!t_first && consumed) {
             t_first = sr_now_ns();
             cpu0 = cpu_seconds();
@@ -477,33 +495,36 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
     }
     fprintf(json, ", \"rates\": [");
     for (int i = 0; i < nr; i++) {
-        struct sr_hist h0, h1;
+        struct sr_hist h0, h1, g0, g1;
         uint64_t c0, c1, p0, p1;
-        sr_runtime_counters(t.rt, NULL, &c0, &p0, &h0);
+        sr_runtime_counters(t.rt, NULL, &c0, &p0, &h0, &g0);
         double cpu_a = cpu_seconds();
         uint64_t ta = sr_now_ns();
         uint64_t n = (uint64_t)(rates[i] * b->seconds);
         if (gen(b, n, rates[i]) != 0)
             break;
         do { /* until everything offered is delivered and committed */
-            sr_runtime_counters(t.rt, NULL, &c1, &p1, &h1);
+            sr_runtime_counters(t.rt, NULL, &c1, &p1, &h1, &g1);
             struct timespec ts = {0, 2000000};
             nanosleep(&ts, NULL);
         } while (c1 < b->next_event && (double)(sr_now_ns() - ta) / 1e9 < b->seconds * 4 + 10);
         double el = (double)(sr_now_ns() - ta) / 1e9, cpu = cpu_seconds() - cpu_a;
         hist_sub(&h1, &h0);
+        hist_sub(&g1, &g0);
         double got = (double)(c1 - c0) / el;
         double q50 = sr_hist_quantile(&h1, 0.5) * 1e3, q99 = sr_hist_quantile(&h1, 0.99) * 1e3,
-               q999 = sr_hist_quantile(&h1, 0.999) * 1e3;
+               q999 = sr_hist_quantile(&h1, 0.999) * 1e3, r50 = sr_hist_quantile(&g1, 0.5) * 1e3,
+               r99 = sr_hist_quantile(&g1, 0.99) * 1e3;
         printf("  offered %8.0f/s  achieved %8.0f/s  events/runtime-cpu-s %8.0f  latency ms p50 %.2f  "
-               "p99 %.2f  p999 %.2f  (%llu recs)\n",
+               "p99 %.2f  p999 %.2f  (%llu recs); consumed->produced p50 %.2f  p99 %.2f\n",
                rates[i], got, (double)(c1 - c0) / (cpu > 0 ? cpu : 1e-9), q50, q99, q999,
-               (unsigned long long)(p1 - p0));
+               (unsigned long long)(p1 - p0), r50, r99);
         fflush(stdout);
         fprintf(json, "%s{\"offered\": %.1f, \"achieved\": %.1f, \"events_per_runtime_cpu_s\": %.1f, "
-                      "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"recs\": %llu}",
+                      "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"recs\": %llu, "
+                      "\"produced_p50_ms\": %.3f, \"produced_p99_ms\": %.3f}",
                 i ? ", " : "", rates[i], got, (double)(c1 - c0) / (cpu > 0 ? cpu : 1e-9), q50,
-                q99, q999, (unsigned long long)(p1 - p0));
+                q99, q999, (unsigned long long)(p1 - p0), r50, r99);
     }
     fprintf(json, "]}");
     b->json_sep = true;
@@ -522,6 +543,7 @@ static void usage(void)
            "                           [--partitions P] [--sessions S] [--batch B] [--device D]\n"
            "                           [--set KEY=VALUE]... [--ingest-only | --both]\n"
            "                           [--brokers mock | --brokers real --bootstrap SERVERS]\n"
+           "       streamrec bench e2e --bundle DIR [--events N] [--sessions S] --write-events FILE\n"
            "  A child process hosts librdkafka's mock cluster (--brokers mock, the default) or,\n"
            "  with --brokers real, creates the bench's topics (names with a per-run suffix) on\n"
            "  the cluster at SERVERS (bench/e2e-real.sh starts a local Apache Kafka for it), and\n"
@@ -530,9 +552,13 @@ static void usage(void)
            "  is the runtime's. Saturation: N events (default 50000; the mock keeps about 5 MiB\n"
            "  per partition, ~170 bytes an event) backlogged, then consumed -> committed. Rates\n"
            "  (default 25/50/75%% of saturation) offered for S seconds (default 5): achieved rate\n"
-           "  and consumed->delivered latency p50/p99/p999. --ingest-only skips the model (no\n"
+           "  and consumed->delivered latency p50/p99/p999, and consumed->produced p50/p99 (the\n"
+           "  runtime's part; the rest is the producer and the broker). --ingest-only skips the\n"
+           "  model (no\n"
            "  trigger types). --set overrides the runtime's configuration (e.g.\n"
-           "  kafka.producer.linger.ms=5). Last line: JSON.\n");
+           "  kafka.producer.linger.ms=5). Last line: JSON.\n"
+           "  --write-events writes the saturation phase's N events as JSON Lines and exits (to\n"
+           "  replay the same stream offline: its model stages are the online run's floor).\n");
 }
 
 int sr__bench_e2e(int argc, char **argv)
@@ -544,7 +570,7 @@ int sr__bench_e2e(int argc, char **argv)
     struct e2e b = {.partitions = 4, .events = 50000, .seconds = 5, .sessions = 20000,
                     .batch = 256, .device = "cpu"};
     bool both = false;
-    const char *brokers = "mock", *bootstrap = NULL, *rates = NULL;
+    const char *brokers = "mock", *bootstrap = NULL, *rates = NULL, *write_events = NULL;
     const struct sr__opt opts[] = {
         SR__STR("--bundle", &b.bundle),
         SR__INT("--events", &b.events, 1, INT32_MAX),
@@ -559,6 +585,7 @@ int sr__bench_e2e(int argc, char **argv)
         SR__CHOICE("--brokers", &brokers, "mock|real"),
         SR__STR("--bootstrap", &bootstrap),
         SR__STR("--rates", &rates),
+        SR__STR("--write-events", &write_events),
         SR__OPT_END,
     };
     int prc = sr__cli_parse(CMD, opts, argc, argv, NULL, 0, NULL);
@@ -594,6 +621,8 @@ int sr__bench_e2e(int argc, char **argv)
     struct sr_error err = {0};
     if (load_items(&b, &err) != SR_OK)
         return sr__cli_fail(CMD, "%s", err.msg);
+    if (write_events)
+        return write_event_file(&b, write_events);
     if (!getenv("STREAMREC_LOG_LEVEL"))
         sr_log_set_level(SR_LOG_ERROR);
     int down[2], up[2];

@@ -311,7 +311,7 @@ static void *producer_main(void *arg)
             while (!committed && !__atomic_load_n(&d->stop_producing, __ATOMIC_ACQUIRE) &&
                    sr_now_ns() - t_w < 10000000000ull) {
                 rd_kafka_poll(d->prod, 1);
-                sr_runtime_counters(d->rt, NULL, &committed, NULL, NULL);
+                sr_runtime_counters(d->rt, NULL, &committed, NULL, NULL, NULL);
             }
             t0 = sr_now_ns() - (uint64_t)(1e9 / d->rate);
             __atomic_store_n(&d->t_pace, t0, __ATOMIC_RELEASE);
@@ -673,7 +673,7 @@ struct snap {
 static void status_line(struct demo *d, double ev_per_s, bool progress_line)
 {
     uint64_t consumed = 0;
-    sr_runtime_counters(d->rt, &consumed, NULL, NULL, NULL);
+    sr_runtime_counters(d->rt, &consumed, NULL, NULL, NULL, NULL);
     int64_t produced = __atomic_load_n(&d->produced, __ATOMIC_ACQUIRE);
     size_t n = d->n_ring < LAT_WINDOW ? d->n_ring : LAT_WINDOW;
     float w[LAT_WINDOW];
@@ -702,7 +702,7 @@ static void summary(struct demo *d, const char *why, uint64_t t_end)
 {
     uint64_t consumed = 0, published = 0;
     struct sr_hist h;
-    sr_runtime_counters(d->rt, &consumed, NULL, &published, &h);
+    sr_runtime_counters(d->rt, &consumed, NULL, &published, &h, NULL);
     int64_t produced = __atomic_load_n(&d->produced, __ATOMIC_ACQUIRE);
     uint64_t prod_end = d->t_prod_end ? d->t_prod_end : t_end;
     uint64_t prod_start = pace_origin(d);
@@ -994,12 +994,12 @@ static int run_demo(struct demo *d)
         if (now - s_cur.t >= 1000000000ull) { /* events/s over the last second */
             s_prev = s_cur;
             s_cur.t = now;
-            sr_runtime_counters(d->rt, &s_cur.consumed, NULL, NULL, NULL);
+            sr_runtime_counters(d->rt, &s_cur.consumed, NULL, NULL, NULL, NULL);
             ev_rate = (double)(s_cur.consumed - s_prev.consumed) /
                       ((double)(s_cur.t - s_prev.t) / 1e9);
         } else if (s_cur.consumed == 0 && now - d->t_start > 100000000ull) { /* first second */
             uint64_t c = 0;
-            sr_runtime_counters(d->rt, &c, NULL, NULL, NULL);
+            sr_runtime_counters(d->rt, &c, NULL, NULL, NULL, NULL);
             ev_rate = (double)c / ((double)(now - d->t_start) / 1e9);
         }
         if (d->tty && now - last_status >= 250000000ull) {
@@ -1046,7 +1046,7 @@ static int run_demo(struct demo *d)
         }
         /* Draining: every produced event processed and committed, every recommendation in. */
         uint64_t committed = 0, published = 0;
-        sr_runtime_counters(d->rt, NULL, &committed, &published, NULL);
+        sr_runtime_counters(d->rt, NULL, &committed, &published, NULL, NULL);
         int64_t produced = __atomic_load_n(&d->produced, __ATOMIC_ACQUIRE);
         if ((int64_t)committed >= produced && d->recs >= published) {
             drain_events(d);

@@ -86,6 +86,14 @@ static void test_run_matches_replay(void **state)
     assert_non_null(strstr(body, "streamrec_dlq_published_total 50"));
     assert_non_null(strstr(body, "streamrec_events_invalid_total{reason=\"invalid_json\"} 15"));
     assert_non_null(strstr(body, "streamrec_latency_seconds_count 781"));
+    assert_non_null(strstr(body, "streamrec_processing_seconds_count 781"));
+    /* the runtime's part of each latency is less than the whole */
+    const char *ls = strstr(body, "streamrec_latency_seconds_sum "),
+               *ps = strstr(body, "streamrec_processing_seconds_sum ");
+    assert_true(ls && ps);
+    double lsum = strtod(ls + strlen("streamrec_latency_seconds_sum "), NULL),
+           psum = strtod(ps + strlen("streamrec_processing_seconds_sum "), NULL);
+    assert_true(psum > 0 && psum < lsum);
     assert_non_null(strstr(body, "streamrec_batch_size_bucket"));
     assert_non_null(strstr(body, "streamrec_stage_seconds_total{stage=\"encode\"}"));
     assert_non_null(strstr(body, "streamrec_model_info{version=\"gpt2-small-v1\",bundle=\"/"));

@@ -303,11 +303,13 @@ sr_err_t sr_runtime_run(sr_runtime_t *rt, bool handle_signals, struct sr_error *
 void sr_runtime_stop(sr_runtime_t *rt);
 void sr_runtime_destroy(sr_runtime_t *rt);
 /* A consistent copy of the counters (messages consumed; messages whose batch is committed;
- * recommendations acknowledged) and the consumed→delivered latency histogram (seconds), for
- * tools embedding the runtime (bench e2e). Any thread; NULL out-params are skipped. */
+ * recommendations acknowledged) and, in seconds over the acknowledged recommendations, the
+ * consumed→delivered latency histogram and the consumed→produced one (the runtime's own part;
+ * the rest is the producer and the broker), for tools embedding the runtime (bench e2e). Any
+ * thread; NULL out-params are skipped. */
 struct sr_hist;
 void sr_runtime_counters(sr_runtime_t *rt, uint64_t *consumed, uint64_t *committed,
-                         uint64_t *published, struct sr_hist *latency);
+                         uint64_t *published, struct sr_hist *latency, struct sr_hist *processing);
 /* Input partitions assigned to the runtime now (0 until its group join completes). Any thread. */
 int sr_runtime_assigned(sr_runtime_t *rt);
 
