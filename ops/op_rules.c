@@ -225,8 +225,8 @@ static sr_err_t drop_items_init(struct sr_op_env *env, const char *prefix, void 
     (void)ports;
     *ctx = NULL;
     char key[200], buf[2048];
-    const char *attr, *values[128];
-    int n;
+    const char *attr = NULL, *values[128];
+    int n = 0;
     if (declared_rule(env, "drop_items", prefix, key, sizeof key, &attr, buf, sizeof buf, values,
                       &n, err) != SR_OK)
         return SR_ECONFIG;
@@ -261,8 +261,8 @@ static sr_err_t boost_init(struct sr_op_env *env, const char *prefix, void **ctx
     (void)ports;
     *ctx = NULL;
     char key[200], buf[2048];
-    const char *attr, *values[128];
-    int n;
+    const char *attr = NULL, *values[128];
+    int n = 0;
     if (declared_rule(env, "boost", prefix, key, sizeof key, &attr, buf, sizeof buf, values, &n,
                       err) != SR_OK)
         return SR_ECONFIG;

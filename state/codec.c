@@ -128,7 +128,7 @@ sr_err_t sr__session_peek(const uint8_t *buf, size_t n, uint32_t *count, int64_t
                             (unsigned)SR_SESSION_VALUE_VERSION);
     const size_t per_item = ver == SR_SESSION_VALUE_VERSION_V1 ? 8 : 12;
     size_t pos = 1;
-    uint64_t c;
+    uint64_t c = 0;
     sr_err_t rc = get_varint(buf, n, &pos, &c, "item count", err);
     if (rc)
         return rc;
