@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <float.h>
 #include <math.h>
 #include <cmocka.h>
 
@@ -620,6 +621,73 @@ static void test_double_format(void **state)
     }
 }
 
+/* The significant digits (trailing zeros dropped) and the decimal exponent of a number as
+ * text: "1.2500e+03", "0.000125", "1250.0" -> "125", 3 / -4 / 3. */
+static void digits_of(const char *s, char *dig, int *e10)
+{
+    int n = 0, point = -1, first = -1, pos = 0;
+    const char *p = s + (*s == '-');
+    for (; *p && *p != 'e'; p++) {
+        if (*p == '.') {
+            point = pos;
+            continue;
+        }
+        if (first < 0 && *p != '0')
+            first = pos;
+        if (first >= 0)
+            dig[n++] = *p;
+        pos++;
+    }
+    if (point < 0)
+        point = pos;
+    while (n > 1 && dig[n - 1] == '0')
+        n--;
+    dig[n] = 0;
+    *e10 = point - first - 1 + (*p == 'e' ? atoi(p + 1) : 0);
+}
+
+/* Float values (model scores) are formatted from %.8e's digits without printf: the same digits
+ * and exponent as printf, checked over every 17th float of four binades, a million random ones
+ * from 1e-22 to 1e9 and their negatives, and the exact ties m/8 (10 significant digits ending
+ * in 5: glibc rounds them to even). */
+static void check_float_digits(float f)
+{
+    char buf[32], ref[40], d1[24], d2[24];
+    int e1, e2;
+    sr_json_format_double((double)f, buf);
+    snprintf(ref, sizeof ref, "%.8e", (double)f);
+    digits_of(buf, d1, &e1);
+    digits_of(ref, d2, &e2);
+    if (strcmp(d1, d2) != 0 || e1 != e2)
+        fail_msg("float %a: formatted %s, printf %s", (double)f, buf, ref);
+    assert_true(strtof(buf, NULL) == f);
+}
+
+static void test_float_format_matches_printf(void **state)
+{
+    (void)state;
+    static const float binade[] = {0x1p-10f, 1.0f, 0x1p20f, 0x1p29f};
+    for (size_t i = 0; i < sizeof binade / sizeof *binade; i++)
+        for (float f = binade[i]; f < 2 * binade[i]; f = nextafterf(f, INFINITY)) {
+            check_float_digits(f);
+            for (int k = 0; k < 16 && f < 2 * binade[i]; k++)
+                f = nextafterf(f, INFINITY);
+        }
+    uint64_t x = 0x243F6A8885A308D3ull;
+    for (int i = 0; i < 1000000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        float f = (float)(1e-22 * pow(1e31, (double)(x >> 11) / 9007199254740992.0));
+        check_float_digits((x & 1) ? -f : f);
+    }
+    for (uint32_t m = (1u << 23) + 1; m < (1u << 24); m += 34)
+        check_float_digits((float)m / 8.0f);
+    check_float_digits(1234567.125f); /* 1.23456712|5e6: ties to the even 2 */
+    check_float_digits(999999999.0f);
+    check_float_digits(1e-22f);
+    check_float_digits(FLT_MIN);
+    check_float_digits(FLT_MAX);
+}
+
 static void test_rec_json_matches_expected_file(void **state)
 {
     (void)state;
@@ -925,6 +993,7 @@ int main(void)
         cmocka_unit_test(test_avro_truncated_every_prefix),
         cmocka_unit_test(test_avro_invalid_reasons),
         cmocka_unit_test(test_double_format),
+        cmocka_unit_test(test_float_format_matches_printf),
         cmocka_unit_test(test_rec_json_matches_expected_file),
         cmocka_unit_test(test_rec_json_form),
         cmocka_unit_test(test_rec_avro),
