@@ -8,13 +8,10 @@
  * the call; attention is per session, and it is called here on exactly the session's rows the
  * full forward would give it, so its output rows are the same bits — the new rows are simply
  * the ones kept. The last block, as in gpt2.c, continues on the last row alone.
- * "Exactly the rows the full forward would give it" holds for the first block's q|k|v (they
- * come from the embeddings through per-row ops) but not for later blocks': their rows come from
- * the previous block's attention, and the cpu attention (OpenBLAS sgemm per session) gives row
- * j different bits in an L-row call than in a (j+1)-row one (its reduction order depends on
- * the call's shape; test_incremental found it at 2 layers). So sr_model_set_encode_cache takes
- * one-block models only, until attention is prefix-consistent (a one-time change of the gpt2
- * bytes, DESIGN §3.1).
+ * "Exactly the rows the full forward would give it" needs every cached row to be the row of
+ * a full forward of any longer sequence: per-row ops give that, and the cpu attention is
+ * prefix-consistent (row i's bits depend on rows 0..i only, cpu_backend.c), so by induction
+ * over the blocks and the events each cached row is.
  *
  * Entries are keyed by a hash of the item prefix they hold and checked against the items
  * themselves, so a hit is exact; the longest cached prefix of a session wins. An entry found

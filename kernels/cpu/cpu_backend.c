@@ -658,7 +658,13 @@ struct attn_job {
     bool oom;
 };
 
-/* One session: per head S = scale·Q·Kᵀ (L×L), causal softmax per row, O = S·V. */
+/* One session: per head and row i, s_t = scale·(q_i·k_t) for t <= i, a softmax over them,
+ * o_i = Σ_t p_t·v_t. Prefix-consistent (DESIGN §3.1): every value is one fixed chain of
+ * multiplies and adds — q·k over the head's dims in order, then times scale; o over t = 0..i
+ * in order — vectorised across t (scores) or across dims (o), never across the chain, so row
+ * i's bits depend on rows 0..i only, not on L or on where the session sits. That is what lets
+ * the gpt2 encode cache reuse earlier rows. (OpenBLAS sgemm, used here before, gave row i
+ * other bits in an L-row call than in an (i+1)-row one.) */
 static void attn_task(void *arg, int s, int w)
 {
     struct attn_job *j = arg;
@@ -666,7 +672,7 @@ static void attn_task(void *arg, int s, int w)
     if (L <= 0)
         return;
     int dh = j->d_head, d = dh * j->n_heads, ld = 3 * d;
-    float *S = sr__cpu_scratch(j->c, w, sizeof(float) * (size_t)L * L);
+    float *S = sr__cpu_scratch(j->c, w, sizeof(float) * (size_t)(L + 4));
     if (!S) {
         j->oom = true;
         return;
@@ -680,34 +686,60 @@ static void attn_task(void *arg, int s, int w)
             memcpy(O, V, sizeof(float) * dh);
             continue;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, Q, ld, K, ld, 0.0f,
-                    S, L);
         for (int i = 0; i < L; i++) {
-            float *row = S + (size_t)i * L;
+            const float *q = Q + (size_t)i * ld;
+            float *row = S;
+            int t = 0;
+            for (; t + 4 <= i + 1; t += 4) { /* four keys at a time, each its own chain */
+                const float *k0 = K + (size_t)t * ld;
+                v4f acc = v4_splat(0.f);
+                for (int k = 0; k < dh; k++) {
+                    v4f kk = {k0[k], k0[ld + k], k0[2 * ld + k], k0[3 * ld + k]};
+                    acc = acc + v4_splat(q[k]) * kk;
+                }
+                v4_store(row + t, acc * v4_splat(scale));
+            }
+            for (; t <= i; t++) {
+                const float *kt = K + (size_t)t * ld;
+                float acc = 0.f;
+                for (int k = 0; k < dh; k++)
+                    acc = acc + q[k] * kt[k];
+                row[t] = acc * scale;
+            }
             float mx = row[0];
-            for (int t = 1; t <= i; t++)
+            for (t = 1; t <= i; t++)
                 mx = row[t] > mx ? row[t] : mx;
             float sum = 0.f;
-            int t = 0;
-            v4f vmx = v4_splat(mx), acc = v4_splat(0.f);
+            t = 0;
+            v4f vmx = v4_splat(mx), vs = v4_splat(0.f);
             for (; t + 4 <= i + 1; t += 4) {
                 v4f e = exp_sse(v4_load(row + t) - vmx);
                 v4_store(row + t, e);
-                acc += e;
+                vs += e;
             }
-            sum = v4_hsum(acc);
+            sum = v4_hsum(vs);
             for (; t <= i; t++) {
                 row[t] = s_exp(row[t] - mx);
                 sum += row[t];
             }
             float inv = 1.0f / sum;
-            for (int t = 0; t <= i; t++)
+            for (t = 0; t <= i; t++)
                 row[t] *= inv;
-            for (int t = i + 1; t < L; t++)
-                row[t] = 0.f;
+            float *o = O + (size_t)i * d;
+            int c = 0;
+            for (; c + 4 <= dh; c += 4) { /* four dims at a time, each its own chain over t */
+                v4f acc = v4_splat(0.f);
+                for (t = 0; t <= i; t++)
+                    acc = acc + v4_splat(row[t]) * v4_load(V + (size_t)t * ld + c);
+                v4_store(o + c, acc);
+            }
+            for (; c < dh; c++) {
+                float acc = 0.f;
+                for (t = 0; t <= i; t++)
+                    acc = acc + row[t] * V[(size_t)t * ld + c];
+                o[c] = acc;
+            }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, S, L, V, ld, 0.0f,
-                    O, d);
     }
 }
 
@@ -724,7 +756,7 @@ static sr_err_t cpu_attention(void *ctx, const float *qkv, const int32_t *offset
     }
     struct attn_job j = {.c = c, .qkv = qkv, .offsets = offsets, .n_heads = n_heads,
                          .d_head = d_head, .max_len = max_len, .out = out};
-    /* Small per-session GEMMs run single-threaded inside OpenBLAS; the pool splits sessions. */
+    /* the pool splits sessions */
     sr__cpu_parallel(c, B, attn_task, &j);
     if (j.oom)
         return sr_error_set(err, SR_ENOMEM, "cpu attention: out of memory for %d×%d scores",
