@@ -111,8 +111,11 @@ static void test_gemm(void **state)
 static void test_gemm_row_determinism(void **state)
 {
     (void)state;
-    const int shapes[][3] = {{37, 72, 24}, {50, 192, 64}, {29, 40, 256}, {13, 17, 5}, {64, 33, 1}};
-    for (size_t s = 0; s < 5; s++)
+    /* M <= 4 with a row-major B: rows_direct_avx2 (calls of M rows) against the packed tiles
+     * (calls of M + 5 and 3M + 5 rows) */
+    const int shapes[][3] = {{37, 72, 24}, {50, 192, 64}, {29, 40, 256}, {13, 17, 5}, {64, 33, 1},
+                             {1, 72, 24},  {3, 33, 17},   {4, 8, 64},    {2, 5, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int v = 0; v < 8; v++) {
             int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
             bool ta = v & 1, tb = v & 2;
