@@ -649,98 +649,167 @@ static const char *cpu_numerics(void *ctx)
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
+/* Row i of one head: s_t = scale·(q_i·k_t) for t <= i, a softmax over them, o_i = Σ_t p_t·v_t.
+ * Prefix-consistent (DESIGN §3.1): every value is computed in one fixed order that depends on
+ * d_head and on i alone — q·k as eight partial sums (dims ≡ lane mod 8, in order), added
+ * pairwise in a fixed tree, then the dims past the last four, then times scale (the same
+ * operations for a key whether it goes alone or four at a time); the softmax's
+ * exps four at a time from t = 0; o as one chain over t = 0..i per dim, four or sixteen dims at
+ * a time — so row i's bits depend on rows 0..i only, not on how many rows the call holds or
+ * where the session sits. That is what lets the gpt2 encode cache reuse earlier rows. (OpenBLAS
+ * sgemm, used here before, gave row i other bits in an L-row call than in an (i+1)-row one,
+ * and others again under another OPENBLAS_CORETYPE.) Baseline SSE vectors, no dispatch on the
+ * CPU: a build gives the same bits on every x86-64 (SR_NATIVE builds may contract to FMA, the
+ * same way in every call). Q, K, V: the head's columns of rows 0..i, row stride ld; S: i + 4 floats of
+ * scratch; o: d_head floats. */
+static inline v4f attn_dot8(const float *q, const float *k, int dh, int *c_out)
+{
+    v4f a0 = v4_splat(0.f), a1 = v4_splat(0.f);
+    int c = 0;
+    for (; c + 8 <= dh; c += 8) {
+        a0 = a0 + v4_load(q + c) * v4_load(k + c);
+        a1 = a1 + v4_load(q + c + 4) * v4_load(k + c + 4);
+    }
+    if (c + 4 <= dh) {
+        a0 = a0 + v4_load(q + c) * v4_load(k + c);
+        c += 4;
+    }
+    *c_out = c;
+    return a0 + a1;
+}
+
+/* One key: the lanes of attn_dot8 summed (l0 + l1) + (l2 + l3), then the tail dims. */
+static inline float attn_dot(const float *q, const float *k, int dh)
+{
+    int c;
+    v4f a = attn_dot8(q, k, dh, &c);
+    float acc = (a[0] + a[1]) + (a[2] + a[3]);
+    for (; c < dh; c++)
+        acc = acc + q[c] * k[c];
+    return acc;
+}
+
+/* Four keys k0..k3 (stride ld), the same operations per key as attn_dot, the four lane sums
+ * done by two rounds of pairwise adds across registers. */
+static inline v4f attn_dot4(const float *q, const float *k0, size_t ld, int dh)
+{
+    int c = 0;
+    v4f v0 = attn_dot8(q, k0, dh, &c), v1 = attn_dot8(q, k0 + ld, dh, &c),
+        v2 = attn_dot8(q, k0 + 2 * ld, dh, &c), v3 = attn_dot8(q, k0 + 3 * ld, dh, &c);
+    v4f x = __builtin_shufflevector(v0, v1, 0, 2, 4, 6) + __builtin_shufflevector(v0, v1, 1, 3, 5, 7);
+    v4f y = __builtin_shufflevector(v2, v3, 0, 2, 4, 6) + __builtin_shufflevector(v2, v3, 1, 3, 5, 7);
+    v4f r = __builtin_shufflevector(x, y, 0, 2, 4, 6) + __builtin_shufflevector(x, y, 1, 3, 5, 7);
+    for (; c < dh; c++)
+        r = r + v4_splat(q[c]) * (v4f){k0[c], k0[ld + c], k0[2 * ld + c], k0[3 * ld + c]};
+    return r;
+}
+
+static void attn_row(const float *Q, const float *K, const float *V, int ld, int i, int dh,
+                     float scale, float *S, float *o)
+{
+    const float *q = Q + (size_t)i * ld;
+    float *row = S;
+    int t = 0;
+    for (; t + 4 <= i + 1; t += 4)
+        v4_store(row + t, attn_dot4(q, K + (size_t)t * ld, (size_t)ld, dh) * v4_splat(scale));
+    for (; t <= i; t++)
+        row[t] = attn_dot(q, K + (size_t)t * ld, dh) * scale;
+    float mx = row[0];
+    for (t = 1; t <= i; t++)
+        mx = row[t] > mx ? row[t] : mx;
+    float sum = 0.f;
+    t = 0;
+    v4f vmx = v4_splat(mx), vs = v4_splat(0.f);
+    for (; t + 4 <= i + 1; t += 4) {
+        v4f e = exp_sse(v4_load(row + t) - vmx);
+        v4_store(row + t, e);
+        vs += e;
+    }
+    sum = v4_hsum(vs);
+    for (; t <= i; t++) {
+        row[t] = s_exp(row[t] - mx);
+        sum += row[t];
+    }
+    float inv = 1.0f / sum;
+    for (t = 0; t <= i; t++)
+        row[t] *= inv;
+    int c = 0;
+    for (; c + 16 <= dh; c += 16) { /* sixteen dims at a time, each its own chain over t */
+        v4f a0 = v4_splat(0.f), a1 = a0, a2 = a0, a3 = a0;
+        for (t = 0; t <= i; t++) {
+            const float *v = V + (size_t)t * ld + c;
+            v4f p = v4_splat(row[t]);
+            a0 = a0 + p * v4_load(v);
+            a1 = a1 + p * v4_load(v + 4);
+            a2 = a2 + p * v4_load(v + 8);
+            a3 = a3 + p * v4_load(v + 12);
+        }
+        v4_store(o + c, a0);
+        v4_store(o + c + 4, a1);
+        v4_store(o + c + 8, a2);
+        v4_store(o + c + 12, a3);
+    }
+    for (; c + 4 <= dh; c += 4) { /* the same chains, four dims at a time */
+        v4f acc = v4_splat(0.f);
+        for (t = 0; t <= i; t++)
+            acc = acc + v4_splat(row[t]) * v4_load(V + (size_t)t * ld + c);
+        v4_store(o + c, acc);
+    }
+    for (; c < dh; c++) {
+        float acc = 0.f;
+        for (t = 0; t <= i; t++)
+            acc = acc + row[t] * V[(size_t)t * ld + c];
+        o[c] = acc;
+    }
+}
+
 struct attn_job {
     struct sr__cpu *c;
-    const float *qkv;
+    const float *qkv;            /* attention: packed sessions */
     const int32_t *offsets;
+    const float *const *rows;    /* attention_rows: each session's rows */
+    const int32_t *first, *len, *out_off;
     int n_heads, d_head, max_len;
     float *out;
     bool oom;
 };
 
-/* One session: per head and row i, s_t = scale·(q_i·k_t) for t <= i, a softmax over them,
- * o_i = Σ_t p_t·v_t. Prefix-consistent (DESIGN §3.1): every value is one fixed chain of
- * multiplies and adds — q·k over the head's dims in order, then times scale; o over t = 0..i
- * in order — vectorised across t (scores) or across dims (o), never across the chain, so row
- * i's bits depend on rows 0..i only, not on L or on where the session sits. That is what lets
- * the gpt2 encode cache reuse earlier rows. (OpenBLAS sgemm, used here before, gave row i
- * other bits in an L-row call than in an (i+1)-row one.) */
+/* Rows r0..L-1 of one session (q|k|v rows at base, stride 3d) into out (row r at out + (r -
+ * r0)·d): every head of every row through attn_row. */
+static bool attn_session(struct sr__cpu *c, int w, const float *base, int r0, int L, int n_heads,
+                         int dh, float *out)
+{
+    int d = dh * n_heads, ld = 3 * d;
+    float *S = sr__cpu_scratch(c, w, sizeof(float) * (size_t)(L + 4));
+    if (!S)
+        return false;
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int h = 0; h < n_heads; h++) {
+        const float *Q = base + h * dh, *K = base + d + h * dh, *V = base + 2 * d + h * dh;
+        for (int i = r0; i < L; i++)
+            attn_row(Q, K, V, ld, i, dh, scale, S, out + (size_t)(i - r0) * d + h * dh);
+    }
+    return true;
+}
+
+/* One task per session. */
 static void attn_task(void *arg, int s, int w)
 {
     struct attn_job *j = arg;
-    int o0 = j->offsets[s], L = j->offsets[s + 1] - o0;
-    if (L <= 0)
-        return;
-    int dh = j->d_head, d = dh * j->n_heads, ld = 3 * d;
-    float *S = sr__cpu_scratch(j->c, w, sizeof(float) * (size_t)(L + 4));
-    if (!S) {
+    int o0 = j->offsets[s], L = j->offsets[s + 1] - o0, d = j->d_head * j->n_heads;
+    if (L > 0 && !attn_session(j->c, w, j->qkv + (size_t)o0 * 3 * d, 0, L, j->n_heads, j->d_head,
+                               j->out + (size_t)o0 * d))
         j->oom = true;
-        return;
-    }
-    float scale = 1.0f / sqrtf((float)dh);
-    const float *base = j->qkv + (size_t)o0 * ld;
-    for (int h = 0; h < j->n_heads; h++) {
-        const float *Q = base + h * dh, *K = base + d + h * dh, *V = base + 2 * d + h * dh;
-        float *O = j->out + (size_t)o0 * d + h * dh;
-        if (L == 1) {
-            memcpy(O, V, sizeof(float) * dh);
-            continue;
-        }
-        for (int i = 0; i < L; i++) {
-            const float *q = Q + (size_t)i * ld;
-            float *row = S;
-            int t = 0;
-            for (; t + 4 <= i + 1; t += 4) { /* four keys at a time, each its own chain */
-                const float *k0 = K + (size_t)t * ld;
-                v4f acc = v4_splat(0.f);
-                for (int k = 0; k < dh; k++) {
-                    v4f kk = {k0[k], k0[ld + k], k0[2 * ld + k], k0[3 * ld + k]};
-                    acc = acc + v4_splat(q[k]) * kk;
-                }
-                v4_store(row + t, acc * v4_splat(scale));
-            }
-            for (; t <= i; t++) {
-                const float *kt = K + (size_t)t * ld;
-                float acc = 0.f;
-                for (int k = 0; k < dh; k++)
-                    acc = acc + q[k] * kt[k];
-                row[t] = acc * scale;
-            }
-            float mx = row[0];
-            for (t = 1; t <= i; t++)
-                mx = row[t] > mx ? row[t] : mx;
-            float sum = 0.f;
-            t = 0;
-            v4f vmx = v4_splat(mx), vs = v4_splat(0.f);
-            for (; t + 4 <= i + 1; t += 4) {
-                v4f e = exp_sse(v4_load(row + t) - vmx);
-                v4_store(row + t, e);
-                vs += e;
-            }
-            sum = v4_hsum(vs);
-            for (; t <= i; t++) {
-                row[t] = s_exp(row[t] - mx);
-                sum += row[t];
-            }
-            float inv = 1.0f / sum;
-            for (t = 0; t <= i; t++)
-                row[t] *= inv;
-            float *o = O + (size_t)i * d;
-            int c = 0;
-            for (; c + 4 <= dh; c += 4) { /* four dims at a time, each its own chain over t */
-                v4f acc = v4_splat(0.f);
-                for (t = 0; t <= i; t++)
-                    acc = acc + v4_splat(row[t]) * v4_load(V + (size_t)t * ld + c);
-                v4_store(o + c, acc);
-            }
-            for (; c < dh; c++) {
-                float acc = 0.f;
-                for (t = 0; t <= i; t++)
-                    acc = acc + row[t] * V[(size_t)t * ld + c];
-                o[c] = acc;
-            }
-        }
-    }
+}
+
+static void attn_rows_task(void *arg, int s, int w)
+{
+    struct attn_job *j = arg;
+    int d = j->d_head * j->n_heads;
+    if (j->len[s] > j->first[s] &&
+        !attn_session(j->c, w, j->rows[s], j->first[s], j->len[s], j->n_heads, j->d_head,
+                      j->out + (size_t)j->out_off[s] * d))
+        j->oom = true;
 }
 
 static sr_err_t cpu_attention(void *ctx, const float *qkv, const int32_t *offsets, int B,
@@ -759,8 +828,28 @@ static sr_err_t cpu_attention(void *ctx, const float *qkv, const int32_t *offset
     /* the pool splits sessions */
     sr__cpu_parallel(c, B, attn_task, &j);
     if (j.oom)
-        return sr_error_set(err, SR_ENOMEM, "cpu attention: out of memory for %d×%d scores",
-                            max_len, max_len);
+        return sr_error_set(err, SR_ENOMEM, "cpu attention: out of memory for %d scores",
+                            max_len);
+    return SR_OK;
+}
+
+/* attention_rows: the rows attn_task would give, only first[s]..len[s]-1 of each session. */
+static sr_err_t cpu_attention_rows(void *ctx, const float *const *qkv, const int32_t *first,
+                                   const int32_t *len, const int32_t *out_row, int B,
+                                   int max_len, int n_heads, int d_head, float *out,
+                                   struct sr_error *err)
+{
+    struct sr__cpu *c = ctx;
+    for (int s = 0; s < B; s++)
+        if (len[s] < 0 || len[s] > max_len || first[s] < 0 || first[s] > len[s])
+            return sr_error_set(err, SR_EINVAL, "cpu attention: session %d asks rows %d..%d "
+                                "(max %d)", s, first[s], len[s], max_len);
+    struct attn_job j = {.c = c, .rows = qkv, .first = first, .len = len, .out_off = out_row,
+                         .n_heads = n_heads, .d_head = d_head, .max_len = max_len, .out = out};
+    sr__cpu_parallel(c, B, attn_rows_task, &j);
+    if (j.oom)
+        return sr_error_set(err, SR_ENOMEM, "cpu attention: out of memory for %d scores",
+                            max_len);
     return SR_OK;
 }
 
@@ -782,6 +871,7 @@ static const struct sr_backend_iface cpu_iface = {
     .bias_act = cpu_bias_act,
     .add = cpu_add,
     .attention = cpu_attention,
+    .attention_rows = cpu_attention_rows,
     .gru_gates = cpu_gru_gates,
     .gather_rows = cpu_gather_rows,
     .topk = sr__cpu_topk,
