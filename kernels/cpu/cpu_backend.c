@@ -272,6 +272,7 @@ static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, co
 #undef VM_ATTR
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define SR_CPU_HAVE_AVX2 1
+#include <immintrin.h>
 #define VM_W 8
 #define VM_R 2
 #define VM_SUF avx2
@@ -651,70 +652,151 @@ static const char *cpu_numerics(void *ctx)
 
 /* Row i of one head: s_t = scale·(q_i·k_t) for t <= i, a softmax over them, o_i = Σ_t p_t·v_t.
  * Prefix-consistent (DESIGN §3.1): every value is computed in one fixed order that depends on
- * d_head and on i alone — q·k as eight partial sums (dims ≡ lane mod 8, in order), added
- * pairwise in a fixed tree, then the dims past the last four, then times scale (the same
- * operations for a key whether it goes alone or four at a time); the softmax's
- * exps four at a time from t = 0; o as one chain over t = 0..i per dim, four or sixteen dims at
- * a time — so row i's bits depend on rows 0..i only, not on how many rows the call holds or
- * where the session sits. That is what lets the gpt2 encode cache reuse earlier rows. (OpenBLAS
- * sgemm, used here before, gave row i other bits in an L-row call than in an (i+1)-row one,
- * and others again under another OPENBLAS_CORETYPE.) Baseline SSE vectors, no dispatch on the
- * CPU: a build gives the same bits on every x86-64 (SR_NATIVE builds may contract to FMA, the
- * same way in every call). Q, K, V: the head's columns of rows 0..i, row stride ld; S: i + 4 floats of
- * scratch; o: d_head floats. */
-static inline v4f attn_dot8(const float *q, const float *k, int dh, int *c_out)
+ * d_head and on i alone, so row i's bits depend on rows 0..i only, not on how many rows the
+ * call holds or where the session sits (what lets the gpt2 encode cache reuse earlier rows):
+ *   q·k  eight partial sums, lane j a chain of fused multiply-adds over the dims ≡ j mod 8 in
+ *        order (a last group of four dims into lanes 0..3), then (l_j + l_{j+4}) for j < 4,
+ *        then (a0 + a1) + (a2 + a3), then fused multiply-adds of the dims past the last four,
+ *        then times scale — the same operations whether a key goes alone or four at a time;
+ *   the softmax: max, exps four at a time from t = 0, their sum, times 1/sum;
+ *   o    one chain of fused multiply-adds over t = 0..i per dim.
+ * Two variants give the same bits (fused multiply-adds round once either way): AVX2+FMA where
+ * the gemm runs AVX2 or AVX-512, fmaf() elsewhere. (OpenBLAS sgemm, used here before, gave row
+ * i other bits in an L-row call than in an (i+1)-row one, and others again under another
+ * OPENBLAS_CORETYPE.) Q, K, V: the head's columns of rows 0..i, row stride ld; S: i + 4 floats
+ * of scratch; o: d_head floats. */
+static float attn_dot_generic(const float *q, const float *k, int dh)
 {
-    v4f a0 = v4_splat(0.f), a1 = v4_splat(0.f);
+    float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int c = 0;
-    for (; c + 8 <= dh; c += 8) {
-        a0 = a0 + v4_load(q + c) * v4_load(k + c);
-        a1 = a1 + v4_load(q + c + 4) * v4_load(k + c + 4);
-    }
+    for (; c + 8 <= dh; c += 8)
+        for (int j = 0; j < 8; j++)
+            l[j] = fmaf(q[c + j], k[c + j], l[j]);
     if (c + 4 <= dh) {
-        a0 = a0 + v4_load(q + c) * v4_load(k + c);
+        for (int j = 0; j < 4; j++)
+            l[j] = fmaf(q[c + j], k[c + j], l[j]);
         c += 4;
     }
-    *c_out = c;
-    return a0 + a1;
-}
-
-/* One key: the lanes of attn_dot8 summed (l0 + l1) + (l2 + l3), then the tail dims. */
-static inline float attn_dot(const float *q, const float *k, int dh)
-{
-    int c;
-    v4f a = attn_dot8(q, k, dh, &c);
-    float acc = (a[0] + a[1]) + (a[2] + a[3]);
+    float a0 = l[0] + l[4], a1 = l[1] + l[5], a2 = l[2] + l[6], a3 = l[3] + l[7];
+    float acc = (a0 + a1) + (a2 + a3);
     for (; c < dh; c++)
-        acc = acc + q[c] * k[c];
+        acc = fmaf(q[c], k[c], acc);
     return acc;
 }
 
-/* Four keys k0..k3 (stride ld), the same operations per key as attn_dot, the four lane sums
- * done by two rounds of pairwise adds across registers. */
-static inline v4f attn_dot4(const float *q, const float *k0, size_t ld, int dh)
+static void attn_scores_generic(const float *q, const float *K, int ld, int i, int dh,
+                                float scale, float *row)
 {
-    int c = 0;
-    v4f v0 = attn_dot8(q, k0, dh, &c), v1 = attn_dot8(q, k0 + ld, dh, &c),
-        v2 = attn_dot8(q, k0 + 2 * ld, dh, &c), v3 = attn_dot8(q, k0 + 3 * ld, dh, &c);
-    v4f x = __builtin_shufflevector(v0, v1, 0, 2, 4, 6) + __builtin_shufflevector(v0, v1, 1, 3, 5, 7);
-    v4f y = __builtin_shufflevector(v2, v3, 0, 2, 4, 6) + __builtin_shufflevector(v2, v3, 1, 3, 5, 7);
-    v4f r = __builtin_shufflevector(x, y, 0, 2, 4, 6) + __builtin_shufflevector(x, y, 1, 3, 5, 7);
-    for (; c < dh; c++)
-        r = r + v4_splat(q[c]) * (v4f){k0[c], k0[ld + c], k0[2 * ld + c], k0[3 * ld + c]};
-    return r;
+    for (int t = 0; t <= i; t++)
+        row[t] = attn_dot_generic(q, K + (size_t)t * ld, dh) * scale;
 }
 
-static void attn_row(const float *Q, const float *K, const float *V, int ld, int i, int dh,
-                     float scale, float *S, float *o)
+static void attn_out_generic(const float *p, const float *V, int ld, int i, int dh, float *o)
+{
+    for (int c = 0; c < dh; c++) {
+        float acc = 0.f;
+        for (int t = 0; t <= i; t++)
+            acc = fmaf(p[t], V[(size_t)t * ld + c], acc);
+        o[c] = acc;
+    }
+}
+
+#ifdef SR_CPU_HAVE_AVX2
+/* The lanes (l_j + l_{j+4}), j < 4, of one key; *c_out: the first dim not yet summed. */
+__attribute__((target("avx2,fma"))) static inline __m128 attn_dot8_avx2(const float *q,
+                                                                         const float *k, int dh,
+                                                                         int *c_out)
+{
+    __m256 acc = _mm256_setzero_ps();
+    int c = 0;
+    for (; c + 8 <= dh; c += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(k + c), acc);
+    __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
+    if (c + 4 <= dh) {
+        lo = _mm_fmadd_ps(_mm_loadu_ps(q + c), _mm_loadu_ps(k + c), lo);
+        c += 4;
+    }
+    *c_out = c;
+    return _mm_add_ps(lo, hi);
+}
+
+__attribute__((target("avx2,fma"))) static void attn_scores_avx2(const float *q, const float *K,
+                                                                  int ld, int i, int dh,
+                                                                  float scale, float *row)
+{
+    int t = 0, c = 0;
+    __m128 vs = _mm_set1_ps(scale);
+    for (; t + 4 <= i + 1; t += 4) { /* four keys: the two pairwise rounds across registers */
+        const float *k0 = K + (size_t)t * ld;
+        __m128 v0 = attn_dot8_avx2(q, k0, dh, &c), v1 = attn_dot8_avx2(q, k0 + ld, dh, &c),
+               v2 = attn_dot8_avx2(q, k0 + 2 * ld, dh, &c),
+               v3 = attn_dot8_avx2(q, k0 + 3 * ld, dh, &c);
+        __m128 x = _mm_add_ps(_mm_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1)));
+        __m128 y = _mm_add_ps(_mm_shuffle_ps(v2, v3, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm_shuffle_ps(v2, v3, _MM_SHUFFLE(3, 1, 3, 1)));
+        __m128 r = _mm_add_ps(_mm_shuffle_ps(x, y, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm_shuffle_ps(x, y, _MM_SHUFFLE(3, 1, 3, 1)));
+        for (int cc = c; cc < dh; cc++)
+            r = _mm_fmadd_ps(_mm_set1_ps(q[cc]),
+                             _mm_setr_ps(k0[cc], k0[ld + cc], k0[2 * ld + cc], k0[3 * ld + cc]), r);
+        _mm_storeu_ps(row + t, _mm_mul_ps(r, vs));
+    }
+    for (; t <= i; t++) {
+        const float *kt = K + (size_t)t * ld;
+        __m128 a = attn_dot8_avx2(q, kt, dh, &c);
+        float l[4];
+        _mm_storeu_ps(l, a);
+        float acc = (l[0] + l[1]) + (l[2] + l[3]);
+        for (int cc = c; cc < dh; cc++)
+            acc = fmaf(q[cc], kt[cc], acc);
+        row[t] = acc * scale;
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void attn_out_avx2(const float *p, const float *V,
+                                                               int ld, int i, int dh, float *o)
+{
+    int c = 0;
+    for (; c + 16 <= dh; c += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int t = 0; t <= i; t++) {
+            const float *v = V + (size_t)t * ld + c;
+            __m256 pt = _mm256_set1_ps(p[t]);
+            a0 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + 8), a1);
+        }
+        _mm256_storeu_ps(o + c, a0);
+        _mm256_storeu_ps(o + c + 8, a1);
+    }
+    for (; c + 8 <= dh; c += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int t = 0; t <= i; t++)
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(V + (size_t)t * ld + c), a0);
+        _mm256_storeu_ps(o + c, a0);
+    }
+    for (; c < dh; c++) {
+        float acc = 0.f;
+        for (int t = 0; t <= i; t++)
+            acc = fmaf(p[t], V[(size_t)t * ld + c], acc);
+        o[c] = acc;
+    }
+}
+#endif
+
+static void attn_row(int isa, const float *Q, const float *K, const float *V, int ld, int i,
+                     int dh, float scale, float *S, float *o)
 {
     const float *q = Q + (size_t)i * ld;
     float *row = S;
-    int t = 0;
-    for (; t + 4 <= i + 1; t += 4)
-        v4_store(row + t, attn_dot4(q, K + (size_t)t * ld, (size_t)ld, dh) * v4_splat(scale));
-    for (; t <= i; t++)
-        row[t] = attn_dot(q, K + (size_t)t * ld, dh) * scale;
+#ifdef SR_CPU_HAVE_AVX2
+    if (isa != SR__CPU_ISA_GENERIC)
+        attn_scores_avx2(q, K, ld, i, dh, scale, row);
+    else
+#endif
+        attn_scores_generic(q, K, ld, i, dh, scale, row);
     float mx = row[0];
+    int t;
     for (t = 1; t <= i; t++)
         mx = row[t] > mx ? row[t] : mx;
     float sum = 0.f;
@@ -733,34 +815,13 @@ static void attn_row(const float *Q, const float *K, const float *V, int ld, int
     float inv = 1.0f / sum;
     for (t = 0; t <= i; t++)
         row[t] *= inv;
-    int c = 0;
-    for (; c + 16 <= dh; c += 16) { /* sixteen dims at a time, each its own chain over t */
-        v4f a0 = v4_splat(0.f), a1 = a0, a2 = a0, a3 = a0;
-        for (t = 0; t <= i; t++) {
-            const float *v = V + (size_t)t * ld + c;
-            v4f p = v4_splat(row[t]);
-            a0 = a0 + p * v4_load(v);
-            a1 = a1 + p * v4_load(v + 4);
-            a2 = a2 + p * v4_load(v + 8);
-            a3 = a3 + p * v4_load(v + 12);
-        }
-        v4_store(o + c, a0);
-        v4_store(o + c + 4, a1);
-        v4_store(o + c + 8, a2);
-        v4_store(o + c + 12, a3);
+#ifdef SR_CPU_HAVE_AVX2
+    if (isa != SR__CPU_ISA_GENERIC) {
+        attn_out_avx2(row, V, ld, i, dh, o);
+        return;
     }
-    for (; c + 4 <= dh; c += 4) { /* the same chains, four dims at a time */
-        v4f acc = v4_splat(0.f);
-        for (t = 0; t <= i; t++)
-            acc = acc + v4_splat(row[t]) * v4_load(V + (size_t)t * ld + c);
-        v4_store(o + c, acc);
-    }
-    for (; c < dh; c++) {
-        float acc = 0.f;
-        for (t = 0; t <= i; t++)
-            acc = acc + row[t] * V[(size_t)t * ld + c];
-        o[c] = acc;
-    }
+#endif
+    attn_out_generic(row, V, ld, i, dh, o);
 }
 
 struct attn_job {
@@ -787,7 +848,7 @@ static bool attn_session(struct sr__cpu *c, int w, const float *base, int r0, in
     for (int h = 0; h < n_heads; h++) {
         const float *Q = base + h * dh, *K = base + d + h * dh, *V = base + 2 * d + h * dh;
         for (int i = r0; i < L; i++)
-            attn_row(Q, K, V, ld, i, dh, scale, S, out + (size_t)(i - r0) * d + h * dh);
+            attn_row(c->gemm_isa, Q, K, V, ld, i, dh, scale, S, out + (size_t)(i - r0) * d + h * dh);
     }
     return true;
 }

@@ -370,8 +370,9 @@ static void test_attention(void **state)
 
 /* Prefix consistency (DESIGN §3.1): row i of a session gets the same bits in a call over its
  * first j > i rows as in one over all L, wherever the session sits in the batch, and
- * attention_rows gives rows first..L-1 those bits from rows kept anywhere; head widths take
- * every body and tail of the kernel (1..33), and the rows stay close to the double reference. */
+ * attention_rows gives rows first..L-1 those bits from rows kept anywhere; every variant
+ * (AVX2+FMA, fmaf) gives the same bits; head widths take every body and tail of the kernel
+ * (1..33), and the rows stay close to the double reference. */
 static void test_attention_prefix(void **state)
 {
     (void)state;
@@ -386,6 +387,17 @@ static void test_attention_prefix(void **state)
                 int32_t off1[2] = {0, L};
                 assert_int_equal(be->iface->attention(be->ctx, qkv, off1, 1, L, nh, dh, full, NULL),
                                  SR_OK);
+                /* every variant (AVX2+FMA, fmaf) gives the same bits */
+                for (int isa = sr__cpu_gemm_isa_best(); isa >= SR__CPU_ISA_GENERIC; isa--) {
+                    float *alt = malloc(sizeof(float) * L * d);
+                    int prev = sr__cpu_gemm_set_isa(be->ctx, isa);
+                    assert_int_equal(be->iface->attention(be->ctx, qkv, off1, 1, L, nh, dh, alt,
+                                                          NULL), SR_OK);
+                    sr__cpu_gemm_set_isa(be->ctx, prev);
+                    if (memcmp(alt, full, sizeof(float) * (size_t)L * d))
+                        fail_msg("d_head %d heads %d: attention variant %d differs", dh, nh, isa);
+                    free(alt);
+                }
                 /* the double reference, row L-1 */
                 for (int h = 0; h < nh; h++) {
                     double sc[64], mx = -INFINITY, sum = 0, want[64] = {0};
