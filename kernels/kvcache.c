@@ -1,17 +1,17 @@
 /* kvcache.c — the gpt2 encode cache (DESIGN §3.1): per encoded sequence, the q|k|v rows of
  * every layer, so that when a session grows by n items the next encode runs only the n new rows
- * through the projections and MLPs, and attention over the cached rows plus the new ones.
+ * through the projections and MLPs, and attention for them over the cached rows plus the new
+ * ones (the backend's attention_rows, reading each entry's rows where they lie).
  *
  * Why the bytes are those of the full forward: every op of the model except attention is per
  * row and row-deterministic on the backends the cache runs on (cpu: cpu_gemm.c, and per-row
  * layer norm, bias/activation, embedding), so a row's bits do not depend on the other rows of
- * the call; attention is per session, and it is called here on exactly the session's rows the
- * full forward would give it, so its output rows are the same bits — the new rows are simply
- * the ones kept. The last block, as in gpt2.c, continues on the last row alone.
- * "Exactly the rows the full forward would give it" needs every cached row to be the row of
- * a full forward of any longer sequence: per-row ops give that, and the cpu attention is
- * prefix-consistent (row i's bits depend on rows 0..i only, cpu_backend.c), so by induction
- * over the blocks and the events each cached row is.
+ * the call; attention_rows gives a row the bits `attention` gives it over the same session's
+ * rows, so the new rows are those of the full forward — provided every cached row is the row
+ * a full forward of the longer sequence computes: per-row ops give that, and the cpu attention
+ * is prefix-consistent (row i's bits depend on rows 0..i only, cpu_backend.c), so by
+ * induction over the blocks and the events each cached row is. The last block, as in gpt2.c,
+ * continues on the last row alone.
  *
  * Entries are keyed by a hash of the item prefix they hold and checked against the items
  * themselves, so a hit is exact; the longest cached prefix of a session wins. An entry found
@@ -19,7 +19,7 @@
  * needed again by a session that grew. Least recently used entries go when the bytes pass the
  * bound, after each batch (a batch may overshoot by its own entries). Sessions longer than
  * max_len slide their window, which shifts every position: they are encoded in full and not
- * cached. Owned by the model; driven by the model's thread. */
+ * cached. Owned by the model; driven by the model's thread (one caller at a time). */
 #include "model_int.h"
 
 #include <stdlib.h>
