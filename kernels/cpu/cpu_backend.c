@@ -848,7 +848,8 @@ static bool attn_session(struct sr__cpu *c, int w, const float *base, int r0, in
     for (int h = 0; h < n_heads; h++) {
         const float *Q = base + h * dh, *K = base + d + h * dh, *V = base + 2 * d + h * dh;
         for (int i = r0; i < L; i++)
-            attn_row(c->gemm_isa, Q, K, V, ld, i, dh, scale, S, out + (size_t)(i - r0) * d + h * dh);
+            attn_row(c->gemm_isa, Q, K, V, ld, i, dh, scale, S,
+                     out + (size_t)(i - r0) * d + h * dh);
     }
     return true;
 }

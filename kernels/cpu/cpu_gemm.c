@@ -9,11 +9,12 @@
  * A call of at most 4 rows with a row-major op(B) reads op(B) in place instead (the same
  * chains: rows_direct_avx2), where packing it would cost as much as the GEMM (gpt2's encode
  * cache runs one new row per session, DESIGN §3.1).
- * Otherwise op(B) is packed once per call into panels of 16 columns (k-major, zero columns past N; a
- * whole number of tiles), shared by the tasks; each task owns a block of rows and packs each
- * tile's rows of op(A) k-major into its worker scratch (rows past M repeat a valid row and are
- * not stored). Edge tiles go through a register dump and a scalar epilogue doing the same
- * operations. Owns c->gemm_pack (grown as needed, freed with the backend).
+ * Otherwise op(B) is packed once per call into panels of 16 columns (k-major, zero columns past
+ * N; a whole number of tiles; whole panels of a row-major op(B) by copies), shared by the
+ * tasks; each task owns a block of rows and packs each tile's rows of op(A) k-major into its
+ * worker scratch (rows past M repeat a valid row and are not stored). Edge tiles go through a
+ * register dump and a scalar epilogue doing the same operations. Owns c->gemm_pack (grown as
+ * needed, freed with the backend).
  * Thread: the backend's caller; tasks on the pool. */
 #include "cpu_int.h"
 
@@ -230,7 +231,8 @@ __attribute__((target("avx2,fma"))) static void rows_direct_avx2(const struct dg
             __m256 c0 = _mm256_setzero_ps();
             const float *b = g->B + j0;
             for (int k = 0; k < K; k++, b += brs)
-                c0 = _mm256_fmadd_ps(_mm256_set1_ps(a[(size_t)k * g->a_cs]), _mm256_loadu_ps(b), c0);
+                c0 = _mm256_fmadd_ps(_mm256_set1_ps(a[(size_t)k * g->a_cs]), _mm256_loadu_ps(b),
+                                     c0);
             SR_DIRECT_EPILOGUE(crow + j0, c0);
         }
         for (; j0 < N; j0++) {

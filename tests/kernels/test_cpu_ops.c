@@ -1,9 +1,10 @@
 /* test_cpu_ops.c — every cpu backend op against a naive double-precision reference on fresh
  * random inputs (ggml test-backend-ops habit): gemm in all transpose/alpha/beta/stride
  * variants, embed, layer norm, each activation, add, causal attention with several heads and
- * variable lengths (length 1 included) and its prefix consistency (attention_rows), GRU gates, the whole GRU layer (inputs gathered by
- * row index or read in order), gather, and exact top-k with ties, bias, exclusions,
- * first_index 3, k above the eligible count and tile/query-block boundaries.
+ * variable lengths (length 1 included) and its prefix consistency (attention_rows), GRU
+ * gates, the whole GRU layer (inputs gathered by row index or read in order), gather, and exact
+ * top-k with ties, bias, exclusions, first_index 3, k above the eligible count and
+ * tile/query-block boundaries.
  * Each test runs the backend with 1, 2 and 3 threads. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -418,12 +419,13 @@ static void test_attention_prefix(void **state)
                              "attention last row");
                 }
                 /* every prefix j, as the second session of a batch after 5 random rows */
-                float *pk = randv((size_t)(5 + L) * ld, 2), *po = malloc(sizeof(float) * (5 + L) * d);
+                float *pk = randv((size_t)(5 + L) * ld, 2);
+                float *po = malloc(sizeof(float) * (5 + L) * d);
                 for (int j = 1; j <= L; j++) {
                     memcpy(pk + (size_t)5 * ld, qkv, sizeof(float) * (size_t)j * ld);
                     int32_t off2[3] = {0, 5, 5 + j};
-                    assert_int_equal(be->iface->attention(be->ctx, pk, off2, 2, L, nh, dh, po, NULL),
-                                     SR_OK);
+                    assert_int_equal(
+                        be->iface->attention(be->ctx, pk, off2, 2, L, nh, dh, po, NULL), SR_OK);
                     if (memcmp(po + (size_t)5 * d, full, sizeof(float) * (size_t)j * d))
                         fail_msg("d_head %d heads %d: rows of a %d-row call differ from the "
                                  "%d-row call's", dh, nh, j, L);
@@ -432,8 +434,8 @@ static void test_attention_prefix(void **state)
                 const float *rows[3] = {qkv, qkv, pk};
                 int32_t first[3] = {L - 1, 3, 0}, len[3] = {L, 20, 5}, orow[3] = {0, 1, 18};
                 float *ro = malloc(sizeof(float) * 23 * d);
-                assert_int_equal(be->iface->attention_rows(be->ctx, rows, first, len, orow, 3, L, nh,
-                                                           dh, ro, NULL), SR_OK);
+                assert_int_equal(be->iface->attention_rows(be->ctx, rows, first, len, orow, 3, L,
+                                                           nh, dh, ro, NULL), SR_OK);
                 assert_memory_equal(ro, full + (size_t)(L - 1) * d, sizeof(float) * d);
                 assert_memory_equal(ro + d, full + (size_t)3 * d, sizeof(float) * 17 * d);
                 int32_t off5[2] = {0, 5};

@@ -315,7 +315,8 @@ static void run_gpt2_cache(const struct cache_case *c)
         assert_true(st.evictions > 0);
         assert_true(st.bytes <= c->cache_bytes);
     }
-    free(S), free(offs), free(items), free(full), free(inc), free(ia), free(ib), free(sa), free(sb_);
+    free(S), free(offs), free(items), free(full), free(inc);
+    free(ia), free(ib), free(sa), free(sb_);
     sr_model_unref(plain);
     sr_model_unref(cached);
 }
