@@ -67,7 +67,7 @@ SR_CONFIG_KEY("state.changelog.replication.factor", INT, "-1..32767", "-1", "run
 SR_CONFIG_KEY("device",                  ENUM, "auto|cpu|cuda", "auto", "compute device: auto, cpu, cuda")
 SR_CONFIG_KEY("device.threads",          INT,  "0..4096", "0",        "CPU backend threads (0: all cores)")
 SR_CONFIG_KEY("encode.incremental",      BOOL, "",       "true",      "gru4rec on cpu: keep each session's hidden state with the session and run only its new items (same bytes as a full encode)")
-SR_CONFIG_KEY("encode.cache.bytes",      INT,  "0..",    "0",         "with encode.incremental, gpt2 with one layer on cpu: memory for per-session attention rows, least recently used out first (0: off)")
+SR_CONFIG_KEY("encode.cache.bytes",      INT,  "0..",    "67108864",  "with encode.incremental, gpt2 on cpu: memory for per-session attention rows, least recently used out first (0: off)")
 SR_CONFIG_KEY("retrieval.mode",          ENUM, "auto|exact|faiss", "auto", "auto (FAISS index when the bundle has one), exact, faiss")
 SR_CONFIG_KEY("retrieval.nprobe",        INT,  "1..1048576", "16",    "FAISS IVF lists probed per query")
 SR_CONFIG_KEY("retrieval.ef_search",     INT,  "1..1048576", "64",    "FAISS HNSW search depth")

@@ -63,9 +63,10 @@ const float *sr__bundle_item_table(const struct sr_bundle *b, const float **bias
 /* ---- backend function table ------------------------------------------------------------ */
 
 /* 1: the first table. 2: the optional gru_layer slot. 3: the optional gru_layer_h0 and
- * numerics slots (incremental encoding). 4: capability flags. A table may leave optional slots
- * NULL (designated initializers do); the model checks them before use. */
-#define SR_BACKEND_API_VERSION 4
+ * numerics slots (incremental encoding). 4: capability flags. 5: the optional attention_rows
+ * slot (the gpt2 encode cache). A table may leave optional slots NULL (designated initializers
+ * do); the model checks them before use. */
+#define SR_BACKEND_API_VERSION 5
 
 /* Capabilities (struct sr_backend_iface.flags). */
 #define SR_BACKEND_HOST_MEMORY 1u /* backend memory is host memory: host pointers serve as is */
@@ -159,6 +160,17 @@ struct sr_backend_iface {
      * computed with other arithmetic is never resumed. Required with gru_layer_h0 and for the
      * gpt2 encode cache (DESIGN §3.1). */
     const char *(*numerics)(void *ctx);
+    /* ---- api_version 5 ---- */
+    /* Optional (NULL: no gpt2 encode cache; DESIGN §3.1). `attention` for some rows of B
+     * sessions only: session s's q|k|v rows 0..len[s]-1 (3d floats each, contiguous) are at
+     * qkv[s]; its rows first[s]..len[s]-1 are written to out from row out_row[s] on (d floats
+     * each). Row i must get the bits `attention` gives it in a call over the same session,
+     * whatever that call's length (> i): `attention` is prefix-consistent, row i's bits depend
+     * on rows 0..i alone. The host arrays qkv, first, len and out_row are read before it
+     * returns; the rows qkv[s] point at are backend memory. */
+    sr_err_t (*attention_rows)(void *ctx, const float *const *qkv, const int32_t *first,
+                               const int32_t *len, const int32_t *out_row, int B, int max_len,
+                               int n_heads, int d_head, float *out, struct sr_error *err);
 };
 
 struct sr_backend {

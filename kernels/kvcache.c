@@ -1,20 +1,17 @@
 /* kvcache.c — the gpt2 encode cache (DESIGN §3.1): per encoded sequence, the q|k|v rows of
  * every layer, so that when a session grows by n items the next encode runs only the n new rows
- * through the projections and MLPs, and attention over the cached rows plus the new ones.
+ * through the projections and MLPs, and attention for them over the cached rows plus the new
+ * ones (the backend's attention_rows, reading each entry's rows where they lie).
  *
  * Why the bytes are those of the full forward: every op of the model except attention is per
  * row and row-deterministic on the backends the cache runs on (cpu: cpu_gemm.c, and per-row
  * layer norm, bias/activation, embedding), so a row's bits do not depend on the other rows of
- * the call; attention is per session, and it is called here on exactly the session's rows the
- * full forward would give it, so its output rows are the same bits — the new rows are simply
- * the ones kept. The last block, as in gpt2.c, continues on the last row alone.
- * "Exactly the rows the full forward would give it" holds for the first block's q|k|v (they
- * come from the embeddings through per-row ops) but not for later blocks': their rows come from
- * the previous block's attention, and the cpu attention (OpenBLAS sgemm per session) gives row
- * j different bits in an L-row call than in a (j+1)-row one (its reduction order depends on
- * the call's shape; test_incremental found it at 2 layers). So sr_model_set_encode_cache takes
- * one-block models only, until attention is prefix-consistent (a one-time change of the gpt2
- * bytes, DESIGN §3.1).
+ * the call; attention_rows gives a row the bits `attention` gives it over the same session's
+ * rows, so the new rows are those of the full forward — provided every cached row is the row
+ * a full forward of the longer sequence computes: per-row ops give that, and the cpu attention
+ * is prefix-consistent (row i's bits depend on rows 0..i only, cpu_backend.c), so by
+ * induction over the blocks and the events each cached row is. The last block, as in gpt2.c,
+ * continues on the last row alone.
  *
  * Entries are keyed by a hash of the item prefix they hold and checked against the items
  * themselves, so a hit is exact; the longest cached prefix of a session wins. An entry found
@@ -22,7 +19,7 @@
  * needed again by a session that grew. Least recently used entries go when the bytes pass the
  * bound, after each batch (a batch may overshoot by its own entries). Sessions longer than
  * max_len slide their window, which shifts every position: they are encoded in full and not
- * cached. Owned by the model; driven by the model's thread. */
+ * cached. Owned by the model; driven by the model's thread (one caller at a time). */
 #include "model_int.h"
 
 #include <stdlib.h>
@@ -266,51 +263,51 @@ static sr_err_t capture_fn(void *opaque, int layer, const float *qkv, const int3
 
 /* Host arrays of one batch, carved from one scratch slot. */
 struct plan {
-    int32_t *kind, *sub_off, *sub_items, *new_items, *new_pos, *all_off, *sel, *last_all,
-        *last_new, *rsess;
+    int32_t *kind, *sub_off, *sub_items, *new_items, *new_pos, *last_new, *rsess;
+    int32_t *first, *len, *out_row, *last_first, *last_row; /* attention_rows, per resumed */
     struct kv_ent **ent, **sub_ent;
-    uint64_t *h;
+    const float **rows;       /* [nr]: a resumed session's q|k|v rows of the current layer */
+    uint64_t *h, *key;        /* prefix hashes of one session; key[s]: hash of all its items */
     float *hv;
 };
 
 /* The incremental forward of nr sessions (rsess: their batch indices), each with its entry
- * holding p rows and n = len - p >= 1 new items: see the file comment. */
+ * holding p rows and n = len - p >= 1 new items: see the file comment. Per layer the new
+ * rows' q|k|v join their entries (rows past p mean nothing until p moves, on success) and
+ * attention_rows reads each session's rows where the entry keeps them, computing the new rows
+ * only (the last layer: the last row only, as gpt2.c). */
 static sr_err_t resume_forward(sr_model_t *m, const struct sr_session_batch *b,
                                struct plan *P, int nr, float *vecs, struct sr_error *err)
 {
     const struct sr_backend_iface *bi = m->bi;
     void *cx = m->bctx;
     const struct sr_bundle_info *in = m->info;
-    int d = m->d, ff = in->d_ff, nl = in->n_layers;
+    int d = m->d, ff = in->d_ff, nl = in->n_layers, dh = d / in->n_heads;
     size_t d3 = (size_t)3 * d;
     float eps = in->layer_norm_eps;
-    int Tn = 0, Ta = 0;
-    P->all_off[0] = 0;
+    int Tn = 0;
     for (int i = 0; i < nr; i++) {
         int s = P->rsess[i], len = b->offsets[s + 1] - b->offsets[s];
         struct kv_ent *e = P->ent[s];
         const int32_t *W = b->items + b->offsets[s];
+        P->first[i] = e->p;
+        P->len[i] = len;
+        P->out_row[i] = Tn;
+        P->last_first[i] = len - 1;
+        P->last_row[i] = i;
         for (int t = e->p; t < len; t++, Tn++) {
             P->new_items[Tn] = W[t];
             P->new_pos[Tn] = t;
-            P->sel[Tn] = Ta + t;
         }
         P->last_new[i] = Tn - 1;
-        Ta += len;
-        P->all_off[i + 1] = Ta;
-        P->last_all[i] = Ta - 1;
     }
     int32_t *di = sr__model_buf(m, SR__MB_ITEMS, sizeof(int32_t) * Tn, err);
     int32_t *dp = di ? sr__model_buf(m, SR__MB_POS, sizeof(int32_t) * Tn, err) : NULL;
-    int32_t *dof = dp ? sr__model_buf(m, SR__MB_OFF, sizeof(int32_t) * (nr + 1), err) : NULL;
-    int32_t *dsel = dof ? sr__model_buf(m, SR__MB_KV_SEL, sizeof(int32_t) * Tn, err) : NULL;
-    int32_t *dla = dsel ? sr__model_buf(m, SR__MB_KV_LA, sizeof(int32_t) * nr, err) : NULL;
-    int32_t *dln = dla ? sr__model_buf(m, SR__MB_KV_LN, sizeof(int32_t) * nr, err) : NULL;
+    int32_t *dln = dp ? sr__model_buf(m, SR__MB_KV_LN, sizeof(int32_t) * nr, err) : NULL;
     float *X = dln ? sr__model_buf(m, SR__MB_X, sizeof(float) * (size_t)Tn * d, err) : NULL;
     float *H = X ? sr__model_buf(m, SR__MB_H, sizeof(float) * (size_t)Tn * d, err) : NULL;
     float *QN = H ? sr__model_buf(m, SR__MB_KV_QKV, sizeof(float) * (size_t)Tn * d3, err) : NULL;
-    float *QKV = QN ? sr__model_buf(m, SR__MB_QKV, sizeof(float) * (size_t)Ta * d3, err) : NULL;
-    float *ATT = QKV ? sr__model_buf(m, SR__MB_ATT, sizeof(float) * (size_t)Ta * d, err) : NULL;
+    float *ATT = QN ? sr__model_buf(m, SR__MB_ATT, sizeof(float) * (size_t)Tn * d, err) : NULL;
     float *FF = ATT ? sr__model_buf(m, SR__MB_FF, sizeof(float) * (size_t)Tn * ff, err) : NULL;
     float *XL = FF ? sr__model_buf(m, SR__MB_XL, sizeof(float) * (size_t)nr * d, err) : NULL;
     float *AL = XL ? sr__model_buf(m, SR__MB_AL, sizeof(float) * (size_t)nr * d, err) : NULL;
@@ -319,9 +316,6 @@ static sr_err_t resume_forward(sr_model_t *m, const struct sr_session_batch *b,
         return SR_ENOMEM;
     TRY(bi->upload(cx, di, P->new_items, sizeof(int32_t) * Tn, err));
     TRY(bi->upload(cx, dp, P->new_pos, sizeof(int32_t) * Tn, err));
-    TRY(bi->upload(cx, dof, P->all_off, sizeof(int32_t) * (nr + 1), err));
-    TRY(bi->upload(cx, dsel, P->sel, sizeof(int32_t) * Tn, err));
-    TRY(bi->upload(cx, dla, P->last_all, sizeof(int32_t) * nr, err));
     TRY(bi->upload(cx, dln, P->last_new, sizeof(int32_t) * nr, err));
 
     TRY(bi->embed(cx, m->emb, m->wpe, di, dp, Tn, d, X, err));
@@ -333,28 +327,25 @@ static sr_err_t resume_forward(sr_model_t *m, const struct sr_session_batch *b,
         TRY(bi->gemm(cx, false, false, n, 3 * d, d, 1.0f, H, d, L->attn_w, 3 * d, 0.0f, QN,
                      3 * d, err));
         TRY(bi->bias_act(cx, QN, L->attn_b, n, 3 * d, SR_ACT_NONE, err));
-        /* the new rows join their entries; each session's rows then go to attention whole */
-        for (int i = 0, t = 0; i < nr; i++) {
-            int s = P->rsess[i], len = b->offsets[s + 1] - b->offsets[s];
-            struct kv_ent *e = P->ent[s];
+        for (int i = 0; i < nr; i++) { /* the new rows join their entries */
+            struct kv_ent *e = P->ent[P->rsess[i]];
             float *rows = e->qkv + (size_t)l * e->cap * d3;
-            TRY(bi->download(cx, rows + (size_t)e->p * d3, QN + (size_t)t * d3,
-                             sizeof(float) * (size_t)(len - e->p) * d3, err));
-            t += len - e->p;
-            TRY(bi->upload(cx, QKV + (size_t)P->all_off[i] * d3, rows,
-                           sizeof(float) * (size_t)len * d3, err));
+            TRY(bi->download(cx, rows + (size_t)e->p * d3, QN + (size_t)P->out_row[i] * d3,
+                             sizeof(float) * (size_t)(P->len[i] - e->p) * d3, err));
+            P->rows[i] = rows;
         }
-        TRY(bi->attention(cx, QKV, dof, nr, m->max_len, in->n_heads, d / in->n_heads, ATT, err));
         const float *att;
         if (l == nl - 1) {
-            TRY(bi->gather_rows(cx, ATT, dla, nr, d, AL, err));
+            TRY(bi->attention_rows(cx, P->rows, P->last_first, P->len, P->last_row, nr,
+                                   m->max_len, in->n_heads, dh, AL, err));
             TRY(bi->gather_rows(cx, X, dln, nr, d, XL, err));
             att = AL;
             x = XL;
             n = nr;
         } else {
-            TRY(bi->gather_rows(cx, ATT, dsel, Tn, d, H, err)); /* H is free until ln_2 */
-            att = H;
+            TRY(bi->attention_rows(cx, P->rows, P->first, P->len, P->out_row, nr, m->max_len,
+                                   in->n_heads, dh, ATT, err));
+            att = ATT;
         }
         TRY(bi->gemm(cx, false, false, n, d, d, 1.0f, att, d, L->proj_w, d, 1.0f, x, d, err));
         TRY(bi->bias_act(cx, x, L->proj_b, n, d, SR_ACT_NONE, err));
@@ -366,8 +357,11 @@ static sr_err_t resume_forward(sr_model_t *m, const struct sr_session_batch *b,
     }
     TRY(bi->layer_norm(cx, x, m->lnf_g, m->lnf_b, nr, d, eps, VO, err));
     TRY(bi->download(cx, P->hv, VO, sizeof(float) * (size_t)nr * d, err));
-    for (int i = 0; i < nr; i++)
+    int Ta = 0;
+    for (int i = 0; i < nr; i++) {
         memcpy(vecs + (size_t)P->rsess[i] * d, P->hv + (size_t)i * d, sizeof(float) * d);
+        Ta += P->len[i];
+    }
     m->kv->st.rows_computed += (uint64_t)Tn;
     m->kv->st.rows_reused += (uint64_t)(Ta - Tn);
     return SR_OK;
@@ -387,6 +381,7 @@ static sr_err_t encode_cached(sr_model_t *m, const struct sr_session_batch *b, f
         P->kind[s] = K_FULL;
         if (len <= m->max_len) {
             prefix_hashes(W, len, P->h);
+            P->key[s] = P->h[len];
             for (int j = len; j >= 1 && !P->ent[s]; j--)
                 P->ent[s] = find(kv, P->h[j], j, W);
             if (P->ent[s]) {
@@ -447,8 +442,7 @@ static sr_err_t encode_cached(sr_model_t *m, const struct sr_session_batch *b, f
             memcpy(e->items, b->items + b->offsets[s], sizeof(int32_t) * (size_t)len);
             memcpy(e->vec, vecs + (size_t)s * d, sizeof(float) * d);
             e->p = len;
-            prefix_hashes(e->items, len, P->h);
-            e->key = P->h[len];
+            e->key = P->key[s];
             hash_insert(kv, e);
             lru_front(kv, e);
             kv->st.rows_computed += (uint64_t)len;
@@ -470,8 +464,7 @@ static sr_err_t encode_cached(sr_model_t *m, const struct sr_session_batch *b, f
             memcpy(e->vec, vecs + (size_t)s * d, sizeof(float) * d);
             hash_remove(kv, e);
             e->p = len;
-            prefix_hashes(e->items, len, P->h);
-            e->key = P->h[len];
+            e->key = P->key[s];
             hash_insert(kv, e);
         } else {
             continue;
@@ -489,21 +482,26 @@ sr_err_t sr__gpt2_encode_cached(sr_model_t *m, const struct sr_session_batch *b,
 {
     int B = b->n, T = b->offsets[B] - b->offsets[0], ml = m->max_len;
     size_t a4 = sizeof(int32_t), ap = sizeof(void *);
-    /* one host slot: 7 int arrays of B(+1), 4 of T, 2 pointer arrays of B, hashes, vectors */
-    size_t bytes = a4 * (size_t)(7 * (B + 1) + 4 * (T + 1)) + ap * (size_t)(2 * B) +
-                   sizeof(uint64_t) * (size_t)(ml + 2) + sizeof(float) * (size_t)B * m->d + 64;
+    /* one host slot: hashes, keys, 3 pointer arrays of B, vectors, 10 int arrays of B + 1,
+     * 3 of T + 1 */
+    size_t bytes = sizeof(uint64_t) * (size_t)(ml + 2 + B) + ap * (size_t)(3 * B) +
+                   sizeof(float) * (size_t)B * m->d + a4 * (size_t)(10 * (B + 1) + 3 * (T + 1)) +
+                   64;
     char *p = sr__model_host(m, SR__HB_KV, bytes, err);
     if (!p)
         return SR_ENOMEM;
     struct plan P;
     P.h = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(ml + 2);
+    P.key = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)B;
     P.ent = (struct kv_ent **)p, p += ap * (size_t)B;
     P.sub_ent = (struct kv_ent **)p, p += ap * (size_t)B;
+    P.rows = (const float **)p, p += ap * (size_t)B;
     P.hv = (float *)p, p += sizeof(float) * (size_t)B * m->d;
-    int32_t **ints[] = {&P.kind, &P.sub_off, &P.all_off, &P.last_all, &P.last_new, &P.rsess};
+    int32_t **ints[] = {&P.kind,    &P.sub_off,    &P.last_new, &P.rsess,  &P.first,
+                        &P.len,     &P.out_row,    &P.last_first, &P.last_row};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         *ints[i] = (int32_t *)p, p += a4 * (size_t)(B + 1);
-    int32_t **toks[] = {&P.sub_items, &P.new_items, &P.new_pos, &P.sel};
+    int32_t **toks[] = {&P.sub_items, &P.new_items, &P.new_pos};
     for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++)
         *toks[i] = (int32_t *)p, p += a4 * (size_t)(T + 1);
     for (int s = 0; s < B; s++)

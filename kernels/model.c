@@ -287,11 +287,12 @@ sr_err_t sr_model_set_encode_cache(sr_model_t *m, size_t bytes, struct sr_error 
 {
     if (!m)
         return sr_error_set(err, SR_EINVAL, "model encode cache: NULL model");
-    if (bytes && (m->info->arch != SR_ARCH_GPT2 || m->info->n_layers != 1 || !m->bi->numerics))
-        return sr_error_set(err, SR_EUNSUPPORTED, "model encode cache: %s with %d layers on "
-                            "backend %s keeps no cache (gpt2 with one layer on a "
-                            "row-deterministic backend only: see DESIGN §3.1)",
-                            m->info->arch_name, m->info->n_layers, m->bi->name);
+    /* the cache hands its host rows to attention_rows as backend memory: host memory only */
+    if (bytes && (m->info->arch != SR_ARCH_GPT2 || m->info->n_layers < 1 || !m->bi->numerics ||
+                  !m->bi->attention_rows || !(m->bi->flags & SR_BACKEND_HOST_MEMORY)))
+        return sr_error_set(err, SR_EUNSUPPORTED, "model encode cache: %s on backend %s keeps "
+                            "no cache (gpt2 on a row-deterministic, prefix-consistent backend "
+                            "only: see DESIGN §3.1)", m->info->arch_name, m->bi->name);
     sr__kv_free(m, m->kv);
     m->kv = NULL;
     return bytes ? sr__kv_new(m, bytes, &m->kv, err) : SR_OK;

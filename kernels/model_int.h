@@ -22,7 +22,7 @@ enum sr__mbuf {
     SR__MB_X, SR__MB_H, SR__MB_QKV, SR__MB_ATT, SR__MB_FF, SR__MB_XL, SR__MB_AL, SR__MB_GH,
     SR__MB_ITEMS, SR__MB_POS, SR__MB_OFF, SR__MB_LAST, SR__MB_IOTA, SR__MB_VECS,
     SR__MB_EXCL_OFF, SR__MB_EXCL, SR__MB_H0, SR__MB_HS /* gru4rec states in, out */,
-    SR__MB_KV_QKV, SR__MB_KV_SEL, SR__MB_KV_LA, SR__MB_KV_LN /* gpt2 encode cache */,
+    SR__MB_KV_QKV, SR__MB_KV_LN /* gpt2 encode cache: new rows' q|k|v, last new rows */,
     SR__MB_COUNT
 };
 /* Host scratch slots (int32 unless said). */

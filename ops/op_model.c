@@ -179,7 +179,7 @@ static sr_err_t encode_run(void *ctx, struct sr_op_env *env, struct sr_batch *b,
     }
     struct sr_session_batch sb = {.n = n, .offsets = offsets, .items = packed};
     if (c->incremental && c->cache_bytes > 0 && c->armed != env->model) {
-        /* gpt2 with one layer on cpu keeps an encode cache; other models go without one */
+        /* gpt2 on cpu keeps an encode cache (DESIGN §3.1); other models go without one */
         struct sr_error e2 = {0};
         rc = sr_model_set_encode_cache(env->model, (size_t)c->cache_bytes, &e2);
         if (rc != SR_OK && rc != SR_EUNSUPPORTED)

@@ -272,6 +272,7 @@ static sr_err_t cpu_layer_norm(void *ctx, const float *x, const float *gamma, co
 #undef VM_ATTR
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define SR_CPU_HAVE_AVX2 1
+#include <immintrin.h>
 #define VM_W 8
 #define VM_R 2
 #define VM_SUF avx2
@@ -649,66 +650,228 @@ static const char *cpu_numerics(void *ctx)
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
+/* Row i of one head: s_t = scale·(q_i·k_t) for t <= i, a softmax over them, o_i = Σ_t p_t·v_t.
+ * Prefix-consistent (DESIGN §3.1): every value is computed in one fixed order that depends on
+ * d_head and on i alone, so row i's bits depend on rows 0..i only, not on how many rows the
+ * call holds or where the session sits (what lets the gpt2 encode cache reuse earlier rows):
+ *   q·k  eight partial sums, lane j a chain of fused multiply-adds over the dims ≡ j mod 8 in
+ *        order (a last group of four dims into lanes 0..3), then (l_j + l_{j+4}) for j < 4,
+ *        then (a0 + a1) + (a2 + a3), then fused multiply-adds of the dims past the last four,
+ *        then times scale — the same operations whether a key goes alone or four at a time;
+ *   the softmax: max, exps four at a time from t = 0, their sum, times 1/sum;
+ *   o    one chain of fused multiply-adds over t = 0..i per dim.
+ * Two variants give the same bits (fused multiply-adds round once either way): AVX2+FMA where
+ * the gemm runs AVX2 or AVX-512, fmaf() elsewhere. (OpenBLAS sgemm, used here before, gave row
+ * i other bits in an L-row call than in an (i+1)-row one, and others again under another
+ * OPENBLAS_CORETYPE.) Q, K, V: the head's columns of rows 0..i, row stride ld; S: i + 4 floats
+ * of scratch; o: d_head floats. */
+static float attn_dot_generic(const float *q, const float *k, int dh)
+{
+    float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int c = 0;
+    for (; c + 8 <= dh; c += 8)
+        for (int j = 0; j < 8; j++)
+            l[j] = fmaf(q[c + j], k[c + j], l[j]);
+    if (c + 4 <= dh) {
+        for (int j = 0; j < 4; j++)
+            l[j] = fmaf(q[c + j], k[c + j], l[j]);
+        c += 4;
+    }
+    float a0 = l[0] + l[4], a1 = l[1] + l[5], a2 = l[2] + l[6], a3 = l[3] + l[7];
+    float acc = (a0 + a1) + (a2 + a3);
+    for (; c < dh; c++)
+        acc = fmaf(q[c], k[c], acc);
+    return acc;
+}
+
+static void attn_scores_generic(const float *q, const float *K, int ld, int i, int dh,
+                                float scale, float *row)
+{
+    for (int t = 0; t <= i; t++)
+        row[t] = attn_dot_generic(q, K + (size_t)t * ld, dh) * scale;
+}
+
+static void attn_out_generic(const float *p, const float *V, int ld, int i, int dh, float *o)
+{
+    for (int c = 0; c < dh; c++) {
+        float acc = 0.f;
+        for (int t = 0; t <= i; t++)
+            acc = fmaf(p[t], V[(size_t)t * ld + c], acc);
+        o[c] = acc;
+    }
+}
+
+#ifdef SR_CPU_HAVE_AVX2
+/* The lanes (l_j + l_{j+4}), j < 4, of one key; *c_out: the first dim not yet summed. */
+__attribute__((target("avx2,fma"))) static inline __m128 attn_dot8_avx2(const float *q,
+                                                                         const float *k, int dh,
+                                                                         int *c_out)
+{
+    __m256 acc = _mm256_setzero_ps();
+    int c = 0;
+    for (; c + 8 <= dh; c += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(k + c), acc);
+    __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
+    if (c + 4 <= dh) {
+        lo = _mm_fmadd_ps(_mm_loadu_ps(q + c), _mm_loadu_ps(k + c), lo);
+        c += 4;
+    }
+    *c_out = c;
+    return _mm_add_ps(lo, hi);
+}
+
+__attribute__((target("avx2,fma"))) static void attn_scores_avx2(const float *q, const float *K,
+                                                                  int ld, int i, int dh,
+                                                                  float scale, float *row)
+{
+    int t = 0, c = 0;
+    __m128 vs = _mm_set1_ps(scale);
+    for (; t + 4 <= i + 1; t += 4) { /* four keys: the two pairwise rounds across registers */
+        const float *k0 = K + (size_t)t * ld;
+        __m128 v0 = attn_dot8_avx2(q, k0, dh, &c), v1 = attn_dot8_avx2(q, k0 + ld, dh, &c),
+               v2 = attn_dot8_avx2(q, k0 + 2 * ld, dh, &c),
+               v3 = attn_dot8_avx2(q, k0 + 3 * ld, dh, &c);
+        __m128 x = _mm_add_ps(_mm_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1)));
+        __m128 y = _mm_add_ps(_mm_shuffle_ps(v2, v3, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm_shuffle_ps(v2, v3, _MM_SHUFFLE(3, 1, 3, 1)));
+        __m128 r = _mm_add_ps(_mm_shuffle_ps(x, y, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm_shuffle_ps(x, y, _MM_SHUFFLE(3, 1, 3, 1)));
+        for (int cc = c; cc < dh; cc++)
+            r = _mm_fmadd_ps(_mm_set1_ps(q[cc]),
+                             _mm_setr_ps(k0[cc], k0[ld + cc], k0[2 * ld + cc], k0[3 * ld + cc]), r);
+        _mm_storeu_ps(row + t, _mm_mul_ps(r, vs));
+    }
+    for (; t <= i; t++) {
+        const float *kt = K + (size_t)t * ld;
+        __m128 a = attn_dot8_avx2(q, kt, dh, &c);
+        float l[4];
+        _mm_storeu_ps(l, a);
+        float acc = (l[0] + l[1]) + (l[2] + l[3]);
+        for (int cc = c; cc < dh; cc++)
+            acc = fmaf(q[cc], kt[cc], acc);
+        row[t] = acc * scale;
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void attn_out_avx2(const float *p, const float *V,
+                                                               int ld, int i, int dh, float *o)
+{
+    int c = 0;
+    for (; c + 16 <= dh; c += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int t = 0; t <= i; t++) {
+            const float *v = V + (size_t)t * ld + c;
+            __m256 pt = _mm256_set1_ps(p[t]);
+            a0 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + 8), a1);
+        }
+        _mm256_storeu_ps(o + c, a0);
+        _mm256_storeu_ps(o + c + 8, a1);
+    }
+    for (; c + 8 <= dh; c += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int t = 0; t <= i; t++)
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(V + (size_t)t * ld + c), a0);
+        _mm256_storeu_ps(o + c, a0);
+    }
+    for (; c < dh; c++) {
+        float acc = 0.f;
+        for (int t = 0; t <= i; t++)
+            acc = fmaf(p[t], V[(size_t)t * ld + c], acc);
+        o[c] = acc;
+    }
+}
+#endif
+
+static void attn_row(int isa, const float *Q, const float *K, const float *V, int ld, int i,
+                     int dh, float scale, float *S, float *o)
+{
+    const float *q = Q + (size_t)i * ld;
+    float *row = S;
+#ifdef SR_CPU_HAVE_AVX2
+    if (isa != SR__CPU_ISA_GENERIC)
+        attn_scores_avx2(q, K, ld, i, dh, scale, row);
+    else
+#endif
+        attn_scores_generic(q, K, ld, i, dh, scale, row);
+    float mx = row[0];
+    int t;
+    for (t = 1; t <= i; t++)
+        mx = row[t] > mx ? row[t] : mx;
+    float sum = 0.f;
+    t = 0;
+    v4f vmx = v4_splat(mx), vs = v4_splat(0.f);
+    for (; t + 4 <= i + 1; t += 4) {
+        v4f e = exp_sse(v4_load(row + t) - vmx);
+        v4_store(row + t, e);
+        vs += e;
+    }
+    sum = v4_hsum(vs);
+    for (; t <= i; t++) {
+        row[t] = s_exp(row[t] - mx);
+        sum += row[t];
+    }
+    float inv = 1.0f / sum;
+    for (t = 0; t <= i; t++)
+        row[t] *= inv;
+#ifdef SR_CPU_HAVE_AVX2
+    if (isa != SR__CPU_ISA_GENERIC) {
+        attn_out_avx2(row, V, ld, i, dh, o);
+        return;
+    }
+#endif
+    attn_out_generic(row, V, ld, i, dh, o);
+}
+
 struct attn_job {
     struct sr__cpu *c;
-    const float *qkv;
+    const float *qkv;            /* attention: packed sessions */
     const int32_t *offsets;
+    const float *const *rows;    /* attention_rows: each session's rows */
+    const int32_t *first, *len, *out_off;
     int n_heads, d_head, max_len;
     float *out;
     bool oom;
 };
 
-/* One session: per head S = scale·Q·Kᵀ (L×L), causal softmax per row, O = S·V. */
+/* Rows r0..L-1 of one session (q|k|v rows at base, stride 3d) into out (row r at out + (r -
+ * r0)·d): every head of every row through attn_row. */
+static bool attn_session(struct sr__cpu *c, int w, const float *base, int r0, int L, int n_heads,
+                         int dh, float *out)
+{
+    int d = dh * n_heads, ld = 3 * d;
+    float *S = sr__cpu_scratch(c, w, sizeof(float) * (size_t)(L + 4));
+    if (!S)
+        return false;
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int h = 0; h < n_heads; h++) {
+        const float *Q = base + h * dh, *K = base + d + h * dh, *V = base + 2 * d + h * dh;
+        for (int i = r0; i < L; i++)
+            attn_row(c->gemm_isa, Q, K, V, ld, i, dh, scale, S,
+                     out + (size_t)(i - r0) * d + h * dh);
+    }
+    return true;
+}
+
+/* One task per session. */
 static void attn_task(void *arg, int s, int w)
 {
     struct attn_job *j = arg;
-    int o0 = j->offsets[s], L = j->offsets[s + 1] - o0;
-    if (L <= 0)
-        return;
-    int dh = j->d_head, d = dh * j->n_heads, ld = 3 * d;
-    float *S = sr__cpu_scratch(j->c, w, sizeof(float) * (size_t)L * L);
-    if (!S) {
+    int o0 = j->offsets[s], L = j->offsets[s + 1] - o0, d = j->d_head * j->n_heads;
+    if (L > 0 && !attn_session(j->c, w, j->qkv + (size_t)o0 * 3 * d, 0, L, j->n_heads, j->d_head,
+                               j->out + (size_t)o0 * d))
         j->oom = true;
-        return;
-    }
-    float scale = 1.0f / sqrtf((float)dh);
-    const float *base = j->qkv + (size_t)o0 * ld;
-    for (int h = 0; h < j->n_heads; h++) {
-        const float *Q = base + h * dh, *K = base + d + h * dh, *V = base + 2 * d + h * dh;
-        float *O = j->out + (size_t)o0 * d + h * dh;
-        if (L == 1) {
-            memcpy(O, V, sizeof(float) * dh);
-            continue;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, Q, ld, K, ld, 0.0f,
-                    S, L);
-        for (int i = 0; i < L; i++) {
-            float *row = S + (size_t)i * L;
-            float mx = row[0];
-            for (int t = 1; t <= i; t++)
-                mx = row[t] > mx ? row[t] : mx;
-            float sum = 0.f;
-            int t = 0;
-            v4f vmx = v4_splat(mx), acc = v4_splat(0.f);
-            for (; t + 4 <= i + 1; t += 4) {
-                v4f e = exp_sse(v4_load(row + t) - vmx);
-                v4_store(row + t, e);
-                acc += e;
-            }
-            sum = v4_hsum(acc);
-            for (; t <= i; t++) {
-                row[t] = s_exp(row[t] - mx);
-                sum += row[t];
-            }
-            float inv = 1.0f / sum;
-            for (int t = 0; t <= i; t++)
-                row[t] *= inv;
-            for (int t = i + 1; t < L; t++)
-                row[t] = 0.f;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, S, L, V, ld, 0.0f,
-                    O, d);
-    }
+}
+
+static void attn_rows_task(void *arg, int s, int w)
+{
+    struct attn_job *j = arg;
+    int d = j->d_head * j->n_heads;
+    if (j->len[s] > j->first[s] &&
+        !attn_session(j->c, w, j->rows[s], j->first[s], j->len[s], j->n_heads, j->d_head,
+                      j->out + (size_t)j->out_off[s] * d))
+        j->oom = true;
 }
 
 static sr_err_t cpu_attention(void *ctx, const float *qkv, const int32_t *offsets, int B,
@@ -724,11 +887,31 @@ static sr_err_t cpu_attention(void *ctx, const float *qkv, const int32_t *offset
     }
     struct attn_job j = {.c = c, .qkv = qkv, .offsets = offsets, .n_heads = n_heads,
                          .d_head = d_head, .max_len = max_len, .out = out};
-    /* Small per-session GEMMs run single-threaded inside OpenBLAS; the pool splits sessions. */
+    /* the pool splits sessions */
     sr__cpu_parallel(c, B, attn_task, &j);
     if (j.oom)
-        return sr_error_set(err, SR_ENOMEM, "cpu attention: out of memory for %d×%d scores",
-                            max_len, max_len);
+        return sr_error_set(err, SR_ENOMEM, "cpu attention: out of memory for %d scores",
+                            max_len);
+    return SR_OK;
+}
+
+/* attention_rows: the rows attn_task would give, only first[s]..len[s]-1 of each session. */
+static sr_err_t cpu_attention_rows(void *ctx, const float *const *qkv, const int32_t *first,
+                                   const int32_t *len, const int32_t *out_row, int B,
+                                   int max_len, int n_heads, int d_head, float *out,
+                                   struct sr_error *err)
+{
+    struct sr__cpu *c = ctx;
+    for (int s = 0; s < B; s++)
+        if (len[s] < 0 || len[s] > max_len || first[s] < 0 || first[s] > len[s])
+            return sr_error_set(err, SR_EINVAL, "cpu attention: session %d asks rows %d..%d "
+                                "(max %d)", s, first[s], len[s], max_len);
+    struct attn_job j = {.c = c, .rows = qkv, .first = first, .len = len, .out_off = out_row,
+                         .n_heads = n_heads, .d_head = d_head, .max_len = max_len, .out = out};
+    sr__cpu_parallel(c, B, attn_rows_task, &j);
+    if (j.oom)
+        return sr_error_set(err, SR_ENOMEM, "cpu attention: out of memory for %d scores",
+                            max_len);
     return SR_OK;
 }
 
@@ -750,6 +933,7 @@ static const struct sr_backend_iface cpu_iface = {
     .bias_act = cpu_bias_act,
     .add = cpu_add,
     .attention = cpu_attention,
+    .attention_rows = cpu_attention_rows,
     .gru_gates = cpu_gru_gates,
     .gather_rows = cpu_gather_rows,
     .topk = sr__cpu_topk,

@@ -6,16 +6,21 @@
  * variant: AVX-512 (12×32 tiles), AVX2+FMA (6×16 tiles) and a portable one on fmaf() (4×16),
  * chosen once at backend creation (sr__cpu_gemm_isa_best). OpenBLAS cannot give this: its
  * result for a row depends on the row's position inside the call.
- * op(B) is packed once per call into panels of 16 columns (k-major, zero columns past N; a
- * whole number of tiles), shared by the tasks; each task owns a block of rows and packs each
- * tile's rows of op(A) k-major into its worker scratch (rows past M repeat a valid row and are
- * not stored). Edge tiles go through a register dump and a scalar epilogue doing the same
- * operations. Owns c->gemm_pack (grown as needed, freed with the backend).
+ * A call of at most 4 rows with a row-major op(B) reads op(B) in place instead (the same
+ * chains: rows_direct_avx2), where packing it would cost as much as the GEMM (gpt2's encode
+ * cache runs one new row per session, DESIGN §3.1).
+ * Otherwise op(B) is packed once per call into panels of 16 columns (k-major, zero columns past
+ * N; a whole number of tiles; whole panels of a row-major op(B) by copies), shared by the
+ * tasks; each task owns a block of rows and packs each tile's rows of op(A) k-major into its
+ * worker scratch (rows past M repeat a valid row and are not stored). Edge tiles go through a
+ * register dump and a scalar epilogue doing the same operations. Owns c->gemm_pack (grown as
+ * needed, freed with the backend).
  * Thread: the backend's caller; tasks on the pool. */
 #include "cpu_int.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define SR_GEMM_X86 1
@@ -172,6 +177,74 @@ __attribute__((target("avx512f,avx2,fma"))) static void tile_avx512(const struct
     }
     epilogue_scalar(g, acc, i0, nr, j0, left < 2 * PW ? left : 2 * PW);
 }
+/* ---- a few rows: op(B) read in place --------------------------------------------------- */
+
+/* M <= 4 rows of a row-major op(B), without packing it (for one row the packing copied as
+ * many floats as the GEMM reads): a row at a time, 64 then 8 columns at a time (independent
+ * accumulators in registers), each element the same chain of fused multiply-adds from 0 over
+ * k = 0..K-1, then alpha·acc and fma(beta, C, ·), as the tiles and their scalar epilogue do
+ * (fmaf on the columns past the last eight), so the bits are the packed path's. For the FMA
+ * variants only (AVX2, AVX-512); one thread. */
+#define SR_DIRECT_EPILOGUE(cp, acc)                                                                \
+    do {                                                                                           \
+        __m256 t_ = _mm256_mul_ps(va, (acc));                                                      \
+        if (g->beta != 0.0f)                                                                       \
+            t_ = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cp), t_);                                     \
+        _mm256_storeu_ps((cp), t_);                                                                \
+    } while (0)
+
+__attribute__((target("avx2,fma"))) static void rows_direct_avx2(const struct dg_job *g)
+{
+    const int N = g->N, K = g->K;
+    const size_t brs = g->b_rs;
+    __m256 va = _mm256_set1_ps(g->alpha), vb = _mm256_set1_ps(g->beta);
+    for (int i = 0; i < g->M; i++) {
+        const float *a = g->A + (size_t)i * g->a_rs;
+        float *crow = g->C + (size_t)i * g->ldc;
+        int j0 = 0;
+        for (; j0 + 64 <= N; j0 += 64) {
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0,
+                   c7 = c0;
+            const float *b = g->B + j0;
+            for (int k = 0; k < K; k++, b += brs) {
+                __m256 ak = _mm256_set1_ps(a[(size_t)k * g->a_cs]);
+                c0 = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b), c0);
+                c1 = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b + 8), c1);
+                c2 = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b + 16), c2);
+                c3 = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b + 24), c3);
+                c4 = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b + 32), c4);
+                c5 = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b + 40), c5);
+                c6 = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b + 48), c6);
+                c7 = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b + 56), c7);
+            }
+            float *cp = crow + j0;
+            SR_DIRECT_EPILOGUE(cp, c0);
+            SR_DIRECT_EPILOGUE(cp + 8, c1);
+            SR_DIRECT_EPILOGUE(cp + 16, c2);
+            SR_DIRECT_EPILOGUE(cp + 24, c3);
+            SR_DIRECT_EPILOGUE(cp + 32, c4);
+            SR_DIRECT_EPILOGUE(cp + 40, c5);
+            SR_DIRECT_EPILOGUE(cp + 48, c6);
+            SR_DIRECT_EPILOGUE(cp + 56, c7);
+        }
+        for (; j0 + 8 <= N; j0 += 8) {
+            __m256 c0 = _mm256_setzero_ps();
+            const float *b = g->B + j0;
+            for (int k = 0; k < K; k++, b += brs)
+                c0 = _mm256_fmadd_ps(_mm256_set1_ps(a[(size_t)k * g->a_cs]), _mm256_loadu_ps(b),
+                                     c0);
+            SR_DIRECT_EPILOGUE(crow + j0, c0);
+        }
+        for (; j0 < N; j0++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++)
+                acc = fmaf(a[(size_t)k * g->a_cs], g->B[(size_t)k * brs + j0], acc);
+            float t = g->alpha * acc;
+            crow[j0] = g->beta == 0.0f ? t : fmaf(g->beta, crow[j0], t);
+        }
+    }
+}
+#undef SR_DIRECT_EPILOGUE
 #endif
 
 /* ---- packing and tasks -------------------------------------------------------------------- */
@@ -183,6 +256,12 @@ static void pack_b_task(void *arg, int t, int w)
     int p1 = (t + 1) * g->pack_per < g->panels ? (t + 1) * g->pack_per : g->panels;
     for (int p = t * g->pack_per; p < p1; p++) {
         float *bp = g->Bp + (size_t)p * g->K * PW;
+        if (g->b_cs == 1 && (p + 1) * PW <= g->N) { /* a whole panel of a row-major B: copies */
+            const float *src = g->B + (size_t)p * PW;
+            for (int k = 0; k < g->K; k++, bp += PW)
+                memcpy(bp, src + (size_t)k * g->b_rs, sizeof(float) * PW);
+            continue;
+        }
         for (int k = 0; k < g->K; k++)
             for (int l = 0; l < PW; l++) {
                 int j = p * PW + l;
@@ -271,6 +350,12 @@ sr_err_t sr__cpu_gemm(void *ctx, bool trans_a, bool trans_b, int M, int N, int K
     g.a_cs = trans_a ? (size_t)lda : 1;
     g.b_rs = trans_b ? 1 : (size_t)ldb;
     g.b_cs = trans_b ? (size_t)ldb : 1;
+#ifdef SR_GEMM_X86
+    if (M <= 4 && !trans_b && (isa == SR__CPU_ISA_AVX2 || isa == SR__CPU_ISA_AVX512)) {
+        rows_direct_avx2(&g);
+        return SR_OK;
+    }
+#endif
     int per_tile = g.tw / PW;
     g.panels = ((N + g.tw - 1) / g.tw) * per_tile;
     size_t bytes = sizeof(float) * (size_t)g.panels * PW * (K ? K : 1);

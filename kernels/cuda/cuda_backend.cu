@@ -224,6 +224,7 @@ static const struct sr_backend_iface sr__cuda_iface = {
     .gru_layer_h0 = NULL,
     .gru_pack = NULL,
     .numerics = NULL,
+    .attention_rows = NULL, /* no gpt2 encode cache (DESIGN §3.1) */
 };
 
 /* ---- constructors --------------------------------------------------------------------- */

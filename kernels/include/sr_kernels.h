@@ -180,10 +180,8 @@ sr_err_t sr_model_encode_resume(sr_model_t *m, const struct sr_session_batch *ba
  * ones: sr_model_encode gives the same bytes, hit or miss. Entries are found by the items
  * themselves (an exact comparison), so the cache, which dies with the model, can never serve
  * another model or another sequence. Sessions longer than max_len (the window slides) are
- * encoded in full. SR_EUNSUPPORTED for gru4rec (it keeps states, above), for gpt2 with more
- * than one layer (the cpu attention is not prefix-consistent: a later block's cached rows would
- * not be the full forward's bits; DESIGN §3.1) and on a backend without row-deterministic
- * kernels (cuda: it encodes in full). */
+ * encoded in full. SR_EUNSUPPORTED for gru4rec (it keeps states, above) and on a backend
+ * without row-deterministic, prefix-consistent kernels (cuda: it encodes in full). */
 sr_err_t sr_model_set_encode_cache(sr_model_t *m, size_t bytes, struct sr_error *err);
 
 struct sr_encode_cache_stats {

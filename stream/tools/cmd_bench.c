@@ -1,10 +1,12 @@
 /* cmd_bench.c — `streamrec bench retrieval|model`: reproducible micro-benchmarks of exact top-k
- * and of the sequence encoders (issue 2, Performance); `model --incremental` times the encode of
- * one new event against session length, full recompute vs resumed from the state (DESIGN §3.1). Inputs are random from a seed; every
- * figure is the median over --reps timed runs after at least 0.5 s of warm-up. Human lines, then ONE
- * final JSON line that bench/compare.sh parses. Retrieval drives a backend's top-k directly
- * (sr_backend_topk) on a synthetic table, so no bundle is needed; the table is generated
- * and uploaded in chunks, so host memory stays O(chunk) besides the backend's copy. */
+ * and of the sequence encoders (DESIGN §6; figures in BENCHMARKS.md); `model --incremental`
+ * times the encode of one new event against session length, full recompute vs resumed from the
+ * state (gru4rec) or through the encode cache (gpt2; DESIGN §3.1). Inputs are random from a
+ * seed; every figure is the median over --reps timed runs after at least 0.5 s of warm-up.
+ * Human lines, then ONE final JSON line that bench/compare.sh parses. Retrieval drives a
+ * backend's top-k directly (sr_backend_topk) on a synthetic table, so no bundle is needed; the
+ * table is generated and uploaded in chunks, so host memory stays O(chunk) besides the
+ * backend's copy. Thread: the command's. */
 #include "cli.h"
 #include "sr_faiss.h"
 #include "sr_kernels.h"
@@ -627,10 +629,37 @@ done:
 
 /* ---- incremental encoding ---------------------------------------------------------------- */
 
+/* One timed sample of gpt2's cached path: `iters` times, an empty cache, the previous event's
+ * encode (pre: the L-1 prefixes, untimed; NULL for L = 1) leaving its rows in the cache, then
+ * the timed encode of the L-item batch. ns: the timed part only. The rows are warm in the CPU
+ * caches (just written): a lower bound for a cache whose entries were written long ago. */
+static sr_err_t cached_sample(sr_model_t *mc, size_t cbytes, const struct sr_session_batch *pre,
+                              const struct sr_session_batch *full, float *vp, float *vc,
+                              int iters, uint64_t *ns, struct sr_error *err)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < iters; i++) {
+        sr_err_t e = sr_model_set_encode_cache(mc, cbytes, err);
+        if (e == SR_OK && pre)
+            e = sr_model_encode(mc, pre, vp, err);
+        if (e != SR_OK)
+            return e;
+        uint64_t t0 = sr_now_ns();
+        e = sr_model_encode(mc, full, vc, err);
+        t += sr_now_ns() - t0;
+        if (e != SR_OK)
+            return e;
+    }
+    *ns = t;
+    return SR_OK;
+}
+
 /* Per-event encode cost against session length: B sessions of L items, each the previous L-1
  * items plus one new event, encoded (a) from scratch as today (sr_model_encode) and (b) resumed
- * from the state the L-1 prefix left (sr_model_encode_resume); the two must give the same
- * bytes. Each timed sample repeats the call until it lasts >= 2 ms; medians over --reps. */
+ * from the state the L-1 prefix left (gru4rec: sr_model_encode_resume) or through the encode
+ * cache holding the L-1 prefix's rows (gpt2: a second model with sr_model_set_encode_cache);
+ * the two must give the same bytes. Each timed sample repeats the call until a full-encode
+ * sample lasts >= 2 ms; medians over --reps. */
 static int bench_incremental(const struct bench_opts *o)
 {
     struct sr_error err = {0};
@@ -639,11 +668,13 @@ static int bench_incremental(const struct bench_opts *o)
         return 1;
     const struct sr_bundle_info *in = sr_bundle_info(bundle);
     sr_backend_t *be = NULL;
-    sr_model_t *m = NULL;
+    sr_model_t *m = NULL, *mc = NULL;
     int rc = 1;
     const int B = o->batch, maxl = in->max_len, d = in->d_model;
-    static const int lens[] = {1, 5, 10, 20, 50, 100};
-    int32_t *offs = NULL, *items = NULL, *poffs = NULL;
+    const bool gpt2 = in->arch == SR_ARCH_GPT2;
+    /* the last length is past max_len (the window slides: a full encode either way) */
+    const int lens[] = {1, 5, 10, 20, 50, gpt2 ? maxl + 1 : 100};
+    int32_t *offs = NULL, *items = NULL, *poffs = NULL, *pit = NULL;
     float *vf = NULL, *vi = NULL;
     uint8_t *pst = NULL, *ost = NULL, *ok = NULL;
     const uint8_t **inp = NULL;
@@ -656,12 +687,25 @@ static int bench_incremental(const struct bench_opts *o)
         goto done;
     }
     size_t ssz = sr_model_state_size(m);
-    int Lmax = maxl > 100 ? maxl : 100;
+    /* gpt2: the cache holds every session of the batch at every length (3 × d floats per row
+     * per layer), twice over */
+    size_t cbytes = (size_t)2 * B * (size_t)(maxl + 1) * 3 * d * sizeof(float) *
+                    (size_t)(in->n_layers ? in->n_layers : 1) + (64u << 10) * (size_t)B;
+    if (gpt2) {
+        if (sr_model_new(bundle, be, &mc, &err) != SR_OK ||
+            sr_model_set_encode_cache(mc, cbytes, &err) != SR_OK) {
+            sr__cli_fail(CMD, "%s", err.msg);
+            goto done;
+        }
+    }
+    const bool inc = ssz || mc;
+    int Lmax = maxl + 1 > 100 ? maxl + 1 : 100;
     offs = malloc(sizeof *offs * (size_t)(B + 1));
     poffs = malloc(sizeof *poffs * (size_t)(B + 1));
     items = malloc(sizeof *items * (size_t)B * Lmax);
     vf = malloc(sizeof *vf * (size_t)B * d);
     vi = malloc(sizeof *vi * (size_t)B * d);
+    pit = malloc(sizeof *pit * (size_t)B * Lmax);
     pst = malloc(ssz * (size_t)B + 1);
     ost = malloc(ssz * (size_t)B + 1);
     ok = malloc((size_t)B);
@@ -669,14 +713,21 @@ static int bench_incremental(const struct bench_opts *o)
     inl = malloc(sizeof *inl * (size_t)B);
     tf = calloc((size_t)o->reps, sizeof *tf);
     ti = calloc((size_t)o->reps, sizeof *ti);
-    if (!offs || !poffs || !items || !vf || !vi || !pst || !ost || !ok || !inp || !inl || !tf || !ti) {
+    if (!offs || !poffs || !items || !pit || !vf || !vi || !pst || !ost || !ok || !inp || !inl ||
+        !tf || !ti) {
         sr__cli_fail(CMD, "out of memory for host buffers");
         goto done;
     }
-    printf("incremental: %s d=%d layers=%d max_len %d, batch %d on %s; state %zu bytes/session%s\n",
-           in->arch_name, d, in->n_layers, maxl, B, sr_backend_describe(be), ssz,
-           ssz ? "" : " (none: full recompute only)");
-    printf("%6s %14s %14s %8s\n", "len", "full ns/event", "resumed ns/ev", "ratio");
+    if (mc)
+        printf("incremental: %s d=%d layers=%d heads=%d max_len %d, batch %d on %s; encode cache "
+               "%zu bytes\n", in->arch_name, d, in->n_layers, in->n_heads, maxl, B,
+               sr_backend_describe(be), cbytes);
+    else
+        printf("incremental: %s d=%d layers=%d max_len %d, batch %d on %s; state %zu "
+               "bytes/session%s\n", in->arch_name, d, in->n_layers, maxl, B,
+               sr_backend_describe(be), ssz, ssz ? "" : " (none: full recompute only)");
+    printf("%6s %14s %14s %8s\n", "len", "full ns/event", mc ? "cached ns/ev" : "resumed ns/ev",
+           "ratio");
     enum { NL = sizeof lens / sizeof lens[0] };
     double rf[NL], rr[NL];
     int32_t rres[NL];
@@ -690,23 +741,18 @@ static int bench_incremental(const struct bench_opts *o)
         for (int64_t i = 0; i < (int64_t)B * L; i++)
             items[i] = in->first_index + (int32_t)(mix64(o->seed ^ mix64((uint64_t)i)) % span);
         struct sr_session_batch full = {.n = B, .offsets = offs, .items = items};
-        /* the states after the first L-1 items of each session */
+        /* the previous event: the first L-1 items of each session */
+        for (int b = 0; b <= B; b++)
+            poffs[b] = b * (L - 1);
+        for (int b = 0; b < B && L > 1; b++)
+            memcpy(pit + (size_t)b * (L - 1), items + (size_t)b * L, sizeof *pit * (L - 1));
+        struct sr_session_batch pre = {.n = B, .offsets = poffs, .items = pit};
+        /* gru4rec: the states it left */
         for (int b = 0; b < B; b++)
             inp[b] = NULL, inl[b] = 0;
         if (ssz && L > 1) {
-            int32_t *pit = malloc(sizeof *pit * (size_t)B * (L - 1));
-            if (!pit) {
-                sr__cli_fail(CMD, "out of memory");
-                goto done;
-            }
-            for (int b = 0; b <= B; b++)
-                poffs[b] = b * (L - 1);
-            for (int b = 0; b < B; b++)
-                memcpy(pit + (size_t)b * (L - 1), items + (size_t)b * L, sizeof *pit * (L - 1));
-            struct sr_session_batch pre = {.n = B, .offsets = poffs, .items = pit};
             struct sr_encode_states ps = {.out = pst, .out_ok = ok};
             sr_err_t e = sr_model_encode_resume(m, &pre, &ps, vi, &err);
-            free(pit);
             if (e != SR_OK) {
                 sr__cli_fail(CMD, "prefix: %s", err.msg);
                 goto done;
@@ -741,18 +787,29 @@ static int bench_incremental(const struct bench_opts *o)
                         sr__cli_fail(CMD, "resume: %s", err.msg);
                         goto done;
                     }
-            uint64_t t2 = sr_now_ns();
+            uint64_t t2 = sr_now_ns(), tc = t2 - t1;
+            if (mc && cached_sample(mc, cbytes, L > 1 ? &pre : NULL, &full, vi, vi, iters, &tc,
+                                    &err) != SR_OK) {
+                sr__cli_fail(CMD, "cached encode: %s", err.msg);
+                goto done;
+            }
             tf[rep] = (double)(t1 - t0) / iters / B;
-            ti[rep] = (double)(t2 - t1) / iters / B;
+            ti[rep] = (double)tc / iters / B;
             resumed = st.resumed;
+            if (mc) { /* sessions the timed call found in the cache */
+                struct sr_encode_cache_stats cs;
+                sr_model_encode_cache_stats(mc, &cs);
+                resumed = (int32_t)cs.hits;
+            }
         }
-        if (ssz && memcmp(vf, vi, sizeof *vf * (size_t)B * d) != 0) {
-            sr__cli_fail(CMD, "len %d: resumed vectors differ from the full encode", L);
+        if (inc && memcmp(vf, vi, sizeof *vf * (size_t)B * d) != 0) {
+            sr__cli_fail(CMD, "len %d: %s vectors differ from the full encode", L,
+                         mc ? "cached" : "resumed");
             goto done;
         }
-        double f = median(tf, o->reps), r = ssz ? median(ti, o->reps) : f;
-        printf("%6d %14.0f %14.0f %7.1fx  (%d of %d resumed%s)\n", L, f, r, f / r, resumed, B,
-               L > maxl ? ", past max_len: recomputed" : "");
+        double f = median(tf, o->reps), r = inc ? median(ti, o->reps) : f;
+        printf("%6d %14.0f %14.0f %7.1fx  (%d of %d %s%s)\n", L, f, r, f / r, resumed, B,
+               mc ? "cached" : "resumed", L > maxl ? ", past max_len: recomputed" : "");
         rf[li] = f, rr[li] = r, rres[li] = resumed;
     }
     printf("{\"bench\":\"incremental\",\"arch\":\"%s\",\"d\":%d,\"layers\":%d,\"max_len\":%d,"
@@ -760,13 +817,15 @@ static int bench_incremental(const struct bench_opts *o)
     json_str(sr_backend_describe(be));
     printf(",\"reps\":%d,\"rows\":[", o->reps);
     for (int li = 0; li < NL; li++)
-        printf("%s{\"len\":%d,\"full_ns\":%.0f,\"resumed_ns\":%.0f,\"resumed\":%d}",
-               li ? "," : "", lens[li], rf[li], rr[li], rres[li]);
+        printf("%s{\"len\":%d,\"full_ns\":%.0f,\"%s_ns\":%.0f,\"%s\":%d}", li ? "," : "",
+               lens[li], rf[li], mc ? "cached" : "resumed", rr[li], mc ? "cached" : "resumed",
+               rres[li]);
     printf("]}\n");
     rc = 0;
 done:
-    free(offs), free(poffs), free(items), free(vf), free(vi), free(pst), free(ost), free(ok);
-    free(inp), free(inl), free(tf), free(ti);
+    free(offs), free(poffs), free(items), free(pit), free(vf), free(vi), free(pst), free(ost);
+    free(ok), free(inp), free(inl), free(tf), free(ti);
+    sr_model_unref(mc);
     sr_model_unref(m);
     sr_backend_unref(be);
     sr_bundle_unref(bundle);
@@ -795,9 +854,10 @@ static void usage(FILE *f)
             "       encode + top-k. Defaults: --items 100000 (retrieval) / 10000 (model), --dim 64,\n"
             "       --batch 256, -k 10, --d 64, --layers 2, --heads 2, --d-ff 4*d, --len 50\n"
             "       (bundle: its max_len), --device cpu, --threads 0 (all cores), --reps 5.\n"
-            "model --incremental: per-event encode cost (ns) at session lengths 1..100, full\n"
-            "       recompute vs resumed from the previous event's state (gru4rec on cpu), checked\n"
-            "       byte for byte; use --batch 1 for an event at a time.\n"
+            "model --incremental: per-event encode cost (ns) at session lengths 1..50 and one\n"
+            "       past max_len (gru4rec: 100), full recompute vs resumed from the previous\n"
+            "       event's state (gru4rec) or through the encode cache holding the previous\n"
+            "       event's rows (gpt2), cpu, checked byte for byte; --batch 1: an event at a time.\n"
             "Prints human lines, then one JSON line with queries_per_s or sessions_per_s,\n"
             "gflops and ms_per_batch (medians after one warm-up). retrieval checks queries 0-1\n"
             "against a naive scan unless --no-check.\n"

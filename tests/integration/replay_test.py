@@ -35,7 +35,9 @@ CASE is one of
                stored with it, DESIGN §3.1) gives the bytes of encode.incremental=false over
                sessions that outgrow max_len, on both state backends, at batch sizes 1 and 37,
                with session.max_len below the model's, and across a resumed run whose states
-               come from disk (rocksdb state.dir).
+               come from disk (rocksdb state.dir); gpt2 (2 layers) through its encode cache
+               (the default size and one that evicts, batch sizes 1 and 37, session.max_len
+               below the model's) gives the bytes of encode.cache.bytes=0.
   trending     recs.trending=true, recs.trending.slots=2 (DESIGN §4.6), with and without
                recs.sampling=softmax (§4.8, which also changes the model's picks), and
                recs.sampling=epsilon alone (0.2 +- 0.02 of the slots random): batch.max.events=1
@@ -481,6 +483,25 @@ def case_incremental(args, tmp):
                "first half on a state.dir, incremental true vs false")
     same_bytes(os.path.join(tmp, "r2.jsonl"), os.path.join(tmp, "o2.jsonl"),
                "second half resumed from the state.dir, incremental true vs false")
+    # gpt2 (2 layers) through its encode cache: the default 64 MiB, one that evicts all along,
+    # batches of 1 and 37, the store's window below the model's: the bytes of no cache
+    bundle = "gpt2-small"
+    gev = os.path.join(tmp, "gpt2_events.jsonl")
+    generate_events(os.path.join(args.data, bundle), gev, 3000, 40, 12)
+    gref = os.path.join(tmp, "gpt2_ref.jsonl")
+    replay(args, tmp, gev, gref, ["state.backend=memory", "encode.cache.bytes=0"], bundle=bundle)
+    gruns = [("default cache, b1", ["batch.max.events=1"]),
+             ("default cache, b37", ["batch.max.events=37"]),
+             ("20000-byte cache, b37", ["batch.max.events=37", "encode.cache.bytes=20000"])]
+    for i, (what, sets) in enumerate(gruns):
+        out = os.path.join(tmp, "gpt2_%d.jsonl" % i)
+        replay(args, tmp, gev, out, ["state.backend=memory"] + sets, bundle=bundle)
+        same_bytes(gref, out, "gpt2 %s vs encode.cache.bytes=0" % what)
+    replay(args, tmp, gev, short_ref, ["state.backend=memory", "session.max_len=7",
+                                       "encode.cache.bytes=0"], bundle=bundle)
+    replay(args, tmp, gev, short, ["state.backend=memory", "session.max_len=7",
+                                   "batch.max.events=13"], bundle=bundle)
+    same_bytes(short_ref, short, "gpt2 session.max_len=7: cache vs none")
 
 
 def case_compare(args, tmp):

@@ -1,9 +1,10 @@
 /* test_cpu_ops.c — every cpu backend op against a naive double-precision reference on fresh
  * random inputs (ggml test-backend-ops habit): gemm in all transpose/alpha/beta/stride
  * variants, embed, layer norm, each activation, add, causal attention with several heads and
- * variable lengths (length 1 included), GRU gates, the whole GRU layer (inputs gathered by
- * row index or read in order), gather, and exact top-k with ties, bias, exclusions,
- * first_index 3, k above the eligible count and tile/query-block boundaries.
+ * variable lengths (length 1 included) and its prefix consistency (attention_rows), GRU
+ * gates, the whole GRU layer (inputs gathered by row index or read in order), gather, and exact
+ * top-k with ties, bias, exclusions, first_index 3, k above the eligible count and
+ * tile/query-block boundaries.
  * Each test runs the backend with 1, 2 and 3 threads. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,8 +112,11 @@ static void test_gemm(void **state)
 static void test_gemm_row_determinism(void **state)
 {
     (void)state;
-    const int shapes[][3] = {{37, 72, 24}, {50, 192, 64}, {29, 40, 256}, {13, 17, 5}, {64, 33, 1}};
-    for (size_t s = 0; s < 5; s++)
+    /* M <= 4 with a row-major B: rows_direct_avx2 (calls of M rows) against the packed tiles
+     * (calls of M + 5 and 3M + 5 rows) */
+    const int shapes[][3] = {{37, 72, 24}, {50, 192, 64}, {29, 40, 256}, {13, 17, 5}, {64, 33, 1},
+                             {1, 72, 24},  {3, 33, 17},   {4, 8, 64},    {2, 5, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int v = 0; v < 8; v++) {
             int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
             bool ta = v & 1, tb = v & 2;
@@ -361,6 +365,89 @@ static void test_attention(void **state)
             assert_int_equal(be->iface->attention(be->ctx, qkv, off, B, 16, nh, dh, out, &err), SR_EINVAL);
             free(qkv), free(out), free(want);
         }
+        sr_backend_unref(be);
+    }
+}
+
+/* Prefix consistency (DESIGN §3.1): row i of a session gets the same bits in a call over its
+ * first j > i rows as in one over all L, wherever the session sits in the batch, and
+ * attention_rows gives rows first..L-1 those bits from rows kept anywhere; every variant
+ * (AVX2+FMA, fmaf) gives the same bits; head widths take every body and tail of the kernel
+ * (1..33), and the rows stay close to the double reference. */
+static void test_attention_prefix(void **state)
+{
+    (void)state;
+    const int dhs[] = {1, 3, 4, 7, 8, 9, 12, 16, 17, 32, 33};
+    FOR_THREADS
+    {
+        sr_backend_t *be = mk(TH);
+        for (size_t di = 0; di < sizeof dhs / sizeof dhs[0]; di++)
+            for (int nh = 1; nh <= 3; nh++) {
+                int dh = dhs[di], d = nh * dh, L = 37, ld = 3 * d;
+                float *qkv = randv((size_t)L * ld, 2), *full = malloc(sizeof(float) * L * d);
+                int32_t off1[2] = {0, L};
+                assert_int_equal(be->iface->attention(be->ctx, qkv, off1, 1, L, nh, dh, full, NULL),
+                                 SR_OK);
+                /* every variant (AVX2+FMA, fmaf) gives the same bits */
+                for (int isa = sr__cpu_gemm_isa_best(); isa >= SR__CPU_ISA_GENERIC; isa--) {
+                    float *alt = malloc(sizeof(float) * L * d);
+                    int prev = sr__cpu_gemm_set_isa(be->ctx, isa);
+                    assert_int_equal(be->iface->attention(be->ctx, qkv, off1, 1, L, nh, dh, alt,
+                                                          NULL), SR_OK);
+                    sr__cpu_gemm_set_isa(be->ctx, prev);
+                    if (memcmp(alt, full, sizeof(float) * (size_t)L * d))
+                        fail_msg("d_head %d heads %d: attention variant %d differs", dh, nh, isa);
+                    free(alt);
+                }
+                /* the double reference, row L-1 */
+                for (int h = 0; h < nh; h++) {
+                    double sc[64], mx = -INFINITY, sum = 0, want[64] = {0};
+                    const float *q = qkv + (size_t)(L - 1) * ld + h * dh;
+                    for (int t = 0; t < L; t++) {
+                        double a = 0;
+                        for (int k = 0; k < dh; k++)
+                            a += (double)q[k] * qkv[(size_t)t * ld + d + h * dh + k];
+                        sc[t] = a / sqrt((double)dh);
+                        mx = fmax(mx, sc[t]);
+                    }
+                    for (int t = 0; t < L; t++)
+                        sum += sc[t] = exp(sc[t] - mx);
+                    for (int t = 0; t < L; t++)
+                        for (int k = 0; k < dh; k++)
+                            want[k] += sc[t] / sum * qkv[(size_t)t * ld + 2 * d + h * dh + k];
+                    close_to(full + (size_t)(L - 1) * d + h * dh, want, (size_t)dh, 1e-5,
+                             "attention last row");
+                }
+                /* every prefix j, as the second session of a batch after 5 random rows */
+                float *pk = randv((size_t)(5 + L) * ld, 2);
+                float *po = malloc(sizeof(float) * (5 + L) * d);
+                for (int j = 1; j <= L; j++) {
+                    memcpy(pk + (size_t)5 * ld, qkv, sizeof(float) * (size_t)j * ld);
+                    int32_t off2[3] = {0, 5, 5 + j};
+                    assert_int_equal(
+                        be->iface->attention(be->ctx, pk, off2, 2, L, nh, dh, po, NULL), SR_OK);
+                    if (memcmp(po + (size_t)5 * d, full, sizeof(float) * (size_t)j * d))
+                        fail_msg("d_head %d heads %d: rows of a %d-row call differ from the "
+                                 "%d-row call's", dh, nh, j, L);
+                }
+                /* attention_rows: three sessions, rows first..len-1, packed */
+                const float *rows[3] = {qkv, qkv, pk};
+                int32_t first[3] = {L - 1, 3, 0}, len[3] = {L, 20, 5}, orow[3] = {0, 1, 18};
+                float *ro = malloc(sizeof(float) * 23 * d);
+                assert_int_equal(be->iface->attention_rows(be->ctx, rows, first, len, orow, 3, L,
+                                                           nh, dh, ro, NULL), SR_OK);
+                assert_memory_equal(ro, full + (size_t)(L - 1) * d, sizeof(float) * d);
+                assert_memory_equal(ro + d, full + (size_t)3 * d, sizeof(float) * 17 * d);
+                int32_t off5[2] = {0, 5};
+                assert_int_equal(be->iface->attention(be->ctx, pk, off5, 1, L, nh, dh, po, NULL),
+                                 SR_OK);
+                assert_memory_equal(ro + (size_t)18 * d, po, sizeof(float) * 5 * d);
+                struct sr_error err;
+                first[1] = 21; /* past len */
+                assert_int_equal(be->iface->attention_rows(be->ctx, rows, first, len, orow, 3, L,
+                                                           nh, dh, ro, &err), SR_EINVAL);
+                free(qkv), free(full), free(pk), free(po), free(ro);
+            }
         sr_backend_unref(be);
     }
 }
@@ -614,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_embed_gather),
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_bias_act),
         cmocka_unit_test(test_add),         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_prefix),
         cmocka_unit_test(test_gru_gates),   cmocka_unit_test(test_gru_layer),
         cmocka_unit_test(test_topk),
         cmocka_unit_test(test_device_parse),

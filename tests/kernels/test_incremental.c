@@ -2,9 +2,11 @@
  * same bytes as sr_model_encode over random sessions that grow event by event in random
  * batches (resumed, fresh and zero-step sessions mixed in one call), through the model's window
  * slide and the session store's; states of another model, of other items or damaged ones are
- * ignored; gpt2 keeps no state but its encode cache gives the same bytes as no cache (growing,
- * repeated, restarted and sliding sessions, a cache small enough to evict). Runs on the cpu backend with 1 and 2 threads and on unit widths
- * that take every step kernel (16/8/4-wide and scalar tails). */
+ * ignored; gpt2 keeps no state but its encode cache gives the same bytes as no cache, and
+ * recommend the same items and scores (1 to 3 layers, 1 to 5 heads, with and without
+ * output.bias; sessions growing by 1..n items, repeated, restarted, sliding in the store's and
+ * the model's window; a cache small enough to evict). Runs on the cpu backend with 1 and 2
+ * threads and on unit widths that take every step kernel (16/8/4-wide and scalar tails). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -216,35 +218,60 @@ static void test_gru_state_mismatch(void **u)
     sr_model_unref(b);
 }
 
-/* gpt2 through its encode cache vs without, byte for byte: sessions grow by 0..3 items per
- * batch (0: the same sequence again), some past max_len (the window slides: encoded in full),
- * identical sessions share a batch, and a small cache evicts. */
-static void run_gpt2_cache(const struct sr_synth_params *p, int threads, size_t cache_bytes,
-                           int rounds, uint64_t seed, bool expect_evictions)
+/* gpt2 through its encode cache vs without, byte for byte (memcmp of the session vectors and
+ * of recommend's indices and scores): NS sessions start with 1..max_add items and grow by
+ * 1..max_add per batch they join (one in eight joins with no new item: the same sequence
+ * again), start over now and then, and are kept at most `keep` items (the session store's
+ * window: keep <= max_len slides it, so the prefix shifts and the cache misses; keep > max_len
+ * lets sessions pass max_len, where the model's window slides and they are encoded in full).
+ * Identical sessions share batches (a small alphabet). A small cache_bytes evicts all along. */
+struct cache_case {
+    struct sr_synth_params p;
+    int threads, keep, max_add, rounds;
+    size_t cache_bytes;
+    uint64_t seed;
+    bool expect_evictions;
+};
+
+static void run_gpt2_cache(const struct cache_case *c)
 {
-    sr_model_t *plain = make_model(p, threads), *cached = make_model(p, threads);
+    const struct sr_synth_params *p = &c->p;
+    sr_model_t *plain = make_model(p, c->threads), *cached = make_model(p, c->threads);
     struct sr_error err = {0};
-    assert_int_equal(sr_model_set_encode_cache(cached, cache_bytes, &err), SR_OK);
-    int d = p->d_model;
+    assert_int_equal(sr_model_set_encode_cache(cached, c->cache_bytes, &err), SR_OK);
+    uint64_t seed = c->seed;
+    int d = p->d_model, K = 5;
     struct sess *S = calloc(NS, sizeof *S);
     int32_t *offs = malloc(sizeof(int32_t) * (NS + 1)), *items = malloc(sizeof(int32_t) * NS * CAP);
     float *full = malloc(sizeof(float) * NS * d), *inc = malloc(sizeof(float) * NS * d);
-    for (int r = 0; r < rounds; r++) {
+    int32_t *ia = malloc(sizeof(int32_t) * NS * K), *ib = malloc(sizeof(int32_t) * NS * K);
+    float *sa = malloc(sizeof(float) * NS * K), *sb_ = malloc(sizeof(float) * NS * K);
+    int64_t past_max = 0, store_slides = 0, restarts = 0, big_steps = 0;
+    assert_true(c->keep <= CAP);
+    for (int r = 0; r < c->rounds; r++) {
         int n = 0;
         offs[0] = 0;
         for (int s = 0; s < NS; s++) {
             if (rng(&seed) % 3 == 0)
                 continue;
             struct sess *x = &S[s];
-            int add = (int)(rng(&seed) % 4);
-            if (x->len == 0 && add == 0)
-                add = 1;
-            if (rng(&seed) % 16 == 0)
+            if (x->len && rng(&seed) % 16 == 0) {
                 x->len = 0; /* the session starts again */
-            for (int a = 0; a < add && x->len < CAP; a++)
+                restarts++;
+            }
+            int add = 1 + (int)(rng(&seed) % (uint64_t)c->max_add);
+            if (x->len && rng(&seed) % 8 == 0)
+                add = 0;
+            big_steps += add > 1;
+            for (int a = 0; a < add; a++) {
+                if (x->len == c->keep) { /* the store slides */
+                    memmove(x->items, x->items + 1, sizeof(int32_t) * (size_t)(c->keep - 1));
+                    x->len--;
+                    store_slides++;
+                }
                 x->items[x->len++] = 2 + (int32_t)(rng(&seed) % 5); /* prefixes repeat */
-            if (x->len == 0)
-                x->items[x->len++] = 2;
+            }
+            past_max += x->len > p->max_len;
             memcpy(items + offs[n], x->items, sizeof(int32_t) * x->len);
             offs[n + 1] = offs[n] + x->len;
             n++;
@@ -257,19 +284,39 @@ static void run_gpt2_cache(const struct sr_synth_params *p, int threads, size_t 
             fail_msg("cached encode: %s", err.msg);
         for (int i = 0; i < n; i++)
             if (memcmp(full + (size_t)i * d, inc + (size_t)i * d, sizeof(float) * d))
-                fail_msg("round %d session %d (len %d): cached encode differs", r, i,
-                         offs[i + 1] - offs[i]);
+                fail_msg("round %d session %d (len %d, max_len %d, %d layers, %d heads): cached "
+                         "encode differs", r, i, offs[i + 1] - offs[i], p->max_len, p->n_layers,
+                         p->n_heads);
+        if (r % 4 == 0) { /* encode + top-k (output.bias where the bundle has one) */
+            assert_int_equal(sr_model_recommend(plain, &sb, K, ia, sa, &err), SR_OK);
+            assert_int_equal(sr_model_recommend(cached, &sb, K, ib, sb_, &err), SR_OK);
+            assert_memory_equal(ia, ib, sizeof(int32_t) * (size_t)n * K);
+            assert_memory_equal(sa, sb_, sizeof(float) * (size_t)n * K);
+        }
     }
     struct sr_encode_cache_stats st;
     sr_model_encode_cache_stats(cached, &st);
-    assert_true(st.hits > (uint64_t)rounds);
-    assert_true(st.misses > 0);
-    assert_true(st.rows_reused > st.rows_computed / 4);
-    if (expect_evictions) {
+    /* the run must exercise what it claims */
+    if (st.hits < (uint64_t)c->rounds || !st.misses || st.rows_reused <= st.rows_computed / 8)
+        fail_msg("seed %llu: %llu hits, %llu misses, %llu evictions, rows %llu reused %llu "
+                 "computed in %d rounds", (unsigned long long)c->seed,
+                 (unsigned long long)st.hits, (unsigned long long)st.misses,
+                 (unsigned long long)st.evictions, (unsigned long long)st.rows_reused,
+                 (unsigned long long)st.rows_computed, c->rounds);
+    print_message("gpt2 cache, %d layers %d heads, keep %d, max_len %d: %llu hits, %llu misses, "
+                  "%llu evictions, %lld past max_len, %lld store slides\n", p->n_layers,
+                  p->n_heads, c->keep, p->max_len, (unsigned long long)st.hits,
+                  (unsigned long long)st.misses, (unsigned long long)st.evictions,
+                  (long long)past_max, (long long)store_slides);
+    assert_true(restarts > 0);
+    assert_true(c->max_add == 1 || big_steps > 0);
+    assert_true(c->keep > p->max_len ? past_max > 0 : store_slides > 0);
+    if (c->expect_evictions) {
         assert_true(st.evictions > 0);
-        assert_true(st.bytes <= cache_bytes);
+        assert_true(st.bytes <= c->cache_bytes);
     }
     free(S), free(offs), free(items), free(full), free(inc);
+    free(ia), free(ib), free(sa), free(sb_);
     sr_model_unref(plain);
     sr_model_unref(cached);
 }
@@ -277,15 +324,32 @@ static void run_gpt2_cache(const struct sr_synth_params *p, int threads, size_t 
 static void test_gpt2_cache_equal_random(void **u)
 {
     (void)u;
-    struct sr_synth_params p = {.arch = SR_ARCH_GPT2, .d_model = 32, .n_layers = 1, .n_heads = 4,
-                                .d_ff = 48, .max_len = 12, .n_items = 50, .seed = 4};
-    run_gpt2_cache(&p, 2, 64u << 20, 60, 5, false);
-    run_gpt2_cache(&p, 1, 64u << 20, 60, 6, false);
-    run_gpt2_cache(&p, 2, 40000, 60, 7, true); /* a few entries: evictions all along */
-    struct sr_synth_params q = {.arch = SR_ARCH_GPT2, .d_model = 24, .n_layers = 1, .n_heads = 2,
-                                .d_ff = 40, .max_len = 40, .n_items = 30, .seed = 8,
-                                .activation = SR_ACT_GELU_ERF};
-    run_gpt2_cache(&q, 2, 64u << 20, 40, 9, false);
+    const size_t big = 64u << 20;
+    const struct cache_case cases[] = {
+        /* depth 1..3, heads 1..5 (head widths 32, 8, 9, 16, 12: the attention's bodies and
+         * tails), gelu_tanh / gelu_erf / relu, with and without output.bias */
+        {{.arch = SR_ARCH_GPT2, .d_model = 32, .n_layers = 2, .n_heads = 4, .d_ff = 48,
+          .max_len = 12, .n_items = 50, .seed = 4}, 2, 30, 3, 60, big, 5, false},
+        {{.arch = SR_ARCH_GPT2, .d_model = 36, .n_layers = 3, .n_heads = 4, .d_ff = 40,
+          .max_len = 12, .n_items = 50, .seed = 14, .output_bias = true}, 2, 12, 5, 60, big, 15,
+         false},
+        {{.arch = SR_ARCH_GPT2, .d_model = 32, .n_layers = 2, .n_heads = 1, .d_ff = 48,
+          .max_len = 16, .n_items = 50, .seed = 5}, 1, 40, 2, 60, big, 6, false},
+        {{.arch = SR_ARCH_GPT2, .d_model = 24, .n_layers = 1, .n_heads = 2, .d_ff = 40,
+          .max_len = 40, .n_items = 30, .seed = 8, .activation = SR_ACT_GELU_ERF}, 2, 60, 8, 40,
+         big, 9, false},
+        {{.arch = SR_ARCH_GPT2, .d_model = 48, .n_layers = 3, .n_heads = 3, .d_ff = 64,
+          .max_len = 30, .n_items = 40, .seed = 21, .activation = SR_ACT_RELU,
+          .output_bias = true}, 2, 64, 10, 60, big, 22, false},
+        /* a cache of a few entries: evictions all along, store and model windows */
+        {{.arch = SR_ARCH_GPT2, .d_model = 32, .n_layers = 2, .n_heads = 4, .d_ff = 48,
+          .max_len = 12, .n_items = 50, .seed = 4}, 2, 30, 3, 60, 40000, 7, true},
+        {{.arch = SR_ARCH_GPT2, .d_model = 40, .n_layers = 3, .n_heads = 5, .d_ff = 32,
+          .max_len = 16, .n_items = 50, .seed = 31, .output_bias = true}, 2, 16, 3, 60, 250000, 32,
+         true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_gpt2_cache(&cases[i]);
 }
 
 static void test_gpt2_keeps_no_state(void **u)
@@ -302,12 +366,6 @@ static void test_gpt2_keeps_no_state(void **u)
     struct sr_encode_states st = {.out = out, .out_ok = &ok};
     struct sr_error err = {0};
     assert_int_equal(sr_model_encode_resume(m, &sb, &st, v, &err), SR_EUNSUPPORTED);
-    sr_model_unref(m);
-    /* nor a cache with two layers (the cpu attention is not prefix-consistent) */
-    p.n_layers = 2;
-    m = make_model(&p, 1);
-    assert_int_equal(sr_model_set_encode_cache(m, 1 << 20, &err), SR_EUNSUPPORTED);
-    assert_non_null(strstr(err.msg, "one layer"));
     sr_model_unref(m);
     /* and gru4rec keeps no cache */
     struct sr_synth_params g = gru(8, 1, 4, 1);

@@ -386,7 +386,7 @@ struct model_ctx {
 };
 
 /* Three sessions encoded, recommended, then grown by two items and encoded again: with the
- * gpt2 encode cache (one layer) the second pass reuses rows; gru4rec resumes from states. */
+ * gpt2 encode cache the second pass reuses rows; gru4rec resumes from states. */
 static sr_err_t path_model(void *vctx, uint64_t *d, struct sr_error *err)
 {
     struct model_ctx *c = vctx;
@@ -472,8 +472,8 @@ static sr_err_t path_model(void *vctx, uint64_t *d, struct sr_error *err)
 static void test_oom_model_gpt2(void **state)
 {
     (void)state;
-    /* one layer: the configuration the encode cache supports (no fixture has one) */
-    struct sr_synth_params p = {.arch = SR_ARCH_GPT2, .d_model = 16, .n_layers = 1, .n_heads = 2,
+    /* two layers: the cache's later blocks read earlier blocks' cached rows (DESIGN §3.1) */
+    struct sr_synth_params p = {.arch = SR_ARCH_GPT2, .d_model = 16, .n_layers = 2, .n_heads = 2,
                                 .d_ff = 32, .max_len = 12, .n_items = 300, .output_bias = true,
                                 .seed = 7};
     struct model_ctx c = {0};
