@@ -498,7 +498,7 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
         struct sr_hist h0, h1, g0, g1;
         uint64_t c0, c1, p0, p1;
         sr_runtime_counters(t.rt, NULL, &c0, &p0, &h0, &g0);
-        double cpu_a = cpu_seconds();
+        double cpu_a = cpu_seconds(), ccpu_a = proc_cpu_seconds(b->child);
         uint64_t ta = sr_now_ns();
         uint64_t n = (uint64_t)(rates[i] * b->seconds);
         if (gen(b, n, rates[i]) != 0)
@@ -509,6 +509,7 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
             nanosleep(&ts, NULL);
         } while (c1 < b->next_event && (double)(sr_now_ns() - ta) / 1e9 < b->seconds * 4 + 10);
         double el = (double)(sr_now_ns() - ta) / 1e9, cpu = cpu_seconds() - cpu_a;
+        double ccpu = proc_cpu_seconds(b->child) - ccpu_a; /* the generator and the broker */
         hist_sub(&h1, &h0);
         hist_sub(&g1, &g0);
         double got = (double)(c1 - c0) / el;
@@ -516,15 +517,17 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
                q999 = sr_hist_quantile(&h1, 0.999) * 1e3, r50 = sr_hist_quantile(&g1, 0.5) * 1e3,
                r99 = sr_hist_quantile(&g1, 0.99) * 1e3;
         printf("  offered %8.0f/s  achieved %8.0f/s  events/runtime-cpu-s %8.0f  latency ms p50 %.2f  "
-               "p99 %.2f  p999 %.2f  (%llu recs); consumed->produced p50 %.2f  p99 %.2f\n",
+               "p99 %.2f  p999 %.2f  (%llu recs); consumed->produced p50 %.2f  p99 %.2f; "
+               "cores used: runtime %.2f, generator + broker %.2f\n",
                rates[i], got, (double)(c1 - c0) / (cpu > 0 ? cpu : 1e-9), q50, q99, q999,
-               (unsigned long long)(p1 - p0), r50, r99);
+               (unsigned long long)(p1 - p0), r50, r99, cpu / el, ccpu / el);
         fflush(stdout);
         fprintf(json, "%s{\"offered\": %.1f, \"achieved\": %.1f, \"events_per_runtime_cpu_s\": %.1f, "
                       "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"recs\": %llu, "
-                      "\"produced_p50_ms\": %.3f, \"produced_p99_ms\": %.3f}",
+                      "\"produced_p50_ms\": %.3f, \"produced_p99_ms\": %.3f, \"runtime_cores\": %.3f, "
+                      "\"generator_broker_cores\": %.3f}",
                 i ? ", " : "", rates[i], got, (double)(c1 - c0) / (cpu > 0 ? cpu : 1e-9), q50,
-                q99, q999, (unsigned long long)(p1 - p0), r50, r99);
+                q99, q999, (unsigned long long)(p1 - p0), r50, r99, cpu / el, ccpu / el);
     }
     fprintf(json, "]}");
     b->json_sep = true;
