@@ -117,7 +117,8 @@ print(json.dumps({"bench": "e2e", "items": e["items"], "recommendations_per_s": 
     "saturation_events_per_s": m["saturation_events_per_s"], "floor_sessions_per_s": f["recommend_sessions_per_s"],
     "model_alone_recs_per_s": r["recommendations"] / (s["encode"] + s["retrieve"]),
     "half_offered": h["offered"], "half_p50_ms": h["p50_ms"], "half_p99_ms": h["p99_ms"],
-    "half_produced_p99_ms": h["produced_p99_ms"], "kafka_path_p50_ms": k["p50_ms"], "kafka_path_p99_ms": k["p99_ms"]}))' \
+    "half_produced_p99_ms": h["produced_p99_ms"], "half_runtime_cores": h["runtime_cores"],
+    "half_generator_broker_cores": h["generator_broker_cores"], "kafka_path_p50_ms": k["p50_ms"], "kafka_path_p99_ms": k["p99_ms"]}))' \
             "$(grep '^{' "$out/e2e.txt" | tail -n 1)" "$(echo "$fl" | grep '^{')" "$out/e2e-replay.json" \
             "$(grep '^{' "$out/e2e-kafka.txt" | tail -n 1)" | tee -a "$out/ours.jsonl"
     fi
@@ -198,6 +199,8 @@ for o in ours:
         print(fmt % ("online p50/p99 ms at 50%% (%.0f ev/s)" % o["half_offered"],
                      "%.1f / %.1f" % (o["half_p50_ms"], o["half_p99_ms"]), "", ""))
         print(fmt % ("  consumed->produced p99 ms", "%.1f" % o["half_produced_p99_ms"], "", ""))
+        print(fmt % ("  cores: runtime / generator+broker", "%.2f" % o["half_runtime_cores"],
+                     "%.2f" % o["half_generator_broker_cores"], ""))
         print(fmt % ("  Kafka path p50/p99 (500 items)", "", "%.1f / %.1f" % (o["kafka_path_p50_ms"],
                      o["kafka_path_p99_ms"]), ""))
         print(fmt % ("online recs/s / model alone", "%.0f" % o["recommendations_per_s"],
