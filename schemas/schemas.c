@@ -292,15 +292,16 @@ size_t sr_json_format_double(double v, char buf[32])
      * gives the same text with at most 3 conversions instead of up to 17 (scores, which come
      * from floats, need 17 nearly always). Subnormals have fewer significant bits: start at 1. */
     float f = (float)v;
+    const bool is_float = (double)f == v && fabsf(f) >= FLT_MIN;
     uint32_t d9;
-    if ((double)f == v && fabsf(f) >= FLT_MIN && float_digits9(f, &d9, &exp10)) {
+    if (is_float && float_digits9(f, &d9, &exp10)) {
         /* A float32 value (every model score is one): 9 significant digits always read back as
          * the same float; these are %.8e's digits (float_digits9), at a tenth of its cost. */
         for (nd = 9; nd > 0; nd--, d9 /= 10)
             digits[nd - 1] = (char)('0' + d9 % 10);
         nd = 9;
     } else {
-        if ((double)f == v && fabsf(f) >= FLT_MIN) {
+        if (is_float) {
             snprintf(e, sizeof e, "%.8e", v); /* a float outside float_digits9's range */
         } else {
             for (int p = fabs(v) >= DBL_MIN ? 15 : 1; p <= 17; p++) {

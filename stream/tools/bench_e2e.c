@@ -512,22 +512,22 @@ static int run_mode(struct e2e *b, bool ingest, FILE *json)
         double ccpu = proc_cpu_seconds(b->child) - ccpu_a; /* the generator and the broker */
         hist_sub(&h1, &h0);
         hist_sub(&g1, &g0);
-        double got = (double)(c1 - c0) / el;
+        double got = (double)(c1 - c0) / el, per_cpu = (double)(c1 - c0) / (cpu > 0 ? cpu : 1e-9);
         double q50 = sr_hist_quantile(&h1, 0.5) * 1e3, q99 = sr_hist_quantile(&h1, 0.99) * 1e3,
                q999 = sr_hist_quantile(&h1, 0.999) * 1e3, r50 = sr_hist_quantile(&g1, 0.5) * 1e3,
                r99 = sr_hist_quantile(&g1, 0.99) * 1e3;
         printf("  offered %8.0f/s  achieved %8.0f/s  events/runtime-cpu-s %8.0f  latency ms p50 %.2f  "
                "p99 %.2f  p999 %.2f  (%llu recs); consumed->produced p50 %.2f  p99 %.2f; "
                "cores used: runtime %.2f, generator + broker %.2f\n",
-               rates[i], got, (double)(c1 - c0) / (cpu > 0 ? cpu : 1e-9), q50, q99, q999,
-               (unsigned long long)(p1 - p0), r50, r99, cpu / el, ccpu / el);
+               rates[i], got, per_cpu, q50, q99, q999, (unsigned long long)(p1 - p0), r50, r99,
+               cpu / el, ccpu / el);
         fflush(stdout);
         fprintf(json, "%s{\"offered\": %.1f, \"achieved\": %.1f, \"events_per_runtime_cpu_s\": %.1f, "
                       "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"recs\": %llu, "
                       "\"produced_p50_ms\": %.3f, \"produced_p99_ms\": %.3f, \"runtime_cores\": %.3f, "
                       "\"generator_broker_cores\": %.3f}",
-                i ? ", " : "", rates[i], got, (double)(c1 - c0) / (cpu > 0 ? cpu : 1e-9), q50,
-                q99, q999, (unsigned long long)(p1 - p0), r50, r99, cpu / el, ccpu / el);
+                i ? ", " : "", rates[i], got, per_cpu, q50, q99, q999,
+                (unsigned long long)(p1 - p0), r50, r99, cpu / el, ccpu / el);
     }
     fprintf(json, "]}");
     b->json_sep = true;
@@ -556,10 +556,10 @@ static void usage(void)
            "  per partition, ~170 bytes an event) backlogged, then consumed -> committed. Rates\n"
            "  (default 25/50/75%% of saturation) offered for S seconds (default 5): achieved rate\n"
            "  and consumed->delivered latency p50/p99/p999, and consumed->produced p50/p99 (the\n"
-           "  runtime's part; the rest is the producer and the broker). --ingest-only skips the\n"
-           "  model (no\n"
-           "  trigger types). --set overrides the runtime's configuration (e.g.\n"
-           "  kafka.producer.linger.ms=5). Last line: JSON.\n"
+           "  runtime's part; the rest is the producer and the broker), and the cores the runtime\n"
+           "  and the generator + broker used. --ingest-only skips the model (no trigger types).\n"
+           "  --set overrides the runtime's configuration (e.g. kafka.producer.linger.ms=5).\n"
+           "  Last line: JSON.\n"
            "  --write-events writes the saturation phase's N events as JSON Lines and exits (to\n"
            "  replay the same stream offline: its model stages are the online run's floor).\n");
 }
